@@ -1,0 +1,130 @@
+"""Shared fixtures: unique interface names and subnets, cleanup, fd accounting.
+
+Every interface a test makes is named ``tt`` + a per-run tag + a counter
+(at most 15 bytes) and is deleted at teardown even when the test fails; the
+session ends with a check that no interface of this run is left.  Traffic
+goes only to addresses inside the test's own 198.18.0.0/15 subnet
+(RFC 2544 benchmarking space) or fd00:7474::/32, both assigned to the test's
+own devices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from typing import Iterator, List
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+RUN_TAG = f"{os.getpid() % 10000:04d}"
+_counter = itertools.count()
+
+
+def tun_available() -> str:
+    """Return '' if /dev/net/tun can be opened, else the reason."""
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"/dev/net/tun cannot be opened: {exc}"
+    os.close(fd)
+    return ""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "device" not in item.keywords:
+        return
+    reason = tun_available()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true and this test needs a TUN device: {reason}")
+        pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "device: needs /dev/net/tun and CAP_NET_ADMIN (fails in CI without)")
+
+
+def new_name(tag: str = "") -> str:
+    """A fresh interface name of this run: tt<run tag><tag><n>, <= 15 bytes."""
+    name = f"tt{RUN_TAG}{tag}{next(_counter)}"
+    assert len(name) <= 15, name
+    return name
+
+
+def ip(*args: str, check: bool = True) -> str:
+    """Run ``ip ARGS`` and return its stdout."""
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def link_info(name: str) -> dict:  # type: ignore[type-arg]
+    """``ip -j -d link show NAME`` as a dict."""
+    return json.loads(ip("-j", "-d", "link", "show", "dev", name))[0]  # type: ignore[no-any-return]
+
+
+def our_links() -> List[str]:
+    """Interfaces of this test run still present."""
+    return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(f"tt{RUN_TAG}"))
+
+
+def delete_link(name: str) -> None:
+    if os.path.exists(f"/sys/class/net/{name}"):
+        ip("link", "del", "dev", name, check=False)
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def ifname() -> Iterator[str]:
+    """A unique interface name, deleted after the test whatever happens."""
+    name = new_name()
+    yield name
+    delete_link(name)
+
+
+@pytest.fixture
+def ifnames() -> Iterator["NameFactory"]:
+    """A factory of unique names; every name it gave is deleted after the test."""
+    factory = NameFactory()
+    yield factory
+    for name in factory.given:
+        delete_link(name)
+
+
+class NameFactory:
+    def __init__(self) -> None:
+        self.given: List[str] = []
+
+    def __call__(self, tag: str = "") -> str:
+        name = new_name(tag)
+        self.given.append(name)
+        return name
+
+
+_subnets = itertools.count()
+
+
+@pytest.fixture
+def subnet() -> str:
+    """A /24 prefix of 198.18.0.0/15 unique in this run, as '198.18.X' / '198.19.X'."""
+    n = (int(RUN_TAG) * 37 + next(_subnets)) % 512
+    return f"198.{18 + n // 256}.{n % 256}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    before = set(os.listdir("/sys/class/net"))
+    yield
+    left = our_links()
+    for name in left:
+        delete_link(name)
+    assert not left, f"the test run left interfaces behind: {left}"
+    new = sorted(n for n in set(os.listdir("/sys/class/net")) - before if n.startswith("tt"))
+    assert not new, f"test interfaces appeared during the run and were not removed: {new}"

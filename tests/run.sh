@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run the whole test suite on CPython and on PyPy (as root, on Debian/Ubuntu).
+# Installs what the tests need: Debian packages with apt-get, Python packages
+# into .venv (CPython) and .venv-pypy (PyPy) with pip.  Extra arguments go to
+# pytest, e.g. `bash tests/run.sh -k readinto`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have pypy3 || missing+=(pypy3)
+dpkg -s pypy3-venv >/dev/null 2>&1 || missing+=(pypy3-venv)
+have ping || missing+=(iputils-ping)
+have setpriv || missing+=(util-linux)
+have ip || missing+=(iproute2)
+have gcc || missing+=(gcc libc6-dev)
+[ -e /usr/include/linux/if_tun.h ] || missing+=(linux-libc-dev)
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check '.[test]'
+[ -x .venv-pypy/bin/python ] || pypy3 -m venv .venv-pypy
+.venv-pypy/bin/python -m pip install -q --disable-pip-version-check '.[test]'
+
+status=0
+echo "== CPython: $(.venv/bin/python -VV | head -1)"
+.venv/bin/python -m pytest "$@" || status=$?
+echo "== PyPy: $(.venv-pypy/bin/python -VV | tr '\n' ' ')"
+.venv-pypy/bin/python -m pytest "$@" || status=$?
+exit "$status"

@@ -1,0 +1,43 @@
+"""tuntap_cffi: Linux TUN/TAP devices from pure Python, through cffi's ABI mode.
+
+    from tuntap_cffi import open_tun
+
+    with open_tun("tun%d") as dev:
+        buf = bytearray(dev.max_packet_size)
+        n = dev.readinto(buf)
+"""
+
+from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_tap, open_tun
+from .errors import (
+    DeviceBusyError,
+    DeviceClosedError,
+    DeviceNotFoundError,
+    DeviceNotReadyError,
+    DevicesExhaustedError,
+    InvalidPacketError,
+    TunTapError,
+    TunTapPermissionError,
+    UnsupportedPlatformError,
+)
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open_tun",
+    "open_tap",
+    "delete_persistent",
+    "Device",
+    "DeviceKind",
+    "TunFlags",
+    "PacketInfo",
+    "TunTapError",
+    "DeviceBusyError",
+    "DevicesExhaustedError",
+    "DeviceNotReadyError",
+    "UnsupportedPlatformError",
+    "TunTapPermissionError",
+    "DeviceNotFoundError",
+    "InvalidPacketError",
+    "DeviceClosedError",
+]

@@ -1,0 +1,166 @@
+"""Linux backend: /dev/net/tun, the TUN* ioctls, and link ioctls on a control socket.
+
+Facts:
+- ``open("/dev/net/tun")`` gives an unattached file; ``TUNSETIFF`` with a
+  name and ``IFF_TUN``/``IFF_TAP`` creates the interface (or attaches to a
+  persistent one) and writes the chosen name back (``tun%d`` templates).
+- The interface lives as long as an fd holds it, unless ``TUNSETPERSIST``.
+- Link settings (flags, MTU, queue length, index) are ``SIOC*`` ioctls on any
+  socket of the right network namespace; ``dev_ioctl`` serves them for every
+  socket family, so a NETLINK_ROUTE socket (which the configuration module
+  also uses for addresses) does the job and works without IPv4.
+- Every fd is opened O_CLOEXEC and closed on every failure path here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any, Optional, Tuple
+
+from . import _ioctl
+from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
+from .errors import DeviceNotFoundError
+
+__all__ = [
+    "TUN_PATH",
+    "create",
+    "get_iff",
+    "set_persist",
+    "control_socket",
+    "get_link_flags",
+    "set_link_flags",
+    "get_int",
+    "set_int",
+    "sysfs_tun_flags",
+    "delete_persistent",
+]
+
+TUN_PATH = "/dev/net/tun"
+
+
+def _ifreq(name: str) -> Any:
+    ifr = ffi.new("struct ifreq *")
+    ifr.ifr_name = name.encode("ascii")
+    return ifr
+
+
+def create(
+    name: str,
+    flags: int,
+    owner: Optional[int],
+    group: Optional[int],
+    persist: Optional[bool],
+    kind: str,
+) -> Tuple[int, str]:
+    """Open /dev/net/tun and attach it to interface *name*; return (fd, name).
+
+    The fd is O_NONBLOCK (the Device emulates blocking reads with poll, which
+    is what lets ``close()`` wake a blocked reader) and O_CLOEXEC.
+    """
+    what = f"cannot create {kind} device {name or '(kernel-chosen name)'}"
+    fd = open_cloexec(TUN_PATH, os.O_RDWR | os.O_NONBLOCK, what)
+    try:
+        ifr = _ifreq(name)
+        ifr.ifr_flags = flags
+        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op="create", name=name or None, what=what)
+        name = ffi.string(ifr.ifr_name).decode("ascii")
+        what = f"cannot configure {kind} device {name}"
+        # Owner and group first, persistence last: if anything fails before,
+        # closing the fd removes the interface we just made.
+        if owner is not None:
+            check(lib.ioctl, fd, _ioctl.TUNSETOWNER, ffi.cast("unsigned long", owner), op="ioctl", name=name, what=what)
+        if group is not None:
+            check(lib.ioctl, fd, _ioctl.TUNSETGROUP, ffi.cast("unsigned long", group), op="ioctl", name=name, what=what)
+        if persist is not None:
+            set_persist(fd, name, persist)
+    except BaseException:
+        close_quietly(fd)
+        raise
+    return fd, name
+
+
+def get_iff(fd: int) -> Tuple[str, int]:
+    """``TUNGETIFF``: return (name, IFF_* flags) of the interface *fd* is attached to."""
+    ifr = ffi.new("struct ifreq *")
+    check(lib.ioctl, fd, _ioctl.TUNGETIFF, ifr, op="ioctl", what=f"fd {fd} is not an attached TUN/TAP device (TUNGETIFF)")
+    return ffi.string(ifr.ifr_name).decode("ascii"), ifr.ifr_flags & 0xFFFF
+
+
+def set_persist(fd: int, name: str, on: bool) -> None:
+    """``TUNSETPERSIST``: keep the interface after its last fd closes (or stop)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETPERSIST, ffi.cast("unsigned long", int(on)), op="ioctl", name=name, what=f"cannot set persist={on} on {name}")
+
+
+def sysfs_tun_flags(name: str) -> Optional[int]:
+    """Return the IFF_* flags of TUN/TAP interface *name* from sysfs, or None if it is none."""
+    try:
+        with open(f"/sys/class/net/{name}/tun_flags") as f:
+            return int(f.read().strip(), 16)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+
+
+def control_socket() -> int:
+    """Return a new NETLINK_ROUTE socket fd for link ioctls (and rtnetlink)."""
+    return check(
+        lib.socket,
+        socket.AF_NETLINK,
+        socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+        0,  # NETLINK_ROUTE
+        op="socket",
+        what="cannot open a NETLINK_ROUTE control socket",
+    )
+
+
+def get_link_flags(ctl: int, name: str) -> int:
+    """``SIOCGIFFLAGS``: the interface's IFF_UP/IFF_RUNNING/... flags."""
+    ifr = _ifreq(name)
+    check(lib.ioctl, ctl, lib.SIOCGIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot read the flags of {name}")
+    return ifr.ifr_flags & 0xFFFF
+
+
+def set_link_flags(ctl: int, name: str, flags: int) -> None:
+    """``SIOCSIFFLAGS``: set the interface flags (needs CAP_NET_ADMIN)."""
+    ifr = _ifreq(name)
+    ifr.ifr_flags = flags - 0x10000 if flags & 0x8000 else flags  # short field
+    check(lib.ioctl, ctl, lib.SIOCSIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot set the flags of {name}")
+
+
+# The int-valued ifreq requests: (getter, setter, ifreq field, description).
+INT_FIELDS = {
+    "mtu": (lib.SIOCGIFMTU, lib.SIOCSIFMTU, "ifr_mtu", "MTU"),
+    "txqueuelen": (lib.SIOCGIFTXQLEN, lib.SIOCSIFTXQLEN, "ifr_qlen", "transmit queue length"),
+    "ifindex": (lib.SIOCGIFINDEX, None, "ifr_ifindex", "interface index"),
+}
+
+
+def get_int(ctl: int, name: str, field: str) -> int:
+    """Read an int-valued link setting (``mtu``, ``txqueuelen``, ``ifindex``)."""
+    req, _, member, desc = INT_FIELDS[field]
+    ifr = _ifreq(name)
+    check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot read the {desc} of {name}")
+    value: int = getattr(ifr, member)
+    return value
+
+
+def set_int(ctl: int, name: str, field: str, value: int) -> None:
+    """Write an int-valued link setting (``mtu``, ``txqueuelen``)."""
+    _, req, member, desc = INT_FIELDS[field]
+    assert req is not None
+    ifr = _ifreq(name)
+    setattr(ifr, member, value)
+    check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot set the {desc} of {name} to {value}")
+
+
+def delete_persistent(name: str) -> None:
+    """Attach to persistent interface *name*, clear IFF_PERSIST, close: it disappears."""
+    flags = sysfs_tun_flags(name)
+    if flags is None:
+        raise DeviceNotFoundError(errno.ENODEV, "no TUN/TAP interface of that name", name)
+    # Attach with the interface's own kind and queue mode, or TUNSETIFF says EINVAL.
+    keep = lib.IFF_TUN | lib.IFF_TAP | lib.IFF_MULTI_QUEUE | lib.IFF_NO_PI | lib.IFF_VNET_HDR
+    kind = "TAP" if flags & lib.IFF_TAP else "TUN"
+    fd, _ = create(name, flags & keep, None, None, False, kind)
+    close_quietly(fd)

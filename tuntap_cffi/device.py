@@ -1,0 +1,811 @@
+"""Device: a TUN/TAP file descriptor with a file-like, zero-copy packet API.
+
+Facts that shape this module:
+
+- Hot path.  ``readinto`` caches the cffi pointer of the last buffer it was
+  given (``ffi.from_buffer`` costs about as much as the syscall), so a loop
+  that reuses one buffer makes exactly one C call per packet and allocates
+  nothing.  The cached pointer holds a buffer export: a cached bytearray
+  cannot be resized and a cached mmap cannot be closed until another buffer
+  is used, :meth:`Device.release_buffers` is called or the device is closed.
+- Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
+  first and only on EAGAIN polls the device beside a wakeup eventfd; that is
+  what lets ``close()`` from another thread wake a blocked reader.  In the
+  main thread the poll is cut into slices so a Ctrl-C whose signal landed on
+  another thread still interrupts promptly; EINTR is retried in Python.
+- Closing without fd-number reuse.  Closing an fd that another thread is
+  about to read would let that read hit whatever file next gets the number.
+  ``close()`` therefore (1) marks the device closed, (2) wakes waiters, (3)
+  dup3()s /dev/null over the number, which releases the TUN file (the
+  interface goes away) while keeping the number taken, and (4) frees the
+  number only once no other thread is inside a method of this device; if
+  one is, the last such thread frees it on its way out (or the finalizer
+  does).  The per-packet path pays nothing for this: a racing reader simply
+  reads end-of-file from /dev/null and then sees ``closed``.
+- Truncation.  Without ``packet_info`` the kernel truncates a packet that
+  does not fit the buffer and says nothing, so buffers smaller than
+  :attr:`Device.max_packet_size` are refused before any read.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import select
+import sys
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+
+from . import _backend
+from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
+from .errors import DeviceClosedError, error_from_errno
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import NoReturn
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "open_tun", "open_tap"]
+
+
+class DeviceKind(str, enum.Enum):
+    """Which kind of interface a Device is: layer 3 (TUN) or layer 2 (TAP)."""
+
+    TUN = "tun"
+    TAP = "tap"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TunFlags(enum.IntFlag):
+    """The ``IFF_*`` flags of ``<linux/if_tun.h>`` as the kernel reports them."""
+
+    TUN = lib.IFF_TUN
+    TAP = lib.IFF_TAP
+    NAPI = lib.IFF_NAPI
+    NAPI_FRAGS = lib.IFF_NAPI_FRAGS
+    NO_CARRIER = lib.IFF_NO_CARRIER
+    MULTI_QUEUE = lib.IFF_MULTI_QUEUE
+    PERSIST = lib.IFF_PERSIST
+    NO_PI = lib.IFF_NO_PI
+    ONE_QUEUE = lib.IFF_ONE_QUEUE
+    VNET_HDR = lib.IFF_VNET_HDR
+    TUN_EXCL = lib.IFF_TUN_EXCL
+
+
+class PacketInfo(NamedTuple):
+    """A packet read with ``packet_info=True``: the ``tun_pi`` header and the payload.
+
+    ``payload`` is a view into the buffer the packet was read into; it is
+    valid until that buffer is reused.
+    """
+
+    flags: int  #: TUN_PKT_STRIP (1) means the packet did not fit and was truncated
+    proto: int  #: EtherType, e.g. 0x0800 for IPv4, 0x86DD for IPv6
+    payload: memoryview
+
+
+ETH_HLEN = 14
+VLAN_HLEN = 4
+PI_LEN = 4
+_MAX_NAME = 15  # IFNAMSIZ - 1
+
+
+def _check_name(name: object) -> str:
+    """Validate an interface name (or ``%d`` template) as the kernel would."""
+    if not isinstance(name, str):
+        raise TypeError(f"interface name must be str, not {type(name).__name__}")
+    if not name:
+        return name
+    try:
+        raw = name.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"interface name {name!r} must be ASCII") from None
+    if len(raw) > _MAX_NAME:
+        raise ValueError(f"interface name {name!r} is {len(raw)} bytes long; the kernel allows at most {_MAX_NAME}")
+    if name in (".", ".."):
+        raise ValueError(f"interface name {name!r} is reserved")
+    for ch in name:
+        if ch in "/:\0" or ch.isspace() or not ch.isprintable():
+            raise ValueError(f"interface name {name!r} contains {ch!r}, which the kernel refuses")
+    pct = name.find("%")
+    if pct >= 0 and (name[pct + 1 : pct + 2] != "d" or "%" in name[pct + 2 :]):
+        raise ValueError(f"interface name {name!r}: the only template the kernel accepts is one '%d'")
+    return name
+
+
+def _check_bool(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, not {value!r}")
+    return value
+
+
+def _check_id(option: str, value: object) -> Optional[int]:
+    """Validate a uid/gid option; a user or group name is looked up."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        import grp
+        import pwd
+
+        try:
+            if option == "owner":
+                return pwd.getpwnam(value).pw_uid
+            return grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ValueError(f"{option}={value!r}: no such {'user' if option == 'owner' else 'group'}") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option} must be an int id or a name, not {value!r}")
+    if not 0 <= value < 2**32 - 1:
+        raise ValueError(f"{option}={value!r} is out of range for a {'uid' if option == 'owner' else 'gid'}")
+    return value
+
+
+# Every code object of a Device method: used by close() to see whether another
+# thread may be about to use the fd number.  Filled after the class is built.
+_DEVICE_CODES: "frozenset[Any]" = frozenset()
+
+
+class Device:
+    """An open TUN or TAP device.
+
+    Create one with :func:`open_tun`, :func:`open_tap` or
+    :meth:`Device.from_fd`.  The device is a context manager; ``close()`` is
+    idempotent.  Once closed, every method but ``close`` raises
+    :class:`DeviceClosedError` (a ``ValueError``, like closed files).
+    """
+
+    # Everything the per-packet path reads is a plain instance attribute.
+    _fd: int
+    _name: str
+    _flags: int
+    _kind: DeviceKind
+    _closed: bool
+    _blocking: bool
+
+    def __init__(self, fd: int, name: str, flags: int, *, blocking: bool = True) -> None:
+        """Adopt *fd*, attached to interface *name* with IFF_* *flags*.
+
+        Prefer :func:`open_tun`/:func:`open_tap`/:meth:`from_fd`; this does no
+        syscall and trusts its arguments.  The fd must be O_NONBLOCK.
+        """
+        self._fd = fd
+        self._retired_fd = -1  # the number after close(), until it is freed
+        self._name = name
+        self._flags = flags
+        self._kind = DeviceKind.TAP if flags & lib.IFF_TAP else DeviceKind.TUN
+        self._closed = False
+        self._blocking = blocking
+        self._lock = threading.Lock()  # slow paths only: wakeup setup, release
+        self._wake_fd = -1
+        self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
+        self._ctl = -1  # control socket for link ioctls, made on first use
+        self._read = lib.read
+        self._write = lib.write
+        self._rbuf: object = None
+        self._rptr: Any = ffi.NULL
+        self._rsize = 0
+        self._wbuf: object = None
+        self._wptr: Any = ffi.NULL
+        self._wsize = 0
+        self._scratch: Optional[bytearray] = None
+        self._scratch_ptr: Any = ffi.NULL
+        self._overhead = (PI_LEN if not flags & lib.IFF_NO_PI else 0) + (
+            ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
+        )
+        self._mtu_cache = -1
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def from_fd(cls, fd: int, *, nonblocking: bool = False) -> "Device":
+        """Wrap a TUN/TAP fd opened elsewhere (e.g. received over a Unix socket).
+
+        The name and flags are learned with ``TUNGETIFF``.  The Device takes
+        ownership: closing it closes *fd* (use :meth:`detach` to give it
+        back).  The fd is switched to O_NONBLOCK, which is shared by every
+        duplicate of it.
+        """
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        if fd < 0:
+            raise ValueError(f"fd must be a non-negative file descriptor, not {fd}")
+        _check_bool("nonblocking", nonblocking)
+        backend = _backend.current()
+        name, flags = backend.get_iff(fd)
+        fl = check(lib.fcntl, fd, ffi.cast("int", 3), op="fcntl", name=name)  # F_GETFL
+        if not fl & os.O_NONBLOCK:
+            check(lib.fcntl, fd, ffi.cast("int", 4), ffi.cast("int", fl | os.O_NONBLOCK), op="fcntl", name=name)  # F_SETFL
+        return cls(fd, name, flags, blocking=not nonblocking)
+
+    # --------------------------------------------------------------- properties
+
+    @property
+    def name(self) -> str:
+        """The interface name, e.g. ``"tun0"``."""
+        return self._name
+
+    @property
+    def kind(self) -> DeviceKind:
+        """:attr:`DeviceKind.TUN` or :attr:`DeviceKind.TAP`."""
+        return self._kind
+
+    @property
+    def flags(self) -> TunFlags:
+        """The IFF_* flags the device was attached with (``TUNGETIFF`` at open)."""
+        return TunFlags(self._flags)
+
+    @property
+    def packet_info(self) -> bool:
+        """True if each packet carries the 4-byte ``tun_pi`` header."""
+        return not self._flags & lib.IFF_NO_PI
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` (or :meth:`detach`) was called."""
+        return self._closed
+
+    @property
+    def blocking(self) -> bool:
+        """False if reads raise ``BlockingIOError`` instead of waiting (settable)."""
+        return self._blocking
+
+    @blocking.setter
+    def blocking(self, value: bool) -> None:
+        self._blocking = _check_bool("blocking", value)
+
+    def fileno(self) -> int:
+        """Return the file descriptor (always O_NONBLOCK), for select/poll/asyncio."""
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        return self._fd
+
+    def __str__(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        state = " [closed]" if self._closed else f" fd={self._fd}"
+        return f"<{type(self).__name__} {self._kind.value} {self._name!r}{state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__}: it owns a file descriptor")
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+
+    @property
+    def max_packet_size(self) -> int:
+        """The largest packet one read can return: MTU plus headers.
+
+        TUN: MTU; TAP: MTU + 14 (Ethernet) + 4 (one 802.1Q tag); plus 4
+        with ``packet_info``.  Read buffers must be at least this large.
+        """
+        return self._current_mtu() + self._overhead
+
+    def readinto(self, buffer: "WriteableBuffer") -> int:
+        """Read one packet into *buffer*; return its length in bytes.
+
+        *buffer* is any writable, C-contiguous buffer (bytearray, memoryview,
+        mmap, array, numpy) of at least :attr:`max_packet_size` bytes, else
+        ``ValueError`` (the kernel would truncate silently).  Reusing one
+        buffer costs one C call per packet and allocates nothing.  With
+        ``packet_info=True`` the packet starts with the 4-byte ``tun_pi``
+        header (see :meth:`read_packet`).
+
+        Blocks until a packet arrives, unless the device is non-blocking:
+        then ``BlockingIOError`` when none is queued.  A blocked call raises
+        :class:`DeviceClosedError` when another thread closes the device.
+        """
+        if buffer is not self._rbuf:
+            self._bind_read_buffer(buffer)
+        n: int = self._read(self._fd, self._rptr, self._rsize)
+        if n > 0:
+            return n
+        return self._read_again(n, self._rptr, self._rsize)
+
+    def read(self, size: int = -1) -> bytes:
+        """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
+
+        *size* is the most bytes to accept; ``-1`` means
+        :attr:`max_packet_size`.  A smaller *size* is refused with
+        ``ValueError`` rather than truncating.
+        """
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        limit = self.max_packet_size
+        if size != -1 and size < limit:
+            raise ValueError(self._too_small_message(size, limit))
+        scratch = self._scratch
+        if scratch is None or len(scratch) < limit:
+            scratch = self._scratch = bytearray(limit)
+            self._scratch_ptr = ffi.from_buffer(scratch)
+        ptr = self._scratch_ptr
+        n: int = self._read(self._fd, ptr, len(scratch))
+        if n <= 0:
+            n = self._read_again(n, ptr, len(scratch))
+        return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
+
+    def read_packet(self, buffer: "Optional[WriteableBuffer]" = None) -> PacketInfo:
+        """Read one packet of a ``packet_info=True`` device and split its header.
+
+        Returns ``PacketInfo(flags, proto, payload)`` with *payload* a view
+        into *buffer* (or into a buffer owned by the device, valid until the
+        next ``read_packet`` without a buffer).
+        """
+        if not self.packet_info:
+            raise ValueError(f"{self._name} was opened without packet_info=True: there is no tun_pi header")
+        if buffer is None:
+            if self._scratch is None or len(self._scratch) < self.max_packet_size:
+                self._scratch = bytearray(self.max_packet_size)
+                self._scratch_ptr = ffi.from_buffer(self._scratch)
+            buffer = self._scratch
+        n = self.readinto(buffer)
+        view = memoryview(buffer).cast("B")
+        if n < PI_LEN:  # never seen; the kernel always writes the header first
+            raise ValueError(f"{self._name}: short read of {n} bytes has no tun_pi header")
+        # tun_pi.flags is host order, tun_pi.proto network order.
+        flags = view[0] | view[1] << 8 if sys.byteorder == "little" else view[0] << 8 | view[1]
+        return PacketInfo(flags, view[2] << 8 | view[3], view[PI_LEN:n])
+
+    def _bind_read_buffer(self, buffer: object) -> None:
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        try:
+            ptr = ffi.from_buffer(buffer, require_writable=True)
+        except TypeError:
+            raise TypeError(
+                f"readinto() needs a writable bytes-like object (bytearray, memoryview, mmap, "
+                f"array, numpy array), not {type(buffer).__name__}"
+            ) from None
+        size = len(ptr)
+        limit = self.max_packet_size
+        if size < limit:
+            raise ValueError(self._too_small_message(size, limit))
+        self._rbuf = None  # drop the old export before taking the new one
+        self._rptr, self._rsize, self._rbuf = ptr, size, buffer
+
+    def _too_small_message(self, size: int, limit: int) -> str:
+        return (
+            f"a read buffer of {size} bytes is smaller than the {limit} bytes {self._name} can "
+            f"deliver (MTU {limit - self._overhead} + {self._overhead} bytes of headers); the "
+            f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
+        )
+
+    def _read_again(self, n: int, ptr: Any, size: int) -> int:
+        """The slow path of a read whose first attempt returned *n* <= 0."""
+        while True:
+            if n > 0:
+                return n
+            if self._closed:
+                self._leave_closed()
+            if n == 0:
+                return 0
+            err = ffi.errno
+            if err == errno.EAGAIN:
+                if not self._blocking:
+                    raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
+                self._wait(select.POLLIN)
+            elif err != errno.EINTR:
+                raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
+            n = self._read(self._fd, ptr, size)
+
+    def release_buffers(self) -> None:
+        """Forget the cached buffer pointers, so the buffers can be resized or closed."""
+        self._rbuf = self._wbuf = None
+        self._rptr = self._wptr = ffi.NULL
+        self._rsize = self._wsize = 0
+
+    # ----------------------------------------------------------------- writing
+
+    def write(self, data: "ReadableBuffer") -> int:
+        """Write one packet; return the number of bytes written (all of them).
+
+        *data* is any C-contiguous bytes-like object; it is passed to the
+        kernel without a copy.  A TUN takes an IPv4/IPv6 packet, a TAP an
+        Ethernet frame, each after a 4-byte ``tun_pi`` header with
+        ``packet_info=True`` (see :meth:`write_packet`).  A packet the kernel
+        refuses raises :class:`InvalidPacketError` (a ``ValueError``).
+        """
+        if type(data) is bytes:  # cffi passes bytes' own storage: no copy, no cache
+            n: int = self._write(self._fd, data, len(data))
+            if n >= 0:
+                return n
+            return self._write_again(data, len(data))
+        if data is not self._wbuf:
+            self._bind_write_buffer(data)
+        n = self._write(self._fd, self._wptr, self._wsize)
+        if n >= 0:
+            return n
+        return self._write_again(self._wptr, self._wsize)
+
+    def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
+        """Write *payload* behind a ``tun_pi`` header on a ``packet_info=True`` device.
+
+        *proto* is the EtherType; for a TUN it defaults from the IP version
+        nibble (0x0800 or 0x86DD).  One ``writev`` call: the payload is not
+        copied.  Returns the payload bytes written.
+        """
+        if not self.packet_info:
+            raise ValueError(f"{self._name} was opened without packet_info=True: use write()")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        try:
+            ptr = ffi.from_buffer(payload)
+        except TypeError:
+            raise TypeError(f"write_packet() needs a bytes-like payload, not {type(payload).__name__}") from None
+        size = len(ptr)
+        if proto is None:
+            version = ptr[0][0] >> 4 if size else 0  # type: ignore[index]
+            if self._kind is DeviceKind.TAP or version not in (4, 6):
+                raise ValueError("cannot infer proto: pass proto= (an EtherType such as 0x0800)")
+            proto = lib.ETH_P_IP if version == 4 else lib.ETH_P_IPV6
+        if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 0xFFFF:
+            raise ValueError(f"proto must be an EtherType between 0 and 0xFFFF, not {proto!r}")
+        pi = ffi.new("struct tun_pi *")
+        pi.proto = int.from_bytes(proto.to_bytes(2, "big"), sys.byteorder)  # __be16
+        iov = ffi.new("struct iovec[2]")
+        iov[0].iov_base, iov[0].iov_len = pi, PI_LEN
+        iov[1].iov_base, iov[1].iov_len = ptr, size
+        while True:
+            n: int = lib.writev(self._fd, iov, 2)
+            if n >= 0:
+                return n - PI_LEN
+            self._check_write_error()
+            if ffi.errno == errno.EAGAIN:
+                self._wait(select.POLLOUT)
+
+    def _bind_write_buffer(self, data: object) -> None:
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        try:
+            ptr = ffi.from_buffer(data)
+        except TypeError:
+            raise TypeError(f"write() needs a bytes-like object, not {type(data).__name__}") from None
+        self._wbuf = None
+        self._wptr, self._wsize, self._wbuf = ptr, len(ptr), data
+
+    def _check_write_error(self) -> None:
+        """Raise for the errno of a failed write, unless it is EAGAIN/EINTR (blocking)."""
+        if self._closed:
+            self._leave_closed()
+        err = ffi.errno
+        if err == errno.EINTR:
+            return
+        if err == errno.EAGAIN and self._blocking:
+            return
+        if err == errno.EAGAIN:
+            raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
+        raise error_from_errno(err, "write", self._name, f"write to {self._name} failed")
+
+    def _write_again(self, ptr: Any, size: int) -> int:
+        while True:
+            self._check_write_error()
+            if ffi.errno == errno.EAGAIN:
+                self._wait(select.POLLOUT)
+            n: int = self._write(self._fd, ptr, size)
+            if n >= 0:
+                return n
+
+    # ---------------------------------------------------------------- waiting
+
+    def _wait(self, events: int) -> None:
+        """Block until the fd is ready for *events*, the device closes, or a signal.
+
+        Returns after any wakeup; the caller retries its syscall and checks
+        ``closed``.  Raises :class:`DeviceClosedError` if closed meanwhile.
+        """
+        pfd = self._pollfds
+        if pfd is None:
+            pfd = self._setup_wakeup()
+        # Separate pairs for reading and writing: a reader and a writer may wait at once.
+        pair = pfd if events == select.POLLIN else pfd + 2
+        pair[0].fd = self._fd
+        if threading.current_thread() is threading.main_thread():
+            timeout = WAIT_SLICE_MS  # see WAIT_SLICE_MS: Ctrl-C must not wait
+        else:
+            timeout = -1
+        if self._closed:
+            self._leave_closed()
+        lib.poll(pair, 2, timeout)  # EINTR or a timeout: the caller retries
+
+    def _setup_wakeup(self) -> Any:
+        with self._lock:
+            if self._pollfds is None:
+                if self._closed:
+                    self._leave_closed()
+                # eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): EFD_* equal O_* on every architecture
+                wake = check(lib.eventfd, 0, os.O_CLOEXEC | os.O_NONBLOCK, op="eventfd", name=self._name)
+                pfd = ffi.new("struct pollfd[4]")
+                pfd[0].events, pfd[2].events = select.POLLIN, select.POLLOUT
+                pfd[1].fd = pfd[3].fd = wake
+                pfd[1].events = pfd[3].events = select.POLLIN
+                self._wake_fd = wake
+                self._pollfds = pfd
+            return self._pollfds
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Close the device; a non-persistent interface disappears.  Idempotent.
+
+        Readers blocked in other threads wake with :class:`DeviceClosedError`
+        at once.  The fd number is freed as soon as no other thread is inside
+        a method of this device, so no racing call ever reaches a file that
+        reused the number.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            fd = self._fd
+            if fd < 0:  # detached
+                return
+            wake = self._wake_fd
+            if wake >= 0:
+                lib.write(wake, ffi.new("uint64_t *", 1), 8)
+            # Release the TUN file now, keep the number (see the module docstring).
+            lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
+            self._retired_fd = fd
+            self._fd = -1
+            self._rbuf = self._wbuf = None
+            self._rptr = self._wptr = ffi.NULL
+        self._free_number_if_unused()
+
+    def _leave_closed(self) -> "NoReturn":
+        """Called by a thread that found the device closed: free what it can, raise."""
+        self._free_number_if_unused()
+        raise DeviceClosedError(self._name)
+
+    def _free_number_if_unused(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0:
+                return
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                f: Any = frame
+                while f is not None:
+                    if f.f_code in _DEVICE_CODES and f.f_locals.get("self") is self:
+                        return  # that thread frees it on its way out
+                    f = f.f_back
+            self._release_fds()
+
+    def _release_fds(self) -> None:
+        for attr in ("_retired_fd", "_wake_fd", "_ctl"):
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            close_quietly(fd)
+        self._pollfds = None
+
+    def detach(self) -> int:
+        """Give up ownership of the fd and return it; the Device is then closed.
+
+        The fd is returned in blocking mode if the device was blocking.
+        """
+        with self._lock:
+            if self._closed:
+                raise DeviceClosedError(self._name)
+            fd, self._fd = self._fd, -1
+            self._closed = True
+            wake = self._wake_fd
+            if wake >= 0:
+                lib.write(wake, ffi.new("uint64_t *", 1), 8)
+            self._rbuf = self._wbuf = None
+            self._rptr = self._wptr = ffi.NULL
+        if self._blocking:
+            fl = lib.fcntl(fd, ffi.cast("int", 3))  # F_GETFL
+            if fl >= 0:
+                lib.fcntl(fd, ffi.cast("int", 4), ffi.cast("int", fl & ~os.O_NONBLOCK))  # F_SETFL
+        self._free_number_if_unused()  # the wakeup and control fds
+        return fd
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            _warn(f"unclosed device {self!r}", ResourceWarning, source=self, stacklevel=2)
+            self._closed = True
+            fd, self._fd = self._fd, -1
+            close_quietly(fd)
+        if getattr(self, "_retired_fd", -1) >= 0 or getattr(self, "_wake_fd", -1) >= 0 or getattr(self, "_ctl", -1) >= 0:
+            self._release_fds()
+
+    # ------------------------------------------------------------ link control
+
+    def _control(self) -> int:
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        ctl = self._ctl
+        if ctl < 0:
+            with self._lock:
+                if self._ctl < 0:
+                    self._ctl = _backend.current().control_socket()
+                ctl = self._ctl
+        return ctl
+
+    def _current_mtu(self) -> int:
+        """The MTU, read from the kernel (it can change under us), cached on failure."""
+        ctl = self._control()
+        try:
+            self._mtu_cache = _backend.current().get_int(ctl, self._name, "mtu")
+        except OSError:
+            # Not visible from here (moved to another namespace?): assume the
+            # largest MTU tun allows unless we saw the real one before.
+            if self._mtu_cache < 0:
+                return 65535
+        return self._mtu_cache
+
+    @property
+    def mtu(self) -> int:
+        """The interface MTU in bytes (settable; setting needs CAP_NET_ADMIN)."""
+        return self._current_mtu()
+
+    @mtu.setter
+    def mtu(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"mtu must be an int, not {type(value).__name__}")
+        if not 68 <= value <= 65535:  # IPv4 minimum; tun's max_mtu is 65535
+            raise ValueError(f"mtu={value} is outside 68..65535")
+        _backend.current().set_int(self._control(), self._name, "mtu", value)
+        self._mtu_cache = value
+        self._rbuf = None  # re-check the cached read buffer against the new MTU
+
+    @property
+    def txqueuelen(self) -> int:
+        """The transmit queue length: packets the kernel holds for a slow reader (settable)."""
+        return _backend.current().get_int(self._control(), self._name, "txqueuelen")
+
+    @txqueuelen.setter
+    def txqueuelen(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"txqueuelen must be an int, not {type(value).__name__}")
+        if not 0 <= value < 2**31:
+            raise ValueError(f"txqueuelen={value} is outside 0..2**31-1")
+        _backend.current().set_int(self._control(), self._name, "txqueuelen", value)
+
+    @property
+    def ifindex(self) -> int:
+        """The kernel's interface index."""
+        return _backend.current().get_int(self._control(), self._name, "ifindex")
+
+    @property
+    def is_up(self) -> bool:
+        """True if the interface is administratively up (IFF_UP)."""
+        return bool(_backend.current().get_link_flags(self._control(), self._name) & lib.IFF_UP)
+
+    def up(self) -> None:
+        """Bring the interface up (``ip link set NAME up``); harmless if it is up."""
+        self._set_up(True)
+
+    def down(self) -> None:
+        """Take the interface down; harmless if it is down."""
+        self._set_up(False)
+
+    def _set_up(self, on: bool) -> None:
+        backend = _backend.current()
+        ctl = self._control()
+        flags = backend.get_link_flags(ctl, self._name)
+        new = flags | lib.IFF_UP if on else flags & ~lib.IFF_UP
+        if new != flags:
+            backend.set_link_flags(ctl, self._name, new)
+
+    @property
+    def persistent(self) -> bool:
+        """True if the interface outlives its last fd (``TUNSETPERSIST``); settable."""
+        flags = _backend.current().sysfs_tun_flags(self._name)
+        return bool((flags if flags is not None else self._flags) & lib.IFF_PERSIST)
+
+    @persistent.setter
+    def persistent(self, value: bool) -> None:
+        _check_bool("persistent", value)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_persist(self._fd, self._name, value)
+        self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
+
+
+_DEVICE_CODES = frozenset(
+    f.__code__ for f in (getattr(v, "fget", v) for v in vars(Device).values()) if hasattr(f, "__code__")
+) | frozenset(
+    getattr(v, "fset").__code__ for v in vars(Device).values() if isinstance(v, property) and v.fset is not None
+)
+
+def _open(
+    kind: DeviceKind,
+    name: str,
+    packet_info: bool,
+    persist: Optional[bool],
+    owner: Union[int, str, None],
+    group: Union[int, str, None],
+    nonblocking: bool,
+    multi_queue: bool,
+) -> Device:
+    name = _check_name(name)
+    _check_bool("packet_info", packet_info)
+    if persist is not None:
+        _check_bool("persist", persist)
+    uid = _check_id("owner", owner)
+    gid = _check_id("group", group)
+    _check_bool("nonblocking", nonblocking)
+    _check_bool("multi_queue", multi_queue)
+    flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
+    if not packet_info:
+        flags |= lib.IFF_NO_PI
+    if multi_queue:
+        flags |= lib.IFF_MULTI_QUEUE
+    backend = _backend.current()
+    fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper())
+    try:
+        _, real_flags = backend.get_iff(fd)
+        dev = Device(fd, real_name, real_flags, blocking=not nonblocking)
+    except BaseException:
+        close_quietly(fd)
+        raise
+    return dev
+
+
+def open_tun(
+    name: str = "",
+    *,
+    packet_info: bool = False,
+    persist: Optional[bool] = None,
+    owner: Union[int, str, None] = None,
+    group: Union[int, str, None] = None,
+    nonblocking: bool = False,
+    multi_queue: bool = False,
+) -> Device:
+    """Create (or attach to a persistent) TUN device: IP packets, no link header.
+
+    *name* may be empty (the kernel picks ``tunN``) or hold one ``%d``
+    (``"vpn%d"``).  *packet_info* keeps the 4-byte ``tun_pi`` header on
+    every packet.  *persist* True keeps the interface after close, False
+    clears that on a persistent one, None leaves it.  *owner*/*group* (id or
+    name) let that user or group attach later without CAP_NET_ADMIN.
+    *nonblocking* makes reads raise ``BlockingIOError`` instead of waiting.
+    *multi_queue* allows several Devices on one interface.
+
+    Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
+    :class:`TunTapPermissionError` without CAP_NET_ADMIN,
+    :class:`DeviceBusyError` if the interface is held by another fd,
+    :class:`DevicesExhaustedError` if the template has no free number,
+    :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
+    """
+    return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue)
+
+
+def open_tap(
+    name: str = "",
+    *,
+    packet_info: bool = False,
+    persist: Optional[bool] = None,
+    owner: Union[int, str, None] = None,
+    group: Union[int, str, None] = None,
+    nonblocking: bool = False,
+    multi_queue: bool = False,
+) -> Device:
+    """Create (or attach to a persistent) TAP device: Ethernet frames.
+
+    Takes the same options as :func:`open_tun`.
+    """
+    return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue)
+
+
+def delete_persistent(name: str) -> None:
+    """Delete the persistent TUN/TAP interface *name* (like ``ip tuntap del``).
+
+    Raises :class:`DeviceNotFoundError` if no TUN/TAP interface has that
+    name and :class:`DeviceBusyError` if a process still holds it.
+    """
+    name = _check_name(name)
+    if not name or "%" in name:
+        raise ValueError(f"delete_persistent() needs a full interface name, not {name!r}")
+    _backend.current().delete_persistent(name)

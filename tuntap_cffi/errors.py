@@ -1,0 +1,139 @@
+"""Exceptions of tuntap_cffi and the one table that maps errno to them.
+
+Every kernel failure becomes an ``OSError`` subclass carrying ``errno``, the
+device name as ``filename`` and a message that says what to do.  Where
+Python has a builtin errno class the tuntap class also derives from it, so
+``except PermissionError`` catches a missing CAP_NET_ADMIN (a plain subclass
+of ``OSError`` would not be caught: ``OSError``'s errno-to-subclass mapping
+only applies when ``OSError`` itself is constructed).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Dict, Optional, Tuple, Type
+
+__all__ = [
+    "TunTapError",
+    "DeviceBusyError",
+    "DevicesExhaustedError",
+    "DeviceNotReadyError",
+    "UnsupportedPlatformError",
+    "TunTapPermissionError",
+    "DeviceNotFoundError",
+    "InvalidPacketError",
+    "DeviceClosedError",
+    "error_from_errno",
+]
+
+
+class TunTapError(OSError):
+    """Base class of every error raised by tuntap_cffi for a kernel failure."""
+
+
+class DeviceBusyError(TunTapError):
+    """The interface exists and is in use (another process holds it), or has another kind."""
+
+
+class DevicesExhaustedError(TunTapError):
+    """The kernel has no free interface name for the template (``tun%d``)."""
+
+
+class DeviceNotReadyError(TunTapError):
+    """The device cannot carry packets now: the interface is down or the queue detached."""
+
+
+class UnsupportedPlatformError(TunTapError):
+    """TUN/TAP devices are not supported on this operating system (yet)."""
+
+
+class TunTapPermissionError(TunTapError, PermissionError):
+    """The caller lacks CAP_NET_ADMIN (or ownership of a persistent device)."""
+
+
+class DeviceNotFoundError(TunTapError, FileNotFoundError):
+    """``/dev/net/tun`` or the named interface does not exist."""
+
+
+class InvalidPacketError(TunTapError, ValueError):
+    """The kernel refused a written packet (EINVAL): not what the device accepts."""
+
+
+class DeviceClosedError(TunTapError, ValueError):
+    """The device is closed (also raised in a reader when another thread closes it)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(_errno.EBADF, "I/O operation on closed device", name or None)
+
+
+# ---------------------------------------------------------------------------
+# The errno table.  A row: (exception class, advice).  An operation may give
+# an errno a more precise meaning; those overrides live in _OP_TABLE.
+
+_NEED_CAP = (
+    "CAP_NET_ADMIN is needed (run as root, or grant it: "
+    "`setcap cap_net_admin+ep` on the interpreter, or `ambient` capabilities)"
+)
+
+_TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
+    _errno.EPERM: (TunTapPermissionError, _NEED_CAP),
+    _errno.EACCES: (TunTapPermissionError, _NEED_CAP),
+    _errno.EBUSY: (DeviceBusyError, "the interface is already attached to another file descriptor"),
+    _errno.ENFILE: (DevicesExhaustedError, "no free interface name is left for this template"),
+    _errno.EIO: (DeviceNotReadyError, "the interface is down: bring it up first (Device.up())"),
+    _errno.EBADFD: (DeviceNotReadyError, "the queue is detached from its interface (Device.attach())"),
+    _errno.ENODEV: (DeviceNotFoundError, "no such interface"),
+    _errno.ENXIO: (DeviceNotFoundError, "no such interface"),
+    _errno.ENOENT: (DeviceNotFoundError, "no such file"),
+}
+
+_OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
+    ("open", _errno.ENOENT): (
+        DeviceNotFoundError,
+        "/dev/net/tun is missing: load the driver (`modprobe tun`) or create the node "
+        "(`mkdir -p /dev/net && mknod /dev/net/tun c 10 200`)",
+    ),
+    ("open", _errno.ENODEV): (
+        DeviceNotFoundError,
+        "the tun driver is not loaded: run `modprobe tun`",
+    ),
+    ("open", _errno.EACCES): (
+        TunTapPermissionError,
+        "/dev/net/tun is not accessible to this user: run as root or with CAP_NET_ADMIN",
+    ),
+    ("create", _errno.EINVAL): (
+        DeviceBusyError,
+        "the name is taken by an interface of another kind, or the flags are not supported",
+    ),
+    ("write", _errno.EINVAL): (
+        InvalidPacketError,
+        "the kernel refused the packet: a TUN device expects an IPv4 or IPv6 packet "
+        "(with a 4-byte tun_pi header first when packet_info=True), a TAP device an "
+        "Ethernet frame of at least 14 bytes",
+    ),
+    ("create", _errno.EPERM): (
+        TunTapPermissionError,
+        _NEED_CAP + "; without it a process can only attach to a persistent device "
+        "whose owner/group it matches",
+    ),
+}
+
+
+def error_from_errno(
+    err: int, op: str, name: Optional[str] = None, what: Optional[str] = None
+) -> OSError:
+    """Return the exception for *err* raised by operation *op* on device *name*.
+
+    *op* is a short verb the table knows ("open", "create", "read",
+    "write", "ioctl"); *what* describes the action for the message, e.g.
+    "cannot create TUN device".
+    """
+    if err in (_errno.EAGAIN, _errno.EWOULDBLOCK):
+        return BlockingIOError(err, os.strerror(err))
+    row = _OP_TABLE.get((op, err)) or _TABLE.get(err)
+    head = what or op
+    if row is None:
+        return TunTapError(err, f"{head}: {os.strerror(err)}", name)
+    cls, advice = row
+    return cls(err, f"{head}: {os.strerror(err)}: {advice}", name)
