@@ -82,7 +82,12 @@ def create(
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
-    """``TUNGETIFF``: return (name, IFF_* flags) of the interface *fd* is attached to."""
+    """``TUNGETIFF``: return (name, IFF_* flags) of the interface *fd* is attached to.
+
+    Quirk: the kernel ORs IFF_NOFILTER (0x1000, "no socket filter attached")
+    into the answer, and IFF_NO_PI has the same value, so bit 0x1000 says
+    nothing about packet information; see :func:`sysfs_tun_flags`.
+    """
     ifr = ffi.new("struct ifreq *")
     check(lib.ioctl, fd, _ioctl.TUNGETIFF, ifr, op="ioctl", what=f"fd {fd} is not an attached TUN/TAP device (TUNGETIFF)")
     return ffi.string(ifr.ifr_name).decode("ascii"), ifr.ifr_flags & 0xFFFF

@@ -201,21 +201,35 @@ class Device:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def from_fd(cls, fd: int, *, nonblocking: bool = False) -> "Device":
+    def from_fd(cls, fd: int, *, nonblocking: bool = False, packet_info: Optional[bool] = None) -> "Device":
         """Wrap a TUN/TAP fd opened elsewhere (e.g. received over a Unix socket).
 
-        The name and flags are learned with ``TUNGETIFF``.  The Device takes
-        ownership: closing it closes *fd* (use :meth:`detach` to give it
-        back).  The fd is switched to O_NONBLOCK, which is shared by every
-        duplicate of it.
+        The name and flags are learned with ``TUNGETIFF``.  That answer cannot
+        tell whether packets carry a ``tun_pi`` header (a kernel quirk: see
+        ``_linux.get_iff``), so *packet_info* None reads it from sysfs, which
+        works when the interface is in this process's network namespace;
+        pass True/False to say it yourself.  The Device takes ownership:
+        closing it closes *fd* (use :meth:`detach` to give it back).  The fd
+        is switched to O_NONBLOCK, which is shared by every duplicate of it.
         """
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         if fd < 0:
             raise ValueError(f"fd must be a non-negative file descriptor, not {fd}")
         _check_bool("nonblocking", nonblocking)
+        if packet_info is not None:
+            _check_bool("packet_info", packet_info)
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
+        if packet_info is None:
+            sysfs = backend.sysfs_tun_flags(name)
+            if sysfs is None:
+                raise ValueError(
+                    f"cannot tell whether {name} carries packet information (it is not visible "
+                    "in this network namespace): pass packet_info=True or False"
+                )
+            packet_info = not sysfs & lib.IFF_NO_PI
+        flags = flags & ~lib.IFF_NO_PI | (0 if packet_info else lib.IFF_NO_PI)
         fl = check(lib.fcntl, fd, ffi.cast("int", 3), op="fcntl", name=name)  # F_GETFL
         if not fl & os.O_NONBLOCK:
             check(lib.fcntl, fd, ffi.cast("int", 4), ffi.cast("int", fl | os.O_NONBLOCK), op="fcntl", name=name)  # F_SETFL
@@ -745,7 +759,10 @@ def _open(
     backend = _backend.current()
     fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper())
     try:
-        _, real_flags = backend.get_iff(fd)
+        # TUNGETIFF adds what the kernel holds (IFF_PERSIST of a reattached
+        # device); its bit 0x1000 is ambiguous, ours is what TUNSETIFF set.
+        _, got = backend.get_iff(fd)
+        real_flags = got & ~lib.IFF_NO_PI | flags & lib.IFF_NO_PI
         dev = Device(fd, real_name, real_flags, blocking=not nonblocking)
     except BaseException:
         close_quietly(fd)
