@@ -64,7 +64,8 @@ def create(
     try:
         ifr = _ifreq(name)
         ifr.ifr_flags = flags
-        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op="create", name=name or None, what=what)
+        op = "create_template" if "%" in name else "create"
+        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None, what=what)
         name = ffi.string(ifr.ifr_name).decode("ascii")
         what = f"cannot configure {kind} device {name}"
         # Owner and group first, persistence last: if anything fails before,

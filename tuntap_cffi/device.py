@@ -376,7 +376,7 @@ class Device:
             raise DeviceClosedError(self._name)
         try:
             ptr = ffi.from_buffer(buffer, require_writable=True)
-        except TypeError:
+        except (TypeError, BufferError):  # BufferError: a read-only memoryview
             raise TypeError(
                 f"readinto() needs a writable bytes-like object (bytearray, memoryview, mmap, "
                 f"array, numpy array), not {type(buffer).__name__}"

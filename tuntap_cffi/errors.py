@@ -80,7 +80,8 @@ _TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
     _errno.EPERM: (TunTapPermissionError, _NEED_CAP),
     _errno.EACCES: (TunTapPermissionError, _NEED_CAP),
     _errno.EBUSY: (DeviceBusyError, "the interface is already attached to another file descriptor"),
-    _errno.ENFILE: (DevicesExhaustedError, "no free interface name is left for this template"),
+    _errno.ENFILE: (TunTapError, "the system has too many open files"),
+    _errno.EMFILE: (TunTapError, "this process has too many open files (see RLIMIT_NOFILE)"),
     _errno.EIO: (DeviceNotReadyError, "the interface is down: bring it up first (Device.up())"),
     _errno.EBADFD: (DeviceNotReadyError, "the queue is detached from its interface (Device.attach())"),
     _errno.ENODEV: (DeviceNotFoundError, "no such interface"),
@@ -105,6 +106,16 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
     ("create", _errno.EINVAL): (
         DeviceBusyError,
         "the name is taken by an interface of another kind, or the flags are not supported",
+    ),
+    # A %d template: ENFILE when all 32768 numbers are taken, EEXIST when the
+    # next number no longer fits in 15 bytes and the cut-off name is taken.
+    ("create_template", _errno.ENFILE): (
+        DevicesExhaustedError,
+        "no free interface name is left for this template",
+    ),
+    ("create_template", _errno.EEXIST): (
+        DevicesExhaustedError,
+        "no free interface name is left for this template within 15 bytes",
     ),
     ("write", _errno.EINVAL): (
         InvalidPacketError,
@@ -131,7 +142,11 @@ def error_from_errno(
     """
     if err in (_errno.EAGAIN, _errno.EWOULDBLOCK):
         return BlockingIOError(err, os.strerror(err))
-    row = _OP_TABLE.get((op, err)) or _TABLE.get(err)
+    row = _OP_TABLE.get((op, err))
+    if row is None and op == "create_template":
+        row = _OP_TABLE.get(("create", err))
+    if row is None:
+        row = _TABLE.get(err)
     head = what or op
     if row is None:
         return TunTapError(err, f"{head}: {os.strerror(err)}", name)
