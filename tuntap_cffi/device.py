@@ -36,7 +36,7 @@ import select
 import sys
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
 
 from . import _backend
 from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
@@ -88,6 +88,7 @@ class PacketInfo(NamedTuple):
     payload: memoryview
 
 
+_NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
 ETH_HLEN = 14
 VLAN_HLEN = 4
 PI_LEN = 4
@@ -185,12 +186,11 @@ class Device:
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._read = lib.read
         self._write = lib.write
-        self._rbuf: object = None
-        self._rptr: Any = ffi.NULL
-        self._rsize = 0
-        self._wbuf: object = None
-        self._wptr: Any = ffi.NULL
-        self._wsize = 0
+        # (buffer, cffi pointer, size) of the last buffer read into / written
+        # from.  One tuple, read with one attribute load, so threads sharing
+        # the device never pair one thread's buffer with another's pointer.
+        self._rcache: Tuple[object, Any, int] = _NO_BUFFER
+        self._wcache: Tuple[object, Any, int] = _NO_BUFFER
         self._scratch: Optional[bytearray] = None
         self._scratch_ptr: Any = ffi.NULL
         self._overhead = (PI_LEN if not flags & lib.IFF_NO_PI else 0) + (
@@ -318,12 +318,13 @@ class Device:
         then ``BlockingIOError`` when none is queued.  A blocked call raises
         :class:`DeviceClosedError` when another thread closes the device.
         """
-        if buffer is not self._rbuf:
-            self._bind_read_buffer(buffer)
-        n: int = self._read(self._fd, self._rptr, self._rsize)
+        cached, ptr, size = self._rcache
+        if cached is not buffer:
+            cached, ptr, size = self._bind_read_buffer(buffer)
+        n: int = self._read(self._fd, ptr, size)
         if n > 0:
             return n
-        return self._read_again(n, self._rptr, self._rsize)
+        return self._read_again(n, ptr, size)
 
     def read(self, size: int = -1) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
@@ -371,7 +372,7 @@ class Device:
         flags = view[0] | view[1] << 8 if sys.byteorder == "little" else view[0] << 8 | view[1]
         return PacketInfo(flags, view[2] << 8 | view[3], view[PI_LEN:n])
 
-    def _bind_read_buffer(self, buffer: object) -> None:
+    def _bind_read_buffer(self, buffer: object) -> Tuple[object, Any, int]:
         if self._closed:
             raise DeviceClosedError(self._name)
         try:
@@ -385,8 +386,8 @@ class Device:
         limit = self.max_packet_size
         if size < limit:
             raise ValueError(self._too_small_message(size, limit))
-        self._rbuf = None  # drop the old export before taking the new one
-        self._rptr, self._rsize, self._rbuf = ptr, size, buffer
+        self._rcache = entry = (buffer, ptr, size)
+        return entry
 
     def _too_small_message(self, size: int, limit: int) -> str:
         return (
@@ -415,9 +416,7 @@ class Device:
 
     def release_buffers(self) -> None:
         """Forget the cached buffer pointers, so the buffers can be resized or closed."""
-        self._rbuf = self._wbuf = None
-        self._rptr = self._wptr = ffi.NULL
-        self._rsize = self._wsize = 0
+        self._rcache = self._wcache = _NO_BUFFER
 
     # ----------------------------------------------------------------- writing
 
@@ -435,12 +434,13 @@ class Device:
             if n >= 0:
                 return n
             return self._write_again(data, len(data))
-        if data is not self._wbuf:
-            self._bind_write_buffer(data)
-        n = self._write(self._fd, self._wptr, self._wsize)
+        cached, ptr, size = self._wcache
+        if cached is not data:
+            cached, ptr, size = self._bind_write_buffer(data)
+        n = self._write(self._fd, ptr, size)
         if n >= 0:
             return n
-        return self._write_again(self._wptr, self._wsize)
+        return self._write_again(ptr, size)
 
     def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
         """Write *payload* behind a ``tun_pi`` header on a ``packet_info=True`` device.
@@ -478,15 +478,15 @@ class Device:
             if ffi.errno == errno.EAGAIN:
                 self._wait(select.POLLOUT)
 
-    def _bind_write_buffer(self, data: object) -> None:
+    def _bind_write_buffer(self, data: object) -> Tuple[object, Any, int]:
         if self._closed:
             raise DeviceClosedError(self._name)
         try:
             ptr = ffi.from_buffer(data)
         except TypeError:
             raise TypeError(f"write() needs a bytes-like object, not {type(data).__name__}") from None
-        self._wbuf = None
-        self._wptr, self._wsize, self._wbuf = ptr, len(ptr), data
+        self._wcache = entry = (data, ptr, len(ptr))
+        return entry
 
     def _check_write_error(self) -> None:
         """Raise for the errno of a failed write, unless it is EAGAIN/EINTR (blocking)."""
@@ -571,8 +571,7 @@ class Device:
             lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
             self._retired_fd = fd
             self._fd = -1
-            self._rbuf = self._wbuf = None
-            self._rptr = self._wptr = ffi.NULL
+            self._rcache = self._wcache = _NO_BUFFER
         self._free_number_if_unused()
 
     def _leave_closed(self) -> "NoReturn":
@@ -615,8 +614,7 @@ class Device:
             wake = self._wake_fd
             if wake >= 0:
                 lib.write(wake, ffi.new("uint64_t *", 1), 8)
-            self._rbuf = self._wbuf = None
-            self._rptr = self._wptr = ffi.NULL
+            self._rcache = self._wcache = _NO_BUFFER
         if self._blocking:
             fl = lib.fcntl(fd, ffi.cast("int", 3))  # F_GETFL
             if fl >= 0:
@@ -671,7 +669,7 @@ class Device:
             raise ValueError(f"mtu={value} is outside 68..65535")
         _backend.current().set_int(self._control(), self._name, "mtu", value)
         self._mtu_cache = value
-        self._rbuf = None  # re-check the cached read buffer against the new MTU
+        self._rcache = _NO_BUFFER  # re-check the cached read buffer against the new MTU
 
     @property
     def txqueuelen(self) -> int:

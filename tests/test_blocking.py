@@ -1,0 +1,225 @@
+"""Blocking reads: close() from another thread, EINTR, Ctrl-C, fd-number reuse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Callable, List, Optional
+
+import pytest
+
+from conftest import ip
+from tuntap_cffi import Device, DeviceClosedError, open_tap, open_tun
+
+pytestmark = pytest.mark.device
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def blocked_reader(dev: Device, how: str) -> "tuple[threading.Thread, List[object], threading.Event]":
+    """Start a thread blocked in a read; it stores what the read raised or returned."""
+    outcome: List[object] = []
+    started = threading.Event()
+
+    def run() -> None:
+        buf = bytearray(dev.max_packet_size)
+        started.set()
+        try:
+            if how == "readinto":
+                outcome.append(dev.readinto(buf))
+            elif how == "read":
+                outcome.append(dev.read())
+            else:
+                outcome.append(dev.read_packet())
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+        outcome.append(time.monotonic())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    started.wait()
+    return t, outcome, started
+
+
+@pytest.mark.parametrize("how", ["readinto", "read", "read_packet"])
+@pytest.mark.parametrize("opener", [open_tun, open_tap], ids=["tun", "tap"])
+def test_close_wakes_blocked_reader(ifname: str, how: str, opener: Callable[..., Device]) -> None:
+    dev = opener(ifname, packet_info=(how == "read_packet"))
+    t, outcome, _ = blocked_reader(dev, how)
+    time.sleep(0.3)  # let it block in poll()
+    assert t.is_alive() and not outcome, "the reader should be blocked: the device is down and silent"
+    fd = dev.fileno()
+    closed_at = time.monotonic()
+    dev.close()
+    t.join(2)
+    assert not t.is_alive(), "close() did not wake the blocked reader"
+    exc, woke_at = outcome
+    assert isinstance(exc, DeviceClosedError), exc
+    assert isinstance(exc, ValueError) and "closed" in str(exc)
+    assert woke_at - closed_at < 0.1, f"woke {woke_at - closed_at:.3f} s after close()"
+    assert not os.path.exists(f"/sys/class/net/{ifname}")
+    # Once the reader has left, the number is freed (and may be reused safely).
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or os.readlink(f"/proc/self/fd/{fd}") != "/dev/net/tun"
+
+
+def test_close_from_reader_thread_perspective_main_thread_reads(ifname: str) -> None:
+    """The main thread blocks in readinto; a helper thread closes the device."""
+    dev = open_tun(ifname)
+    timer = threading.Timer(0.3, dev.close)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(DeviceClosedError):
+        dev.readinto(bytearray(dev.max_packet_size))
+    elapsed = time.monotonic() - t0
+    timer.join()
+    assert 0.25 < elapsed < 0.3 + 0.1, elapsed
+
+
+def test_close_during_traffic_never_reads_a_reused_fd(ifname: str, subnet: str) -> None:
+    """Readers racing close() see packets or DeviceClosedError, never another file's data."""
+    for round_ in range(20):
+        name = f"{ifname}"
+        dev = open_tun(name, nonblocking=False)
+        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
+            f.write("1")
+        ip("addr", "add", f"{subnet}.1/24", "dev", name)
+        dev.up()
+        stop = threading.Event()
+        seen: List[bytes] = []
+        errors: List[BaseException] = []
+
+        def sender() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                while not stop.is_set():
+                    try:
+                        s.sendto(b"P" * 32, (f"{subnet}.2", 9))
+                    except OSError:
+                        return
+
+        def reader() -> None:
+            buf = bytearray(dev.max_packet_size)
+            try:
+                while True:
+                    n = dev.readinto(buf)
+                    seen.append(bytes(buf[:n]))
+            except DeviceClosedError:
+                pass
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sender), threading.Thread(target=reader), threading.Thread(target=reader)]
+        for t in threads:
+            t.start()
+        time.sleep(0.02)
+        dev.close()
+        # Grab fd numbers at once: if a reader still used the old number it
+        # would now find one of these pipes, full of 'Z'.
+        pipes = [os.pipe() for _ in range(8)]
+        for r, w in pipes:
+            os.write(w, b"Z" * 64)
+        stop.set()
+        for t in threads:
+            t.join(5)
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+        assert not errors, errors
+        assert seen, "the readers got no packet at all"
+        bad = [p for p in seen if len(p) != 60 or p[0] != 0x45 or p[28:] != b"P" * 32]
+        assert not bad, f"a reader returned data that is not one of the sent packets: {bad[:3]}"
+
+
+def test_eintr_is_retried(ifname: str, subnet: str) -> None:
+    dev = open_tun(ifname)
+    with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+        f.write("1")
+    ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
+    dev.up()
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)  # a signal every 20 ms
+    try:
+        def send() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"after signals", (f"{subnet}.2", 9))
+
+        timer = threading.Timer(0.5, send)
+        timer.start()
+        with dev:
+            buf = bytearray(dev.max_packet_size)
+            n = dev.readinto(buf)
+            assert buf[n - 13 : n] == b"after signals"
+        timer.join()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert len(hits) >= 10, "the handler ran while the read was blocked"
+
+
+CTRL_C_CHILD = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    sys.path.insert(0, sys.argv[1])
+    import tuntap_cffi
+    dev = tuntap_cffi.open_tun(sys.argv[2])
+    target = sys.argv[3]
+    if target == "other-thread":
+        # Deliver SIGINT to another thread: the main thread's poll() is not
+        # interrupted and must notice on its own.
+        ready = threading.Event()
+        def idle():
+            ready.set()
+            time.sleep(30)
+        t = threading.Thread(target=idle, daemon=True)
+        t.start()
+        ready.wait()
+        def fire():
+            time.sleep(0.3)
+            print("sent", time.monotonic(), flush=True)
+            signal.pthread_kill(t.ident, signal.SIGINT)
+        threading.Thread(target=fire, daemon=True).start()
+    else:
+        print("ready", flush=True)
+    try:
+        dev.readinto(bytearray(dev.max_packet_size))
+    except KeyboardInterrupt:
+        print("interrupted", time.monotonic(), flush=True)
+    dev.close()
+    """
+)
+
+
+@pytest.mark.parametrize("target", ["main-thread", "other-thread"])
+def test_ctrl_c_interrupts_blocking_read(ifname: str, target: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, REPO, ifname, target],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        if target == "main-thread":
+            assert first == ["ready"], first
+            time.sleep(0.3)  # let it block
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+        else:
+            assert first[0] == "sent", first
+            sent = float(first[1])
+        line = proc.stdout.readline().split()
+        assert line and line[0] == "interrupted", (line, proc.stderr.read() if proc.stderr else "")
+        latency = float(line[1]) - sent
+        assert latency < 0.5, f"Ctrl-C took {latency:.3f} s"
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
