@@ -10,24 +10,41 @@ from __future__ import annotations
 
 import errno
 import sys
-from types import ModuleType
-from typing import Optional
+from typing import Optional, Protocol, Tuple, cast
 
 from .errors import UnsupportedPlatformError
 
-__all__ = ["current"]
-
-_backend: Optional[ModuleType] = None
+__all__ = ["Backend", "current"]
 
 
-def current() -> ModuleType:
+class Backend(Protocol):
+    """What device.py needs from a platform; ``_linux`` is the reference."""
+
+    def create(
+        self, name: str, flags: int, owner: Optional[int], group: Optional[int], persist: Optional[bool], kind: str
+    ) -> Tuple[int, str]: ...
+    def get_iff(self, fd: int) -> Tuple[str, int]: ...
+    def set_persist(self, fd: int, name: str, on: bool) -> None: ...
+    def sysfs_tun_flags(self, name: str) -> Optional[int]: ...
+    def delete_persistent(self, name: str) -> None: ...
+    def control_socket(self) -> int: ...
+    def get_link_flags(self, ctl: int, name: str) -> int: ...
+    def set_link_flags(self, ctl: int, name: str, flags: int) -> None: ...
+    def get_int(self, ctl: int, name: str, field: str) -> int: ...
+    def set_int(self, ctl: int, name: str, field: str, value: int) -> None: ...
+
+
+_backend: Optional[Backend] = None
+
+
+def current() -> Backend:
     """Return the backend module for this platform, or raise UnsupportedPlatformError."""
     global _backend
     if _backend is None:
         if sys.platform.startswith("linux"):
             from . import _linux
 
-            _backend = _linux
+            _backend = cast(Backend, _linux)
         else:
             raise UnsupportedPlatformError(
                 errno.EOPNOTSUPP,

@@ -124,7 +124,8 @@ def get_link_flags(ctl: int, name: str) -> int:
     """``SIOCGIFFLAGS``: the interface's IFF_UP/IFF_RUNNING/... flags."""
     ifr = _ifreq(name)
     check(lib.ioctl, ctl, lib.SIOCGIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot read the flags of {name}")
-    return ifr.ifr_flags & 0xFFFF
+    flags: int = ifr.ifr_flags & 0xFFFF
+    return flags
 
 
 def set_link_flags(ctl: int, name: str, flags: int) -> None:

@@ -459,7 +459,7 @@ class Device:
             raise TypeError(f"write_packet() needs a bytes-like payload, not {type(payload).__name__}") from None
         size = len(ptr)
         if proto is None:
-            version = ptr[0][0] >> 4 if size else 0  # type: ignore[index]
+            version = ptr[0][0] >> 4 if size else 0
             if self._kind is DeviceKind.TAP or version not in (4, 6):
                 raise ValueError("cannot infer proto: pass proto= (an EtherType such as 0x0800)")
             proto = lib.ETH_P_IP if version == 4 else lib.ETH_P_IPV6
