@@ -348,3 +348,16 @@ def test_missing_dev_net_tun(ifname: str) -> None:
     assert "modprobe tun" in lines[1]
     assert_fds_unchanged(lines)
 
+
+
+def test_unsupported_platform_fails_at_open_not_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuntap_cffi import UnsupportedPlatformError, _backend
+
+    monkeypatch.setattr(_backend, "_backend", None)
+    monkeypatch.setattr(sys, "platform", "sunos5")
+    before = fd_count()
+    with pytest.raises(UnsupportedPlatformError) as info:
+        open_tun("")
+    assert "sunos5" in str(info.value)
+    assert isinstance(info.value, TunTapError)
+    assert fd_count() == before
