@@ -152,11 +152,21 @@ def make_ffi() -> cffi.FFI:
 
 def generate() -> str:
     """Return the text of ``_libc.py`` as the installed cffi writes it."""
+    import contextlib
     import io
+    import os
+    import tempfile
 
-    out = io.StringIO()
-    make_ffi().emit_python_code(out)  # type: ignore[arg-type]
-    return HEADER + out.getvalue()
+    # cffi < 1.16 (PyPy's) only writes to a path.
+    fd, path = tempfile.mkstemp(suffix=".py")
+    os.close(fd)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating ..."
+            make_ffi().emit_python_code(path)
+        with open(path) as f:
+            return HEADER + f.read()
+    finally:
+        os.unlink(path)
 
 
 def main() -> None:

@@ -109,7 +109,7 @@ def test_package_sources_never_import_build_ffi() -> None:
             elif isinstance(node, ast.Constant) and node.value == "build_ffi":
                 names = ["build_ffi"]  # importlib.import_module("build_ffi") and the like
             if any(n.split(".")[-1] == "build_ffi" for n in names):
-                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', '?')}")
     assert offenders == [], f"the package refers to the build script: {offenders}"
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -30,7 +30,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BUILD_TIMEOUT = 120  # seconds; a normal build takes a few
 
 
-def _version_tuple(version: str) -> tuple:  # type: ignore[type-arg]
+def _version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
 
 

@@ -40,6 +40,11 @@ __all__ = [
 TUN_PATH = "/dev/net/tun"
 
 
+def _short(flags: int) -> int:
+    """*flags* (0..0xFFFF) as the C ``short`` that ``ifr_flags`` is."""
+    return flags - 0x10000 if flags & 0x8000 else flags
+
+
 def _ifreq(name: str) -> Any:
     ifr = ffi.new("struct ifreq *")
     ifr.ifr_name = name.encode("ascii")
@@ -63,7 +68,7 @@ def create(
     fd = open_cloexec(TUN_PATH, os.O_RDWR | os.O_NONBLOCK, what)
     try:
         ifr = _ifreq(name)
-        ifr.ifr_flags = flags
+        ifr.ifr_flags = _short(flags)
         op = "create_template" if "%" in name else "create"
         check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None, what=what)
         name = ffi.string(ifr.ifr_name).decode("ascii")
@@ -131,7 +136,7 @@ def get_link_flags(ctl: int, name: str) -> int:
 def set_link_flags(ctl: int, name: str, flags: int) -> None:
     """``SIOCSIFFLAGS``: set the interface flags (needs CAP_NET_ADMIN)."""
     ifr = _ifreq(name)
-    ifr.ifr_flags = flags - 0x10000 if flags & 0x8000 else flags  # short field
+    ifr.ifr_flags = _short(flags)
     check(lib.ioctl, ctl, lib.SIOCSIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot set the flags of {name}")
 
 
