@@ -237,3 +237,26 @@ def test_open_configure_close_cycles_leak_nothing(ifnames) -> None:  # type: ign
     assert fd_count() == fds_before
     assert sorted(os.listdir("/sys/class/net")) == links_before
     assert not our_links()
+
+
+def test_owner_and_group_reach_the_kernel(ifname: str) -> None:
+    with open_tun(ifname, persist=True, owner=65534, group="nogroup") as dev:
+        assert dev.persistent
+    try:
+        assert open(f"/sys/class/net/{ifname}/owner").read().strip() == "65534"
+        import grp
+
+        gid = grp.getgrnam("nogroup").gr_gid
+        assert open(f"/sys/class/net/{ifname}/group").read().strip() == str(gid)
+    finally:
+        delete_persistent(ifname)
+    assert not exists(ifname)
+
+
+def test_multi_queue_devices_share_one_interface(ifname: str) -> None:
+    with open_tun(ifname, multi_queue=True) as first, open_tun(ifname, multi_queue=True) as second:
+        assert first.flags & TunFlags.MULTI_QUEUE and second.flags & TunFlags.MULTI_QUEUE
+        assert first.name == second.name == ifname
+        assert first.fileno() != second.fileno()
+        assert first.ifindex == second.ifindex
+    assert not exists(ifname)
