@@ -69,12 +69,175 @@ struct ifreq {
 /* ---- <linux/sockios.h>: generic values, the same on every architecture --- */
 #define SIOCGIFFLAGS    0x8913
 #define SIOCSIFFLAGS    0x8914
+#define SIOCGIFADDR     0x8915
+#define SIOCSIFADDR     0x8916
+#define SIOCGIFDSTADDR  0x8917
+#define SIOCSIFDSTADDR  0x8918
+#define SIOCGIFBRDADDR  0x8919
+#define SIOCSIFBRDADDR  0x891a
+#define SIOCGIFNETMASK  0x891b
+#define SIOCSIFNETMASK  0x891c
 #define SIOCGIFMTU      0x8921
 #define SIOCSIFMTU      0x8922
+#define SIOCSIFHWADDR   0x8924
 #define SIOCGIFHWADDR   0x8927
 #define SIOCGIFINDEX    0x8933
+#define SIOCDIFADDR     0x8936
 #define SIOCGIFTXQLEN   0x8942
 #define SIOCSIFTXQLEN   0x8943
+
+/* ---- <linux/if_arp.h>: ifr_hwaddr.sa_family ---------------------------- */
+#define ARPHRD_ETHER    1
+#define ARPHRD_NONE     0xFFFE
+
+/* ---- <sys/socket.h>: Linux's values, the same on every architecture ----- */
+typedef unsigned int socklen_t;
+#define AF_UNSPEC       0
+#define AF_INET         2
+#define AF_INET6        10
+#define AF_NETLINK      16
+
+/* ---- <netinet/in.h> ----------------------------------------------------- */
+struct in_addr {
+    uint32_t s_addr;                    /* network byte order */
+};
+
+struct sockaddr_in {
+    sa_family_t    sin_family;
+    uint16_t       sin_port;
+    struct in_addr sin_addr;
+    unsigned char  sin_zero[8];
+};
+
+/* glibc spells it as a union of 8-, 16- and 32-bit views; s6_addr is a macro
+   for the byte view, so the anonymous union keeps the C spelling. */
+struct in6_addr {
+    union {
+        uint8_t  s6_addr[16];
+        uint16_t s6_addr16[8];
+        uint32_t s6_addr32[4];
+    };
+};
+
+struct sockaddr_in6 {
+    sa_family_t     sin6_family;
+    uint16_t        sin6_port;
+    uint32_t        sin6_flowinfo;
+    struct in6_addr sin6_addr;
+    uint32_t        sin6_scope_id;
+};
+
+/* ---- <linux/ipv6.h>: SIOCSIFADDR/SIOCDIFADDR on an AF_INET6 socket ------ */
+struct in6_ifreq {
+    struct in6_addr ifr6_addr;
+    uint32_t        ifr6_prefixlen;
+    int             ifr6_ifindex;
+};
+
+/* ---- <linux/netlink.h> -------------------------------------------------- */
+struct sockaddr_nl {
+    sa_family_t    nl_family;
+    unsigned short nl_pad;
+    uint32_t       nl_pid;
+    uint32_t       nl_groups;
+};
+
+struct nlmsghdr {
+    uint32_t nlmsg_len;
+    uint16_t nlmsg_type;
+    uint16_t nlmsg_flags;
+    uint32_t nlmsg_seq;
+    uint32_t nlmsg_pid;
+};
+
+struct nlmsgerr {
+    int             error;
+    struct nlmsghdr msg;
+};
+
+#define NETLINK_ROUTE   0
+#define NLMSG_NOOP      0x1
+#define NLMSG_ERROR     0x2
+#define NLMSG_DONE      0x3
+#define NLM_F_REQUEST   0x01
+#define NLM_F_MULTI     0x02
+#define NLM_F_ACK       0x04
+#define NLM_F_DUMP      0x300
+#define NLM_F_REPLACE   0x100
+#define NLM_F_EXCL      0x200
+#define NLM_F_CREATE    0x400
+#define NLM_F_ACK_TLVS  0x200           /* in an NLMSG_ERROR: extended ack follows */
+#define SOL_NETLINK     270
+#define NETLINK_EXT_ACK 11              /* 4.12: error messages from the kernel */
+#define NLMSGERR_ATTR_MSG 1
+
+/* ---- <linux/rtnetlink.h>, <linux/if_addr.h>, <linux/if_link.h> ---------- */
+struct rtattr {
+    unsigned short rta_len;
+    unsigned short rta_type;
+};
+
+struct ifaddrmsg {
+    uint8_t  ifa_family;
+    uint8_t  ifa_prefixlen;
+    uint8_t  ifa_flags;
+    uint8_t  ifa_scope;
+    uint32_t ifa_index;
+};
+
+struct rtmsg {
+    unsigned char rtm_family;
+    unsigned char rtm_dst_len;
+    unsigned char rtm_src_len;
+    unsigned char rtm_tos;
+    unsigned char rtm_table;
+    unsigned char rtm_protocol;
+    unsigned char rtm_scope;
+    unsigned char rtm_type;
+    unsigned int  rtm_flags;
+};
+
+struct ifinfomsg {
+    unsigned char  ifi_family;
+    unsigned char  __ifi_pad;
+    unsigned short ifi_type;
+    int            ifi_index;
+    unsigned int   ifi_flags;
+    unsigned int   ifi_change;
+};
+
+#define RTM_NEWLINK     16
+#define RTM_GETLINK     18
+#define RTM_NEWADDR     20
+#define RTM_DELADDR     21
+#define RTM_GETADDR     22
+#define RTM_NEWROUTE    24
+#define RTM_DELROUTE    25
+#define RTM_GETROUTE    26
+#define IFA_ADDRESS     1
+#define IFA_LOCAL       2
+#define IFA_LABEL       3
+#define IFA_BROADCAST   4
+#define IFA_FLAGS       8
+#define IFA_F_NODAD     0x02
+#define IFA_F_PERMANENT 0x80
+#define RTA_DST         1
+#define RTA_OIF         4
+#define RTA_GATEWAY     5
+#define RTA_PRIORITY    6
+#define RTA_TABLE       15
+#define RT_TABLE_MAIN   254
+#define RTPROT_KERNEL   2
+#define RTPROT_BOOT     3
+#define RTPROT_STATIC   4
+#define RT_SCOPE_UNIVERSE 0
+#define RT_SCOPE_LINK   253
+#define RT_SCOPE_HOST   254
+#define RTN_UNICAST     1
+#define IFLA_ADDRESS    1
+#define IFLA_IFNAME     3
+#define IFLA_MTU        4
+#define IFLA_TXQLEN     13
 
 /* ---- <linux/if_tun.h> --------------------------------------------------- */
 struct tun_pi {
@@ -130,6 +293,10 @@ ssize_t readv(int fd, const struct iovec *iov, int iovcnt);
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt);
 int     poll(struct pollfd *fds, nfds_t nfds, int timeout);
 int     socket(int domain, int type, int protocol);
+int     bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
+int     setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
+ssize_t send(int sockfd, const void *buf, size_t len, int flags);
+ssize_t recv(int sockfd, void *buf, size_t len, int flags);
 int     eventfd(unsigned int initval, int flags);
 int     dup3(int oldfd, int newfd, int flags);
 """
