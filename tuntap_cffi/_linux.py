@@ -35,6 +35,8 @@ __all__ = [
     "set_int",
     "sysfs_tun_flags",
     "delete_persistent",
+    "get_hwaddr",
+    "set_hwaddr",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -176,3 +178,18 @@ def delete_persistent(name: str) -> None:
     kind = "TAP" if flags & lib.IFF_TAP else "TUN"
     fd, _ = create(name, flags & keep, None, None, False, kind)
     close_quietly(fd)
+
+
+def get_hwaddr(ctl: int, name: str) -> bytes:
+    """``SIOCGIFHWADDR``: the 6-byte MAC address of an Ethernet-type interface."""
+    ifr = _ifreq(name)
+    check(lib.ioctl, ctl, lib.SIOCGIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot read the hardware address of {name}")
+    return bytes(ffi.buffer(ifr.ifr_hwaddr.sa_data, 6))
+
+
+def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
+    """``SIOCSIFHWADDR``: set the MAC address (sa_family must be the device type, ARPHRD_ETHER)."""
+    ifr = _ifreq(name)
+    ifr.ifr_hwaddr.sa_family = lib.ARPHRD_ETHER
+    ffi.memmove(ifr.ifr_hwaddr.sa_data, mac, 6)
+    check(lib.ioctl, ctl, lib.SIOCSIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot set the hardware address of {name} to {mac.hex(':')}")
