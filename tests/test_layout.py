@@ -663,3 +663,88 @@ def test_size_field_limit(family: Enc) -> None:
     )
     with pytest.raises(ValueError):
         _ioctl.iow("T", 1, f"char[{biggest + 1}]", enc=_ioctl.IocEncoding(**family._asdict()))
+
+
+# ---- configuration structs: sockaddr_in/in6, in6_ifreq, (rt)netlink -------------
+#
+# (cdecl, native struct format, field paths in format order, strategies).
+# Byte-array fields are given as bytes; nested fields as dotted paths.
+
+bytes8 = st.binary(min_size=8, max_size=8)
+bytes16 = st.binary(min_size=16, max_size=16)
+u32 = st.integers(0, 2**32 - 1)
+
+NEW_STRUCTS = [
+    ("struct sockaddr_in", "@HHI8s", ["sin_family", "sin_port", "sin_addr.s_addr", "sin_zero"], [u16, u16, u32, bytes8]),
+    ("struct sockaddr_in6", "@HHI16sI", ["sin6_family", "sin6_port", "sin6_flowinfo", "sin6_addr.s6_addr", "sin6_scope_id"], [u16, u16, u32, bytes16, u32]),
+    ("struct in6_ifreq", "@16sIi", ["ifr6_addr.s6_addr", "ifr6_prefixlen", "ifr6_ifindex"], [bytes16, u32, i32]),
+    ("struct sockaddr_nl", "@HHII", ["nl_family", "nl_pad", "nl_pid", "nl_groups"], [u16, u16, u32, u32]),
+    ("struct nlmsghdr", "@IHHII", ["nlmsg_len", "nlmsg_type", "nlmsg_flags", "nlmsg_seq", "nlmsg_pid"], [u32, u16, u16, u32, u32]),
+    ("struct nlmsgerr", "@iIHHII", ["error", "msg.nlmsg_len", "msg.nlmsg_type", "msg.nlmsg_flags", "msg.nlmsg_seq", "msg.nlmsg_pid"], [i32, u32, u16, u16, u32, u32]),
+    ("struct rtattr", "@HH", ["rta_len", "rta_type"], [u16, u16]),
+    ("struct ifaddrmsg", "@BBBBI", ["ifa_family", "ifa_prefixlen", "ifa_flags", "ifa_scope", "ifa_index"], [u8, u8, u8, u8, u32]),
+    ("struct rtmsg", "@BBBBBBBBI", ["rtm_family", "rtm_dst_len", "rtm_src_len", "rtm_tos", "rtm_table", "rtm_protocol", "rtm_scope", "rtm_type", "rtm_flags"], [u8] * 8 + [u32]),
+    ("struct ifinfomsg", "@BBHiII", ["ifi_family", "__ifi_pad", "ifi_type", "ifi_index", "ifi_flags", "ifi_change"], [u8, u8, u16, i32, u32, u32]),
+]
+
+
+def _set_path(p: Any, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        p = getattr(p, part)
+    if isinstance(value, bytes):
+        ffi.memmove(getattr(p, leaf), value, len(value))
+    else:
+        setattr(p, leaf, value)
+
+
+def _get_path(p: Any, path: str, like: Any) -> Any:
+    for part in path.split("."):
+        p = getattr(p, part)
+    return ffi.unpack(ffi.cast("char *", p), len(like)) if isinstance(like, bytes) else p
+
+
+@pytest.mark.parametrize("cdecl, fmt, fields, strategies", NEW_STRUCTS, ids=[s[0] for s in NEW_STRUCTS])
+def test_configuration_struct_round_trip(cdecl: str, fmt: str, fields: List[str], strategies: List[Any]) -> None:
+    assert struct.calcsize(fmt) == ffi.sizeof(cdecl), f"{cdecl}: the format and cffi disagree on the size"
+
+    @PROPS
+    @given(st.tuples(*strategies))
+    def round_trip(values: Tuple[Any, ...]) -> None:
+        p = ffi.new(f"{cdecl} *")
+        for path, value in zip(fields, values):
+            _set_path(p, path, value)
+        assert struct.unpack(fmt, _raw(p)) == values
+        q = _cast_from(cdecl, struct.pack(fmt, *values))
+        assert tuple(_get_path(q, path, v) for path, v in zip(fields, values)) == values
+
+    round_trip()
+
+
+def test_netlink_parsers_use_the_declared_layouts() -> None:
+    """The struct formats _netlink and config parse answers with match cffi's layouts."""
+    from tuntap_cffi import _netlink
+
+    assert _netlink._NLMSG_HDR.size == ffi.sizeof("struct nlmsghdr") == _netlink.NLMSG_HDRLEN
+    assert _netlink._RTA_HDR.size == ffi.sizeof("struct rtattr")
+    assert struct.calcsize("=BBBBI") == ffi.sizeof("struct ifaddrmsg")  # config.list_addresses
+    assert struct.calcsize("=BBBBBBBBI") == ffi.sizeof("struct rtmsg")  # config.list_routes
+
+
+@PROPS
+@given(kind=st.integers(0, 0x3FFF), data=st.binary(max_size=64))
+def test_rtattr_build_and_parse_round_trip(kind: int, data: bytes) -> None:
+    from tuntap_cffi import _netlink
+
+    raw = _netlink.attr(kind, data)
+    assert len(raw) % 4 == 0
+    assert [(k, bytes(v)) for k, v in _netlink.parse_attrs(memoryview(raw + _netlink.attr(1, b"x")))] == [(kind, data), (1, b"x")]
+
+
+@PROPS
+@given(garbage=st.binary(max_size=64))
+def test_rtattr_parser_never_reads_past_the_end(garbage: bytes) -> None:
+    from tuntap_cffi import _netlink
+
+    for _kind, value in _netlink.parse_attrs(memoryview(garbage)):
+        assert len(value) <= len(garbage)
