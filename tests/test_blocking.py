@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import pytest
 

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from conftest import fd_count, ip, link_info, our_links
+from conftest import fd_count, link_info, our_links
 from tuntap_cffi import (
     Device,
     DeviceClosedError,

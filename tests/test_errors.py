@@ -14,15 +14,13 @@ from typing import Iterator, List
 import pytest
 
 import tuntap_cffi
-from conftest import delete_link, fd_count, new_name, our_links
+from conftest import delete_link, fd_count, new_name
 from tuntap_cffi import (
     DeviceBusyError,
-    DeviceNotFoundError,
     DeviceNotReadyError,
     DevicesExhaustedError,
     InvalidPacketError,
     TunTapError,
-    TunTapPermissionError,
     open_tap,
     open_tun,
 )

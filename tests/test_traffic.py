@@ -8,7 +8,6 @@ import mmap
 import os
 import socket
 import struct
-import sys
 import time
 from typing import Callable
 
