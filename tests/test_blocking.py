@@ -223,3 +223,39 @@ def test_ctrl_c_interrupts_blocking_read(ifname: str, target: str) -> None:
             proc.stdout.close()
         if proc.stderr:
             proc.stderr.close()
+
+
+CYCLE_CHILD = textwrap.dedent(
+    """
+    import gc, sys
+    sys.path.insert(0, sys.argv[1])
+    from tuntap_cffi import open_tun
+    gc.disable()
+    view = memoryview(bytearray(100))
+    try:
+        with open_tun(sys.argv[2]) as dev:
+            dev.up()
+            dev.write(view[:10])  # refused by the kernel inside write()
+    except ValueError:
+        pass
+    frames = [o for o in gc.get_objects() if type(o).__name__ == "frame"]
+    print(len(frames))
+    del view, frames
+    gc.collect()
+    print("survived")
+    """
+)
+
+
+def test_close_leaves_no_frame_cycle(ifname: str) -> None:
+    """close() inspects other threads' frames; it must not keep any (not even its own).
+
+    A kept frame held the failed write's buffer export alive in a cycle, and
+    CPython 3.11 crashed when the GC cleared that memoryview (gh-77894).
+    """
+    proc = subprocess.run([sys.executable, "-c", CYCLE_CHILD, REPO, ifname], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    count, survived = proc.stdout.split()
+    assert survived == "survived"
+    if sys.implementation.name == "cpython":  # PyPy has no refcounts: its frames wait for the GC anyway
+        assert count == "0", f"{count} frames left in reference cycles"

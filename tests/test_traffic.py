@@ -172,3 +172,22 @@ def test_tap_ethernet_both_ways(ifname: str, subnet: str) -> None:
         reply = ethernet(tap_mac, PEER_MAC, 0x0800, ipv4_udp(f"{subnet}.2", f"{subnet}.1", 5555, port, b"reply"))
         assert dev.write(reply) == len(reply)
         assert s.recvfrom(100) == (b"reply", (f"{subnet}.2", 5555))
+
+
+def test_write_first_nbytes_of_a_buffer(ifname: str, subnet: str) -> None:
+    with tun_with_address(ifname, subnet) as dev, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((f"{subnet}.1", 0))
+        s.settimeout(5)
+        port = s.getsockname()[1]
+        buf = bytearray(dev.max_packet_size)
+        for payload in (b"first", b"second, longer"):
+            pkt = ipv4_udp(f"{subnet}.2", f"{subnet}.1", 4000, port, payload)
+            buf[: len(pkt)] = pkt
+            assert dev.write(buf, len(pkt)) == len(pkt)  # one buffer, its pointer cached
+            assert s.recvfrom(100) == (payload, (f"{subnet}.2", 4000))
+        with pytest.raises(ValueError):
+            dev.write(buf, len(buf) + 1)
+        with pytest.raises(ValueError):
+            dev.write(buf, -1)
+        with pytest.raises(TypeError):
+            dev.write(buf, "3")  # type: ignore[arg-type]

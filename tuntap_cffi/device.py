@@ -426,16 +426,20 @@ class Device:
 
     # ----------------------------------------------------------------- writing
 
-    def write(self, data: "ReadableBuffer") -> int:
+    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
         """Write one packet; return the number of bytes written (all of them).
 
         *data* is any C-contiguous bytes-like object; it is passed to the
-        kernel without a copy.  A TUN takes an IPv4/IPv6 packet, a TAP an
-        Ethernet frame, each after a 4-byte ``tun_pi`` header with
-        ``packet_info=True`` (see :meth:`write_packet`).  A packet the kernel
-        refuses raises :class:`InvalidPacketError` (a ``ValueError``).
+        kernel without a copy.  *nbytes* writes only its first *nbytes*
+        bytes: ``dev.write(buf, n)`` after ``n = dev.readinto(buf)`` reuses
+        the cached pointer of *buf*, where ``dev.write(memoryview(buf)[:n])``
+        would make a new view (and bind it) per packet.  A TUN takes an
+        IPv4/IPv6 packet, a TAP an Ethernet frame, each after a 4-byte
+        ``tun_pi`` header with ``packet_info=True`` (see
+        :meth:`write_packet`).  A packet the kernel refuses raises
+        :class:`InvalidPacketError` (a ``ValueError``).
         """
-        if type(data) is bytes:  # cffi passes bytes' own storage: no copy, no cache
+        if type(data) is bytes and nbytes is None:  # cffi passes bytes' own storage: no copy
             n: int = _write(self._fd, data, len(data))
             if n >= 0:
                 return n
@@ -443,6 +447,10 @@ class Device:
         cached, ptr, size = self._wcache
         if cached is not data:
             cached, ptr, size = self._bind_write_buffer(data)
+        if nbytes is not None:
+            if not 0 <= nbytes <= size:  # a non-number raises TypeError here
+                raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
+            size = nbytes
         n = _write(self._fd, ptr, size)
         if n >= 0:
             return n
@@ -586,19 +594,34 @@ class Device:
         raise DeviceClosedError(self._name)
 
     def _free_number_if_unused(self) -> None:
-        me = threading.get_ident()
         with self._lock:
             if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0:
                 return
-            for ident, frame in sys._current_frames().items():
-                if ident == me:
-                    continue
-                f: Any = frame
+            if not self._inside_elsewhere():
+                self._release_fds()
+            # else: that thread frees them on its way out (_leave_closed)
+
+    def _inside_elsewhere(self) -> bool:
+        """True if a thread other than this one is running a method of this device."""
+        frames = sys._current_frames()
+        del frames[threading.get_ident()]
+        frame: Any = None
+        f: Any = None
+        try:
+            for frame in frames.values():
+                f = frame
                 while f is not None:
                     if f.f_code in _DEVICE_CODES and f.f_locals.get("self") is self:
-                        return  # that thread frees it on its way out
+                        return True
                     f = f.f_back
-            self._release_fds()
+            return False
+        finally:
+            # Frames are not to be kept: holding them here would build a
+            # reference cycle through our own frame that keeps callers'
+            # exception state and buffer exports alive until a GC pass
+            # (CPython 3.11 can crash clearing such a memoryview, gh-77894).
+            frame = f = None
+            frames.clear()
 
     def _release_fds(self) -> None:
         for attr in ("_retired_fd", "_wake_fd", "_ctl"):
