@@ -14,12 +14,17 @@ have ping || missing+=(iputils-ping)
 have setpriv || missing+=(util-linux)
 have ip || missing+=(iproute2)
 have gcc || missing+=(gcc libc6-dev)
+have tshark || missing+=(tshark)
 [ -e /usr/include/linux/if_tun.h ] || missing+=(linux-libc-dev)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq
+    # tshark's wireshark-common asks whether non-root users may capture: answer no, without a prompt.
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The pcap and CLI tests read their captures back with tshark: fail here if it does not run.
+tshark -v >/dev/null 2>&1 || { echo "tshark is installed but \`tshark -v\` fails" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check '.[test]'
