@@ -3,15 +3,13 @@
     sudo python examples/dump.py tun%d --address 198.18.12.1/24
     ping 198.18.12.2          # in another terminal: its echo requests appear here
 
-The address is set with `ip` for now; the library's own configuration API and
-the `tuntap-cffi dump` command supersede this example.
+`tuntap-cffi dump` is the full-featured version (pcap output, TAP, hex).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import subprocess
 import sys
 
 from tuntap_cffi import TunTapError, open_tun
@@ -56,7 +54,7 @@ def main() -> int:
         return 1
     with dev:
         if args.address:
-            subprocess.run(["ip", "addr", "add", args.address, "dev", dev.name], check=True)
+            dev.add_address(args.address)
         dev.up()
         print(f"listening on {dev.name}", flush=True)
         buf = bytearray(dev.max_packet_size)  # one buffer, reused for every packet
