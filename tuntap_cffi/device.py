@@ -97,6 +97,7 @@ _write = lib.write
 
 _NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
 ETH_HLEN = 14
+_MAX_MTU = 65535  # tun's max_mtu
 VLAN_HLEN = 4
 PI_LEN = 4
 _MAX_NAME = 15  # IFNAMSIZ - 1
@@ -197,8 +198,10 @@ class Device:
         # the device never pair one thread's buffer with another's pointer.
         self._rcache: Tuple[object, Any, int] = _NO_BUFFER
         self._wcache: Tuple[object, Any, int] = _NO_BUFFER
-        self._scratch: Optional[bytearray] = None
+        self._scratch: Optional[bytearray] = None  # read()'s buffer, under _read_lock
         self._scratch_ptr: Any = ffi.NULL
+        self._read_lock = threading.Lock()
+        self._pi_buffer: Optional[bytearray] = None  # read_packet()'s default buffer
         self._overhead = (PI_LEN if not flags & lib.IFF_NO_PI else 0) + (
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
         )
@@ -335,26 +338,29 @@ class Device:
     def read(self, size: int = -1) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
 
-        *size* is the most bytes to accept; ``-1`` means
-        :attr:`max_packet_size`.  A smaller *size* is refused with
-        ``ValueError`` rather than truncating.
+        *size* is the most bytes to accept; ``-1`` means any packet the
+        device can deliver.  A *size* below :attr:`max_packet_size` is
+        refused with ``ValueError`` rather than truncating.  Safe to call
+        from several threads (they take turns on one internal buffer).
         """
         if isinstance(size, bool) or not isinstance(size, int):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
         if self._closed:
             raise DeviceClosedError(self._name)
-        limit = self.max_packet_size
-        if size != -1 and size < limit:
-            raise ValueError(self._too_small_message(size, limit))
-        scratch = self._scratch
-        if scratch is None or len(scratch) < limit:
-            scratch = self._scratch = bytearray(limit)
-            self._scratch_ptr = ffi.from_buffer(scratch)
-        ptr = self._scratch_ptr
-        n: int = _read(self._fd, ptr, len(scratch))
-        if n <= 0:
-            n = self._read_again(n, ptr, len(scratch))
-        return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
+        if size != -1:
+            limit = self.max_packet_size
+            if size < limit:
+                raise ValueError(self._too_small_message(size, limit))
+        with self._read_lock:
+            if self._scratch is None:
+                # The largest packet tun can ever deliver, so no MTU lookup per call.
+                self._scratch = bytearray(_MAX_MTU + self._overhead)
+                self._scratch_ptr = ffi.from_buffer(self._scratch)
+            ptr, room = self._scratch_ptr, len(self._scratch)
+            n: int = _read(self._fd, ptr, room)
+            if n <= 0:
+                n = self._read_again(n, ptr, room)
+            return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
 
     def read_packet(self, buffer: "Optional[WriteableBuffer]" = None) -> PacketInfo:
         """Read one packet of a ``packet_info=True`` device and split its header.
@@ -366,10 +372,9 @@ class Device:
         if not self.packet_info:
             raise ValueError(f"{self._name} was opened without packet_info=True: there is no tun_pi header")
         if buffer is None:
-            if self._scratch is None or len(self._scratch) < self.max_packet_size:
-                self._scratch = bytearray(self.max_packet_size)
-                self._scratch_ptr = ffi.from_buffer(self._scratch)
-            buffer = self._scratch
+            if self._pi_buffer is None:
+                self._pi_buffer = bytearray(_MAX_MTU + self._overhead)
+            buffer = self._pi_buffer
         n = self.readinto(buffer)
         view = memoryview(buffer).cast("B")
         if n < PI_LEN:  # never seen; the kernel always writes the header first
@@ -682,7 +687,7 @@ class Device:
             # Not visible from here (moved to another namespace?): assume the
             # largest MTU tun allows unless we saw the real one before.
             if self._mtu_cache < 0:
-                return 65535
+                return _MAX_MTU
         return self._mtu_cache
 
     @property
@@ -694,7 +699,7 @@ class Device:
     def mtu(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"mtu must be an int, not {type(value).__name__}")
-        if not 68 <= value <= 65535:  # IPv4 minimum; tun's max_mtu is 65535
+        if not 68 <= value <= _MAX_MTU:  # IPv4 minimum .. tun's max_mtu
             raise ValueError(f"mtu={value} is outside 68..65535")
         _backend.current().set_int(self._control(), self._name, "mtu", value)
         self._mtu_cache = value
