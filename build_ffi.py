@@ -282,6 +282,112 @@ struct pollfd {
 };
 typedef unsigned long nfds_t;
 
+/* ---- <linux/io_uring.h> (5.1+): the members used here -------------------
+   The header's unions are flattened to their first member (same offsets). */
+struct io_sqring_offsets {
+    uint32_t head;
+    uint32_t tail;
+    uint32_t ring_mask;
+    uint32_t ring_entries;
+    uint32_t flags;
+    uint32_t dropped;
+    uint32_t array;
+    uint32_t resv1;
+    uint64_t resv2;
+};
+
+struct io_cqring_offsets {
+    uint32_t head;
+    uint32_t tail;
+    uint32_t ring_mask;
+    uint32_t ring_entries;
+    uint32_t overflow;
+    uint32_t cqes;
+    uint32_t flags;
+    uint32_t resv1;
+    uint64_t resv2;
+};
+
+struct io_uring_params {
+    uint32_t sq_entries;
+    uint32_t cq_entries;
+    uint32_t flags;
+    uint32_t sq_thread_cpu;
+    uint32_t sq_thread_idle;
+    uint32_t features;
+    uint32_t wq_fd;
+    uint32_t resv[3];
+    struct io_sqring_offsets sq_off;
+    struct io_cqring_offsets cq_off;
+};
+
+struct io_uring_sqe {
+    uint8_t  opcode;
+    uint8_t  flags;                     /* IOSQE_* */
+    uint16_t ioprio;
+    int32_t  fd;
+    uint64_t off;
+    uint64_t addr;
+    uint32_t len;
+    uint32_t rw_flags;
+    uint64_t user_data;
+    uint16_t buf_index;
+    uint16_t personality;
+    int32_t  splice_fd_in;
+    uint64_t addr3;
+    uint64_t __pad2[1];
+};
+
+struct io_uring_cqe {
+    uint64_t user_data;
+    int32_t  res;
+    uint32_t flags;
+};
+
+struct io_uring_probe_op {
+    uint8_t  op;
+    uint8_t  resv;
+    uint16_t flags;                     /* IO_URING_OP_SUPPORTED */
+    uint32_t resv2;
+};
+
+/* The header ends in a flexible array `struct io_uring_probe_op ops[]`,
+   which starts at sizeof(struct io_uring_probe); it is left out here. */
+struct io_uring_probe {
+    uint8_t  last_op;
+    uint8_t  ops_len;
+    uint16_t resv;
+    uint32_t resv2[3];
+};
+
+#define IORING_SETUP_SQPOLL         0x2
+#define IORING_SETUP_CQSIZE         0x8
+#define IORING_SETUP_CLAMP          0x10
+#define IORING_SETUP_SUBMIT_ALL     0x80
+#define IORING_SETUP_COOP_TASKRUN   0x100    /* 5.19 */
+#define IORING_SETUP_SINGLE_ISSUER  0x1000   /* 6.0 */
+#define IORING_SETUP_DEFER_TASKRUN  0x2000   /* 6.1 */
+#define IORING_ENTER_GETEVENTS      0x1
+#define IORING_ENTER_SQ_WAKEUP      0x2
+#define IORING_FEAT_SINGLE_MMAP     0x1
+#define IORING_FEAT_NODROP          0x2
+#define IORING_SQ_NEED_WAKEUP       0x1
+#define IORING_OFF_SQ_RING          0x0
+#define IORING_OFF_CQ_RING          0x8000000
+#define IORING_OFF_SQES             0x10000000
+#define IORING_OP_NOP               0
+#define IORING_OP_READ_FIXED        4
+#define IORING_OP_WRITE_FIXED       5
+#define IORING_OP_READ              22
+#define IORING_OP_WRITE             23
+#define IOSQE_FIXED_FILE            0x1
+#define IORING_REGISTER_BUFFERS     0
+#define IORING_UNREGISTER_BUFFERS   1
+#define IORING_REGISTER_FILES       2
+#define IORING_UNREGISTER_FILES     3
+#define IORING_REGISTER_PROBE       8
+#define IO_URING_OP_SUPPORTED       0x1
+
 /* ---- libc ---------------------------------------------------------------- */
 int     open(const char *pathname, int flags, ...);
 int     close(int fd);
@@ -299,6 +405,7 @@ ssize_t send(int sockfd, const void *buf, size_t len, int flags);
 ssize_t recv(int sockfd, void *buf, size_t len, int flags);
 int     eventfd(unsigned int initval, int flags);
 int     dup3(int oldfd, int newfd, int flags);
+long    syscall(long number, ...);          /* io_uring_setup/enter/register */
 """
 
 MODULE = "tuntap_cffi._libc"

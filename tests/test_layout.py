@@ -73,6 +73,7 @@ HEADERS = [
     "linux/rtnetlink.h",
     "linux/if_addr.h",
     "linux/if_link.h",
+    "linux/io_uring.h",
 ]
 
 
