@@ -7,7 +7,9 @@
         n = dev.readinto(buf)
 """
 
+from .batch import BatchWriteError
 from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_tap, open_tun
+from .ring import PacketRing
 from .errors import (
     DeviceBusyError,
     DeviceClosedError,
@@ -28,6 +30,8 @@ __all__ = [
     "open_tap",
     "delete_persistent",
     "Device",
+    "PacketRing",
+    "BatchWriteError",
     "DeviceKind",
     "TunFlags",
     "PacketInfo",

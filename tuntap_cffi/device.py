@@ -36,13 +36,18 @@ import os
 import select
 import sys
 import threading
+import time
 import warnings
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Tuple, Union
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import _backend, config
+from . import _backend, batch, config
 from ._netlink import RtNetlink
+from ._uring import UringUnavailable
+from .batch import BatchWriteError
+from .ring import PacketRing, check_ring
 from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
-from .errors import DeviceClosedError, error_from_errno
+from .errors import DeviceClosedError, TunTapError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import NoReturn
@@ -193,6 +198,9 @@ class Device:
         self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
+        # Batch engines by (id(ring), direction): (weakref to the ring, engine).
+        self._engines: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
+        self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
         # (buffer, cffi pointer, size) of the last buffer read into / written
         # from.  One tuple, read with one attribute load, so threads sharing
         # the device never pair one thread's buffer with another's pointer.
@@ -429,6 +437,159 @@ class Device:
         """Forget the cached buffer pointers, so the buffers can be resized or closed."""
         self._rcache = self._wcache = _NO_BUFFER
 
+    # ------------------------------------------------------------ batch I/O
+
+    def packet_ring(self, slots: int = 256) -> PacketRing:
+        """A :class:`PacketRing` of *slots* slots sized for this device (:attr:`max_packet_size`)."""
+        return PacketRing(slots, self.max_packet_size)
+
+    @property
+    def batch_backend(self) -> str:
+        """The batch I/O backend in use: ``"io_uring"`` or ``"loop"`` (settable).
+
+        Set ``"loop"`` to force the read()/write() loop, ``"auto"`` (the
+        default, or env ``TUNTAP_CFFI_BATCH``) to use io_uring where the
+        kernel allows it.  Setting it drops the engines already made.
+        """
+        choice = self._batch_backend
+        if choice == "loop":
+            return "loop"
+        usable, _why = batch.uring_status()
+        if choice == "io_uring" and not usable:
+            return "loop"
+        return "io_uring" if usable else "loop"
+
+    @batch_backend.setter
+    def batch_backend(self, value: str) -> None:
+        if value not in ("auto", "io_uring", "loop"):
+            raise ValueError(f"batch_backend must be 'auto', 'io_uring' or 'loop', not {value!r}")
+        with self._lock:
+            engines, self._engines = self._engines, {}
+        for _ref, engine in engines.values():
+            engine.close()
+        self._batch_backend = value
+
+    def _engine(self, ring: PacketRing, kind: str) -> Any:
+        entry = self._engines.get((id(ring), kind))
+        if entry is not None and entry[0]() is ring:
+            return entry[1]
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
+        backend = self.batch_backend
+        try:
+            engine = batch.make_engine(kind, backend, self._fd, ring)
+        except UringUnavailable:
+            engine = batch.make_engine(kind, "loop", self._fd, ring)
+        key = (id(ring), kind)
+        engines = self._engines
+
+        def forget(_ref: Any, key: Tuple[int, str] = key, engines: Dict[Any, Any] = engines) -> None:
+            gone = engines.pop(key, None)
+            if gone is not None:
+                gone[1].close()
+
+        with self._lock:
+            if self._closed:
+                engine.close()
+                raise DeviceClosedError(self._name)
+            self._engines[key] = (weakref.ref(ring, forget), engine)
+        return engine
+
+    def read_batch(self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None) -> int:
+        """Fill *ring* with up to ``ring.slots`` packets in arrival order; return the count.
+
+        One ``io_uring_enter`` reads every queued packet up to the ring's
+        size (or, with the ``loop`` backend, one ``read()`` each).  Blocking
+        devices wait until at least *min_packets* have arrived, the ring is
+        full, or *timeout* seconds passed (then the count may be lower, even
+        0); non-blocking ones raise ``BlockingIOError`` when nothing is
+        queued.  ``len(ring)`` is the count and ``ring[i]`` packet *i*.  A
+        kernel error with packets already read returns those packets; the
+        error is raised by the next call.  Closing the device from another
+        thread wakes a waiting call with :class:`DeviceClosedError`.
+        """
+        if not isinstance(min_packets, int) or isinstance(min_packets, bool):
+            raise TypeError(f"min_packets must be an int, not {type(min_packets).__name__}")
+        if not 1 <= min_packets:
+            raise ValueError(f"min_packets={min_packets} must be at least 1")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        engine = self._engine(ring, "read")
+        ring.start = 0
+        want = min(min_packets, ring.slots)
+        got = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            k: int = engine.fill(got)
+            if k < 0:
+                if self._closed or k == batch._CLOSED_SLOT:
+                    ring.count = got
+                    self._leave_closed()
+                ring.count = got
+                if got:
+                    return got
+                raise error_from_errno(-k, "read", self._name, f"read from {self._name} failed")
+            got += k
+            if got >= want or got == ring.slots:
+                break
+            if self._closed:
+                ring.count = got
+                self._leave_closed()
+            if not self._blocking:
+                if got:
+                    break
+                ring.count = 0
+                raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
+            wait_ms = -1
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait_ms = int(left * 1000) + 1
+            self._wait(select.POLLIN, wait_ms)
+        ring.count = got
+        return got
+
+    def write_batch(self, packets: "Union[PacketRing, Sequence[ReadableBuffer]]", count: Optional[int] = None) -> int:
+        """Write many packets with one transition; return how many were written.
+
+        *packets* is a :class:`PacketRing` (its first *count* packets, by
+        default ``len(ring)``: one ``io_uring_enter`` for all) or a sequence
+        of bytes-like packets (written one ``write()`` each).  Every packet
+        is attempted; if the kernel refused any, :class:`BatchWriteError`
+        (or the refused packet's own error when there is one packet) is
+        raised after the others went, with ``.written`` set.
+        """
+        failures: List[Tuple[int, int]] = []
+        if isinstance(packets, PacketRing):
+            total = packets.count if count is None else count
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise TypeError(f"count must be an int, not {type(total).__name__}")
+            if not 0 <= total <= packets.slots:
+                raise ValueError(f"count={total} is outside 0..{packets.slots}")
+            if total:
+                failures = self._engine(packets, "write").send(total)
+        else:
+            items = list(packets) if count is None else list(packets)[:count]
+            total = len(items)
+            for i, item in enumerate(items):
+                try:
+                    self.write(item)
+                except DeviceClosedError:
+                    raise
+                except TunTapError as exc:  # refused: note it, go on with the rest
+                    failures.append((i, -(exc.errno or errno.EIO)))
+        if not failures:
+            return total
+        if self._closed:
+            self._leave_closed()
+        first, neg = failures[0]
+        cause = error_from_errno(-neg, "write", self._name, f"write of packet {first} to {self._name} failed")
+        err = BatchWriteError(cause.errno, f"{len(failures)} of {total} packets refused; first: {cause}", self._name)
+        err.written = total - len(failures)
+        raise err from cause
+
     # ----------------------------------------------------------------- writing
 
     def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
@@ -531,8 +692,8 @@ class Device:
 
     # ---------------------------------------------------------------- waiting
 
-    def _wait(self, events: int) -> None:
-        """Block until the fd is ready for *events*, the device closes, or a signal.
+    def _wait(self, events: int, timeout_ms: int = -1) -> None:
+        """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms*.
 
         Returns after any wakeup; the caller retries its syscall and checks
         ``closed``.  Raises :class:`DeviceClosedError` if closed meanwhile.
@@ -543,10 +704,9 @@ class Device:
         # Separate pairs for reading and writing: a reader and a writer may wait at once.
         pair = pfd if events == select.POLLIN else pfd + 2
         pair[0].fd = self._fd
-        if threading.current_thread() is threading.main_thread():
+        timeout = timeout_ms
+        if threading.current_thread() is threading.main_thread() and not 0 <= timeout < WAIT_SLICE_MS:
             timeout = WAIT_SLICE_MS  # see WAIT_SLICE_MS: Ctrl-C must not wait
-        else:
-            timeout = -1
         if self._closed:
             self._leave_closed()
         lib.poll(pair, 2, timeout)  # EINTR or a timeout: the caller retries
@@ -600,7 +760,7 @@ class Device:
 
     def _free_number_if_unused(self) -> None:
         with self._lock:
-            if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0:
+            if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0 and not self._engines:
                 return
             if not self._inside_elsewhere():
                 self._release_fds()
@@ -629,6 +789,9 @@ class Device:
             frames.clear()
 
     def _release_fds(self) -> None:
+        engines, self._engines = self._engines, {}
+        for _ref, engine in engines.values():
+            engine.close()
         for attr in ("_retired_fd", "_wake_fd", "_ctl"):
             fd = getattr(self, attr)
             setattr(self, attr, -1)
@@ -662,7 +825,8 @@ class Device:
             self._closed = True
             fd, self._fd = self._fd, -1
             close_quietly(fd)
-        if getattr(self, "_retired_fd", -1) >= 0 or getattr(self, "_wake_fd", -1) >= 0 or getattr(self, "_ctl", -1) >= 0:
+        if (getattr(self, "_retired_fd", -1) >= 0 or getattr(self, "_wake_fd", -1) >= 0
+                or getattr(self, "_ctl", -1) >= 0 or getattr(self, "_engines", None)):
             self._release_fds()
 
     # ------------------------------------------------------------ link control

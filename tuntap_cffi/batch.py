@@ -1,0 +1,335 @@
+"""Batch I/O engines: many packets per Python-to-C transition.
+
+Two backends, chosen per device (``Device.batch_backend``):
+
+``io_uring``
+    One ring per (device, PacketRing, direction).  Every slot has a
+    pre-filled READ_FIXED (or WRITE_FIXED) SQE over the ring's slab, which is
+    registered once as a fixed buffer.  Reads carry ``RWF_NOWAIT``: a read
+    that finds the TUN queue empty completes at once with -EAGAIN instead of
+    being armed (O_NONBLOCK is not honoured for pollable files on 6.x), so
+    one ``io_uring_enter`` issues every read inline, in slot order, and
+    nothing stays in flight between batches: no file reference outlives a
+    call, any thread may use the ring, and ``close()`` works as for
+    ``readinto``.  Completions are matched by ``user_data`` and checked in
+    bulk (memoryview comparisons and copies at C speed): no Python code runs
+    per packet unless something unusual happened (an error, a hole left by
+    a packet that arrived mid-batch), which a slow path sorts out.
+
+``loop``
+    ``read()``/``write()`` through cffi, one call per packet, until EAGAIN
+    or the ring is full.  Used where io_uring is missing or forbidden
+    (ENOSYS, EPERM, ``kernel.io_uring_disabled``) or when forced.
+"""
+
+from __future__ import annotations
+
+import errno
+from array import array
+from typing import Any, List, Optional, Tuple
+
+from . import _uring
+from ._syscalls import ffi, lib
+from .errors import error_from_errno
+from .ring import PacketRing
+
+__all__ = ["ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "uring_status", "BatchWriteError"]
+
+_RWF_NOWAIT = 0x8  # <linux/fs.h>: fail with EAGAIN instead of waiting (4.14)
+_EAGAIN_BYTES = (-errno.EAGAIN).to_bytes(4, "little", signed=True)
+_CLOSED_SLOT = -1_000_000  # sentinel length meaning "the device is closed"
+
+_status: Optional[Tuple[bool, str]] = None
+
+
+def uring_status() -> Tuple[bool, str]:
+    """(usable, reason): whether io_uring batch I/O works in this process (probed once)."""
+    global _status
+    if _status is None:
+        _status = _uring.probe()
+    return _status
+
+
+class BatchWriteError(OSError):
+    """Raised by ``write_batch`` when the kernel refused a packet; ``written`` says how many went."""
+
+    written: int = 0
+
+
+def _seq(n: int) -> memoryview:
+    """0..n-1 twice, as uint32: any window of length <= n starting below n is one slice."""
+    return memoryview(array("I", list(range(n)) * 2))
+
+
+class ReadEngine:
+    """io_uring reads into one PacketRing from one fd."""
+
+    backend = "io_uring"
+
+    def __init__(self, fd: int, ring: PacketRing) -> None:
+        n = ring.slots
+        self.ring = ring
+        self.uring = u = _uring.Uring(n, cq_entries=2 * n)
+        try:
+            iov = ffi.new("struct iovec *")
+            iov.iov_base = ring._ptr
+            iov.iov_len = ring.slots * ring.slot_size
+            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
+            for i in range(n):
+                sqe = u.sqes[i]
+                sqe.opcode = lib.IORING_OP_READ_FIXED
+                sqe.fd = fd
+                sqe.off = 0xFFFFFFFFFFFFFFFF  # "current position": tun is a stream
+                sqe.addr = ring.slot_address(i)
+                sqe.len = ring.slot_size
+                sqe.rw_flags = _RWF_NOWAIT
+                sqe.buf_index = 0
+                sqe.user_data = i
+        except BaseException:
+            u.close()
+            raise
+        self.seq = _seq(n)
+        self.seq64 = memoryview(array("Q", list(range(n)) * 2))
+        self.eagain = _EAGAIN_BYTES * n
+
+    def close(self) -> None:
+        self.uring.close()
+
+    def fill(self, first: int) -> int:
+        """Read into slots first..slots-1; return how many of them now hold packets (a prefix).
+
+        Returns -errno for an error met before any packet of this call, and
+        ``_CLOSED_SLOT`` when the fd now reads as closed (/dev/null).
+        """
+        u, ring = self.uring, self.ring
+        want = ring.slots - first
+        tail = u.sq_tail[0]
+        pos = tail & u.sq_mask
+        entries = u.sq_entries
+        # SQ positions tail.. -> SQE (= slot) indices first..slots-1, in two pieces at the wrap.
+        head_part = min(want, entries - pos)
+        u.sq_array_u32[pos : pos + head_part] = self.seq[first : first + head_part]
+        if head_part < want:
+            u.sq_array_u32[0 : want - head_part] = self.seq[first + head_part : first + want]
+        u.sq_tail[0] = tail + want
+        while True:
+            r = u.enter(want, want, lib.IORING_ENTER_GETEVENTS)
+            if r >= 0:
+                break
+            err = ffi.errno
+            if err == errno.EINTR:  # submitted already? then only wait: nothing is resubmitted
+                want = 0
+                if u.cq_tail[0] - u.cq_head[0] >= ring.slots - first:
+                    break
+                continue
+            raise error_from_errno(err, "read", None, "io_uring_enter failed")
+        return self._reap(first, ring.slots - first)
+
+    def _reap(self, first: int, count: int) -> int:
+        u, ring = self.uring, self.ring
+        head = u.cq_head[0]
+        assert u.cq_tail[0] - head >= count, "io_uring_enter returned before every read completed"
+        lengths = ring._lengths_view
+        # Copy the results (res) into lengths[first:], checking user_data on the way.
+        done = 0
+        ok = True
+        while done < count:
+            c = (head + done) & u.cq_mask
+            piece = min(count - done, u.cq_entries - c)
+            if u.cqe_u64[2 * c : 2 * (c + piece) : 2] != self.seq64[first + done : first + done + piece]:
+                ok = False
+            lengths[first + done : first + done + piece] = u.cqe_i32[4 * c + 2 : 4 * (c + piece) : 4]
+            done += piece
+        u.cq_head[0] = head + count
+        if not ok:  # completions out of slot order: never seen with inline reads
+            raise OSError(errno.EPROTO, "io_uring completions arrived out of submission order")
+        raw = lengths.cast("B")[4 * first : 4 * (first + count)]
+        # The usual shape: k packets, then EAGAIN for the rest.
+        found = bytes(raw).find(_EAGAIN_BYTES)
+        while found >= 0 and found % 4:
+            found = bytes(raw).find(_EAGAIN_BYTES, found + 1)
+        k = count if found < 0 else found // 4
+        if raw[4 * k :] == self.eagain[: 4 * (count - k)] and not bytes(raw[3 : 4 * k : 4]).strip(b"\0"):
+            # Every length is 0 <= x < 2**24 (no error); 0 means the fd reads as closed.
+            if k and 0 in lengths[first : first + k]:
+                return _CLOSED_SLOT
+            return k
+        return self._slow(first, count)
+
+    def _slow(self, first: int, count: int) -> int:
+        """Holes (a packet arrived after an EAGAIN) or errors: compact, per packet."""
+        ring = self.ring
+        lengths = ring._lengths
+        size = ring.slot_size
+        out = first
+        for i in range(first, first + count):
+            n = lengths[i]
+            if n > 0:
+                if out != i:  # move the packet down into the hole: keeps arrival order
+                    ffi.memmove(ring._ptr + out * size, ring._ptr + i * size, n)
+                    lengths[out] = n
+                out += 1
+            elif n == 0:
+                return _CLOSED_SLOT if out == first else out - first
+            elif n != -errno.EAGAIN:
+                return n if out == first else out - first  # the error again next call, with no packet before it
+        return out - first
+
+
+class LoopReadEngine:
+    """The fallback: one cffi read() per packet until EAGAIN or the ring is full."""
+
+    backend = "loop"
+
+    def __init__(self, fd: int, ring: PacketRing) -> None:
+        self.ring = ring
+        self.fd = fd
+
+    def close(self) -> None:
+        pass
+
+    def fill(self, first: int) -> int:
+        ring = self.ring
+        read, fd, ptr, size, lengths = lib.read, self.fd, ring._ptr, ring.slot_size, ring._lengths
+        i = first
+        slots = ring.slots
+        while i < slots:
+            n = read(fd, ptr + i * size, size)
+            if n > 0:
+                lengths[i] = n
+                i += 1
+                continue
+            if n == 0:
+                return _CLOSED_SLOT if i == first else i - first
+            err: int = ffi.errno
+            if err == errno.EINTR:
+                continue
+            if err == errno.EAGAIN or i > first:
+                break
+            return -err
+        return i - first
+
+
+class WriteEngine:
+    """io_uring writes of a PacketRing's packets to one fd."""
+
+    backend = "io_uring"
+
+    def __init__(self, fd: int, ring: PacketRing) -> None:
+        n = ring.slots
+        self.ring = ring
+        self.uring = u = _uring.Uring(n, cq_entries=2 * n)
+        try:
+            iov = ffi.new("struct iovec *")
+            iov.iov_base = ring._ptr
+            iov.iov_len = ring.slots * ring.slot_size
+            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
+            for i in range(n):
+                sqe = u.sqes[i]
+                sqe.opcode = lib.IORING_OP_WRITE_FIXED
+                sqe.fd = fd
+                sqe.off = 0xFFFFFFFFFFFFFFFF
+                sqe.addr = ring.slot_address(i)
+                sqe.buf_index = 0
+                sqe.user_data = i
+        except BaseException:
+            u.close()
+            raise
+        self.seq = _seq(n)
+        self.seq64 = memoryview(array("Q", list(range(n)) * 2))
+        # len is the 7th uint32 of each 64-byte SQE
+        self.sqe_len = u.sqe_u32[6 :: ffi.sizeof("struct io_uring_sqe") // 4]
+        self.res = array("i", bytes(4 * n))
+        self.lengths_u32 = ring._lengths_view.cast("B").cast("I")  # same bytes, the SQE field's type
+
+    def close(self) -> None:
+        self.uring.close()
+
+    def send(self, count: int) -> List[Tuple[int, int]]:
+        """Write packets 0..count-1 of the ring; return [(position, -errno)] of failures."""
+        u, ring = self.uring, self.ring
+        slots, start = ring.slots, ring.start
+        lengths = ring._lengths_view
+        # SQE j serves physical slot j; packet i is in slot (start + i) % slots.
+        done = 0
+        while done < count:
+            s = (start + done) % slots
+            piece = min(count - done, slots - s)
+            self.sqe_len[s : s + piece] = self.lengths_u32[done : done + piece]
+            done += piece
+        tail = u.sq_tail[0]
+        pos = tail & u.sq_mask
+        head_part = min(count, u.sq_entries - pos)
+        u.sq_array_u32[pos : pos + head_part] = self.seq[start : start + head_part]
+        if head_part < count:
+            u.sq_array_u32[0 : count - head_part] = self.seq[start + head_part : start + count]
+        u.sq_tail[0] = tail + count
+        want = count
+        while True:
+            r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
+            if r >= 0:
+                break
+            if ffi.errno != errno.EINTR:
+                raise error_from_errno(ffi.errno, "write", None, "io_uring_enter failed")
+            want = 0
+            if u.cq_tail[0] - u.cq_head[0] >= count:
+                break
+        head = u.cq_head[0]
+        res = memoryview(self.res)
+        in_order = True
+        done = 0
+        while done < count:
+            c = (head + done) & u.cq_mask
+            piece = min(count - done, u.cq_entries - c)
+            s = (start + done) % slots
+            if u.cqe_u64[2 * c : 2 * (c + piece) : 2] != self.seq64[s : s + piece]:
+                in_order = False
+            res[done : done + piece] = u.cqe_i32[4 * c + 2 : 4 * (c + piece) : 4]
+            done += piece
+        u.cq_head[0] = head + count
+        if not in_order:  # never seen: inline writes complete in submission order
+            raise OSError(errno.EPROTO, "io_uring completions arrived out of submission order")
+        if res[:count] == lengths[:count]:
+            return []
+        failures = []
+        for i in range(count):  # slow path: something was refused
+            if res[i] != lengths[i]:
+                failures.append((i, res[i] if res[i] < 0 else -errno.EIO))
+        return failures
+
+
+class LoopWriteEngine:
+    """The fallback: one cffi write() per packet."""
+
+    backend = "loop"
+
+    def __init__(self, fd: int, ring: PacketRing) -> None:
+        self.ring = ring
+        self.fd = fd
+
+    def close(self) -> None:
+        pass
+
+    def send(self, count: int) -> List[Tuple[int, int]]:
+        ring = self.ring
+        write, fd, ptr, size, lengths = lib.write, self.fd, ring._ptr, ring.slot_size, ring._lengths
+        slots, start = ring.slots, ring.start
+        failures = []
+        i = 0
+        while i < count:
+            n = write(fd, ptr + ((start + i) % slots) * size, lengths[i])
+            if n < 0:
+                err = ffi.errno
+                if err == errno.EINTR:
+                    continue
+                failures.append((i, -err))
+            i += 1
+        return failures
+
+
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing) -> Any:
+    """An engine of *kind* 'read'/'write' for *backend* 'io_uring'/'loop'."""
+    if backend == "io_uring":
+        return (ReadEngine if kind == "read" else WriteEngine)(fd, ring)
+    return (LoopReadEngine if kind == "read" else LoopWriteEngine)(fd, ring)
+
