@@ -150,9 +150,8 @@ class ReadEngine:
             found = bytes(raw).find(_EAGAIN_BYTES, found + 1)
         k = count if found < 0 else found // 4
         if raw[4 * k :] == self.eagain[: 4 * (count - k)] and not bytes(raw[3 : 4 * k : 4]).strip(b"\0"):
-            # Every length is 0 <= x < 2**24 (no error); 0 means the fd reads as closed.
-            if k and 0 in lengths[first : first + k]:
-                return _CLOSED_SLOT
+            # Every length is 0 <= x < 2**24: no error.  (A 0 can only come
+            # from /dev/null after close(), which the caller checks per batch.)
             return k
         return self._slow(first, count)
 

@@ -522,6 +522,9 @@ class Device:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             k: int = engine.fill(got)
+            if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
+                ring.count = 0
+                self._leave_closed()
             if k < 0:
                 if self._closed or k == batch._CLOSED_SLOT:
                     ring.count = got
