@@ -472,7 +472,14 @@ class Device:
     def _engine(self, ring: PacketRing, kind: str) -> Any:
         entry = self._engines.get((id(ring), kind))
         if entry is not None and entry[0]() is ring:
-            return entry[1]
+            engine = entry[1]
+            owner = engine.owner
+            if owner is None or owner == threading.get_ident():
+                return engine
+            # A single-issuer ring of another thread: replace it (nothing is in flight between batches).
+            with self._lock:
+                self._engines.pop((id(ring), kind), None)
+            engine.close()
         if self._closed:
             raise DeviceClosedError(self._name)
         check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
