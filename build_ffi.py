@@ -247,6 +247,28 @@ struct tun_pi {
 
 #define TUN_PKT_STRIP   0x0001
 
+/* TUNSETOFFLOAD bits (USO4/USO6 of 6.2 are in offload.py: newer than these headers) */
+#define TUN_F_CSUM      0x01
+#define TUN_F_TSO4      0x02
+#define TUN_F_TSO6      0x04
+#define TUN_F_TSO_ECN   0x08
+#define TUN_F_UFO       0x10
+
+/* ---- <linux/virtio_net.h>: the header in front of each packet with IFF_VNET_HDR */
+struct virtio_net_hdr {
+    uint8_t  flags;                     /* VIRTIO_NET_HDR_F_* */
+    uint8_t  gso_type;                  /* VIRTIO_NET_HDR_GSO_* */
+    uint16_t hdr_len;                   /* __virtio16: little-endian here */
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+};
+
+struct virtio_net_hdr_mrg_rxbuf {
+    struct virtio_net_hdr hdr;
+    uint16_t num_buffers;
+};
+
 /* TUNSETIFF flags (ifr_flags) */
 #define IFF_TUN         0x0001
 #define IFF_TAP         0x0002

@@ -74,6 +74,7 @@ HEADERS = [
     "linux/if_addr.h",
     "linux/if_link.h",
     "linux/io_uring.h",
+    "linux/virtio_net.h",
 ]
 
 

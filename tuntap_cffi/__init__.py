@@ -8,7 +8,7 @@
 """
 
 from .batch import BatchWriteError
-from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_tap, open_tun
+from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_queues, open_tap, open_tun
 from .ring import PacketRing
 from .errors import (
     DeviceBusyError,
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "open_tun",
     "open_tap",
+    "open_queues",
     "delete_persistent",
     "Device",
     "PacketRing",

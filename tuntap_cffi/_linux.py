@@ -37,6 +37,10 @@ __all__ = [
     "delete_persistent",
     "get_hwaddr",
     "set_hwaddr",
+    "set_vnet_hdr_size",
+    "set_offload",
+    "set_queue",
+    "get_vnet_hdr_size",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -193,3 +197,31 @@ def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
     ifr.ifr_hwaddr.sa_family = lib.ARPHRD_ETHER
     ffi.memmove(ifr.ifr_hwaddr.sa_data, mac, 6)
     check(lib.ioctl, ctl, lib.SIOCSIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot set the hardware address of {name} to {mac.hex(':')}")
+
+
+def set_vnet_hdr_size(fd: int, name: str, size: int) -> None:
+    """``TUNSETVNETHDRSZ``: the virtio-net header in front of each packet (10 or 12 bytes)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETVNETHDRSZ, ffi.new("int *", size), op="ioctl", name=name,
+          what=f"cannot set a {size}-byte virtio-net header on {name}")
+
+
+def set_offload(fd: int, name: str, flags: int) -> None:
+    """``TUNSETOFFLOAD``: the TUN_F_* offloads this reader/writer handles (value argument)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETOFFLOAD, ffi.cast("unsigned long", flags), op="ioctl", name=name,
+          what=f"cannot set offloads {flags:#x} on {name}")
+
+
+def set_queue(fd: int, name: str, attach: bool) -> None:
+    """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it."""
+    ifr = _ifreq("")
+    ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
+    check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name,
+          what=f"cannot {'attach' if attach else 'detach'} a queue of {name}")
+
+
+def get_vnet_hdr_size(fd: int, name: str) -> int:
+    """``TUNGETVNETHDRSZ``: the virtio-net header size of an fd opened elsewhere."""
+    size = ffi.new("int *")
+    check(lib.ioctl, fd, _ioctl.TUNGETVNETHDRSZ, size, op="ioctl", name=name, what=f"cannot read the virtio-net header size of {name}")
+    value: int = size[0]
+    return value

@@ -103,6 +103,18 @@ _write = lib.write
 _NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
 ETH_HLEN = 14
 _MAX_MTU = 65535  # tun's max_mtu
+_MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
+
+# TUNSETOFFLOAD bits (<linux/if_tun.h>); USO4/USO6 arrived in 6.2, after our headers.
+TUN_F_CSUM = lib.TUN_F_CSUM
+TUN_F_TSO4 = lib.TUN_F_TSO4
+TUN_F_TSO6 = lib.TUN_F_TSO6
+TUN_F_TSO_ECN = lib.TUN_F_TSO_ECN
+TUN_F_UFO = lib.TUN_F_UFO
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+_ALL_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
+_GSO_OFFLOADS = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
 VLAN_HLEN = 4
 PI_LEN = 4
 _MAX_NAME = 15  # IFNAMSIZ - 1
@@ -180,7 +192,7 @@ class Device:
     _closed: bool
     _blocking: bool
 
-    def __init__(self, fd: int, name: str, flags: int, *, blocking: bool = True) -> None:
+    def __init__(self, fd: int, name: str, flags: int, *, blocking: bool = True, vnet_hdr_size: int = 0) -> None:
         """Adopt *fd*, attached to interface *name* with IFF_* *flags*.
 
         Prefer :func:`open_tun`/:func:`open_tap`/:meth:`from_fd`; this does no
@@ -210,9 +222,11 @@ class Device:
         self._scratch_ptr: Any = ffi.NULL
         self._read_lock = threading.Lock()
         self._pi_buffer: Optional[bytearray] = None  # read_packet()'s default buffer
+        self._vnet_hdr_size = vnet_hdr_size if flags & lib.IFF_VNET_HDR else 0
+        self._offload = 0
         self._overhead = (PI_LEN if not flags & lib.IFF_NO_PI else 0) + (
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
-        )
+        ) + self._vnet_hdr_size
         self._mtu_cache = -1
 
     # ------------------------------------------------------------------ opening
@@ -247,10 +261,16 @@ class Device:
                 )
             packet_info = not sysfs & lib.IFF_NO_PI
         flags = flags & ~lib.IFF_NO_PI | (0 if packet_info else lib.IFF_NO_PI)
+        vnet = backend.get_vnet_hdr_size(fd, name) if flags & lib.IFF_VNET_HDR else 0
         fl = check(lib.fcntl, fd, ffi.cast("int", 3), op="fcntl", name=name)  # F_GETFL
         if not fl & os.O_NONBLOCK:
             check(lib.fcntl, fd, ffi.cast("int", 4), ffi.cast("int", fl | os.O_NONBLOCK), op="fcntl", name=name)  # F_SETFL
-        return cls(fd, name, flags, blocking=not nonblocking)
+        dev = cls(fd, name, flags, blocking=not nonblocking, vnet_hdr_size=vnet)
+        if vnet:
+            # The offloads set by whoever opened it cannot be read back: assume
+            # super-packets may come, so read buffers are sized for them.
+            dev._offload = _GSO_OFFLOADS & (TUN_F_TSO4 | TUN_F_TSO6)
+        return dev
 
     # --------------------------------------------------------------- properties
 
@@ -317,9 +337,73 @@ class Device:
         """The largest packet one read can return: MTU plus headers.
 
         TUN: MTU; TAP: MTU + 14 (Ethernet) + 4 (one 802.1Q tag); plus 4
-        with ``packet_info``.  Read buffers must be at least this large.
+        with ``packet_info``, plus the virtio-net header with ``vnet_hdr``;
+        with a segmentation offload on, 65535 instead of the MTU (GSO
+        super-packets).  Read buffers must be at least this large.
         """
+        if self._offload & _GSO_OFFLOADS:
+            return _MAX_GSO + self._overhead
         return self._current_mtu() + self._overhead
+
+    # ------------------------------------------------------ offloads, queues
+
+    @property
+    def vnet_hdr_size(self) -> int:
+        """Bytes of ``struct virtio_net_hdr`` in front of every packet (0 without ``vnet_hdr``)."""
+        return self._vnet_hdr_size
+
+    @property
+    def offload(self) -> int:
+        """The TUN_F_* offloads in force (set with :meth:`set_offload`)."""
+        return self._offload
+
+    def set_offload(self, flags: int) -> int:
+        """Ask for TUN_F_* offloads; return those the kernel took.
+
+        Needs ``vnet_hdr=True``.  TSO and UFO/USO need TUN_F_CSUM.  USO
+        (6.2) is probed: a kernel that refuses it with EINVAL gets the rest
+        without it.  With any segmentation offload on, reads may return
+        64 KiB super-packets: :attr:`max_packet_size` grows accordingly.
+        """
+        if isinstance(flags, bool) or not isinstance(flags, int):
+            raise TypeError(f"offload flags must be an int of TUN_F_* bits, not {type(flags).__name__}")
+        if flags & ~_ALL_OFFLOADS:
+            raise ValueError(f"unknown offload bits {flags & ~_ALL_OFFLOADS:#x}")
+        if flags and not self._vnet_hdr_size:
+            raise ValueError(f"{self._name} has no virtio-net header: open it with vnet_hdr=True for offloads")
+        if flags & _GSO_OFFLOADS and not flags & TUN_F_CSUM:
+            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        backend = _backend.current()
+        try:
+            backend.set_offload(self._fd, self._name, flags)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not flags & (TUN_F_USO4 | TUN_F_USO6):
+                raise
+            flags &= ~(TUN_F_USO4 | TUN_F_USO6)  # before 6.2: no UDP segmentation offload
+            backend.set_offload(self._fd, self._name, flags)
+        self._offload = flags
+        self._rcache = _NO_BUFFER  # the largest packet changed: re-check buffers
+        return flags
+
+    def attach_queue(self) -> None:
+        """Attach this queue to its multi-queue interface again (``TUNSETQUEUE``).
+
+        (``detach()`` is the file-like "give up the fd"; queues use these names.)
+        """
+        self._set_queue(True)
+
+    def detach_queue(self) -> None:
+        """Detach this queue: the kernel stops steering packets to it until attached."""
+        self._set_queue(False)
+
+    def _set_queue(self, attach: bool) -> None:
+        if not self._flags & lib.IFF_MULTI_QUEUE:
+            raise ValueError(f"{self._name} was not opened with multi_queue=True")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_queue(self._fd, self._name, attach)
 
     def readinto(self, buffer: "WriteableBuffer") -> int:
         """Read one packet into *buffer*; return its length in bytes.
@@ -1047,6 +1131,9 @@ def _open(
     group: Union[int, str, None],
     nonblocking: bool,
     multi_queue: bool,
+    vnet_hdr: bool = False,
+    vnet_hdr_size: int = 10,
+    offload: Optional[int] = None,
 ) -> Device:
     name = _check_name(name)
     _check_bool("packet_info", packet_info)
@@ -1056,11 +1143,23 @@ def _open(
     gid = _check_id("group", group)
     _check_bool("nonblocking", nonblocking)
     _check_bool("multi_queue", multi_queue)
+    _check_bool("vnet_hdr", vnet_hdr)
+    if vnet_hdr_size not in (10, 12) or isinstance(vnet_hdr_size, bool):
+        raise ValueError(f"vnet_hdr_size must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf]), not {vnet_hdr_size!r}")
+    if offload is not None:
+        if isinstance(offload, bool) or not isinstance(offload, int):
+            raise TypeError(f"offload must be an int of TUN_F_* bits, not {type(offload).__name__}")
+        if offload & ~_ALL_OFFLOADS:
+            raise ValueError(f"unknown offload bits {offload & ~_ALL_OFFLOADS:#x}")
+        if offload and not vnet_hdr:
+            raise ValueError("offloads need vnet_hdr=True")
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
     if multi_queue:
         flags |= lib.IFF_MULTI_QUEUE
+    if vnet_hdr:
+        flags |= lib.IFF_VNET_HDR
     backend = _backend.current()
     fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper())
     try:
@@ -1068,10 +1167,18 @@ def _open(
         # device); its bit 0x1000 is ambiguous, ours is what TUNSETIFF set.
         _, got = backend.get_iff(fd)
         real_flags = got & ~lib.IFF_NO_PI | flags & lib.IFF_NO_PI
-        dev = Device(fd, real_name, real_flags, blocking=not nonblocking)
+        if vnet_hdr:
+            backend.set_vnet_hdr_size(fd, real_name, vnet_hdr_size)
+        dev = Device(fd, real_name, real_flags, blocking=not nonblocking, vnet_hdr_size=vnet_hdr_size)
     except BaseException:
         close_quietly(fd)
         raise
+    if offload:
+        try:
+            dev.set_offload(offload)
+        except BaseException:
+            dev.close()
+            raise
     return dev
 
 
@@ -1084,6 +1191,9 @@ def open_tun(
     group: Union[int, str, None] = None,
     nonblocking: bool = False,
     multi_queue: bool = False,
+    vnet_hdr: bool = False,
+    vnet_hdr_size: int = 10,
+    offload: Optional[int] = None,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1093,7 +1203,11 @@ def open_tun(
     clears that on a persistent one, None leaves it.  *owner*/*group* (id or
     name) let that user or group attach later without CAP_NET_ADMIN.
     *nonblocking* makes reads raise ``BlockingIOError`` instead of waiting.
-    *multi_queue* allows several Devices on one interface.
+    *multi_queue* allows several Devices on one interface (see
+    :func:`open_queues`).  *vnet_hdr* puts a ``struct virtio_net_hdr`` of
+    *vnet_hdr_size* bytes (10, or 12 with ``num_buffers``) in front of
+    every packet; *offload* then asks for TUN_F_* offloads (see
+    :meth:`Device.set_offload`).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN,
@@ -1101,7 +1215,8 @@ def open_tun(
     :class:`DevicesExhaustedError` if the template has no free number,
     :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
     """
-    return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue)
+    return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
+                 vnet_hdr, vnet_hdr_size, offload)
 
 
 def open_tap(
@@ -1113,12 +1228,43 @@ def open_tap(
     group: Union[int, str, None] = None,
     nonblocking: bool = False,
     multi_queue: bool = False,
+    vnet_hdr: bool = False,
+    vnet_hdr_size: int = 10,
+    offload: Optional[int] = None,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
     Takes the same options as :func:`open_tun`.
     """
-    return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue)
+    return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
+                 vnet_hdr, vnet_hdr_size, offload)
+
+
+def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:
+    """Open *queues* Devices on one multi-queue interface (``IFF_MULTI_QUEUE``).
+
+    The kernel spreads flows over the queues (by flow hash); each Device is
+    an fd to read and write from its own thread.  *options* are those of
+    :func:`open_tun`/:func:`open_tap` (``multi_queue`` is implied).  If any
+    queue fails to open, those already open are closed.
+    """
+    if isinstance(queues, bool) or not isinstance(queues, int):
+        raise TypeError(f"queues must be an int, not {type(queues).__name__}")
+    if not 1 <= queues <= 256:  # MAX_TAP_QUEUES
+        raise ValueError(f"queues={queues} is outside 1..256")
+    options.pop("multi_queue", None)
+    opener = open_tap if tap else open_tun
+    devices: List[Device] = []
+    try:
+        first = opener(name, multi_queue=True, **options)
+        devices.append(first)
+        for _ in range(queues - 1):
+            devices.append(opener(first.name, multi_queue=True, **options))
+    except BaseException:
+        for dev in devices:
+            dev.close()
+        raise
+    return devices
 
 
 def delete_persistent(name: str) -> None:
