@@ -1153,6 +1153,8 @@ def _open(
             raise ValueError(f"unknown offload bits {offload & ~_ALL_OFFLOADS:#x}")
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
+        if offload & _GSO_OFFLOADS and not offload & TUN_F_CSUM:
+            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
