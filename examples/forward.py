@@ -37,7 +37,7 @@ class Stats:
         self.bytes = 0
         self.batches = 0
         self.largest = 0
-        self.gso = 0  # packets whose virtio-net header says GSO
+        self.gso = 0  # batches whose first packet's virtio-net header says GSO (sampled: cheap)
         self.dropped = 0
 
 
@@ -54,13 +54,13 @@ def pump(src: Device, dst: Device, slots: int, stats: Stats) -> None:
                 stats.dropped += n - exc.written
             stats.batches += 1
             stats.packets += n
-            lengths = ring.lengths
+            lengths = ring.lengths  # sum/max run in C: no Python code per packet
             stats.bytes += sum(lengths)
             biggest = max(lengths)
             if biggest > stats.largest:
                 stats.largest = biggest
-            if hdr:
-                stats.gso += sum(1 for p in ring if p[1])  # gso_type byte of the header
+            if hdr and ring[0][1]:  # gso_type, byte 1 of the virtio-net header
+                stats.gso += 1
     except DeviceClosedError:
         pass
 
