@@ -453,3 +453,39 @@ def test_unwritable_pcap_path_fails_cleanly(ifname: str, workdir: str, dumps: Ca
     assert d.finish(30) == 1, d.transcript()
     assert len(d.err_lines) == 1 and "No such file or directory" in d.err_lines[0], d.transcript()
     assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
+@pytest.mark.device
+def test_offload_splits_super_packets_into_valid_packets(ifname: str, subnet: str, workdir: str, dumps: Callable[..., Dump]) -> None:
+    """--offload: a UDP GSO send (UDP_SEGMENT) reaches the TUN as one USO super-packet;
+    the dump prints and records the datagrams it stands for, with valid checksums."""
+    need("tshark")
+    pcap = os.path.join(workdir, "offload.pcap")
+    d = dumps(ifname, "--offload", "--address", f"{subnet}.1/24", "--pcap", pcap)
+    assert d.listening() == ifname
+    payload = bytes(range(256)) * 117  # 29,952 bytes: 30 segments of 1000 (the last 952)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_UDP, 103, 1000)  # UDP_SEGMENT (4.18): one send, 30 datagrams
+        s.bind((f"{subnet}.1", 0))
+        s.sendto(payload, (f"{subnet}.2", 4321))
+        sport = s.getsockname()[1]
+    d.wait_for("30 UDP datagrams", lambda: sum(1 for p in parse_lines(d.out_lines) if p.proto == "UDP" and p.dst.startswith(f"{subnet}.2")) >= 30)
+    assert d.stop() == 0, d.transcript()
+    udp = [p for p in d.packets() if p.proto == "UDP" and p.dst.startswith(f"{subnet}.2")]
+    assert len(udp) == 30
+    rows = [r for r in tshark_rows_opts(pcap, ["-o", "udp.check_checksum:TRUE"], "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status", "data.data")
+            if r["udp.dstport"] == "4321"]
+    assert len(rows) == 30
+    assert all(r["udp.srcport"] == str(sport) for r in rows)
+    assert [int(r["udp.length"]) for r in rows] == [1008] * 29 + [960]
+    assert all(r["udp.checksum.status"] == "1" for r in rows), "tshark: every split datagram's UDP checksum is good"
+    assert b"".join(bytes.fromhex(r["data.data"]) for r in rows) == payload
+
+
+def tshark_rows_opts(path: str, options: List[str], *fields: str) -> List[Dict[str, str]]:
+    cmd = [need("tshark"), "-r", path, *options, "-T", "fields", "-E", "separator=|"]
+    for f in fields:
+        cmd += ["-e", f]
+    proc = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return [dict(zip(fields, line.split("|"))) for line in proc.stdout.decode().splitlines()]
