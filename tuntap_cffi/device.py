@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _backend, batch, config
 from ._netlink import RtNetlink
@@ -213,6 +213,11 @@ class Device:
         # Batch engines by (id(ring), direction): (weakref to the ring, engine).
         self._engines: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
         self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
+        # asyncio: (loop, future) of every coroutine waiting for the fd; close()
+        # fails them and unregisters them before the fd number may be freed.
+        self._async_waiters: "set[Tuple[Any, Any]]" = set()
+        self._async_pending = 0  # close-callbacks scheduled on other threads' loops
+        self._abuf: Optional[bytearray] = None  # read_async()'s buffer
         # (buffer, cffi pointer, size) of the last buffer read into / written
         # from.  One tuple, read with one attribute load, so threads sharing
         # the device never pair one thread's buffer with another's pointer.
@@ -517,6 +522,25 @@ class Device:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
             n = _read(self._fd, ptr, size)
 
+    def _readinto_nowait(self, buffer: object) -> int:
+        """One non-blocking read attempt whatever :attr:`blocking` says; -1 if nothing is queued."""
+        cached, ptr, size = self._rcache
+        if cached is not buffer:
+            cached, ptr, size = self._bind_read_buffer(buffer)
+        while True:
+            n: int = _read(self._fd, ptr, size)
+            if n > 0:
+                return n
+            if self._closed:
+                self._leave_closed()
+            if n == 0:
+                return 0
+            err = ffi.errno
+            if err == errno.EAGAIN:
+                return -1
+            if err != errno.EINTR:
+                raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
+
     def release_buffers(self) -> None:
         """Forget the cached buffer pointers, so the buffers can be resized or closed."""
         self._rcache = self._wcache = _NO_BUFFER
@@ -606,6 +630,9 @@ class Device:
             raise ValueError(f"min_packets={min_packets} must be at least 1")
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        return self._read_batch(ring, min_packets, timeout, self._blocking)
+
+    def _read_batch(self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool) -> int:
         engine = self._engine(ring, "read")
         ring.start = 0
         want = min(min_packets, ring.slots)
@@ -630,7 +657,7 @@ class Device:
             if self._closed:
                 ring.count = got
                 self._leave_closed()
-            if not self._blocking:
+            if not blocking:
                 if got:
                     break
                 ring.count = 0
@@ -683,6 +710,73 @@ class Device:
         err = BatchWriteError(cause.errno, f"{len(failures)} of {total} packets refused; first: {cause}", self._name)
         err.written = total - len(failures)
         raise err from cause
+
+    # ---------------------------------------------------------------- asyncio
+
+    async def readinto_async(self, buffer: "WriteableBuffer") -> int:
+        """``await``-able :meth:`readinto`: waits on the event loop, never blocks it.
+
+        Cancelling it loses no packet: the read happens only after the wait.
+        Closing the device wakes it with :class:`DeviceClosedError`.
+        """
+        from . import aio
+
+        return await aio.readinto(self, buffer)
+
+    async def read_async(self) -> bytes:
+        """``await``-able :meth:`read`: one packet as bytes."""
+        from . import aio
+
+        return await aio.read(self)
+
+    async def write_async(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+        """``await``-able :meth:`write` (a TUN/TAP write practically never has to wait)."""
+        from . import aio
+
+        return await aio.write(self, data, nbytes)
+
+    async def read_batch_async(self, ring: PacketRing, *, min_packets: int = 1) -> int:
+        """``await``-able :meth:`read_batch`: every queued packet, at least one."""
+        from . import aio
+
+        return await aio.read_batch(self, ring, min_packets)
+
+    def __aiter__(self) -> "AsyncIterator[bytes]":
+        """``async for packet in dev``: packets as bytes until the device is closed."""
+        from . import aio
+
+        return aio.packets(self)
+
+    def _async_buffer(self) -> bytearray:
+        buf = self._abuf
+        if buf is None:
+            buf = self._abuf = bytearray(_MAX_GSO + self._overhead)
+        return buf
+
+    def _write_nowait(self, data: object, nbytes: Optional[int]) -> int:
+        """One non-blocking write attempt; BlockingIOError if the kernel cannot take it now."""
+        if type(data) is bytes and nbytes is None:
+            ptr: Any = data
+            size = len(data)
+        else:
+            cached, ptr, size = self._wcache
+            if cached is not data:
+                cached, ptr, size = self._bind_write_buffer(data)
+            if nbytes is not None:
+                if not 0 <= nbytes <= size:
+                    raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
+                size = nbytes
+        while True:
+            n: int = _write(self._fd, ptr, size)
+            if n >= 0:
+                return n
+            if self._closed:
+                self._leave_closed()
+            err = ffi.errno
+            if err == errno.EAGAIN:
+                raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
+            if err != errno.EINTR:
+                raise error_from_errno(err, "write", self._name, f"write to {self._name} failed")
 
     # ----------------------------------------------------------------- writing
 
@@ -840,11 +934,34 @@ class Device:
             wake = self._wake_fd
             if wake >= 0:
                 lib.write(wake, ffi.new("uint64_t *", 1), 8)
+            self._close_async_waiters(fd)
             # Release the TUN file now, keep the number (see the module docstring).
             lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
             self._retired_fd = fd
             self._fd = -1
             self._rcache = self._wcache = _NO_BUFFER
+        self._free_number_if_unused()
+
+    def _close_async_waiters(self, fd: int) -> None:
+        """Fail every asyncio waiter and unregister its reader/writer (under self._lock)."""
+        from . import aio
+
+        waiters, self._async_waiters = self._async_waiters, set()
+        for loop, fut in waiters:
+            if loop.is_closed():
+                continue
+            if aio.running_loop() is loop:
+                aio.abort_waiter(loop, fut, fd, self._name)
+            else:
+                self._async_pending += 1
+                loop.call_soon_threadsafe(self._abort_waiter_later, loop, fut, fd)
+
+    def _abort_waiter_later(self, loop: Any, fut: Any, fd: int) -> None:
+        from . import aio
+
+        aio.abort_waiter(loop, fut, fd, self._name)
+        with self._lock:
+            self._async_pending -= 1
         self._free_number_if_unused()
 
     def _leave_closed(self) -> "NoReturn":
@@ -856,6 +973,8 @@ class Device:
         with self._lock:
             if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0 and not self._engines:
                 return
+            if self._async_pending:
+                return  # an event loop has yet to unregister the fd: it frees it then
             if not self._inside_elsewhere():
                 self._release_fds()
             # else: that thread frees them on its way out (_leave_closed)
@@ -902,6 +1021,7 @@ class Device:
                 raise DeviceClosedError(self._name)
             fd, self._fd = self._fd, -1
             self._closed = True
+            self._close_async_waiters(fd)
             wake = self._wake_fd
             if wake >= 0:
                 lib.write(wake, ffi.new("uint64_t *", 1), 8)

@@ -1,0 +1,119 @@
+"""asyncio: awaitable reads and writes on the device's non-blocking fd.
+
+Facts and the design they force:
+- The fd is always O_NONBLOCK, so a coroutine tries the syscall first and
+  only on EAGAIN waits for ``loop.add_reader`` to fire (no threads, no
+  polling); the packet is read after the wait, with no ``await`` between the
+  read and the return, so a cancelled wait has consumed nothing and a
+  cancelled read loses no packet.
+- Every wait registers the fd with the loop only for its duration and
+  removes it in ``finally``: a cancelled or finished read leaves no reader.
+- ``close()`` (from any thread) fails every waiting future with
+  :class:`DeviceClosedError` and unregisters the fd from each loop before
+  the fd number can be freed: on another thread's loop this is scheduled
+  with ``call_soon_threadsafe`` and the number is freed by that callback, so
+  a loop never holds a registration for a number that was reused.
+- Works on any loop with ``add_reader``/``add_writer`` (the default
+  selector loop, uvloop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+
+from .errors import DeviceClosedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from .device import Device
+    from .ring import PacketRing
+
+__all__ = ["readinto", "read", "write", "read_batch", "packets", "running_loop", "abort_waiter"]
+
+
+def running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wake(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
+    """Unregister *fd* for the waiter's loop and fail its future (runs in the loop's thread)."""
+    if not loop.is_closed():
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
+    if not fut.done():
+        fut.set_exception(DeviceClosedError(name))
+
+
+async def _wait(dev: "Device", write: bool = False) -> None:
+    """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes."""
+    loop = asyncio.get_running_loop()
+    fut: "asyncio.Future[None]" = loop.create_future()
+    waiter = (loop, fut)
+    with dev._lock:
+        if dev._closed:
+            raise DeviceClosedError(dev.name)
+        fd = dev._fd
+        dev._async_waiters.add(waiter)
+        (loop.add_writer if write else loop.add_reader)(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        with dev._lock:
+            registered = waiter in dev._async_waiters
+            dev._async_waiters.discard(waiter)
+            if registered:  # else close() has unregistered it already
+                (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+async def readinto(dev: "Device", buffer: "WriteableBuffer") -> int:
+    """Read one packet into *buffer* without blocking the loop; return its length."""
+    while True:
+        n = dev._readinto_nowait(buffer)
+        if n >= 0:
+            return n
+        await _wait(dev)
+
+
+async def read(dev: "Device") -> bytes:
+    """Read one packet and return it as bytes."""
+    buf = dev._async_buffer()
+    n = await readinto(dev, buf)
+    return bytes(memoryview(buf)[:n])
+
+
+async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+    """Write one packet; waits (without blocking the loop) in the rare case the queue is full."""
+    while True:
+        try:
+            return dev._write_nowait(data, nbytes)
+        except BlockingIOError:
+            await _wait(dev, write=True)
+
+
+async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1) -> int:
+    """Fill *ring* with every queued packet (at least one); return the count."""
+    while True:
+        try:
+            return dev._read_batch(ring, min_packets, None, False)
+        except BlockingIOError:
+            await _wait(dev)
+
+
+async def packets(dev: "Device") -> AsyncIterator[bytes]:
+    """``async for packet in dev``: each packet as bytes, until the device closes."""
+    while True:
+        try:
+            yield await read(dev)
+        except DeviceClosedError:
+            return
