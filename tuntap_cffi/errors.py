@@ -83,7 +83,7 @@ _TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
     _errno.ENFILE: (TunTapError, "the system has too many open files"),
     _errno.EMFILE: (TunTapError, "this process has too many open files (see RLIMIT_NOFILE)"),
     _errno.EIO: (DeviceNotReadyError, "the interface is down: bring it up first (Device.up())"),
-    _errno.EBADFD: (DeviceNotReadyError, "the queue is detached from its interface (attach it again with TUNSETQUEUE)"),
+    _errno.EBADFD: (DeviceNotReadyError, "the interface was deleted, or this queue is detached (Device.attach_queue())"),
     _errno.ENODEV: (DeviceNotFoundError, "no such interface"),
     _errno.ENXIO: (DeviceNotFoundError, "no such interface"),
     _errno.ENOENT: (DeviceNotFoundError, "no such file"),
