@@ -103,7 +103,7 @@ def parse_stats(out: str) -> List[Dict[str, int]]:
     return stats
 
 
-@pytest.mark.parametrize("offload, queues, flows", [(False, 1, 1), (True, 1, 1), (True, 2, 4), (False, 2, 4)],
+@pytest.mark.parametrize("offload, queues, flows", [(False, 1, 1), (True, 1, 1), (True, 2, 16), (False, 2, 16)],
                          ids=["plain", "offload", "offload-2queues", "plain-2queues"])
 def test_tcp_through_forwarder_is_byte_exact(namespaces: Tuple[str, str], subnet: str, offload: bool, queues: int, flows: int) -> None:
     ns_a, ns_b = namespaces
@@ -150,5 +150,6 @@ def test_tcp_through_forwarder_is_byte_exact(namespaces: Tuple[str, str], subnet
     else:
         assert max(s["largest"] for s in stats) <= 1500
     if queues > 1:
-        # Flows were spread over the queues: every pump carried packets.
+        # Flows were spread over the queues: every pump carried packets.  (16
+        # flows hashed onto 2 queues all land on one with probability 2**-15.)
         assert all(s["packets"] > 0 for s in stats), stats

@@ -38,7 +38,7 @@ __all__ = ["ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "ur
 
 _RWF_NOWAIT = 0x8  # <linux/fs.h>: fail with EAGAIN instead of waiting (4.14)
 _EAGAIN_BYTES = (-errno.EAGAIN).to_bytes(4, "little", signed=True)
-_CLOSED_SLOT = -1_000_000  # sentinel length meaning "the device is closed"
+_CLOSED_SLOT = -1_000_000  # sentinel: the device is closed
 
 _status: Optional[Tuple[bool, str]] = None
 
@@ -78,34 +78,50 @@ def _seq(n: int) -> memoryview:
     return memoryview(array("I", list(range(n)) * 2))
 
 
+def _prepare(fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int) -> Tuple[_uring.Uring, Optional[int], bool]:
+    """A ring with one pre-filled SQE per slot; returns (uring, owner thread, registered).
+
+    The slab is registered as one fixed buffer where the kernel lets us
+    (it pins the pages: RLIMIT_MEMLOCK applies to users without
+    CAP_IPC_LOCK); otherwise plain READ/WRITE on the same addresses.
+    """
+    n = ring.slots
+    u, owner = _new_uring(n)
+    try:
+        iov = ffi.new("struct iovec *")
+        iov.iov_base = ring._ptr
+        iov.iov_len = ring.slots * ring.slot_size
+        try:
+            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
+            registered = True
+        except _uring.UringUnavailable:
+            registered = False
+        for i in range(n):
+            sqe = u.sqes[i]
+            sqe.opcode = fixed_op if registered else plain_op
+            sqe.fd = fd
+            sqe.off = 0xFFFFFFFFFFFFFFFF  # "current position": tun is a stream
+            sqe.addr = ring.slot_address(i)
+            sqe.len = ring.slot_size
+            sqe.rw_flags = rw_flags
+            sqe.buf_index = 0
+            sqe.user_data = i
+    except BaseException:
+        u.close()
+        raise
+    return u, owner, registered
+
+
 class ReadEngine:
-    """io_uring reads into one PacketRing from one fd."""
+    """io_uring reads into one PacketRing from one fd (the ring is passed per call)."""
 
     backend = "io_uring"
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
         n = ring.slots
-        self.ring = ring
-        u, self.owner = _new_uring(n)
-        self.uring = u
-        try:
-            iov = ffi.new("struct iovec *")
-            iov.iov_base = ring._ptr
-            iov.iov_len = ring.slots * ring.slot_size
-            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
-            for i in range(n):
-                sqe = u.sqes[i]
-                sqe.opcode = lib.IORING_OP_READ_FIXED
-                sqe.fd = fd
-                sqe.off = 0xFFFFFFFFFFFFFFFF  # "current position": tun is a stream
-                sqe.addr = ring.slot_address(i)
-                sqe.len = ring.slot_size
-                sqe.rw_flags = _RWF_NOWAIT
-                sqe.buf_index = 0
-                sqe.user_data = i
-        except BaseException:
-            u.close()
-            raise
+        self.uring, self.owner, self.registered = _prepare(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT)
+        self.cut = False  # set when a packet filled its slot: the caller re-checks the MTU
+        self.full = ring.slot_size.to_bytes(4, "little")  # a read that filled its slot may be cut
         self.seq = _seq(n)
         self.seq64 = memoryview(array("Q", list(range(n)) * 2))
         self.eagain = _EAGAIN_BYTES * n
@@ -113,13 +129,15 @@ class ReadEngine:
     def close(self) -> None:
         self.uring.close()
 
-    def fill(self, first: int) -> int:
+    def fill(self, ring: PacketRing, first: int) -> int:
         """Read into slots first..slots-1; return how many of them now hold packets (a prefix).
 
-        Returns -errno for an error met before any packet of this call, and
-        ``_CLOSED_SLOT`` when the fd now reads as closed (/dev/null).
+        Returns -errno for an error met before any packet of this call,
+        ``_CLOSED_SLOT`` when the fd now reads as closed (/dev/null).  Sets
+        ``self.cut`` when a packet filled its slot (it may have been cut
+        short: the caller checks the MTU).
         """
-        u, ring = self.uring, self.ring
+        u = self.uring
         want = ring.slots - first
         tail = u.sq_tail[0]
         pos = tail & u.sq_mask
@@ -141,10 +159,10 @@ class ReadEngine:
                     break
                 continue
             raise error_from_errno(err, "read", None, "io_uring_enter failed")
-        return self._reap(first, ring.slots - first)
+        return self._reap(ring, first, ring.slots - first)
 
-    def _reap(self, first: int, count: int) -> int:
-        u, ring = self.uring, self.ring
+    def _reap(self, ring: PacketRing, first: int, count: int) -> int:
+        u = self.uring
         head = u.cq_head[0]
         assert u.cq_tail[0] - head >= count, "io_uring_enter returned before every read completed"
         lengths = ring._lengths_view
@@ -162,20 +180,25 @@ class ReadEngine:
         if not ok:  # completions out of slot order: never seen with inline reads
             raise OSError(errno.EPROTO, "io_uring completions arrived out of submission order")
         raw = lengths.cast("B")[4 * first : 4 * (first + count)]
+        data = bytes(raw)
         # The usual shape: k packets, then EAGAIN for the rest.
-        found = bytes(raw).find(_EAGAIN_BYTES)
+        found = data.find(_EAGAIN_BYTES)
         while found >= 0 and found % 4:
-            found = bytes(raw).find(_EAGAIN_BYTES, found + 1)
+            found = data.find(_EAGAIN_BYTES, found + 1)
         k = count if found < 0 else found // 4
         if raw[4 * k :] == self.eagain[: 4 * (count - k)] and not bytes(raw[3 : 4 * k : 4]).strip(b"\0"):
             # Every length is 0 <= x < 2**24: no error.  (A 0 can only come
             # from /dev/null after close(), which the caller checks per batch.)
+            full = data.find(self.full, 0, 4 * k)
+            while full >= 0 and full % 4:
+                full = data.find(self.full, full + 1, 4 * k)
+            if full >= 0:
+                self.cut = True
             return k
-        return self._slow(first, count)
+        return self._slow(ring, first, count)
 
-    def _slow(self, first: int, count: int) -> int:
+    def _slow(self, ring: PacketRing, first: int, count: int) -> int:
         """Holes (a packet arrived after an EAGAIN) or errors: compact, per packet."""
-        ring = self.ring
         lengths = ring._lengths
         size = ring.slot_size
         out = first
@@ -190,6 +213,8 @@ class ReadEngine:
                 return _CLOSED_SLOT if out == first else out - first
             elif n != -errno.EAGAIN:
                 return n if out == first else out - first  # the error again next call, with no packet before it
+        if size in lengths[first:out]:
+            self.cut = True
         return out - first
 
 
@@ -200,14 +225,13 @@ class LoopReadEngine:
     owner: Optional[int] = None
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
-        self.ring = ring
         self.fd = fd
+        self.cut = False
 
     def close(self) -> None:
         pass
 
-    def fill(self, first: int) -> int:
-        ring = self.ring
+    def fill(self, ring: PacketRing, first: int) -> int:
         read, fd, ptr, size, lengths = lib.read, self.fd, ring._ptr, ring.slot_size, ring._lengths
         i = first
         slots = ring.slots
@@ -216,6 +240,8 @@ class LoopReadEngine:
             if n > 0:
                 lengths[i] = n
                 i += 1
+                if n == size:
+                    self.cut = True
                 continue
             if n == 0:
                 return _CLOSED_SLOT if i == first else i - first
@@ -229,52 +255,36 @@ class LoopReadEngine:
 
 
 class WriteEngine:
-    """io_uring writes of a PacketRing's packets to one fd."""
+    """io_uring writes of a PacketRing's packets to one fd (the ring is passed per call)."""
 
     backend = "io_uring"
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
         n = ring.slots
-        self.ring = ring
-        u, self.owner = _new_uring(n)
-        self.uring = u
-        try:
-            iov = ffi.new("struct iovec *")
-            iov.iov_base = ring._ptr
-            iov.iov_len = ring.slots * ring.slot_size
-            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
-            for i in range(n):
-                sqe = u.sqes[i]
-                sqe.opcode = lib.IORING_OP_WRITE_FIXED
-                sqe.fd = fd
-                sqe.off = 0xFFFFFFFFFFFFFFFF
-                sqe.addr = ring.slot_address(i)
-                sqe.buf_index = 0
-                sqe.user_data = i
-        except BaseException:
-            u.close()
-            raise
+        self.uring, self.owner, self.registered = _prepare(fd, ring, lib.IORING_OP_WRITE_FIXED, lib.IORING_OP_WRITE, 0)
+        u = self.uring
         self.seq = _seq(n)
         self.seq64 = memoryview(array("Q", list(range(n)) * 2))
         # len is the 7th uint32 of each 64-byte SQE
         self.sqe_len = u.sqe_u32[6 :: ffi.sizeof("struct io_uring_sqe") // 4]
         self.res = array("i", bytes(4 * n))
-        self.lengths_u32 = ring._lengths_view.cast("B").cast("I")  # same bytes, the SQE field's type
+        self.ud = array("Q", bytes(8 * n))
 
     def close(self) -> None:
         self.uring.close()
 
-    def send(self, count: int) -> List[Tuple[int, int]]:
-        """Write packets 0..count-1 of the ring; return [(position, -errno)] of failures."""
-        u, ring = self.uring, self.ring
+    def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
+        """Write packets 0..count-1 of the ring; return [(position, -errno)] of the refused ones."""
+        u = self.uring
         slots, start = ring.slots, ring.start
         lengths = ring._lengths_view
+        lengths_u32 = lengths.cast("B").cast("I")  # the SQE field's type, same bytes
         # SQE j serves physical slot j; packet i is in slot (start + i) % slots.
         done = 0
         while done < count:
             s = (start + done) % slots
             piece = min(count - done, slots - s)
-            self.sqe_len[s : s + piece] = self.lengths_u32[done : done + piece]
+            self.sqe_len[s : s + piece] = lengths_u32[done : done + piece]
             done += piece
         tail = u.sq_tail[0]
         pos = tail & u.sq_mask
@@ -294,26 +304,30 @@ class WriteEngine:
             if u.cq_tail[0] - u.cq_head[0] >= count:
                 break
         head = u.cq_head[0]
-        res = memoryview(self.res)
+        res, ud = memoryview(self.res), memoryview(self.ud)
         in_order = True
         done = 0
         while done < count:
             c = (head + done) & u.cq_mask
             piece = min(count - done, u.cq_entries - c)
             s = (start + done) % slots
-            if u.cqe_u64[2 * c : 2 * (c + piece) : 2] != self.seq64[s : s + piece]:
+            ud[done : done + piece] = u.cqe_u64[2 * c : 2 * (c + piece) : 2]
+            if ud[done : done + piece] != self.seq64[s : s + piece]:
                 in_order = False
             res[done : done + piece] = u.cqe_i32[4 * c + 2 : 4 * (c + piece) : 4]
             done += piece
         u.cq_head[0] = head + count
-        if not in_order:  # never seen: inline writes complete in submission order
-            raise OSError(errno.EPROTO, "io_uring completions arrived out of submission order")
-        if res[:count] == lengths[:count]:
+        if in_order and res[:count] == lengths[:count]:
             return []
+        # Slow path: a refused write completes out of order (its CQE comes
+        # after those of the writes behind it): match by user_data (= slot).
         failures = []
-        for i in range(count):  # slow path: something was refused
-            if res[i] != lengths[i]:
-                failures.append((i, res[i] if res[i] < 0 else -errno.EIO))
+        for i in range(count):
+            position = (self.ud[i] - start) % slots
+            r = self.res[i]
+            if r != lengths[position]:
+                failures.append((position, r if r < 0 else -errno.EIO))
+        failures.sort()
         return failures
 
 
@@ -324,14 +338,12 @@ class LoopWriteEngine:
     owner: Optional[int] = None
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
-        self.ring = ring
         self.fd = fd
 
     def close(self) -> None:
         pass
 
-    def send(self, count: int) -> List[Tuple[int, int]]:
-        ring = self.ring
+    def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
         write, fd, ptr, size, lengths = lib.write, self.fd, ring._ptr, ring.slot_size, ring._lengths
         slots, start = ring.slots, ring.start
         failures = []

@@ -638,8 +638,19 @@ class Device:
         want = min(min_packets, ring.slots)
         got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
+        if ring._slab.closed:
+            raise ValueError("the PacketRing is closed")
         while True:
-            k: int = engine.fill(got)
+            k: int = engine.fill(ring, got)
+            if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
+                engine.cut = False
+                need = self.max_packet_size
+                if ring.slot_size < need:
+                    ring.count = max(k, 0) + got
+                    raise ValueError(
+                        f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the ring's "
+                        f"slots hold {ring.slot_size}: packets may have been cut short; use a new Device.packet_ring()"
+                    )
             if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
                 ring.count = 0
                 self._leave_closed()
@@ -683,16 +694,32 @@ class Device:
         raised after the others went, with ``.written`` set.
         """
         failures: List[Tuple[int, int]] = []
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise TypeError(f"count must be an int, not {type(count).__name__}")
         if isinstance(packets, PacketRing):
             total = packets.count if count is None else count
-            if isinstance(total, bool) or not isinstance(total, int):
-                raise TypeError(f"count must be an int, not {type(total).__name__}")
             if not 0 <= total <= packets.slots:
                 raise ValueError(f"count={total} is outside 0..{packets.slots}")
+            if self._closed:
+                raise DeviceClosedError(self._name)
+            if packets._slab.closed:
+                raise ValueError("the PacketRing is closed")
             if total:
-                failures = self._engine(packets, "write").send(total)
+                failures = self._engine(packets, "write").send(packets, total)
         else:
-            items = list(packets) if count is None else list(packets)[:count]
+            items = list(packets)
+            if count is not None:
+                if not 0 <= count <= len(items):
+                    raise ValueError(f"count={count} is outside 0..{len(items)}")
+                items = items[:count]
+            for item in items:  # every item a buffer before the first write
+                if not isinstance(item, (bytes, bytearray, memoryview)):
+                    try:
+                        memoryview(item).release()
+                    except TypeError:
+                        raise TypeError(f"write_batch() needs bytes-like packets, not {type(item).__name__}") from None
+            if self._closed:
+                raise DeviceClosedError(self._name)
             total = len(items)
             for i, item in enumerate(items):
                 try:
