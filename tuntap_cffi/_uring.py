@@ -112,15 +112,24 @@ class Uring:
         self.cq_tail = ffi.cast("uint32_t *", cq + p.cq_off.tail)
         self.cq_mask = int(ffi.cast("uint32_t *", cq + p.cq_off.ring_mask)[0])
         self.sqes = ffi.cast("struct io_uring_sqe *", ffi.from_buffer(sqe_map))
+        self.cqes = ffi.cast("struct io_uring_cqe *", cq + p.cq_off.cqes)
         # Views of the CQEs for bulk reads without a Python loop: as int32
         # (res at 2 + 4*i) and as uint64 (user_data at 2*i).
         cqes = memoryview(cq_map)[p.cq_off.cqes : p.cq_off.cqes + self.cq_entries * CQE_SIZE]
-        self.cqe_i32 = cqes.cast("i")
-        self.cqe_u64 = cqes.cast("Q")
+        self._views: List[memoryview] = [cqes]
+        self.cqe_i32 = self.track(cqes.cast("i"))
+        self.cqe_u64 = self.track(cqes.cast("Q"))
         # The SQEs as uint32 (len at 6 + 16*i) and the SQ array, for bulk writes.
-        self.sqe_u32 = memoryview(sqe_map).cast("I")
+        sqe_bytes = self.track(memoryview(sqe_map))
+        self.sqe_u32 = self.track(sqe_bytes.cast("I"))
         off = p.sq_off.array
-        self.sq_array_u32 = memoryview(sq_map)[off : off + 4 * self.sq_entries].cast("I")
+        sq_bytes = self.track(memoryview(sq_map)[off : off + 4 * self.sq_entries])
+        self.sq_array_u32 = self.track(sq_bytes.cast("I"))
+
+    def track(self, view: memoryview) -> memoryview:
+        """Remember a view of the rings, to release it before unmapping them."""
+        self._views.append(view)
+        return view
 
     def enter(self, to_submit: int, min_complete: int, flags: int) -> int:
         """io_uring_enter; EINTR is returned as -1 with ffi.errno set, like any error."""
@@ -136,7 +145,18 @@ class Uring:
             raise UringUnavailable(err, f"io_uring_register({opcode}) failed: {os.strerror(err)}")
 
     def close(self) -> None:
-        """Unmap the rings and close the fd: the kernel cancels what is in flight."""
+        """Unmap the rings and close the fd: the kernel cancels what is in flight.
+
+        Our views are released first (derived ones before their bases), or
+        ``mmap.close()`` would refuse on CPython and leave the maps (and the
+        fds mmap dup'd) to the GC.  Callers make sure no thread is inside.
+        """
+        for view in reversed(getattr(self, "_views", [])):
+            try:
+                view.release()
+            except (BufferError, ValueError):  # a temporary slice still alive: GC frees it
+                pass
+        self._views = []
         for m in self._maps:
             try:
                 m.close()

@@ -212,6 +212,7 @@ class Device:
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
         # Batch engines by (id(ring), direction): (weakref to the ring, engine).
         self._engines: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
+        self._stale_engines: List[Any] = []  # replaced while maybe in use: closed when safe
         self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
         # asyncio: (loop, future) of every coroutine waiting for the fd; close()
         # fails them and unregisters them before the fd number may be freed.
@@ -572,10 +573,12 @@ class Device:
         if value not in ("auto", "io_uring", "loop"):
             raise ValueError(f"batch_backend must be 'auto', 'io_uring' or 'loop', not {value!r}")
         with self._lock:
-            engines, self._engines = self._engines, {}
-        for _ref, engine in engines.values():
-            engine.close()
-        self._batch_backend = value
+            # A thread may be inside a batch with one of these: retire them,
+            # close them once no other thread is inside (see _retire_engine).
+            self._stale_engines.extend(engine for _ref, engine in self._engines.values())
+            self._engines = {}
+            self._batch_backend = value
+        self._close_stale_engines()
 
     def _engine(self, ring: PacketRing, kind: str) -> Any:
         entry = self._engines.get((id(ring), kind))
@@ -584,10 +587,12 @@ class Device:
             owner = engine.owner
             if owner is None or owner == threading.get_ident():
                 return engine
-            # A single-issuer ring of another thread: replace it (nothing is in flight between batches).
+            # A single-issuer ring of another thread: replace it (nothing is in
+            # flight between batches); close it once that thread is out.
             with self._lock:
                 self._engines.pop((id(ring), kind), None)
-            engine.close()
+                self._stale_engines.append(engine)
+        self._close_stale_engines()
         if self._closed:
             raise DeviceClosedError(self._name)
         check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
@@ -610,6 +615,15 @@ class Device:
                 raise DeviceClosedError(self._name)
             self._engines[key] = (weakref.ref(ring, forget), engine)
         return engine
+
+    def _close_stale_engines(self) -> None:
+        """Close retired engines, unless another thread may still be using one."""
+        with self._lock:
+            if not self._stale_engines or self._inside_elsewhere():
+                return
+            stale, self._stale_engines = self._stale_engines, []
+        for engine in stale:
+            engine.close()
 
     def read_batch(self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None) -> int:
         """Fill *ring* with up to ``ring.slots`` packets in arrival order; return the count.
@@ -681,6 +695,8 @@ class Device:
                 wait_ms = int(left * 1000) + 1
             self._wait(select.POLLIN, wait_ms)
         ring.count = got
+        if self._stale_engines:
+            self._close_stale_engines()
         return got
 
     def write_batch(self, packets: "Union[PacketRing, Sequence[ReadableBuffer]]", count: Optional[int] = None) -> int:
@@ -998,7 +1014,7 @@ class Device:
 
     def _free_number_if_unused(self) -> None:
         with self._lock:
-            if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0 and not self._engines:
+            if self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0 and not self._engines and not self._stale_engines:
                 return
             if self._async_pending:
                 return  # an event loop has yet to unregister the fd: it frees it then
@@ -1030,7 +1046,8 @@ class Device:
 
     def _release_fds(self) -> None:
         engines, self._engines = self._engines, {}
-        for _ref, engine in engines.values():
+        stale, self._stale_engines = self._stale_engines, []
+        for engine in stale + [engine for _ref, engine in engines.values()]:
             engine.close()
         for attr in ("_retired_fd", "_wake_fd", "_ctl"):
             fd = getattr(self, attr)
