@@ -1,26 +1,36 @@
 #!/usr/bin/env python3
-"""Drain benchmark: how fast can each read method empty a full TUN queue?
+"""TUN benchmark: how fast can each method empty a full TUN queue, and fill the kernel?
 
 One run of this script, for each interpreter asked for (CPython, PyPy):
 
 1. makes a TUN interface ``ttbench<pid % 1000>`` with ``tuntap_cffi``
-   (non-blocking), IPv6 off, ``txqueuelen`` 400,000, address
-   198.18.200.1/24 (RFC 2544 benchmarking space), up;
-2. for each of ``--runs`` rounds and each method: fills the TUN's queue with
-   ``--packets`` 16-byte UDP datagrams to 198.18.200.2 (sent by the
-   compiled ``fill`` helper, with ``sendmmsg``), checks that the kernel
-   dropped none, then times draining the queue with that method;
+   (non-blocking), IPv6 and IPv4 forwarding off on it, ``txqueuelen``
+   400,000, address 198.18.200.1/24 (RFC 2544 benchmarking space), up;
+2. for each of ``--runs`` rounds:
+   - reads: for each read method, fills the TUN's queue with ``--packets``
+     16-byte UDP datagrams to 198.18.200.2 (sent by the compiled ``fill``
+     helper, with ``sendmmsg``), checks that the kernel dropped none, then
+     times draining the queue with that method;
+   - writes: for each write method, times writing ``--write-packets``
+     IPv4/UDP packets into the TUN (the same 256 prebuilt packets, cycled,
+     for every method) and checks with the interface's ``rx_packets`` that
+     the kernel took every one (see ``--write-to`` for where they go);
+   - the interleaved comparisons (``--block``): the methods the targets
+     compare take turns, a block of packets each, on one full queue (reads)
+     and on one stream of writes;
 3. reports, per method, the median ns/packet and its ratio to the C
-   ``read()`` loop measured in the same interpreter's run.
+   ``read()`` loop (reads) or the C ``write()`` loop (writes) measured in the
+   same interpreter's run, and the targets.
 
-Every Python method is timed with ``time.perf_counter_ns`` around the drain
-loop only, with the callable bound to a local first (the usual hot-loop
-idiom, applied to every method alike).  The C loop times itself with
-``clock_gettime(CLOCK_MONOTONIC)`` around its loop only.
+Every Python method is timed with ``time.perf_counter_ns`` around its loop
+only, with the callable bound to a local first (the usual hot-loop idiom,
+applied to every method alike); rings, packet lists and io_uring engines are
+made before the clock starts.  The C loops time themselves with
+``clock_gettime(CLOCK_MONOTONIC)`` around their loop only.
 
 Each interpreter runs in its own worker process (``--worker``); the parent
 compiles the C helpers, picks the interface name, collects the workers'
-JSON results and prints one markdown table.  The interface is removed on
+JSON results and prints the markdown tables.  The interface is removed on
 every exit path (the worker's ``finally``, then the parent's check).
 
 Entry point: ``bash bench/run.sh`` (= ``bash bench/setup.sh`` and
@@ -40,8 +50,11 @@ import ipaddress
 import json
 import os
 import platform
+import random
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -53,17 +66,30 @@ REPO_ROOT = BENCH_DIR.parent
 BUILD_DIR = BENCH_DIR / "_build"
 DRAIN_READ = BUILD_DIR / "drain_read"
 LIBDRAIN = BUILD_DIR / "libdrain.so"  # drain_read.c's loop as a library, for the interleaved run
+DRAIN_URING = BUILD_DIR / "drain_uring"  # the C io_uring floor (reads and writes)
+LIBDRAINURING = BUILD_DIR / "libdrainuring.so"
+WRITE_LOOP = BUILD_DIR / "write_loop"  # the C write() loop
+LIBWRITELOOP = BUILD_DIR / "libwriteloop.so"
 FILL = BUILD_DIR / "fill"
 PYPY_VENV_PYTHON = BENCH_DIR / ".venv-pypy" / "bin" / "python"
 PYTUN_PYPY_LOG = BENCH_DIR / ".venv-pypy" / "pytun-install.log"
 
-BUF_SIZE = 2048  # every method reads into (or asks for) 2048 bytes
+BUF_SIZE = 2048  # every single-packet read method reads into (or asks for) 2048 bytes
 TXQUEUELEN = 400_000
 UDP_PORT = 9  # discard; nothing listens: the datagrams only sit in the TUN queue
+RING = 256  # slots of the batch rows' ring (and SQEs of the C io_uring floor)
+BIG_RING = 1024
+WRITE_PORT = 9  # destination port of the written packets (checked to have no socket, see --write-to)
+WRITE_KINDS = 256  # distinct packets written, cycled (source ports 40000..40255)
 
 # (key, label) in table order.
 METHODS: List[Tuple[str, str]] = [
     ("c_read", "C `read()` loop (gcc -O2)"),
+    ("c_uring", f"C io_uring loop, {RING} READ_FIXED per enter (gcc -O2): the batch floor"),
+    ("c_uring_1024", f"C io_uring loop, {BIG_RING} READ_FIXED per enter (gcc -O2)"),
+    ("read_batch", f"`Device.read_batch(ring)`, io_uring, {RING} slots"),
+    ("read_batch_1024", f"`Device.read_batch(ring)`, io_uring, {BIG_RING} slots"),
+    ("read_batch_loop", f"`Device.read_batch(ring)`, loop backend, {RING} slots"),
     ("device_readinto", "`Device.readinto(buf)`"),
     ("cffi_cached_ptr", "bare cffi `lib.read(fd, ptr, n)`, cached `from_buffer`"),
     ("os_read", "`os.read(fd, 2048)`"),
@@ -71,6 +97,22 @@ METHODS: List[Tuple[str, str]] = [
     ("cffi_from_buffer_each", "cffi `lib.read(fd, ffi.from_buffer(buf), n)` per call"),
     ("pytun_read", "python-pytun `TunTapDevice.read(2048)`"),
 ]
+
+WRITE_METHODS: List[Tuple[str, str]] = [
+    ("c_write", "C `write()` loop (gcc -O2)"),
+    ("c_uring_write", f"C io_uring loop, {RING} WRITE_FIXED per enter (gcc -O2)"),
+    ("write_batch", f"`Device.write_batch(ring)`, io_uring, {RING} per call"),
+    ("write_batch_loop", f"`Device.write_batch(ring)`, loop backend, {RING} per call"),
+    ("write_batch_list", f"`Device.write_batch(list of {RING} bytes)`"),
+    ("device_write", "`Device.write(pkt)`"),
+    ("os_write", "`os.write(fd, pkt)`"),
+]
+
+# Methods that need io_uring (reported n/a with the reason where it is unusable).
+URING_METHODS = {"c_uring", "c_uring_1024", "read_batch", "read_batch_1024", "c_uring_write", "write_batch"}
+# The methods that take turns in the interleaved comparisons (those asked for).
+INTERLEAVED = ("c_read", "device_readinto", "cffi_cached_ptr", "read_batch", "c_uring")
+INTERLEAVED_WRITES = ("c_write", "c_uring_write", "write_batch", "device_write", "os_write")
 
 Trial = Dict[str, Any]  # one fill + drain: method, run, count, ns, sender checks
 
@@ -171,14 +213,120 @@ def drain_c_read(fd: int) -> Tuple[int, int]:
     return int(count), int(ns)
 
 
+def drain_read_batch(dev: Any, ring: Any) -> Tuple[int, int]:
+    read_batch = dev.read_batch
+    n = 0
+    t0 = time.perf_counter_ns()
+    try:
+        while True:
+            n += read_batch(ring)
+    except BlockingIOError:
+        pass
+    t1 = time.perf_counter_ns()
+    return n, t1 - t0
+
+
+def drain_c_uring(fd: int, entries: int, slot_size: int) -> Tuple[int, int]:
+    proc = subprocess.run(
+        [str(DRAIN_URING), str(fd), str(entries), str(slot_size)],
+        pass_fds=(fd,), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{DRAIN_URING.name} failed: {proc.stderr.strip()}")
+    count, ns = proc.stdout.split()
+    return int(count), int(ns)
+
+
 # --------------------------------------------------------------------------
-# The interleaved comparison.  On a shared, noisy box whole-drain times of
-# one method vary by +-30% between rounds, which swamps a 10% difference.
-# So the three methods the targets compare also take turns on one full
-# queue, BLOCK packets each, and each turn is compared with its neighbours.
+# The write loops.  Each writes *count* packets, cycling through the same
+# WRITE_KINDS prebuilt packets, and returns (packets written, nanoseconds).
 # --------------------------------------------------------------------------
 
-INTERLEAVED = ("c_read", "device_readinto", "cffi_cached_ptr")
+
+def ip_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp4_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A valid IPv4/UDP packet (DF set, TTL 64, both checksums right)."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    ulen = 8 + len(payload)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0)
+    csum = ip_checksum(s + d + struct.pack("!BBH", 0, socket.IPPROTO_UDP, ulen) + udp + payload) or 0xFFFF
+    udp = struct.pack("!HHHH", sport, dport, ulen, csum)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0x4000, 64, socket.IPPROTO_UDP, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
+    return ip + udp + payload
+
+
+def write_c_program(cmd: List[str], fd: int, blob: bytes) -> Tuple[int, int]:
+    proc = subprocess.run(cmd, input=blob, pass_fds=(fd,), capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(cmd[0]).name} failed: {proc.stderr.decode(errors='replace').strip()}")
+    count, ns = proc.stdout.split()
+    return int(count), int(ns)
+
+
+def write_batch_ring(dev: Any, ring: Any, count: int) -> Tuple[int, int]:
+    write_batch = dev.write_batch
+    full, rest = divmod(count, ring.slots)
+    n = 0
+    t0 = time.perf_counter_ns()
+    for _ in range(full):
+        n += write_batch(ring)
+    if rest:
+        n += write_batch(ring, rest)
+    t1 = time.perf_counter_ns()
+    return n, t1 - t0
+
+
+def write_batch_list(dev: Any, packets: List[bytes], count: int) -> Tuple[int, int]:
+    write_batch = dev.write_batch
+    full, rest = divmod(count, len(packets))
+    n = 0
+    t0 = time.perf_counter_ns()
+    for _ in range(full):
+        n += write_batch(packets)
+    if rest:
+        n += write_batch(packets, rest)
+    t1 = time.perf_counter_ns()
+    return n, t1 - t0
+
+
+def write_device(dev: Any, sequence: List[bytes]) -> Tuple[int, int]:
+    write = dev.write
+    n = 0
+    t0 = time.perf_counter_ns()
+    for packet in sequence:
+        write(packet)
+        n += 1
+    t1 = time.perf_counter_ns()
+    return n, t1 - t0
+
+
+def write_os(fd: int, sequence: List[bytes]) -> Tuple[int, int]:
+    write = os.write
+    n = 0
+    t0 = time.perf_counter_ns()
+    for packet in sequence:
+        write(fd, packet)
+        n += 1
+    t1 = time.perf_counter_ns()
+    return n, t1 - t0
+
+
+# --------------------------------------------------------------------------
+# The interleaved comparisons.  On a shared, noisy box whole-run times of
+# one method vary by +-30% between rounds, which swamps a 10% difference.
+# So the methods the targets compare also take turns: on one full queue
+# (reads) or one stream of writes, BLOCK packets each, and each turn is
+# compared with its neighbours.
+# --------------------------------------------------------------------------
 
 
 def block_device_readinto(dev: Any, buf: bytearray, k: int) -> int:
@@ -197,25 +345,111 @@ def block_cffi_cached_ptr(read: Callable[..., int], fd: int, ptr: Any, size: int
     return time.perf_counter_ns() - t0
 
 
-class CBlock:
-    """``drain_block()`` of libdrain.so (drain_read.c's loop), called in-process through cffi."""
+def block_read_batch(dev: Any, ring: Any, k: int) -> int:
+    read_batch = dev.read_batch
+    n = 0
+    t0 = time.perf_counter_ns()
+    for _ in range(k // ring.slots):
+        n += read_batch(ring)
+    t1 = time.perf_counter_ns()
+    if n != k:
+        raise RuntimeError(f"read_batch got {n} of {k} packets inside a block")
+    return t1 - t0
 
-    def __init__(self, buf: bytearray) -> None:
+
+def block_write_batch(dev: Any, ring: Any, k: int) -> int:
+    write_batch = dev.write_batch
+    n = 0
+    t0 = time.perf_counter_ns()
+    for _ in range(k // ring.slots):
+        n += write_batch(ring)
+    t1 = time.perf_counter_ns()
+    if n != k:
+        raise RuntimeError(f"write_batch wrote {n} of {k} packets inside a block")
+    return t1 - t0
+
+
+def block_write(write: Callable[..., int], sequence: List[bytes]) -> int:
+    t0 = time.perf_counter_ns()
+    for packet in sequence:
+        write(packet)
+    return time.perf_counter_ns() - t0
+
+
+def block_os_write(fd: int, sequence: List[bytes]) -> int:
+    write = os.write
+    t0 = time.perf_counter_ns()
+    for packet in sequence:
+        write(fd, packet)
+    return time.perf_counter_ns() - t0
+
+
+def shuffled(keys: Sequence[str], i: int) -> List[str]:
+    """The order of turns in round *i*: a fresh permutation each round.
+
+    (A rotation would give every method the same predecessor in every round,
+    and what the predecessor leaves in the caches biases its successor.)
+    """
+    order = list(keys)
+    random.Random(i).shuffle(order)
+    return order
+
+
+class CLibs:
+    """The C loops as libraries (libdrain, libdrainuring, libwriteloop), called in-process through cffi."""
+
+    def __init__(self) -> None:
         import cffi
 
-        self.ffi = cffi.FFI()
-        self.ffi.cdef("long drain_block(int fd, void *buf, size_t size, long max, long long *ns, int *stop_errno);")
-        self.lib = self.ffi.dlopen(str(LIBDRAIN))
-        self.ptr = self.ffi.from_buffer(buf)
-        self.size = len(buf)
-        self.ns = self.ffi.new("long long *")
-        self.err = self.ffi.new("int *")
+        self.ffi = ffi = cffi.FFI()
+        ffi.cdef(
+            """
+            long drain_block(int fd, void *buf, size_t size, long max, long long *ns, int *stop_errno);
+            void *uring_new(int fd, unsigned n, unsigned slot, int write);
+            int uring_load(void *u, const unsigned char *blob, size_t len, size_t k);
+            long uring_block(void *u, long max, long long *ns, int *err);
+            long uring_write_block(void *u, long count, long long *ns, int *err);
+            void uring_free(void *u);
+            long write_block(int fd, const unsigned char *blob, size_t len, size_t k, long count,
+                             long long *ns, int *err);
+            """
+        )
+        self.drain = ffi.dlopen(str(LIBDRAIN))
+        self.uring = ffi.dlopen(str(LIBDRAINURING))
+        self.write = ffi.dlopen(str(LIBWRITELOOP))
+        self.ns = ffi.new("long long *")
+        self.err = ffi.new("int *")
 
-    def __call__(self, fd: int, k: int) -> int:
-        """Read *k* packets; return the loop's own nanoseconds (clock_gettime in C)."""
-        n = self.lib.drain_block(fd, self.ptr, self.size, k, self.ns, self.err)
+    def read_block(self, fd: int, ptr: Any, size: int, k: int) -> int:
+        """Read *k* packets with drain_read.c's loop; return its own nanoseconds."""
+        n = self.drain.drain_block(fd, ptr, size, k, self.ns, self.err)
         if n != k:
             raise RuntimeError(f"the queue ran dry inside a block ({n} of {k}, errno {self.err[0]})")
+        return int(self.ns[0])
+
+    def new_uring(self, fd: int, entries: int, slot_size: int, write: bool) -> Any:
+        u = self.uring.uring_new(fd, entries, slot_size, 1 if write else 0)
+        if u == self.ffi.NULL:
+            err = self.ffi.errno
+            raise OSError(err, f"C io_uring set-up failed: {os.strerror(err)}")
+        return self.ffi.gc(u, self.uring.uring_free)
+
+    def uring_read_block(self, u: Any, k: int) -> int:
+        n = self.uring.uring_block(u, k, self.ns, self.err)
+        if n != k:
+            raise RuntimeError(f"C io_uring read {n} of {k} packets inside a block (errno {self.err[0]})")
+        return int(self.ns[0])
+
+    def uring_write_block(self, u: Any, k: int) -> int:
+        n = self.uring.uring_write_block(u, k, self.ns, self.err)
+        if n != k:
+            raise RuntimeError(f"C io_uring wrote {n} of {k} packets inside a block (errno {self.err[0]})")
+        return int(self.ns[0])
+
+    def write_block(self, fd: int, blob: Any, size: int, kinds: int, k: int) -> int:
+        n = self.write.write_block(fd, blob, size, kinds, k, self.ns, self.err)
+        if n != k:
+            raise RuntimeError(f"the C write() loop wrote {n} of {k} packets (errno {self.err[0]})")
         return int(self.ns[0])
 
 
@@ -237,9 +471,30 @@ def delete_interface(name: str) -> None:
         subprocess.run(["ip", "link", "del", "dev", name], check=False, capture_output=True)
 
 
-def tx_dropped(name: str) -> int:
-    with open(f"/sys/class/net/{name}/statistics/tx_dropped") as f:
+def counter(name: str, key: str) -> int:
+    """/sys/class/net/NAME/statistics/KEY (rx_* = what user space wrote into the TUN)."""
+    with open(f"/sys/class/net/{name}/statistics/{key}") as f:
         return int(f.read())
+
+
+def tx_dropped(name: str) -> int:
+    return counter(name, "tx_dropped")
+
+
+def udp_sockets_on_port(port: int) -> List[str]:
+    """Local addresses of the IPv4/IPv6 UDP sockets bound to *port*, from /proc/net/udp{,6}."""
+    found = []
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local = line.split()[1]  # hex address:port
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                found.append(f"{path}: {local}")
+    return found
 
 
 def implementation() -> str:
@@ -247,13 +502,16 @@ def implementation() -> str:
 
 
 class Worker:
-    """Owns the interface; fills its queue and drains it with each method."""
+    """Owns the interface; fills its queue and drains it with each method; writes into it."""
 
-    def __init__(self, name: str, subnet: str, packets: int, payload: int) -> None:
+    def __init__(
+        self, name: str, subnet: str, packets: int, payload: int, write_to: str = "broadcast"
+    ) -> None:
         from tuntap_cffi import open_tun
 
         self.open_tun = open_tun
         self.name = name
+        self.subnet = subnet
         self.local = f"{subnet}.1"
         self.peer = f"{subnet}.2"
         self.packets = packets
@@ -262,6 +520,12 @@ class Worker:
         self.dev: Any = None
         self.pytun: Any = None
         self.pytun_note = ""
+        self.write_to = write_to
+        self.sink: Optional[socket.socket] = None  # the never-read socket of --write-to socket
+        self.rings: Dict[str, Any] = {}
+        self.write_packets: List[bytes] = []
+        self.write_ring: Any = None
+        self.clibs: Optional[CLibs] = None
         try:
             self.pytun = importlib.import_module("pytun")  # a C extension without type hints
         except ImportError as exc:
@@ -273,10 +537,17 @@ class Worker:
         if interface_exists(self.name):
             raise RuntimeError(f"interface {self.name} already exists; not touching it")
         self.dev = self.open_tun(self.name, nonblocking=True)
-        disable_ipv6 = f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6"
-        if os.path.exists(disable_ipv6):  # before up: no router solicitations, no MLD
-            with open(disable_ipv6, "w") as f:
-                f.write("1")
+        conf = {
+            # before up: no router solicitations, no MLD
+            f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6": "1",
+            # Never route what we write back out of the TUN (and --write-to offlink relies on it:
+            # a packet that is not for this host is then dropped silently, no ICMP).
+            f"/proc/sys/net/ipv4/conf/{self.name}/forwarding": "0",
+        }
+        for path, value in conf.items():
+            if os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write(value)
         self.dev.txqueuelen = TXQUEUELEN
         subprocess.run(["ip", "addr", "add", f"{self.local}/24", "dev", self.name], check=True)
         self.dev.up()
@@ -312,19 +583,60 @@ class Worker:
             raise RuntimeError(f"the queue does not hold {count} packets: {report}")
         return report
 
-    # ---- one trial
+    def ring(self, key: str) -> Any:
+        """The PacketRing of a read_batch method, made once per worker."""
+        if key not in self.rings:
+            self.rings[key] = self.dev.packet_ring(BIG_RING if key.endswith("_1024") else RING)
+        return self.rings[key]
+
+    def use_backend(self, backend: str) -> None:
+        """Switch the Device's batch backend (its engines are dropped; the next batch call makes new ones)."""
+        self.dev.batch_backend = backend
+        if self.dev.batch_backend != backend:
+            raise RuntimeError(f"batch_backend={backend!r} did not take: {self.dev.batch_backend!r}")
+
+    def prime_read_batch(self, ring: Any) -> int:
+        """Make the ring's engine (io_uring set-up, buffer registration) before the clock starts.
+
+        Called on an empty queue: returns the stray packets it read, if any.
+        """
+        try:
+            return int(self.dev.read_batch(ring))
+        except BlockingIOError:
+            return 0
+
+    # ---- one read trial
 
     def trial(self, method: str, count: int) -> Tuple[int, int, Dict[str, int]]:
         """Fill the queue, drain it with *method*; return (packets, ns, sender report)."""
         if method == "pytun_read":
             return self.pytun_trial(count)
         strays = self.drain_leftovers()
+        ring = None
+        if method.startswith("read_batch"):
+            ring = self.ring(method)
+            self.use_backend("loop" if method == "read_batch_loop" else "io_uring")
+            strays += self.prime_read_batch(ring)
+        tx_before = counter(self.name, "tx_packets")
         report = self.fill(count)
         report["strays_before"] = strays
         fd = self.dev.fileno()
         gc.collect()
+        n, ns = self.drain(method, fd, ring)
+        # Packets the kernel queued to the TUN beyond the fill's: traffic from elsewhere on the box.
+        report["foreign"] = counter(self.name, "tx_packets") - tx_before - report["sent"]
+        return n, ns, report
+
+    def drain(self, method: str, fd: int, ring: Any) -> Tuple[int, int]:
+        """Drain the filled queue with *method*: (packets, ns)."""
         if method == "c_read":
             n, ns = drain_c_read(fd)
+        elif method == "c_uring":
+            n, ns = drain_c_uring(fd, RING, self.dev.max_packet_size)
+        elif method == "c_uring_1024":
+            n, ns = drain_c_uring(fd, BIG_RING, self.dev.max_packet_size)
+        elif ring is not None:
+            n, ns = drain_read_batch(self.dev, ring)
         elif method == "device_readinto":
             n, ns = drain_device_readinto(self.dev, self.buf)
         elif method == "cffi_cached_ptr":
@@ -337,7 +649,7 @@ class Worker:
             n, ns = drain_cffi_from_buffer_each(fd, self.buf)
         else:
             raise ValueError(method)
-        return n, ns, report
+        return n, ns
 
     def pytun_trial(self, count: int) -> Tuple[int, int, Dict[str, int]]:
         """The same interface, attached by pytun itself.
@@ -357,43 +669,186 @@ class Worker:
             fd = tun.fileno()
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
             strays, _ = drain_pytun_read(tun, pytun.Error)
+            tx_before = counter(self.name, "tx_packets")
             report = self.fill(count)
             report["strays_before"] = strays
             gc.collect()
             n, ns = drain_pytun_read(tun, pytun.Error)
+            report["foreign"] = counter(self.name, "tx_packets") - tx_before - report["sent"]
         finally:
             tun.close()
             self.dev = self.open_tun(self.name, nonblocking=True, persist=False)
         return n, ns, report
 
-    def interleaved(self, count: int, block: int) -> List[Dict[str, int]]:
+    def interleaved(self, count: int, block: int, keys: Sequence[str]) -> List[Dict[str, int]]:
         """Fill once, then drain in turns of *block* packets per method.
 
-        Returns one dict per round (each method once, the order rotating):
+        Returns one dict per round (each method once, in a fresh order each round):
         method -> nanoseconds for its *block* packets.
         """
         from tuntap_cffi._syscalls import ffi, lib
 
+        clibs = self.c_libs()
         self.drain_leftovers()
-        self.fill(count)
         fd, dev, buf = self.dev.fileno(), self.dev, self.buf
         read, ptr, size = lib.read, ffi.from_buffer(buf), len(buf)
-        c_block = CBlock(buf)
+        ring = self.ring("read_batch")
+        if "read_batch" in keys:
+            self.use_backend("io_uring")
+            self.prime_read_batch(ring)
+        uring = clibs.new_uring(fd, RING, self.dev.max_packet_size, False) if "c_uring" in keys else None
+        self.fill(count)
         turns: Dict[str, Callable[[], int]] = {
-            "c_read": lambda: c_block(fd, block),
+            "c_read": lambda: clibs.read_block(fd, ptr, size, block),
             "device_readinto": lambda: block_device_readinto(dev, buf, block),
             "cffi_cached_ptr": lambda: block_cffi_cached_ptr(read, fd, ptr, size, block),
+            "read_batch": lambda: block_read_batch(dev, ring, block),
+            "c_uring": lambda: clibs.uring_read_block(uring, block),
         }
-        keys = list(INTERLEAVED)
         rounds = []
+        keys = list(keys)
         gc.collect()
         for i in range(count // (block * len(keys))):
-            order = keys[i % len(keys) :] + keys[: i % len(keys)]
+            order = shuffled(keys, i)
             rounds.append({key: turns[key]() for key in order})
         self.drain_leftovers()
+        if uring is not None:
+            clibs.ffi.release(uring)  # uring_free now, not whenever PyPy's GC runs
         return rounds
 
+    def c_libs(self) -> CLibs:
+        if self.clibs is None:
+            self.clibs = CLibs()
+        return self.clibs
+
+    # ---- writes
+
+    def write_destination(self) -> Tuple[str, int]:
+        """Where the written packets go (see --write-to); set it up; return (address, port)."""
+        if self.write_to == "broadcast":
+            return f"{self.subnet}.255", WRITE_PORT
+        if self.write_to == "offlink":
+            return f"{self.subnet}.3", WRITE_PORT
+        if self.sink is None:
+            self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum
+            self.sink.bind((self.local, 0))
+        return self.local, self.sink.getsockname()[1]
+
+    def prepare_writes(self) -> None:
+        """The WRITE_KINDS packets every write method writes, and the write_batch ring holding them."""
+        if self.write_to == "broadcast":
+            # A socket bound to the port on any address would get every packet (the kernel's
+            # cheap path is "no socket"): refuse rather than flood it.
+            bound = udp_sockets_on_port(WRITE_PORT)
+            if bound:
+                raise RuntimeError(f"UDP port {WRITE_PORT} has sockets ({bound}); use --write-to socket")
+        dst, port = self.write_destination()
+        payload = b"\xab" * self.payload
+        self.write_packets = [udp4_packet(self.peer, dst, 40000 + i, port, payload) for i in range(WRITE_KINDS)]
+        ring = self.dev.packet_ring(RING)
+        for i in range(RING):
+            packet = self.write_packets[i % WRITE_KINDS]
+            ring.slot(i)[: len(packet)] = packet
+            ring.set_length(i, len(packet))
+        ring.count = RING
+        self.write_ring = ring
+
+    def write_checks_before(self) -> Dict[str, int]:
+        return {k: counter(self.name, k) for k in ("rx_packets", "rx_dropped", "rx_errors", "tx_packets")}
+
+    def write_checks_after(self, before: Dict[str, int], written: int) -> Dict[str, int]:
+        """Check that the kernel took exactly *written* packets, and nothing came back."""
+        after = self.write_checks_before()
+        delta = {k: after[k] - before[k] for k in after}
+        replies = self.drain_leftovers()
+        report = {
+            "rx": delta["rx_packets"],
+            "rx_dropped": delta["rx_dropped"] + delta["rx_errors"],
+            "tx": delta["tx_packets"],
+            "replies": replies,
+        }
+        if report["rx"] != written or report["rx_dropped"]:
+            raise RuntimeError(f"the kernel did not take the {written:,} packets written: {report}")
+        return report
+
+    def write_trial(self, method: str, count: int) -> Tuple[int, int, Dict[str, int]]:
+        """Write *count* packets with *method*; return (packets, ns, counter report)."""
+        packets, ring, dev = self.write_packets, self.write_ring, self.dev
+        fd = dev.fileno()
+        strays = self.drain_leftovers()
+        if method in ("write_batch", "write_batch_loop"):
+            self.use_backend("loop" if method == "write_batch_loop" else "io_uring")
+            dev.write_batch(ring, 1)  # makes the engine; before the counters are read
+        full, rest = divmod(count, len(packets))
+        sequence = packets * full + packets[:rest] if method in ("device_write", "os_write") else []
+        blob = b"".join(packets)
+        before = self.write_checks_before()
+        gc.collect()
+        if method == "c_write":
+            n, ns = write_c_program([str(WRITE_LOOP), str(fd), str(count), str(len(packets[0]))], fd, blob)
+        elif method == "c_uring_write":
+            cmd = [str(DRAIN_URING), "-w", str(fd), str(RING), str(ring.slot_size), str(count), str(len(packets[0]))]
+            n, ns = write_c_program(cmd, fd, blob)
+        elif method in ("write_batch", "write_batch_loop"):
+            n, ns = write_batch_ring(dev, ring, count)
+        elif method == "write_batch_list":
+            n, ns = write_batch_list(dev, packets, count)
+        elif method == "device_write":
+            n, ns = write_device(dev, sequence)
+        elif method == "os_write":
+            n, ns = write_os(fd, sequence)
+        else:
+            raise ValueError(method)
+        report = self.write_checks_after(before, count)
+        report["strays_before"] = strays
+        return n, ns, report
+
+    def interleaved_writes(self, count: int, block: int, keys: Sequence[str]) -> Tuple[List[Dict[str, int]], Dict[str, int]]:
+        """Write *count* packets in turns of *block* per method; rounds as for :meth:`interleaved`."""
+        from tuntap_cffi._syscalls import ffi
+
+        clibs = self.c_libs()
+        packets, ring, dev = self.write_packets, self.write_ring, self.dev
+        fd = dev.fileno()
+        blob = b"".join(packets)
+        blob_ptr = ffi.from_buffer(blob)
+        size = len(packets[0])
+        # block is a multiple of RING, so every turn writes the packets in the same cyclic order.
+        sequence = packets * (block // len(packets)) + packets[: block % len(packets)]
+        uring = None
+        if "c_uring_write" in keys:
+            uring = clibs.new_uring(fd, RING, ring.slot_size, True)
+            if clibs.uring.uring_load(uring, clibs.ffi.cast("const unsigned char *", blob_ptr), size, len(packets)) < 0:
+                raise RuntimeError("uring_load refused the packets")
+        if "write_batch" in keys:
+            self.use_backend("io_uring")
+            dev.write_batch(ring, 1)  # the engine, before the counters
+        c_blob = clibs.ffi.from_buffer(blob)
+        turns: Dict[str, Callable[[], int]] = {
+            "c_write": lambda: clibs.write_block(fd, c_blob, size, len(packets), block),
+            "c_uring_write": lambda: clibs.uring_write_block(uring, block),
+            "write_batch": lambda: block_write_batch(dev, ring, block),
+            "device_write": lambda: block_write(dev.write, sequence),
+            "os_write": lambda: block_os_write(fd, sequence),
+        }
+        keys = list(keys)
+        rounds = []
+        self.drain_leftovers()
+        before = self.write_checks_before()
+        gc.collect()
+        for i in range(count // (block * len(keys))):
+            order = shuffled(keys, i)
+            rounds.append({key: turns[key]() for key in order})
+        report = self.write_checks_after(before, len(rounds) * len(keys) * block)
+        if uring is not None:
+            clibs.ffi.release(uring)
+        return rounds, report
+
     def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
         if self.dev is not None:
             self.dev.close()
             self.dev = None
@@ -415,6 +870,7 @@ def worker_main(args: argparse.Namespace) -> None:
     """Run every trial on this interpreter; print the results as one JSON line."""
     sys.path.insert(0, str(REPO_ROOT))  # benchmark the working tree's tuntap_cffi
     import tuntap_cffi
+    from tuntap_cffi import batch
 
     def on_signal(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
@@ -423,16 +879,33 @@ def worker_main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGHUP, on_signal)
 
     interp = implementation()
-    worker = Worker(args.name, args.subnet, args.packets, args.payload)
-    methods = [m for m in args.methods if m != "pytun_read" or worker.pytun is not None]
+    worker = Worker(args.name, args.subnet, args.packets, args.payload, args.write_to)
+    uring_ok, uring_why = batch.uring_status()
+    notes: Dict[str, str] = {}
+    if worker.pytun is None:
+        notes["pytun_read"] = worker.pytun_note
+    if not uring_ok:
+        for m in URING_METHODS:
+            notes[m] = f"io_uring unusable here: {uring_why}"
+    methods = [m for m in args.methods if m not in notes]
+    write_methods = [m for m in args.write_methods if m not in notes]
+    inter_keys = [m for m in INTERLEAVED if m in methods]
+    inter_write_keys = [m for m in INTERLEAVED_WRITES if m in write_methods]
     trials: List[Trial] = []
+    write_trials: List[Trial] = []
     interleaved: List[Dict[str, int]] = []
+    interleaved_writes: List[Dict[str, int]] = []
+    interleaved_write_checks: List[Dict[str, int]] = []
     started = time.monotonic()
     try:
         worker.create()
+        if write_methods:
+            worker.prepare_writes()
         # Warm-up: let the JIT (PyPy) and the specializing interpreter (CPython) settle.
         for method in methods:
             worker.trial(method, args.warmup_packets)
+        for method in write_methods:
+            worker.write_trial(method, args.warmup_packets)
         for run in range(args.runs):
             # Rotate the order so that no method always runs first or last in a round.
             order = methods[run % len(methods) :] + methods[: run % len(methods)]
@@ -441,9 +914,22 @@ def worker_main(args: argparse.Namespace) -> None:
                 n, ns, report = worker.trial(method, args.packets)
                 trials.append({"method": method, "run": run, "count": n, "ns": ns, **report})
                 line.append(f"{method} {ns / max(n, 1):.0f}")
-            log(f"  {interp} round {run + 1}/{args.runs} (ns/pkt): " + ", ".join(line))
+            log(f"  {interp} round {run + 1}/{args.runs}, reads (ns/pkt): " + ", ".join(line))
+            if write_methods:
+                order = write_methods[run % len(write_methods) :] + write_methods[: run % len(write_methods)]
+                line = []
+                for method in order:
+                    n, ns, report = worker.write_trial(method, args.write_packets)
+                    write_trials.append({"method": method, "run": run, "count": n, "ns": ns, **report})
+                    line.append(f"{method} {ns / max(n, 1):.0f}")
+                log(f"  {interp} round {run + 1}/{args.runs}, writes (ns/pkt): " + ", ".join(line))
             if args.block:
-                interleaved += worker.interleaved(args.packets, args.block)
+                if len(inter_keys) > 1:
+                    interleaved += worker.interleaved(args.packets, args.block, inter_keys)
+                if len(inter_write_keys) > 1:
+                    rounds, check = worker.interleaved_writes(args.write_packets, args.block, inter_write_keys)
+                    interleaved_writes += rounds
+                    interleaved_write_checks.append(check)
     finally:
         worker.close()
 
@@ -454,13 +940,18 @@ def worker_main(args: argparse.Namespace) -> None:
         "version": " ".join(sys.version.split()),
         "cffi": cffi.__version__,
         "pytun": package_version("python-pytun") if worker.pytun is not None else None,
-        "pytun_note": worker.pytun_note,
+        "notes": notes,
+        "uring": uring_why,
         "tuntap_cffi": str(Path(tuntap_cffi.__file__).parent),
         "packets": args.packets,
         "seconds": round(time.monotonic() - started, 1),
         "trials": trials,
+        "write_trials": write_trials,
+        "write_packet_len": len(worker.write_packets[0]) if worker.write_packets else 0,
         "block": args.block,
         "interleaved": interleaved,
+        "interleaved_writes": interleaved_writes,
+        "interleaved_write_checks": interleaved_write_checks,
     }
     print(json.dumps(result))
 
@@ -483,11 +974,15 @@ def build_helpers() -> str:
     """Compile the C helpers into bench/_build; return gcc's version line."""
     BUILD_DIR.mkdir(exist_ok=True)
     gcc = ["gcc", "-O2", "-Wall"]
-    subprocess.run([*gcc, "-o", str(DRAIN_READ), str(BENCH_DIR / "drain_read.c")], check=True)
-    subprocess.run(
-        [*gcc, "-shared", "-fPIC", "-DDRAIN_LIBRARY", "-o", str(LIBDRAIN), str(BENCH_DIR / "drain_read.c")],
-        check=True,
-    )
+    for source, program, library in (
+        ("drain_read.c", DRAIN_READ, LIBDRAIN),
+        ("drain_uring.c", DRAIN_URING, LIBDRAINURING),
+        ("write_loop.c", WRITE_LOOP, LIBWRITELOOP),
+    ):
+        subprocess.run([*gcc, "-o", str(program), str(BENCH_DIR / source)], check=True)
+        subprocess.run(
+            [*gcc, "-shared", "-fPIC", "-DDRAIN_LIBRARY", "-o", str(library), str(BENCH_DIR / source)], check=True
+        )
     subprocess.run([*gcc, "-o", str(FILL), str(BENCH_DIR / "fill.c")], check=True)
     return subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
@@ -521,7 +1016,8 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
         python, str(Path(__file__).resolve()), "--worker", "--name", name, "--subnet", args.subnet,
         "--packets", str(args.packets), "--warmup-packets", str(args.warmup_packets),
         "--runs", str(args.runs), "--payload", str(args.payload), "--block", str(args.block),
-        "--methods", *args.methods,
+        "--write-packets", str(args.write_packets), "--write-to", args.write_to,
+        "--methods", *args.methods, "--write-methods", *args.write_methods,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
@@ -540,10 +1036,10 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def summarize(result: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+def summarize(trials: List[Trial]) -> Dict[str, Dict[str, Any]]:
     """Per method: median and spread of ns/packet, counts, per-run values."""
     by_method: Dict[str, Dict[str, Any]] = {}
-    for t in result["trials"]:
+    for t in trials:
         m = by_method.setdefault(t["method"], {"per_pkt": {}, "counts": []})
         m["per_pkt"][t["run"]] = t["ns"] / t["count"]
         m["counts"].append(t["count"])
@@ -562,87 +1058,189 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespace) -> None:
-    names = {"cpython": "CPython", "pypy": "PyPy"}
-    packets, runs = args.packets, args.runs
-    print(f"\n## TUN drain benchmark: {packets:,} queued {args.payload}-byte UDP datagrams, median of {runs} runs\n")
-    print(
-        f"| method | interpreter | ns/pkt (median of {runs}) | ratio to C loop | ns/pkt min–max "
-        f"| packets drained per run |"
-    )
+WRITE_TO = {
+    "broadcast": "to {subnet}.255:{port}, the broadcast address of the TUN's own /24, where no socket is bound: "
+    "the kernel takes its local broadcast route and frees the packet at the UDP socket lookup "
+    "(no ICMP is ever sent for a broadcast)",
+    "offlink": "to {subnet}.3, on the TUN's /24 but not this host's, with IPv4 forwarding off on the "
+    "interface: the input route lookup fails and ip_error() frees the packet (no ICMP when not forwarding)",
+    "socket": "to {subnet}.1, the TUN's own address, on the port of a bound UDP socket that nobody reads, "
+    "SO_RCVBUF at the kernel's minimum: freed at the full socket (UDP RcvbufErrors)",
+}
+
+# (method, base, {interpreter: limit on the time ratio method/base}, what the target says)
+TARGETS: List[Tuple[str, str, Dict[str, float], str]] = [
+    ("read_batch", "c_read", {"cpython": 1.0, "pypy": 1.0}, "`read_batch` >= 1.0x the C `read()` loop's packets/s"),
+    ("read_batch", "c_uring", {"cpython": 1.1, "pypy": 1.1}, "`read_batch` within 10% of the C io_uring floor"),
+    ("write_batch", "c_write", {"cpython": 1.0, "pypy": 1.0}, "`write_batch` >= 1.0x the C `write()` loop's packets/s"),
+    ("device_readinto", "cffi_cached_ptr", {"cpython": 1.15}, "`Device.readinto` <= 1.15x the bare cffi call (CPython)"),
+    ("device_readinto", "c_read", {"pypy": 1.3}, "`Device.readinto` <= 1.3x the C `read()` loop (PyPy)"),
+]
+
+
+def wide_table(
+    results: List[Dict[str, Any]], summaries: Dict[str, Dict[str, Any]], methods: List[Tuple[str, str]],
+    base: str, wanted: Sequence[str], names: Dict[str, str],
+) -> None:  # fmt: skip
+    """One row per method, ns/pkt and ratio to *base* per interpreter."""
+    head = "| method |" + "".join(f" {names[r['interp']]} ns/pkt | {names[r['interp']]} ratio |" for r in results)
+    print(head)
+    print("| --- |" + " ---: | ---: |" * len(results))
+    for key, label in methods:
+        if key not in wanted:
+            continue
+        cells = []
+        for r in results:
+            s = summaries[r["interp"]]
+            if key in s and base in s:
+                cells.append(f" {s[key]['median']:.0f} | {s[key]['median'] / s[base]['median']:.2f}x |")
+            else:
+                cells.append(" n/a | n/a |")
+        bold = key in ("read_batch", "write_batch")
+        print(f"| {'**' + label + '**' if bold else label} |" + "".join(cells))
+    notes = sorted({f"{names[r['interp']]}: {key}: {r['notes'][key]}" for r in results for key in r["notes"] if key in wanted})
+    for note in notes:
+        print(f"\nn/a — {note}")
+
+
+def detail_table(results: List[Dict[str, Any]], summaries: Dict[str, Dict[str, Any]], methods: List[Tuple[str, str]],
+                 base: str, unit: str, names: Dict[str, str], runs: int) -> None:  # fmt: skip
+    print(f"| method | interpreter | ns/pkt (median of {runs}) | ratio | ns/pkt min–max | packets {unit} per run |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
-    summaries = {r["interp"]: summarize(r) for r in results}
     for r in results:
-        interp = r["interp"]
-        s = summaries[interp]
-        c = s["c_read"]["median"]
-        for key, label in METHODS:
-            if key not in s:
-                if key == "pytun_read" and key in args.methods:
-                    print(f"| {label} | {names[interp]} | n/a | n/a | | {r['pytun_note']} |")
+        s = summaries[r["interp"]]
+        for key, label in methods:
+            if key not in s or base not in s:
                 continue
             m = s[key]
             lo, hi = min(m["counts"]), max(m["counts"])
             counts = f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
             print(
-                f"| {label} | {names[interp]} | {m['median']:.0f} | {m['median'] / c:.2f}x "
+                f"| {label} | {names[r['interp']]} | {m['median']:.0f} | {m['median'] / s[base]['median']:.2f}x "
                 f"| {m['min']:.0f}–{m['max']:.0f} | {counts} |"
             )
 
-    print("\n### Targets: `Device.readinto` against bare cffi (CPython) and the C loop (PyPy)\n")
+
+def interleaved_table(
+    results: List[Dict[str, Any]], key: str, methods: List[Tuple[str, str]], base: str, what: str, block: int,
+    names: Dict[str, str],
+) -> None:  # fmt: skip
+    """Per method: median ns/pkt over the turns, and the median of the per-round ratios to *base*."""
+    rounds = {r["interp"]: r[key] for r in results if r[key]}
+    counts = ", ".join(f"{names[i]} {len(v)}" for i, v in rounds.items())
+    print(f"\nInterleaved, {what}: turns of {block} packets, rounds: {counts}; ratio = median of the per-round ratios.\n")
+    print("| method |" + "".join(f" {names[i]} ns/pkt | {names[i]} ratio [quartiles] |" for i in rounds))
+    print("| --- |" + " ---: | ---: |" * len(rounds))
+    for m, label in methods:
+        cells = []
+        for v in rounds.values():
+            if m not in v[0] or base not in v[0]:
+                cells.append(" n/a | n/a |")
+                continue
+            q1, med, q3 = statistics.quantiles(sorted(t[m] / t[base] for t in v), n=4)
+            cells.append(f" {statistics.median(t[m] for t in v) / block:.0f} | {med:.2f}x [{q1:.2f}–{q3:.2f}] |")
+        print(f"| {label} |" + "".join(cells))
+
+
+def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespace) -> None:
+    names = {"cpython": "CPython", "pypy": "PyPy"}
+    packets, runs = args.packets, args.runs
+    reads = {r["interp"]: summarize(r["trials"]) for r in results}
+    writes = {r["interp"]: summarize(r["write_trials"]) for r in results}
+    plen = max((r["write_packet_len"] for r in results), default=0)
+    print(f"\n## TUN benchmark: median of {runs} runs per method and interpreter\n")
+    print(f"### Reads: draining {packets:,} queued {args.payload}-byte UDP datagrams\n")
+    print("Ratio: ns/pkt over the C `read()` loop's, same interpreter's run (below 1.00 is faster).\n")
+    wide_table(results, reads, METHODS, "c_read", args.methods, names)
+    if args.write_methods:
+        print(f"\n### Writes: {args.write_packets:,} IPv4/UDP packets of {plen} bytes written into the TUN\n")
+        print(
+            "Ratio: ns/pkt over the C `write()` loop's.  The packets go "
+            + WRITE_TO[args.write_to].format(subnet=args.subnet, port=WRITE_PORT)
+            + f"; the same {WRITE_KINDS} packets (source ports 40000–{40000 + WRITE_KINDS - 1}) cycled by every method; "
+            f"write_batch: {args.write_packets // RING} full rings and one of {args.write_packets % RING}.\n"
+        )
+        wide_table(results, writes, WRITE_METHODS, "c_write", args.write_methods, names)
+
+    print("\n### Targets\n")
     print(
-        "Whole drains: ratio of the medians above, then the ratio within each round.  Interleaved: "
-        "the three methods take turns on one full queue, a block of packets each; median and "
+        "Time ratio method/base (<= 1.00 means at least as many packets/s).  Whole runs: ratio of the "
+        "medians above, and within each round.  Interleaved: the methods take turns, "
+        f"{args.block} packets each, on one full queue (reads) or one stream of writes; median and "
         "quartiles of the per-round ratios (robust to the box's slow phases).\n"
     )
-    print("| interpreter | ratio | target | whole drains | per round | interleaved: median [quartiles] |")
-    print("| --- | --- | --- | ---: | --- | --- |")
-    targets = {("cpython", "cffi_cached_ptr"): 1.15, ("pypy", "c_read"): 1.3}
-    for r in results:
-        interp, s = r["interp"], summaries[r["interp"]]
-        dev = s["device_readinto"]
-        for base, base_label in (("cffi_cached_ptr", "bare cffi"), ("c_read", "C loop")):
-            ref = s[base]
-            whole = dev["median"] / ref["median"]
-            per_round = [dev["per_pkt"][k] / ref["per_pkt"][k] for k in sorted(dev["per_pkt"])]
-            target = targets.get((interp, base))
-            verdict = "" if target is None else f"<= {target}: " + ("met" if whole <= target else "**NOT met**")
+    print("| target | interpreter | limit | whole runs | per round | interleaved: median [quartiles] | verdict |")
+    print("| --- | --- | ---: | ---: | --- | --- | --- |")
+    for method, base, limits, text in TARGETS:
+        for r in results:
+            interp = r["interp"]
+            if interp not in limits:
+                continue
+            limit = limits[interp]
+            s = {**reads[interp], **writes[interp]}
+            if method not in s or base not in s:
+                print(f"| {text} | {names[interp]} | <= {limit:.2f} | n/a | | | not measured |")
+                continue
+            whole = s[method]["median"] / s[base]["median"]
+            per_round = [s[method]["per_pkt"][k] / s[base]["per_pkt"][k] for k in sorted(s[method]["per_pkt"])]
+            verdicts = ["whole " + ("met" if whole <= limit else "**NOT met**")]
             inter = "n/a"
-            if r["interleaved"]:
-                ratios = sorted(t["device_readinto"] / t[base] for t in r["interleaved"])
+            rounds = r["interleaved"] if method in INTERLEAVED else r["interleaved_writes"]
+            if rounds and method in rounds[0] and base in rounds[0]:
+                ratios = sorted(t[method] / t[base] for t in rounds)
                 q1, med, q3 = statistics.quantiles(ratios, n=4)
-                inter = f"{med:.2f}x [{q1:.2f}–{q3:.2f}] over {len(ratios)} rounds of {r['block']}"
-                if target is not None:
-                    inter += " (" + ("met" if med <= target else "**NOT met**") + ")"
+                inter = f"{med:.2f}x [{q1:.2f}–{q3:.2f}] over {len(ratios)} rounds"
+                verdicts.append("interleaved " + ("met" if med <= limit else "**NOT met**"))
             print(
-                f"| {names[interp]} | readinto / {base_label} | {verdict} | **{whole:.2f}x** "
-                f"| {', '.join(f'{x:.2f}' for x in per_round)} | {inter} |"
+                f"| {text} | {names[interp]} | <= {limit:.2f} | **{whole:.2f}x** "
+                f"| {', '.join(f'{x:.2f}' for x in per_round)} | {inter} | {'; '.join(verdicts)} |"
             )
-    for r in results:
-        if r["interleaved"]:
-            per_pkt = {
-                m: statistics.median(t[m] for t in r["interleaved"]) / r["block"] for m in INTERLEAVED
-            }
-            print(
-                f"\n{names[r['interp']]}, interleaved, median ns/pkt: "
-                + ", ".join(f"{m} {v:.0f}" for m, v in per_pkt.items())
-            )
+    for key, keys, methods, base, what in (
+        ("interleaved", INTERLEAVED, METHODS, "c_read", "reads, on one full queue"),
+        ("interleaved_writes", INTERLEAVED_WRITES, WRITE_METHODS, "c_write", "writes, in one stream"),
+    ):
+        if any(r[key] for r in results):
+            interleaved_table(results, key, [(k, label) for k, label in methods if k in keys], base, what, args.block, names)
 
-    print("\n### Queue checks\n")
+    print("\n### Details: spread and counts\n")
+    detail_table(results, reads, METHODS, "c_read", "drained", names, runs)
+    if args.write_methods:
+        print()
+        detail_table(results, writes, WRITE_METHODS, "c_write", "written (= rx_packets increase)", names, runs)
+
+    print("\n### Checks\n")
     for r in results:
+        name = names[r["interp"]]
         trials = r["trials"]
         extra = sorted({t["count"] - t["sent"] for t in trials})
+        foreign = [t["foreign"] for t in trials if t["foreign"]]
         if max(abs(x) for x in extra) > 10:
-            print(f"- **WARNING**: {names[r['interp']]} drained counts differ from the packets sent by up to {extra}")
+            print(
+                f"- **WARNING**: {name} drained counts differ from the packets sent by up to {extra}; "
+                f"packets from elsewhere queued to the TUN during timed trials: {foreign or 'none'}"
+            )
         print(
-            f"- {names[r['interp']]}: {len(trials)} timed fills of {packets:,} (plus warm-up and interleaved "
+            f"- {name}, reads: {len(trials)} timed fills of {packets:,} (plus warm-up and interleaved "
             f"fills, checked alike), each sent in full with "
             f"MSG_DONTWAIT; EAGAIN {sum(t['eagain'] for t in trials)} times; kernel drops "
             f"{sum(t['dropped'] for t in trials)}; socket SIOCOUTQ after a fill: max "
             f"{max(t['outq'] for t in trials)} B (SO_SNDBUF {trials[0]['sndbuf']} B: the TUN orphans "
-            f"queued skbs); drained minus sent: {extra}; stray packets found before fills: "
-            f"{sum(t['strays_before'] for t in trials)}; worker time {r['seconds']} s"
+            f"queued skbs); drained minus sent: {extra}; packets from elsewhere queued to the TUN "
+            f"during a timed trial (its tx_packets rise beyond the fill): {sum(foreign)} in {len(foreign)} "
+            f"trials; stray packets found before fills: {sum(t['strays_before'] for t in trials)}; "
+            f"worker time {r['seconds']} s"
         )
+        wt = r["write_trials"]
+        if wt:
+            checks = wt + r["interleaved_write_checks"]
+            print(
+                f"- {name}, writes: {len(wt)} timed runs of {args.write_packets:,} (plus warm-up and "
+                f"{len(r['interleaved_write_checks'])} interleaved runs): the TUN's rx_packets rose by exactly "
+                f"the packets written every time (checked; it aborts otherwise), rx_dropped+rx_errors "
+                f"{sum(c['rx_dropped'] for c in checks)}; packets the kernel sent into the TUN meanwhile "
+                f"(tx_packets) {sum(c['tx'] for c in checks)}, found queued afterwards "
+                f"{sum(c['replies'] for c in checks)}; io_uring: {r['uring']}"
+            )
 
     print("\n### Environment\n")
     versions = "; ".join(
@@ -669,20 +1267,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--interp", choices=["all", "cpython", "pypy"], default="all")
     p.add_argument("--packets", type=int, default=300_000, help="datagrams queued per fill")
+    p.add_argument("--write-packets", type=int, default=300_000, help="packets written per write run")
     p.add_argument("--runs", type=int, default=5, help="timed rounds (the median is reported)")
     p.add_argument("--warmup-packets", type=int, default=20_000, help="one untimed round first")
     p.add_argument("--payload", type=int, default=16, help="UDP payload bytes")
     p.add_argument(
-        "--block", type=int, default=1000,
-        help="packets per turn in the interleaved comparison (one extra fill per round; 0: skip it)",
+        "--block", type=int, default=4 * RING,
+        help=f"packets per turn in the interleaved comparisons, a multiple of {RING} (0: skip them)",
     )  # fmt: skip
     p.add_argument("--subnet", default="198.18.200", help="the TUN's /24, inside 198.18.0.0/15")
+    p.add_argument(
+        "--write-to", choices=list(WRITE_TO), default="broadcast",
+        help="where the written packets go: the subnet's broadcast address with no socket on the port "
+        "(default), an off-link address of the subnet with forwarding off, or a never-read local socket",
+    )  # fmt: skip
     p.add_argument("--methods", nargs="+", default=[k for k, _ in METHODS], choices=[k for k, _ in METHODS])
+    p.add_argument(
+        "--write-methods", nargs="*", default=[k for k, _ in WRITE_METHODS], choices=[k for k, _ in WRITE_METHODS],
+        help="write methods to run (none: skip the writes)",
+    )  # fmt: skip
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if "c_read" not in args.methods or "device_readinto" not in args.methods or "cffi_cached_ptr" not in args.methods:
-        p.error("--methods must include c_read, device_readinto and cffi_cached_ptr (the ratios need them)")
+    if "c_read" not in args.methods:
+        p.error("--methods must include c_read (the read ratios need it)")
+    if args.write_methods and "c_write" not in args.write_methods:
+        p.error("--write-methods must include c_write (the write ratios need it)")
+    if args.block % RING:
+        p.error(f"--block must be a multiple of {RING} (read_batch and write_batch turns are whole rings)")
     if args.packets + 1000 > TXQUEUELEN:
         p.error(f"--packets must stay below the TUN queue length {TXQUEUELEN:,}")
     return args
@@ -711,6 +1323,9 @@ def main() -> None:
             raise SystemExit(why)
         log(f"{interp}: {python}, interface {name}")
         results.append(run_worker(python, name, args))
+    raw = BUILD_DIR / "results.json"
+    raw.write_text(json.dumps({"args": vars(args), "results": results}))
+    log(f"raw results: {raw}")
     print_report(results, gcc, args)
 
 
