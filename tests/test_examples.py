@@ -48,3 +48,43 @@ def test_dump_example_prints_udp_packet(ifname: str, subnet: str) -> None:
     assert f"Source IP: {subnet}.1" in out and f"Destination IP: {subnet}.2" in out
     assert b"hello dump".hex() in out
     assert proc.stderr is not None and "packets" in proc.stderr.read()
+
+
+def test_async_echo_serves_concurrent_flows(ifname: str, subnet: str) -> None:
+    import threading
+
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "examples", "async_echo.py"), ifname, "--address", f"{subnet}.1/24"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"listening on {ifname}"
+        results: dict = {}
+
+        def client(i: int) -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((f"{subnet}.1", 0))
+                s.settimeout(5)
+                got = []
+                for j in range(20):
+                    msg = f"flow {i} msg {j}".encode()
+                    s.sendto(msg, (f"{subnet}.{10 + i}", 9999))
+                    data, addr = s.recvfrom(100)
+                    got.append((data, addr))
+                results[i] = got
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for i in range(8):
+            assert results[i] == [(f"flow {i} msg {j}".encode(), (f"{subnet}.{10 + i}", 9999)) for j in range(20)]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
