@@ -25,7 +25,7 @@ from tuntap_cffi import Device, DeviceClosedError, open_tun
 def checksum(data: memoryview, initial: int = 0) -> int:
     """RFC 1071: one's complement of the one's complement sum of 16-bit words."""
     raw = bytes(data) + b"\0" * (len(data) % 2)
-    total = initial + sum(struct.unpack(f"!{len(raw) // 2}H", raw))
+    total: int = initial + sum(struct.unpack(f"!{len(raw) // 2}H", raw))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
