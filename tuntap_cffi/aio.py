@@ -20,7 +20,7 @@ Facts and the design they force:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional
 
 from .errors import DeviceClosedError
 
@@ -41,9 +41,11 @@ def running_loop() -> Optional[asyncio.AbstractEventLoop]:
         return None
 
 
-def _wake(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
+def _wake_all(futures: "List[asyncio.Future[None]]") -> None:
+    """The fd is ready: wake every coroutine waiting for it on this loop (they retry)."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
 
 
 def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
@@ -56,23 +58,35 @@ def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
 
 
 async def _wait(dev: "Device", write: bool = False) -> None:
-    """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes."""
+    """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes.
+
+    A loop keeps one reader callback per fd, so the coroutines waiting on
+    one device and loop share a list: one callback wakes them all, and the
+    fd stays registered until the last of them is done.
+    """
     loop = asyncio.get_running_loop()
     fut: "asyncio.Future[None]" = loop.create_future()
     waiter = (loop, fut)
+    key = (loop, write)
     with dev._lock:
         if dev._closed:
             raise DeviceClosedError(dev.name)
         fd = dev._fd
+        futures = dev._async_lists.get(key)
+        if futures is None:
+            futures = dev._async_lists[key] = []
+            (loop.add_writer if write else loop.add_reader)(fd, _wake_all, futures)
+        futures.append(fut)
         dev._async_waiters.add(waiter)
-        (loop.add_writer if write else loop.add_reader)(fd, _wake, fut)
     try:
         await fut
     finally:
         with dev._lock:
-            registered = waiter in dev._async_waiters
             dev._async_waiters.discard(waiter)
-            if registered:  # else close() has unregistered it already
+            if fut in futures:
+                futures.remove(fut)
+            if not futures and dev._async_lists.get(key) is futures:
+                del dev._async_lists[key]  # the last waiter: unregister (unless close() did)
                 (loop.remove_writer if write else loop.remove_reader)(fd)
 
 

@@ -218,6 +218,7 @@ class Device:
         # fails them and unregisters them before the fd number may be freed.
         self._async_waiters: "set[Tuple[Any, Any]]" = set()
         self._async_pending = 0  # close-callbacks scheduled on other threads' loops
+        self._async_lists: Dict[Tuple[Any, bool], List[Any]] = {}  # (loop, write) -> waiting futures
         self._abuf: Optional[bytearray] = None  # read_async()'s buffer
         # (buffer, cffi pointer, size) of the last buffer read into / written
         # from.  One tuple, read with one attribute load, so threads sharing
@@ -990,6 +991,7 @@ class Device:
         from . import aio
 
         waiters, self._async_waiters = self._async_waiters, set()
+        self._async_lists = {}  # abort_waiter unregisters the fd from each loop
         for loop, fut in waiters:
             if loop.is_closed():
                 continue
