@@ -81,6 +81,17 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def open_fds() -> List[str]:
+    """What this process has open, for a failure message."""
+    out = []
+    for fd in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            out.append(f"{fd}:{os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass
+    return out
+
+
 @pytest.fixture
 def ifname() -> Iterator[str]:
     """A unique interface name, deleted after the test whatever happens."""

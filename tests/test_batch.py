@@ -1210,3 +1210,38 @@ def test_switching_backend_under_a_blocked_read_batch(ifname: str, subnet: str, 
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"the child died with {proc.returncode}: {proc.stderr[-500:]}"
     assert proc.stdout.strip() == "reader got [1]", proc.stdout
+
+
+@device
+def test_a_ring_passed_between_short_lived_threads_keeps_one_engine(ifname: str) -> None:
+    """io_uring's single issuer is a thread: each thread gets its own engine for a ring; an
+    exited thread's engine is closed when the next one is made, so engines do not pile up
+    (pthread ids are reused at once by new threads; the engines are keyed by kernel TID)."""
+    usable, why = batch.uring_status()
+    if not usable:
+        if IN_CI:
+            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
+        pytest.skip(f"io_uring is not usable here: {why}")
+    with open_tun(ifname, nonblocking=True) as dev:
+        dev.batch_backend = "io_uring"
+        ring = dev.packet_ring(8)
+        with pytest.raises(BlockingIOError):
+            dev.read_batch(ring)  # this thread's engine
+        one = uring_fds()
+        outcomes: List[object] = []
+
+        def batch_once() -> None:
+            try:
+                dev.read_batch(ring)
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                outcomes.append(type(exc))
+
+        for _ in range(30):
+            t = threading.Thread(target=batch_once)
+            t.start()
+            t.join()
+        assert outcomes == [BlockingIOError] * 30, outcomes
+        assert uring_fds() <= 2 * one, f"{uring_fds()} io_uring fds after 30 threads, {one} for one engine"
+        with pytest.raises(BlockingIOError):
+            dev.read_batch(ring)  # the first thread's engine still works
+    assert uring_fds() == 0

@@ -57,8 +57,10 @@ def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
         fut.set_exception(DeviceClosedError(name))
 
 
-async def _wait(dev: "Device", write: bool = False) -> None:
+async def _wait(dev: "Device", write: bool = False, timeout: Optional[float] = None) -> None:
     """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes.
+
+    With *timeout*, also return (as if woken) after that many seconds.
 
     A loop keeps one reader callback per fd, so the coroutines waiting on
     one device and loop share a list: one callback wakes them all, and the
@@ -78,9 +80,12 @@ async def _wait(dev: "Device", write: bool = False) -> None:
             (loop.add_writer if write else loop.add_reader)(fd, _wake_all, futures)
         futures.append(fut)
         dev._async_waiters.add(waiter)
+    timer = None if timeout is None else loop.call_later(timeout, _wake_all, [fut])
     try:
         await fut
     finally:
+        if timer is not None:
+            timer.cancel()
         with dev._lock:
             dev._async_waiters.discard(waiter)
             if fut in futures:
@@ -100,10 +105,18 @@ async def readinto(dev: "Device", buffer: "WriteableBuffer") -> int:
 
 
 async def read(dev: "Device") -> bytes:
-    """Read one packet and return it as bytes."""
-    buf = dev._async_buffer()
-    n = await readinto(dev, buf)
-    return bytes(memoryview(buf)[:n])
+    """Read one packet and return it as bytes.
+
+    The packet is read into a buffer of this thread's and copied out with no
+    ``await`` in between, so coroutines on one loop never share it mid-read
+    and loops in other threads have their own.
+    """
+    buf, view = dev._async_buffer()
+    while True:
+        n = dev._readinto_nowait(buf)
+        if n >= 0:
+            return bytes(view[:n])
+        await _wait(dev)
 
 
 async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
@@ -115,13 +128,35 @@ async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = N
             await _wait(dev, write=True)
 
 
-async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1) -> int:
-    """Fill *ring* with every queued packet (at least one); return the count."""
+async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, timeout: Optional[float] = None) -> int:
+    """Fill *ring* with what is queued until *min_packets* (or a full ring, or *timeout*); return the count.
+
+    Packets already read stay in the ring (``ring.count``) if the wait is
+    cancelled: the ring is the caller's, so nothing is lost.
+    """
+    engine = dev._engine(ring, "read")
+    ring.start = ring.count = 0
+    want = min(min_packets, ring.slots)
+    got = 0
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
     while True:
-        try:
-            return dev._read_batch(ring, min_packets, None, False)
-        except BlockingIOError:
+        more = dev._fill_ring(engine, ring, got)
+        if more < 0:  # an error after some packets: return those, the next call raises it
+            break
+        got += more
+        if got >= want:
+            break
+        if deadline is None:
             await _wait(dev)
+        else:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await _wait(dev, timeout=left)
+    if dev._stale_engines:
+        dev._close_stale_engines()
+    return got
 
 
 async def packets(dev: "Device") -> AsyncIterator[bytes]:

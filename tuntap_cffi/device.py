@@ -18,10 +18,13 @@ Facts that shape this module:
   ``close()`` therefore (1) marks the device closed, (2) wakes waiters, (3)
   dup3()s /dev/null over the number, which releases the TUN file (the
   interface goes away) while keeping the number taken, and (4) frees the
-  number only once no other thread is inside a method of this device; if
-  one is, the last such thread frees it on its way out (or the finalizer
-  does).  The per-packet path pays nothing for this: a racing reader simply
-  reads end-of-file from /dev/null and then sees ``closed``.
+  number (and the wakeup fd, control socket and io_uring engines) at once
+  when no other thread exists; otherwise a later ``close()`` or a reader
+  leaving the closed device frees them once the other threads are gone,
+  and at the latest the Device's finalizer does (a thread inside a method
+  holds the Device, so by then none is).  The per-packet path pays nothing
+  for this: a racing reader simply reads end-of-file from /dev/null and
+  then sees ``closed``.
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that
   does not fit the buffer and says nothing, so buffers smaller than
   :attr:`Device.max_packet_size` are refused before any read.
@@ -170,9 +173,17 @@ def _check_id(option: str, value: object) -> Optional[int]:
     return value
 
 
-# Every code object of a Device method: used by close() to see whether another
-# thread may be about to use the fd number.  Filled after the class is built.
-_DEVICE_CODES: "frozenset[Any]" = frozenset()
+def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
+    """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
+    if isinstance(min_packets, bool) or not isinstance(min_packets, int):
+        raise TypeError(f"min_packets must be an int, not {type(min_packets).__name__}")
+    if min_packets < 1:
+        raise ValueError(f"min_packets={min_packets} must be at least 1")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+        if not timeout >= 0:  # also refuses NaN
+            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
 
 
 class Device:
@@ -211,7 +222,7 @@ class Device:
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
         # Batch engines by (id(ring), direction): (weakref to the ring, engine).
-        self._engines: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
+        self._engines: Dict[Tuple[int, str, int], Tuple[Any, Any]] = {}
         self._stale_engines: List[Any] = []  # replaced while maybe in use: closed when safe
         self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
         # asyncio: (loop, future) of every coroutine waiting for the fd; close()
@@ -219,7 +230,7 @@ class Device:
         self._async_waiters: "set[Tuple[Any, Any]]" = set()
         self._async_pending = 0  # close-callbacks scheduled on other threads' loops
         self._async_lists: Dict[Tuple[Any, bool], List[Any]] = {}  # (loop, write) -> waiting futures
-        self._abuf: Optional[bytearray] = None  # read_async()'s buffer
+        self._abuf: Optional[threading.local] = None  # read_async()'s buffer per thread
         # (buffer, cffi pointer, size) of the last buffer read into / written
         # from.  One tuple, read with one attribute load, so threads sharing
         # the device never pair one thread's buffer with another's pointer.
@@ -582,18 +593,14 @@ class Device:
         self._close_stale_engines()
 
     def _engine(self, ring: PacketRing, kind: str) -> Any:
-        entry = self._engines.get((id(ring), kind))
+        """The engine of *ring* for this thread (io_uring's single issuer is a thread)."""
+        entry = self._engines.get((id(ring), kind, threading.get_native_id()))
         if entry is not None and entry[0]() is ring:
-            engine = entry[1]
-            owner = engine.owner
-            if owner is None or owner == threading.get_ident():
-                return engine
-            # A single-issuer ring of another thread: replace it (nothing is in
-            # flight between batches); close it once that thread is out.
-            with self._lock:
-                self._engines.pop((id(ring), kind), None)
-                self._stale_engines.append(engine)
-        self._close_stale_engines()
+            return entry[1]
+        return self._new_engine(ring, kind)
+
+    def _new_engine(self, ring: PacketRing, kind: str) -> Any:
+        self._reap_engines()
         if self._closed:
             raise DeviceClosedError(self._name)
         check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
@@ -602,25 +609,39 @@ class Device:
             engine = batch.make_engine(kind, backend, self._fd, ring)
         except UringUnavailable:
             engine = batch.make_engine(kind, "loop", self._fd, ring)
-        key = (id(ring), kind)
+        # Keyed by the kernel's thread id: pthread ids are reused at once
+        # for new threads, TIDs only after the pid space wraps.
+        key = (id(ring), kind, threading.get_native_id())
         engines = self._engines
 
-        def forget(_ref: Any, key: Tuple[int, str] = key, engines: Dict[Any, Any] = engines) -> None:
-            gone = engines.pop(key, None)
-            if gone is not None:
-                gone[1].close()
+        def forget(ref: Any, key: Tuple[int, str, int] = key, engines: Dict[Any, Any] = engines) -> None:
+            entry = engines.get(key)  # the ring is gone: no thread can be using its engine
+            if entry is not None and entry[0] is ref and engines.pop(key, None) is entry:
+                entry[1].close()
 
         with self._lock:
             if self._closed:
                 engine.close()
                 raise DeviceClosedError(self._name)
+            old = self._engines.get(key)
             self._engines[key] = (weakref.ref(ring, forget), engine)
+        if old is not None:  # a ring that died and whose id was reused: its engine is idle
+            old[1].close()
         return engine
+
+    def _reap_engines(self) -> None:
+        """Close the engines of threads that have exited (nothing of theirs can be running)."""
+        with self._lock:
+            dead = [key for key in self._engines if not os.path.exists(f"/proc/self/task/{key[2]}")]
+            gone = [self._engines.pop(key)[1] for key in dead]
+        for engine in gone:
+            engine.close()
+        self._close_stale_engines()
 
     def _close_stale_engines(self) -> None:
         """Close retired engines, unless another thread may still be using one."""
         with self._lock:
-            if not self._stale_engines or self._inside_elsewhere():
+            if not self._stale_engines or self._others_may_be_inside():
                 return
             stale, self._stale_engines = self._stale_engines, []
         for engine in stale:
@@ -639,12 +660,7 @@ class Device:
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
         """
-        if not isinstance(min_packets, int) or isinstance(min_packets, bool):
-            raise TypeError(f"min_packets must be an int, not {type(min_packets).__name__}")
-        if not 1 <= min_packets:
-            raise ValueError(f"min_packets={min_packets} must be at least 1")
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        check_min_packets(min_packets, timeout)
         return self._read_batch(ring, min_packets, timeout, self._blocking)
 
     def _read_batch(self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool) -> int:
@@ -653,36 +669,13 @@ class Device:
         want = min(min_packets, ring.slots)
         got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        if ring._slab.closed:
-            raise ValueError("the PacketRing is closed")
         while True:
-            k: int = engine.fill(ring, got)
-            if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
-                engine.cut = False
-                need = self.max_packet_size
-                if ring.slot_size < need:
-                    ring.count = max(k, 0) + got
-                    raise ValueError(
-                        f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the ring's "
-                        f"slots hold {ring.slot_size}: packets may have been cut short; use a new Device.packet_ring()"
-                    )
-            if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
-                ring.count = 0
-                self._leave_closed()
-            if k < 0:
-                if self._closed or k == batch._CLOSED_SLOT:
-                    ring.count = got
-                    self._leave_closed()
-                ring.count = got
-                if got:
-                    return got
-                raise error_from_errno(-k, "read", self._name, f"read from {self._name} failed")
-            got += k
-            if got >= want or got == ring.slots:
+            more = self._fill_ring(engine, ring, got)
+            if more < 0:  # an error after some packets: return those, the next call raises it
                 break
-            if self._closed:
-                ring.count = got
-                self._leave_closed()
+            got += more
+            if got >= want:
+                break
             if not blocking:
                 if got:
                     break
@@ -699,6 +692,39 @@ class Device:
         if self._stale_engines:
             self._close_stale_engines()
         return got
+
+    def _fill_ring(self, engine: Any, ring: PacketRing, got: int) -> int:
+        """One non-blocking pass reading what is queued into *ring* from slot *got* on.
+
+        Returns how many packets it added, or -1 when the kernel failed after
+        *got* > 0 packets (they stand; the error repeats on the next read).
+        Raises the error when *got* is 0, and DeviceClosedError when closed.
+        Leaves ``ring.count`` at the packets in the ring.
+        """
+        if ring._slab.closed:
+            raise ValueError("the PacketRing is closed")
+        k: int = engine.fill(ring, got)
+        if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
+            engine.cut = False
+            need = self.max_packet_size
+            if ring.slot_size < need:
+                ring.count = max(k, 0) + got
+                raise ValueError(
+                    f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the ring's "
+                    f"slots hold {ring.slot_size}: packets may have been cut short; use a new Device.packet_ring()"
+                )
+        if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
+            ring.count = 0
+            self._leave_closed()
+        if k >= 0:
+            ring.count = got + k
+            return k
+        ring.count = got
+        if k == batch._CLOSED_SLOT:
+            self._leave_closed()
+        if got:
+            return -1
+        raise error_from_errno(-k, "read", self._name, f"read from {self._name} failed")
 
     def write_batch(self, packets: "Union[PacketRing, Sequence[ReadableBuffer]]", count: Optional[int] = None) -> int:
         """Write many packets with one transition; return how many were written.
@@ -779,11 +805,21 @@ class Device:
 
         return await aio.write(self, data, nbytes)
 
-    async def read_batch_async(self, ring: PacketRing, *, min_packets: int = 1) -> int:
-        """``await``-able :meth:`read_batch`: every queued packet, at least one."""
+    async def read_batch_async(
+        self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None
+    ) -> int:
+        """``await``-able :meth:`read_batch`: fill *ring* with what is queued; return the count.
+
+        Waits (on the loop) until at least *min_packets* have arrived, the
+        ring is full, or *timeout* seconds passed (then the count may be
+        lower, even 0).  Cancelled after some packets were read, it leaves
+        them in the ring: ``len(ring)`` says how many, and they are lost only
+        if the ring is reused before they are looked at.
+        """
         from . import aio
 
-        return await aio.read_batch(self, ring, min_packets)
+        check_min_packets(min_packets, timeout)
+        return await aio.read_batch(self, ring, min_packets, timeout)
 
     def __aiter__(self) -> "AsyncIterator[bytes]":
         """``async for packet in dev``: packets as bytes until the device is closed."""
@@ -791,11 +827,16 @@ class Device:
 
         return aio.packets(self)
 
-    def _async_buffer(self) -> bytearray:
-        buf = self._abuf
-        if buf is None:
-            buf = self._abuf = bytearray(_MAX_GSO + self._overhead)
-        return buf
+    def _async_buffer(self) -> Tuple[bytearray, memoryview]:
+        """read_async()'s buffer and a view of it: one per thread (loops in two threads may share a device)."""
+        local = self._abuf
+        if local is None:
+            local = self._abuf = threading.local()  # a racing first call makes two: harmless
+        pair: Optional[Tuple[bytearray, memoryview]] = getattr(local, "pair", None)
+        if pair is None:
+            buf = bytearray(_MAX_GSO + self._overhead)
+            pair = local.pair = (buf, memoryview(buf))
+        return pair
 
     def _write_nowait(self, data: object, nbytes: Optional[int]) -> int:
         """One non-blocking write attempt; BlockingIOError if the kernel cannot take it now."""
@@ -964,26 +1005,24 @@ class Device:
         """Close the device; a non-persistent interface disappears.  Idempotent.
 
         Readers blocked in other threads wake with :class:`DeviceClosedError`
-        at once.  The fd number is freed as soon as no other thread is inside
-        a method of this device, so no racing call ever reaches a file that
-        reused the number.
+        at once and the interface is released at once.  The fd number itself
+        stays taken (on /dev/null) while other threads exist, so no racing
+        call ever reaches a file that reused it: it is freed by a later
+        ``close()`` once they are gone, or when the Device is collected.
         """
         with self._lock:
-            if self._closed:
-                return
+            fd = -1 if self._closed else self._fd  # closed already: only free what is left
             self._closed = True
-            fd = self._fd
-            if fd < 0:  # detached
-                return
-            wake = self._wake_fd
-            if wake >= 0:
-                lib.write(wake, ffi.new("uint64_t *", 1), 8)
-            self._close_async_waiters(fd)
-            # Release the TUN file now, keep the number (see the module docstring).
-            lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
-            self._retired_fd = fd
-            self._fd = -1
-            self._rcache = self._wcache = _NO_BUFFER
+            if fd >= 0:  # (-1: detached)
+                wake = self._wake_fd
+                if wake >= 0:
+                    lib.write(wake, ffi.new("uint64_t *", 1), 8)
+                self._close_async_waiters(fd)
+                # Release the TUN file now, keep the number (see the module docstring).
+                lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
+                self._retired_fd = fd
+                self._fd = -1
+                self._rcache = self._wcache = _NO_BUFFER
         self._free_number_if_unused()
 
     def _close_async_waiters(self, fd: int) -> None:
@@ -1020,31 +1059,22 @@ class Device:
                 return
             if self._async_pending:
                 return  # an event loop has yet to unregister the fd: it frees it then
-            if not self._inside_elsewhere():
+            if not self._others_may_be_inside():
                 self._release_fds()
-            # else: that thread frees them on its way out (_leave_closed)
+            # else: whoever is last (a close() or a reader leaving once the
+            # others are gone) or the finalizer frees them
 
-    def _inside_elsewhere(self) -> bool:
-        """True if a thread other than this one is running a method of this device."""
-        frames = sys._current_frames()
-        del frames[threading.get_ident()]
-        frame: Any = None
-        f: Any = None
-        try:
-            for frame in frames.values():
-                f = frame
-                while f is not None:
-                    if f.f_code in _DEVICE_CODES and f.f_locals.get("self") is self:
-                        return True
-                    f = f.f_back
-            return False
-        finally:
-            # Frames are not to be kept: holding them here would build a
-            # reference cycle through our own frame that keeps callers'
-            # exception state and buffer exports alive until a GC pass
-            # (CPython 3.11 can crash clearing such a memoryview, gh-77894).
-            frame = f = None
-            frames.clear()
+    def _others_may_be_inside(self) -> bool:
+        """Whether a thread other than this one may be inside a method of this device.
+
+        The per-packet calls do not announce themselves (that would cost
+        them), so any other live thread may be between loading the fd number
+        and the syscall.  With none, nothing can be.  (Frame inspection
+        would be sharper, but ``sys._current_frames()`` and walking other
+        threads' frames deadlock or corrupt memory on CPython 3.11 under GC
+        pressure: gh-106883.)
+        """
+        return threading.active_count() > 1
 
     def _release_fds(self) -> None:
         engines, self._engines = self._engines, {}
@@ -1281,12 +1311,6 @@ class Device:
         _backend.current().set_persist(self._fd, self._name, value)
         self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
 
-
-_DEVICE_CODES = frozenset(
-    f.__code__ for f in (getattr(v, "fget", v) for v in vars(Device).values()) if hasattr(f, "__code__")
-) | frozenset(
-    getattr(v, "fset").__code__ for v in vars(Device).values() if isinstance(v, property) and v.fset is not None
-)
 
 def _open(
     kind: DeviceKind,
