@@ -10,6 +10,7 @@ own devices.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -78,6 +79,14 @@ def delete_link(name: str) -> None:
 
 
 def fd_count() -> int:
+    """Open fds of this process, after a GC pass.
+
+    A Device closed while other threads lived keeps its (dead) fd number
+    until the Device is collected; one caught in a reference cycle of an
+    earlier test (a kept traceback) would otherwise be freed by a GC pass
+    in the middle of a later test's count.
+    """
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 

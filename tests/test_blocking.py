@@ -343,3 +343,16 @@ def test_close_keeps_the_fd_number_while_other_threads_live(ifnames: Callable[..
             del dev
             gc.collect()
         assert not os.path.exists(f"/proc/self/fd/{fd}"), f"{how}: fd {fd} still open"
+
+
+def test_the_woken_reader_frees_the_fd_number(ifname: str) -> None:
+    """With the blocked reader as the only other thread, the number is freed once it has woken."""
+    open_tun(ifname).close()
+    dev = open_tun(ifname, nonblocking=False)
+    fd = dev.fileno()
+    t, outcome, _started = blocked_reader(dev, "readinto")
+    time.sleep(0.1)
+    dev.close()
+    t.join(5)
+    assert isinstance(outcome[0], DeviceClosedError), outcome
+    assert not os.path.exists(f"/proc/self/fd/{fd}"), "the number outlived the last thread that could use it"

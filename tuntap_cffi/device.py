@@ -18,13 +18,14 @@ Facts that shape this module:
   ``close()`` therefore (1) marks the device closed, (2) wakes waiters, (3)
   dup3()s /dev/null over the number, which releases the TUN file (the
   interface goes away) while keeping the number taken, and (4) frees the
-  number (and the wakeup fd, control socket and io_uring engines) at once
-  when no other thread exists; otherwise a later ``close()`` or a reader
-  leaving the closed device frees them once the other threads are gone,
-  and at the latest the Device's finalizer does (a thread inside a method
-  holds the Device, so by then none is).  The per-packet path pays nothing
-  for this: a racing reader simply reads end-of-file from /dev/null and
-  then sees ``closed``.
+  number (and the wakeup fd, control socket and io_uring engines) once
+  every thread that was alive at close() has exited or has since run code
+  of this device (a reader waking with DeviceClosedError, a second
+  ``close()``): at once in a single-threaded program or when the only
+  other threads were the readers it woke.  At the latest the finalizer
+  frees them (a thread inside a method holds the Device).  The per-packet
+  path pays nothing for this: a racing reader simply reads end-of-file
+  from /dev/null and then sees ``closed``.
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that
   does not fit the buffer and says nothing, so buffers smaller than
   :attr:`Device.max_packet_size` are refused before any read.
@@ -211,6 +212,7 @@ class Device:
         """
         self._fd = fd
         self._retired_fd = -1  # the number after close(), until it is freed
+        self._unsure: List[threading.Thread] = []  # threads that may still hold the number (close())
         self._name = name
         self._flags = flags
         self._kind = DeviceKind.TAP if flags & lib.IFF_TAP else DeviceKind.TUN
@@ -641,7 +643,7 @@ class Device:
     def _close_stale_engines(self) -> None:
         """Close retired engines, unless another thread may still be using one."""
         with self._lock:
-            if not self._stale_engines or self._others_may_be_inside():
+            if not self._stale_engines or threading.active_count() > 1:  # (a backend switch: rare)
                 return
             stale, self._stale_engines = self._stale_engines, []
         for engine in stale:
@@ -1006,14 +1008,16 @@ class Device:
 
         Readers blocked in other threads wake with :class:`DeviceClosedError`
         at once and the interface is released at once.  The fd number itself
-        stays taken (on /dev/null) while other threads exist, so no racing
-        call ever reaches a file that reused it: it is freed by a later
-        ``close()`` once they are gone, or when the Device is collected.
+        stays taken (on /dev/null) until every thread alive now has exited
+        or touched the device again (see the module docstring), so no racing
+        call ever reaches a file that reused it.
         """
         with self._lock:
             fd = -1 if self._closed else self._fd  # closed already: only free what is left
             self._closed = True
             if fd >= 0:  # (-1: detached)
+                me = threading.current_thread()
+                self._unsure = [t for t in threading.enumerate() if t is not me]
                 wake = self._wake_fd
                 if wake >= 0:
                     lib.write(wake, ffi.new("uint64_t *", 1), 8)
@@ -1065,16 +1069,21 @@ class Device:
             # others are gone) or the finalizer frees them
 
     def _others_may_be_inside(self) -> bool:
-        """Whether a thread other than this one may be inside a method of this device.
+        """Whether another thread may still be about to use the closed fd number (under _lock).
 
         The per-packet calls do not announce themselves (that would cost
-        them), so any other live thread may be between loading the fd number
-        and the syscall.  With none, nothing can be.  (Frame inspection
-        would be sharper, but ``sys._current_frames()`` and walking other
-        threads' frames deadlock or corrupt memory on CPython 3.11 under GC
-        pressure: gh-106883.)
+        them), so a thread that was alive at close() may be between loading
+        the number and its syscall, until it either exits or runs any
+        Python code of ours: the thread calling this now, for one (a call
+        made after close() loads -1).  Threads started later never saw the
+        number.  (Frame inspection would be sharper, but
+        ``sys._current_frames()`` and walking other threads' frames deadlock
+        or corrupt memory on CPython 3.11 under GC pressure: gh-106883.)
         """
-        return threading.active_count() > 1
+        if self._unsure:
+            me = threading.get_ident()
+            self._unsure = [t for t in self._unsure if t.ident != me and t.is_alive()]
+        return bool(self._unsure)
 
     def _release_fds(self) -> None:
         engines, self._engines = self._engines, {}
@@ -1097,6 +1106,8 @@ class Device:
                 raise DeviceClosedError(self._name)
             fd, self._fd = self._fd, -1
             self._closed = True
+            me = threading.current_thread()  # they may be in a poll() on the wakeup fd
+            self._unsure = [t for t in threading.enumerate() if t is not me]
             self._close_async_waiters(fd)
             wake = self._wake_fd
             if wake >= 0:
