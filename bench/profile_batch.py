@@ -89,7 +89,7 @@ def sections_fill(engine: Any, ring: Any, acc: Dict[str, int]) -> int:
     count = ring.slots - first
     head = u.cq_head[0]
     assert u.cq_tail[0] - head >= count
-    lengths = ring._lengths_view
+    lengths = ring._owned_view
     done = 0
     ok = True
     while done < count:
@@ -132,7 +132,7 @@ def sections_send(engine: Any, ring: Any, count: int, acc: Dict[str, int]) -> in
     t0 = clock()
     u = engine.uring
     slots, start = ring.slots, ring.start
-    lengths = ring._lengths_view
+    lengths = ring._owned_view
     lengths_u32 = lengths.cast("B").cast("I")
     done = 0
     while done < count:
@@ -188,7 +188,7 @@ class Views:
         self.cqe = ffi.cast("int32_t *", ffi.from_buffer(u.cqe_i32))  # CQE c: user_data low 4c, res 4c+2
         self.sqe = ffi.cast("uint32_t *", u.sqes)  # SQE j: len at 16j+6
         self.identity = False  # the SQ array maps position p to SQE p % n (reads: first == 0 always)
-        self.lengths_bytes = ring._lengths_view.cast("B")  # made once, not per batch
+        self.lengths_bytes = ring._owned_view.cast("B")  # made once, not per batch
         self.lengths_u32 = self.lengths_bytes.cast("I")
         self.full = ring.slot_size  # a read that filled its slot may have been cut short
 
@@ -237,7 +237,7 @@ def proposed_fill(engine: Any, ring: Any, views: Views, first: int) -> int:
         if not in_order:
             raise OSError(errno.EPROTO, "io_uring completions arrived out of submission order")
         return slow_path(engine, ring, first, count) if slow else k
-    lv = ring._lengths_view
+    lv = ring._owned_view
     done = 0
     ok = True
     cqe64 = u.cqe_u64
@@ -320,7 +320,7 @@ def proposed_send(engine: Any, ring: Any, views: Views, count: int) -> List[Tupl
         res[done : done + piece] = u.cqe_i32[4 * c + 2 : 4 * (c + piece) : 4]
         done += piece
     u.cq_head[0] = head + count
-    if in_order and res[:count] == ring._lengths_view[:count]:
+    if in_order and res[:count] == ring._owned_view[:count]:
         return []
     raise RuntimeError("slow path: not part of the proposal")
 
@@ -407,7 +407,7 @@ def main() -> None:
         if args.only != "write":
             ring = dev.packet_ring(slots)
             worker.prime_read_batch(ring)
-            engine = dev._engines[(id(ring), "read")][1]
+            engine = dev._engine(ring, "read")
             if not isinstance(engine, batch.ReadEngine):
                 raise SystemExit(f"the engine is {type(engine).__name__}, not the io_uring ReadEngine")
             u, views, seq = engine.uring, Views(engine, ring), engine.seq
@@ -464,7 +464,7 @@ def main() -> None:
             worker.prepare_writes()
             wring = worker.write_ring
             dev.write_batch(wring, 1)
-            wengine = dev._engines[(id(wring), "write")][1]
+            wengine = dev._engine(wring, "write")
             if not isinstance(wengine, batch.WriteEngine):
                 raise SystemExit(f"the engine is {type(wengine).__name__}, not the io_uring WriteEngine")
             wu, wviews, wseq = wengine.uring, Views(wengine, wring), wengine.seq

@@ -14,7 +14,12 @@ Facts:
   reads stay in flight between batches and hold a reference to the file
   until they complete or the ring is closed.
 - ``syscall()`` is variadic: cffi wants every variadic argument as typed
-  cdata.  The small unsigned ints a batch passes are cast once (``UINT``).
+  cdata and prepares a new call interface per call (measured: +1.1 us per
+  call on CPython, +1.4 us on PyPy).  io_uring_enter, once per batch, goes
+  through the same function cast to a fixed prototype instead: on the
+  Linux ABIs integer arguments of a variadic call travel exactly as a
+  fixed prototype's do, and glibc's ``syscall()`` is assembly that only
+  moves registers (x86-64's %al vector count is not read by it).
 - Syscall numbers: 425-427 on every architecture since 5.1, except alpha
   (+110) and mips (per-ABI bases); unknown ones raise ``UringUnavailable``.
 """
@@ -53,9 +58,9 @@ def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int, int]:
 
 NR_SETUP, NR_ENTER, NR_REGISTER = syscall_numbers()
 _LONG_SETUP = ffi.cast("long", NR_SETUP)
-_LONG_ENTER = ffi.cast("long", NR_ENTER)
 _LONG_REGISTER = ffi.cast("long", NR_REGISTER)
 _SIZE0 = ffi.cast("size_t", 0)
+_ENTER: Any = ffi.cast("long (*)(long, int, unsigned int, unsigned int, unsigned int, void *, size_t)", lib.syscall)
 
 SQE_SIZE = ffi.sizeof("struct io_uring_sqe")
 CQE_SIZE = ffi.sizeof("struct io_uring_cqe")
@@ -81,9 +86,7 @@ class Uring:
             raise
         self.flags = params.flags
         self.features = params.features
-        # Every count a batch passes, cast once (variadic arguments must be cdata).
-        self.UINT = [ffi.cast("unsigned int", i) for i in range(max(self.sq_entries, self.cq_entries) + 1)]
-        self.c_fd = ffi.cast("int", self.fd)
+        self.c_fd = ffi.cast("int", self.fd)  # for the variadic calls
 
     def _map(self, p: Any) -> None:
         sq_size = p.sq_off.array + p.sq_entries * 4
@@ -113,10 +116,12 @@ class Uring:
         self.cq_mask = int(ffi.cast("uint32_t *", cq + p.cq_off.ring_mask)[0])
         self.sqes = ffi.cast("struct io_uring_sqe *", ffi.from_buffer(sqe_map))
         self.cqes = ffi.cast("struct io_uring_cqe *", cq + p.cq_off.cqes)
+        self.cqe_p32 = ffi.cast("int32_t *", self.cqes)
         # Views of the CQEs for bulk reads without a Python loop: as int32
         # (res at 2 + 4*i) and as uint64 (user_data at 2*i).
         cqes = memoryview(cq_map)[p.cq_off.cqes : p.cq_off.cqes + self.cq_entries * CQE_SIZE]
         self._views: List[memoryview] = [cqes]
+        self.cqe_bytes = cqes
         self.cqe_i32 = self.track(cqes.cast("i"))
         self.cqe_u64 = self.track(cqes.cast("Q"))
         # The SQEs as uint32 (len at 6 + 16*i) and the SQ array, for bulk writes.
@@ -133,8 +138,7 @@ class Uring:
 
     def enter(self, to_submit: int, min_complete: int, flags: int) -> int:
         """io_uring_enter; EINTR is returned as -1 with ffi.errno set, like any error."""
-        r: int = lib.syscall(_LONG_ENTER, self.c_fd, self.UINT[to_submit], self.UINT[min_complete],
-                             self.UINT[flags], ffi.NULL, _SIZE0)
+        r: int = _ENTER(NR_ENTER, self.fd, to_submit, min_complete, flags, ffi.NULL, 0)
         return r
 
     def register(self, opcode: int, arg: Any, nr_args: int) -> None:

@@ -29,7 +29,8 @@ class PacketRing:
     ``dev.write_batch(ring)``.
     """
 
-    __slots__ = ("slots", "slot_size", "_slab", "_view", "_ptr", "_lengths", "_lengths_view", "start", "count", "__weakref__")
+    __slots__ = ("slots", "slot_size", "_slab", "_view", "_ptr", "_lengths", "_owned_view", "_lengths_view", "start",
+                 "count", "__weakref__")
 
     def __init__(self, slots: int, slot_size: int) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int):
@@ -46,7 +47,12 @@ class PacketRing:
         self._view = memoryview(self._slab)
         self._ptr: Any = ffi.cast("char *", ffi.from_buffer(self._slab))
         self._lengths = array("i", bytes(4 * slots))  # length of packet i of the batch
-        self._lengths_view = memoryview(self._lengths)
+        self._owned_view = memoryview(self._lengths)
+        # What the lengths are read from: _owned_view, or (after an io_uring
+        # batch on CPython) an int32 view straight into a copy of the
+        # completion entries, which saves copying them out one by one.
+        # Whoever writes a length calls _own_lengths() first.
+        self._lengths_view = self._owned_view
         self.start = 0  #: slot of packet 0
         self.count = 0  #: packets in the ring
 
@@ -61,10 +67,10 @@ class PacketRing:
         if not 0 <= i < count:
             raise IndexError(f"packet {i} of a batch of {count}")
         offset = ((self.start + i) % self.slots) * self.slot_size
-        return self._view[offset : offset + self._lengths[i]]
+        return self._view[offset : offset + self._lengths_view[i]]
 
     def __iter__(self) -> Iterator[memoryview]:
-        view, lengths, size, slots, start = self._view, self._lengths, self.slot_size, self.slots, self.start
+        view, lengths, size, slots, start = self._view, self._lengths_view, self.slot_size, self.slots, self.start
         for i in range(self.count):
             offset = ((start + i) % slots) * size
             yield view[offset : offset + lengths[i]]
@@ -90,7 +96,16 @@ class PacketRing:
             raise IndexError(f"slot {i} of {self.slots}")
         if not 0 < n <= self.slot_size:
             raise ValueError(f"length {n} is outside 1..{self.slot_size}")
+        if self._lengths_view is not self._owned_view:
+            self._own_lengths()
         self._lengths[i] = n
+
+    def _own_lengths(self) -> None:
+        """Make the lengths array hold the current lengths (before anything writes to it)."""
+        view = self._lengths_view
+        if view is not self._owned_view:
+            self._owned_view[: len(view)] = view
+            self._lengths_view = self._owned_view
 
     def clear(self) -> None:
         """Empty the ring (``count = 0``, ``start = 0``)."""
