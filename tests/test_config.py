@@ -40,7 +40,7 @@ def tap(ifname: str) -> Iterator[Device]:
 
 def v6(subnet: str, host: int, prefix: int = 64) -> str:
     third = subnet.split(".")[2]
-    return f"fd00:7474:{third}::{host:x}/{prefix}"
+    return str(ipaddress.ip_interface(f"fd00:7474:{third}::{host:x}/{prefix}"))  # canonical, as the kernel prints it
 
 
 def test_ipv4_and_ipv6_addresses(tun: Device, subnet: str) -> None:
@@ -140,26 +140,27 @@ def test_routes(tun: Device, subnet: str) -> None:
     tun.add_address(v6(subnet, 1))
     third = int(subnet.split(".")[2])
     other = f"198.19.{third}.0/24"
+    v6net = str(ipaddress.ip_network(f"fd00:7475:{third:x}::/64"))  # as ip prints it: fd00:7475::/64 for 0
     tun.add_route(other)
     tun.add_route(other)  # harmless twice
     tun.add_route(f"198.19.{third}.128/25", gateway=f"{subnet}.2", metric=7)
-    tun.add_route(f"fd00:7475:{third:x}::/64", metric=9)
+    tun.add_route(v6net, metric=9)
     kernel = {r["dst"]: r for r in kernel_routes(tun.name)}
     assert kernel[other]["scope"] == "link"
     assert kernel[f"198.19.{third}.128/25"]["gateway"] == f"{subnet}.2"
     assert kernel[f"198.19.{third}.128/25"]["metric"] == 7
-    assert kernel[f"fd00:7475:{third:x}::/64"]["metric"] == 9
+    assert kernel[v6net]["metric"] == 9
     routes = tun.routes
     assert Route(ipaddress.ip_network(other), None, 0) in routes
     assert Route(ipaddress.ip_network(f"198.19.{third}.128/25"), ipaddress.ip_address(f"{subnet}.2"), 7) in routes
-    assert Route(ipaddress.ip_network(f"fd00:7475:{third:x}::/64"), None, 9) in routes
+    assert Route(ipaddress.ip_network(v6net), None, 9) in routes
     assert {str(r.destination) for r in routes} == set(kernel)
     tun.remove_route(other)
     tun.remove_route(other)  # absent: harmless
     tun.remove_route(f"198.19.{third}.128/25", gateway=f"{subnet}.2", metric=7)
-    tun.remove_route(f"fd00:7475:{third:x}::/64", metric=9)
+    tun.remove_route(v6net, metric=9)
     left = {r["dst"] for r in kernel_routes(tun.name)}
-    assert not left & {other, f"198.19.{third}.128/25", f"fd00:7475:{third:x}::/64"}
+    assert not left & {other, f"198.19.{third}.128/25", v6net}
 
 
 @pytest.mark.parametrize("dst, gw, metric, exc", [
