@@ -3,8 +3,9 @@
     bash bench/setup.sh && bench/.venv/bin/python bench/forward_bench.py     # as root
 
 Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
-- veth pair joining the namespaces directly: the limit;
-- examples/forward.py without offloads;
+- veth pair joining the namespaces directly: the limit (iperf3 -P 1, and -P 4
+  for the 2-queue row, which is compared with it);
+- examples/forward.py without offloads (one thread per queue pair);
 - examples/forward.py with offloads (virtio-net header, TSO/USO super-packets);
 - examples/forward.py with offloads and 2 queues, iperf3 -P 4;
 - a python-pytun forwarder (bench/pytun_forward.py), one packet per call.
@@ -131,6 +132,7 @@ def main() -> int:
     pytun_py = str(BENCH / ".venv" / "bin" / "python")
     variants: Dict[str, object] = {
         "veth pair (the limit)": ("veth", 1),
+        "veth pair, -P 4": ("veth", 4),
         "forward.py, no offloads": ([py, forward, DEV_A, DEV_B], 1),
         "forward.py, offloads": ([py, forward, DEV_A, DEV_B, "--offload"], 1),
         "forward.py, offloads, 2 queues, -P 4": ([py, forward, DEV_A, DEV_B, "--offload", "--queues", "2"], 4),
@@ -155,11 +157,15 @@ def main() -> int:
     print(f"\n## Forwarder benchmark: iperf3 TCP, {args.seconds} s, between two namespaces, median of {args.runs}\n")
     print("| path | Gbit/s (median) | runs | ratio to veth |")
     print("| --- | ---: | --- | ---: |")
+    veth4 = med["veth pair, -P 4"]
     for name, v in results.items():
-        print(f"| {name} | {med[name]:.2f} | {', '.join(f'{x:.2f}' for x in v)} | {med[name] / veth:.2f}x |")
+        base = veth4 if "-P 4" in name else veth  # like against like: the same iperf3 flows
+        print(f"| {name} | {med[name]:.2f} | {', '.join(f'{x:.2f}' for x in v)} | {med[name] / base:.2f}x |")
     off = med["forward.py, offloads"]
+    off2 = med["forward.py, offloads, 2 queues, -P 4"]
     pytun = med["python-pytun forwarder"]
-    print(f"\nTargets: offload forwarder / veth = {off / veth:.2f}x (target >= 0.8); "
+    print(f"\n(-P 4 rows: ratio to the veth pair with -P 4.)\nTargets: offload forwarder / veth = {off / veth:.2f}x, "
+          f"2 queues {off2 / veth4:.2f}x (target >= 0.8); "
           f"offload forwarder / pytun forwarder = {off / pytun:.1f}x (target >= 5)")
     print(f"Interpreter: {sys.version.split()[0]}; kernel {os.uname().release}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     return 0
