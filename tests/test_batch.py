@@ -1245,3 +1245,40 @@ def test_a_ring_passed_between_short_lived_threads_keeps_one_engine(ifname: str)
         with pytest.raises(BlockingIOError):
             dev.read_batch(ring)  # the first thread's engine still works
     assert uring_fds() == 0
+
+
+@device
+def test_windows_that_leave_the_completion_ring_unaligned(ifname: str, subnet: str) -> None:
+    """Read windows of varying size move the CQ head to every offset, so batches wrap round the
+    completion ring's end; every wrapped batch must still come out exactly once, in order, with
+    the right lengths (bursts of 1..70 datagrams of varying size into a 64-slot ring)."""
+    usable, why = batch.uring_status()
+    if not usable:
+        if IN_CI:
+            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
+        pytest.skip(f"io_uring is not usable here: {why}")
+    rng = random.Random(4242)
+    with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, udp_socket(subnet) as s:
+        ring = dev.packet_ring(64)
+        engine = dev._engine(ring, "read")
+        seq = 0
+        got: List[Tuple[int, int]] = []
+        sent: List[Tuple[int, int]] = []
+        offsets = set()
+        for _burst in range(120):
+            for _ in range(rng.randint(1, 70)):
+                size = rng.randint(4, 600)
+                s.sendto(struct.pack("!I", seq) + bytes(size - 4), (f"{subnet}.2", DPORT))
+                sent.append((seq, size))
+                seq += 1
+            while True:
+                offsets.add(engine.uring.cq_head[0] & engine.uring.cq_mask)
+                try:
+                    n = dev.read_batch(ring)
+                except BlockingIOError:
+                    break
+                check_batch(ring, n)
+                for p in ring:
+                    got.append((struct.unpack("!I", bytes(p[28:32]))[0], len(p) - 28))
+        assert got == sent, sequence_report([g[0] for g in got], len(sent))
+        assert len(offsets) > 8, f"the CQ head visited only offsets {sorted(offsets)}: no wrap was exercised"
