@@ -422,7 +422,10 @@ def main() -> None:
             def enter_only() -> int:
                 tail = u.sq_tail[0]
                 pos = tail & u.sq_mask
-                u.sq_array_u32[pos : pos + slots] = seq[0:slots]
+                head_part = slots - pos  # the SQ array from pos wraps round its end
+                u.sq_array_u32[pos:slots] = seq[0:head_part]
+                u.sq_array_u32[0:pos] = seq[head_part:slots]
+                engine.mapped = (-1, -1, -1)  # the engine's own mapping is gone now
                 u.sq_tail[0] = tail + slots
                 u.enter(slots, slots, GETEVENTS)
                 u.cq_head[0] += slots
