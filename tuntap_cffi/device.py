@@ -174,6 +174,13 @@ def _check_id(option: str, value: object) -> Optional[int]:
     return value
 
 
+def _other_threads() -> List[Tuple[int, int]]:
+    """(ident, kernel TID) of every started thread but this one."""
+    me = threading.get_ident()
+    return [(t.ident, t.native_id) for t in threading.enumerate()
+            if t.ident is not None and t.ident != me and t.native_id is not None]
+
+
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
     """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
     if isinstance(min_packets, bool) or not isinstance(min_packets, int):
@@ -212,7 +219,7 @@ class Device:
         """
         self._fd = fd
         self._retired_fd = -1  # the number after close(), until it is freed
-        self._unsure: List[threading.Thread] = []  # threads that may still hold the number (close())
+        self._unsure: List[Tuple[int, int]] = []  # (ident, TID) of threads that may still hold the number
         self._name = name
         self._flags = flags
         self._kind = DeviceKind.TAP if flags & lib.IFF_TAP else DeviceKind.TUN
@@ -652,8 +659,10 @@ class Device:
     def read_batch(self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None) -> int:
         """Fill *ring* with up to ``ring.slots`` packets in arrival order; return the count.
 
-        One ``io_uring_enter`` reads every queued packet up to the ring's
-        size (or, with the ``loop`` backend, one ``read()`` each).  Blocking
+        io_uring reads every queued packet up to the ring's size, one
+        ``io_uring_enter`` per window of reads (the whole ring once the
+        queue is busy; see :mod:`tuntap_cffi.batch`), or, with the ``loop``
+        backend, one ``read()`` each.  Blocking
         devices wait until at least *min_packets* have arrived, the ring is
         full, or *timeout* seconds passed (then the count may be lower, even
         0); non-blocking ones raise ``BlockingIOError`` when nothing is
@@ -1016,8 +1025,7 @@ class Device:
             fd = -1 if self._closed else self._fd  # closed already: only free what is left
             self._closed = True
             if fd >= 0:  # (-1: detached)
-                me = threading.current_thread()
-                self._unsure = [t for t in threading.enumerate() if t is not me]
+                self._unsure = _other_threads()
                 wake = self._wake_fd
                 if wake >= 0:
                     lib.write(wake, ffi.new("uint64_t *", 1), 8)
@@ -1082,7 +1090,11 @@ class Device:
         """
         if self._unsure:
             me = threading.get_ident()
-            self._unsure = [t for t in self._unsure if t.ident != me and t.is_alive()]
+            # Alive = its kernel task exists (Thread.is_alive() is not safe to
+            # call while another thread joins it on Python <= 3.9: it can make
+            # that join() raise).  A reused TID only delays the freeing.
+            self._unsure = [(ident, tid) for ident, tid in self._unsure
+                            if ident != me and os.path.exists(f"/proc/self/task/{tid}")]
         return bool(self._unsure)
 
     def _release_fds(self) -> None:
@@ -1106,8 +1118,7 @@ class Device:
                 raise DeviceClosedError(self._name)
             fd, self._fd = self._fd, -1
             self._closed = True
-            me = threading.current_thread()  # they may be in a poll() on the wakeup fd
-            self._unsure = [t for t in threading.enumerate() if t is not me]
+            self._unsure = _other_threads()  # they may be in a poll() on the wakeup fd
             self._close_async_waiters(fd)
             wake = self._wake_fd
             if wake >= 0:
