@@ -122,16 +122,53 @@ def _prepare(fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: 
     return u, owner, registered
 
 
-class ReadEngine:
-    """io_uring reads into one PacketRing from one fd (the ring is passed per call)."""
+class _UringEngine:
+    """What the read and write engines share: the ring, its pre-filled SQEs, submitting a run of them."""
 
     backend = "io_uring"
 
+    def __init__(self, fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int) -> None:
+        self.uring, self.owner, self.registered = _prepare(fd, ring, fixed_op, plain_op, rw_flags)
+        self.seq = _seq(ring.slots)
+        self.mapped = (-1, -1, -1)  # (SQ position, first slot, count) the SQ array holds now
+
+    def close(self) -> None:
+        self.uring.close()
+
+    def _enter(self, first: int, count: int, op: str) -> None:
+        """Submit the SQEs of slots first..first+count-1 (cyclically) and wait for all their completions."""
+        u = self.uring
+        tail = u.sq_tail[0]
+        pos = tail & u.sq_mask
+        # SQ positions tail.. -> SQE (= slot) indices, in two pieces at the
+        # wrap; in the steady state the array already says so.
+        if self.mapped != (pos, first, count):
+            head_part = min(count, u.sq_entries - pos)
+            u.sq_array_u32[pos : pos + head_part] = self.seq[first : first + head_part]
+            if head_part < count:
+                u.sq_array_u32[0 : count - head_part] = self.seq[first + head_part : first + count]
+            self.mapped = (pos, first, count)
+        u.sq_tail[0] = tail + count
+        want = count
+        while True:
+            r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
+            if r >= 0:
+                return
+            err = ffi.errno
+            if err != errno.EINTR:
+                raise error_from_errno(err, op, None, "io_uring_enter failed")
+            want = 0  # submitted already: only wait, nothing is resubmitted
+            if u.cq_tail[0] - u.cq_head[0] >= count:
+                return
+
+
+class ReadEngine(_UringEngine):
+    """io_uring reads into one PacketRing from one fd (the ring is passed per call)."""
+
     def __init__(self, fd: int, ring: PacketRing) -> None:
+        super().__init__(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT)
         n = ring.slots
-        self.uring, self.owner, self.registered = _prepare(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT)
         self.cut = False  # set when a packet filled its slot: the caller re-checks the MTU
-        self.seq = _seq(n)
         self.n = n
         self.window = min(n, _MIN_WINDOW)
         self.reader = LoopReadEngine(fd, ring)  # for batches of a few packets
@@ -153,10 +190,6 @@ class ReadEngine:
         self.cut_tables = [bytes(int(v == size[i]) for v in range(256)) for i in range(3)]
         self.eagain = (-errno.EAGAIN & 0xFF).to_bytes(1, "little") * n
         self.ones = b"\xff" * n
-        self.mapped = (-1, -1, -1)  # (SQ position, first slot, count) the SQ array holds now
-
-    def close(self) -> None:
-        self.uring.close()
 
     def fill(self, ring: PacketRing, first: int) -> int:
         """Read into slots first..slots-1; return how many of them now hold packets (a prefix).
@@ -189,7 +222,8 @@ class ReadEngine:
         while True:
             at = first + got
             want = min(slots - at, self.window)
-            k = self._submit(ring, at, want)
+            self._enter(at, want, "read")
+            k = self._reap(ring, at, want)
             if k < 0:
                 return got if got else k  # after packets: the error repeats on the next call
             got += k
@@ -197,35 +231,6 @@ class ReadEngine:
                 self.window = min(slots, max(_MIN_WINDOW, 2 * got))
                 return got
             self.window = min(slots, 4 * want)
-
-    def _submit(self, ring: PacketRing, first: int, want: int) -> int:
-        """One io_uring_enter: reads into slots first..first+want-1; the packets (a prefix) or <0."""
-        u = self.uring
-        tail = u.sq_tail[0]
-        pos = tail & u.sq_mask
-        entries = u.sq_entries
-        # SQ positions tail.. -> SQE (= slot) indices first..first+want-1, in
-        # two pieces at the wrap; in the steady state the array already says so.
-        if self.mapped != (pos, first, want):
-            head_part = min(want, entries - pos)
-            u.sq_array_u32[pos : pos + head_part] = self.seq[first : first + head_part]
-            if head_part < want:
-                u.sq_array_u32[0 : want - head_part] = self.seq[first + head_part : first + want]
-            self.mapped = (pos, first, want)
-        u.sq_tail[0] = tail + want
-        count = want
-        while True:
-            r = u.enter(want, want, lib.IORING_ENTER_GETEVENTS)
-            if r >= 0:
-                break
-            err = ffi.errno
-            if err == errno.EINTR:  # submitted already? then only wait: nothing is resubmitted
-                want = 0
-                if u.cq_tail[0] - u.cq_head[0] >= count:
-                    break
-                continue
-            raise error_from_errno(err, "read", None, "io_uring_enter failed")
-        return self._reap(ring, first, count)
 
     def _reap(self, ring: PacketRing, first: int, count: int) -> int:
         u = self.uring
@@ -397,26 +402,19 @@ class LoopReadEngine:
         return i - first
 
 
-class WriteEngine:
+class WriteEngine(_UringEngine):
     """io_uring writes of a PacketRing's packets to one fd (the ring is passed per call)."""
 
-    backend = "io_uring"
-
     def __init__(self, fd: int, ring: PacketRing) -> None:
+        super().__init__(fd, ring, lib.IORING_OP_WRITE_FIXED, lib.IORING_OP_WRITE, 0)
         n = ring.slots
-        self.uring, self.owner, self.registered = _prepare(fd, ring, lib.IORING_OP_WRITE_FIXED, lib.IORING_OP_WRITE, 0)
         u = self.uring
-        self.seq = _seq(n)
         self.seq64 = memoryview(array("Q", list(range(n)) * 2))
         # len is the 7th uint32 of each 64-byte SQE
         self.sqe_len = u.track(u.sqe_u32[6 :: ffi.sizeof("struct io_uring_sqe") // 4])
         self.res = array("i", bytes(4 * n))
         self.ud = array("Q", bytes(8 * n))
-        self.mapped = (-1, -1, -1)
         self.writer = LoopWriteEngine(fd, ring)  # for batches of a few packets
-
-    def close(self) -> None:
-        self.uring.close()
 
     def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
         """Write packets 0..count-1 of the ring; return [(position, -errno)] of the refused ones."""
@@ -439,25 +437,7 @@ class WriteEngine:
             sqes, lens = u.sqes, ring._lengths
             for i in range(count):
                 sqes[(start + i) % slots].len = lens[i]
-        tail = u.sq_tail[0]
-        pos = tail & u.sq_mask
-        if self.mapped != (pos, start, count):
-            head_part = min(count, u.sq_entries - pos)
-            u.sq_array_u32[pos : pos + head_part] = self.seq[start : start + head_part]
-            if head_part < count:
-                u.sq_array_u32[0 : count - head_part] = self.seq[start + head_part : start + count]
-            self.mapped = (pos, start, count)
-        u.sq_tail[0] = tail + count
-        want = count
-        while True:
-            r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
-            if r >= 0:
-                break
-            if ffi.errno != errno.EINTR:
-                raise error_from_errno(ffi.errno, "write", None, "io_uring_enter failed")
-            want = 0
-            if u.cq_tail[0] - u.cq_head[0] >= count:
-                break
+        self._enter(start, count, "write")
         head = u.cq_head[0]
         if not _BULK:
             return self._check_each(ring, count, head)

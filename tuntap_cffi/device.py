@@ -174,6 +174,13 @@ def _check_id(option: str, value: object) -> Optional[int]:
     return value
 
 
+class _ThreadEngines(threading.local):
+    """A Device's batch engines of one thread, by (id(ring), kind); the registry is Device._engines."""
+
+    def __init__(self) -> None:
+        self.cache: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
+
+
 def _other_threads() -> List[Tuple[int, int]]:
     """(ident, kernel TID) of every started thread but this one."""
     me = threading.get_ident()
@@ -232,6 +239,7 @@ class Device:
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
         # Batch engines by (id(ring), direction): (weakref to the ring, engine).
         self._engines: Dict[Tuple[int, str, int], Tuple[Any, Any]] = {}
+        self._local = _ThreadEngines()  # this thread's view of _engines (see _engine)
         self._stale_engines: List[Any] = []  # replaced while maybe in use: closed when safe
         self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
         # asyncio: (loop, future) of every coroutine waiting for the fd; close()
@@ -598,12 +606,17 @@ class Device:
             # close them once no other thread is inside (see _retire_engine).
             self._stale_engines.extend(engine for _ref, engine in self._engines.values())
             self._engines = {}
+            self._local = _ThreadEngines()
             self._batch_backend = value
         self._close_stale_engines()
 
     def _engine(self, ring: PacketRing, kind: str) -> Any:
-        """The engine of *ring* for this thread (io_uring's single issuer is a thread)."""
-        entry = self._engines.get((id(ring), kind, threading.get_native_id()))
+        """The engine of *ring* for this thread (io_uring's single issuer is a thread).
+
+        Looked up in a thread-local cache: no gettid() syscall per batch, and
+        a new thread that reuses a dead one's pthread id starts empty.
+        """
+        entry = self._local.cache.get((id(ring), kind))
         if entry is not None and entry[0]() is ring:
             return entry[1]
         return self._new_engine(ring, kind)
@@ -633,7 +646,8 @@ class Device:
                 engine.close()
                 raise DeviceClosedError(self._name)
             old = self._engines.get(key)
-            self._engines[key] = (weakref.ref(ring, forget), engine)
+            self._engines[key] = entry = (weakref.ref(ring, forget), engine)
+            self._local.cache[key[:2]] = entry
         if old is not None:  # a ring that died and whose id was reused: its engine is idle
             old[1].close()
         return engine
@@ -1099,6 +1113,7 @@ class Device:
 
     def _release_fds(self) -> None:
         engines, self._engines = self._engines, {}
+        self._local = _ThreadEngines()
         stale, self._stale_engines = self._stale_engines, []
         for engine in stale + [engine for _ref, engine in engines.values()]:
             engine.close()
