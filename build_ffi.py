@@ -366,6 +366,13 @@ struct io_uring_cqe {
     uint32_t flags;
 };
 
+/* IORING_REGISTER_FILES_UPDATE's argument: fds points to nr_args ints (-1 empties a slot). */
+struct io_uring_files_update {
+    uint32_t offset;
+    uint32_t resv;
+    uint64_t fds;
+};
+
 struct io_uring_probe_op {
     uint8_t  op;
     uint8_t  resv;
@@ -407,6 +414,7 @@ struct io_uring_probe {
 #define IORING_UNREGISTER_BUFFERS   1
 #define IORING_REGISTER_FILES       2
 #define IORING_UNREGISTER_FILES     3
+#define IORING_REGISTER_FILES_UPDATE 6
 #define IORING_REGISTER_PROBE       8
 #define IO_URING_OP_SUPPORTED       0x1
 

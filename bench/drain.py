@@ -85,8 +85,8 @@ WRITE_KINDS = 256  # distinct packets written, cycled (source ports 40000..40255
 # (key, label) in table order.
 METHODS: List[Tuple[str, str]] = [
     ("c_read", "C `read()` loop (gcc -O2)"),
-    ("c_uring", f"C io_uring loop, {RING} READ_FIXED per enter (gcc -O2): the batch floor"),
-    ("c_uring_1024", f"C io_uring loop, {BIG_RING} READ_FIXED per enter (gcc -O2)"),
+    ("c_uring", f"C io_uring loop, {RING} READ_FIXED per enter, registered file (gcc -O2): the batch floor"),
+    ("c_uring_1024", f"C io_uring loop, {BIG_RING} READ_FIXED per enter, registered file (gcc -O2)"),
     ("read_batch", f"`Device.read_batch(ring)`, io_uring, {RING} slots"),
     ("read_batch_1024", f"`Device.read_batch(ring)`, io_uring, {BIG_RING} slots"),
     ("read_batch_loop", f"`Device.read_batch(ring)`, loop backend, {RING} slots"),
@@ -100,7 +100,7 @@ METHODS: List[Tuple[str, str]] = [
 
 WRITE_METHODS: List[Tuple[str, str]] = [
     ("c_write", "C `write()` loop (gcc -O2)"),
-    ("c_uring_write", f"C io_uring loop, {RING} WRITE_FIXED per enter (gcc -O2)"),
+    ("c_uring_write", f"C io_uring loop, {RING} WRITE_FIXED per enter, registered file (gcc -O2)"),
     ("write_batch", f"`Device.write_batch(ring)`, io_uring, {RING} per call"),
     ("write_batch_loop", f"`Device.write_batch(ring)`, loop backend, {RING} per call"),
     ("write_batch_list", f"`Device.write_batch(list of {RING} bytes)`"),

@@ -7,7 +7,11 @@
  * SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, 6.1+, falling back
  * without them on EINVAL, as the library does), one slab of
  * N slots registered as fixed buffer 0, and N SQEs pre-filled once, SQE i on
- * slot i, user_data i, the SQ array the identity:
+ * slot i, user_data i, the SQ array the identity.  The SQEs name the fd
+ * through slot 0 of a registered file table (IOSQE_FIXED_FILE) that holds
+ * the fd only during a batch (IORING_REGISTER_FILES_UPDATE before and after
+ * it), as the library does for batches of 32 or more; plain fds where the
+ * kernel refuses the table.
  *   reads:  IORING_OP_READ_FIXED of the whole slot, RWF_NOWAIT (an empty
  *           queue completes with -EAGAIN at once instead of arming a poll).
  *           A batch is: tail += N, io_uring_enter(N, N, GETEVENTS), count
@@ -48,6 +52,8 @@
 
 struct uring {
     int ring_fd;
+    int fd;
+    int fixed; /* the SQEs go through the registered file table */
     int write;
     unsigned n;
     size_t slot;
@@ -85,6 +91,7 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
     if (!u)
         return NULL;
     u->ring_fd = -1;
+    u->fd = fd;
     u->write = write;
     u->n = n;
     u->slot = slot;
@@ -142,11 +149,14 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
     struct iovec iov = {.iov_base = u->slab, .iov_len = u->slab_len};
     if (syscall(__NR_io_uring_register, rfd, IORING_REGISTER_BUFFERS, &iov, 1) < 0)
         goto fail;
+    int empty = -1;
+    u->fixed = syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, &empty, 1) == 0;
     for (unsigned i = 0; i < n; i++) {
         struct io_uring_sqe *sqe = &u->sqes[i];
         memset(sqe, 0, sizeof *sqe);
         sqe->opcode = write ? IORING_OP_WRITE_FIXED : IORING_OP_READ_FIXED;
-        sqe->fd = fd;
+        sqe->fd = u->fixed ? 0 : fd;
+        sqe->flags = u->fixed ? IOSQE_FIXED_FILE : 0;
         sqe->off = (__u64)-1; /* the current position: a TUN is a stream */
         sqe->addr = (__u64)(unsigned long)((char *)u->slab + (size_t)i * slot);
         sqe->len = write ? 0 : slot;
@@ -180,7 +190,27 @@ int uring_load(struct uring *u, const unsigned char *blob, size_t len, size_t k)
  * Reads: returns the packets read (res > 0).  Writes: returns k if every
  * write took its whole packet.  -errno for io_uring_enter's own failure or
  * the first completion that is neither (short write: -EIO, 0: -EPIPE). */
+static int set_file(struct uring *u, int fd)
+{
+    struct io_uring_files_update up = {.offset = 0, .fds = (__u64)(unsigned long)&fd};
+    return syscall(__NR_io_uring_register, u->ring_fd, IORING_REGISTER_FILES_UPDATE, &up, 1) < 0 ? -errno : 0;
+}
+
+static long batch_in(struct uring *u, unsigned k);
+
 static long batch(struct uring *u, unsigned k)
+{
+    if (!u->fixed)
+        return batch_in(u, k);
+    int e = set_file(u, u->fd);
+    if (e)
+        return e;
+    long r = batch_in(u, k);
+    e = set_file(u, -1);
+    return e ? e : r;
+}
+
+static long batch_in(struct uring *u, unsigned k)
 {
     unsigned tail = *u->sq_tail;
     __atomic_store_n(u->sq_tail, tail + k, __ATOMIC_RELEASE);

@@ -45,16 +45,21 @@ SO_RCVBUFFORCE = 33
 # --------------------------------------------------------------------- helpers
 
 
+def require_uring() -> None:
+    """Skip where io_uring is unusable; in CI (any 6.x test box) that is a failure."""
+    usable, why = batch.uring_status()
+    if not usable:
+        if IN_CI:
+            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
+        pytest.skip(f"io_uring is not usable here: {why}")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """A batch backend name; io_uring must be usable in CI (it is on any 6.x test box)."""
     name: str = request.param
     if name == "io_uring":
-        usable, why = batch.uring_status()
-        if not usable:
-            if IN_CI:
-                pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-            pytest.skip(f"io_uring is not usable here: {why}")
+        require_uring()
     return name
 
 
@@ -1153,11 +1158,7 @@ def test_batches_under_a_low_memlock_limit(ifname: str, subnet: str) -> None:
     CAP_IPC_LOCK (most non-root users; 64 KiB on many systems), so the
     child drops the capability and gets a 64 KiB limit.
     """
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
+    require_uring()
     cmd = ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--",
            "prlimit", "--memlock=65536", sys.executable, "-c",
            LOW_MEMLOCK_SCRIPT.format(repo=REPO, tests=os.path.join(REPO, "tests")), ifname, subnet]
@@ -1217,11 +1218,7 @@ def test_a_ring_passed_between_short_lived_threads_keeps_one_engine(ifname: str)
     """io_uring's single issuer is a thread: each thread gets its own engine for a ring; an
     exited thread's engine is closed when the next one is made, so engines do not pile up
     (pthread ids are reused at once by new threads; the engines are keyed by kernel TID)."""
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
+    require_uring()
     with open_tun(ifname, nonblocking=True) as dev:
         dev.batch_backend = "io_uring"
         ring = dev.packet_ring(8)
@@ -1252,11 +1249,7 @@ def test_windows_that_leave_the_completion_ring_unaligned(ifname: str, subnet: s
     """Read windows of varying size move the CQ head to every offset, so batches wrap round the
     completion ring's end; every wrapped batch must still come out exactly once, in order, with
     the right lengths (bursts of 1..70 datagrams of varying size into a 64-slot ring)."""
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
+    require_uring()
     rng = random.Random(4242)
     with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, udp_socket(subnet) as s:
         ring = dev.packet_ring(64)
@@ -1282,3 +1275,146 @@ def test_windows_that_leave_the_completion_ring_unaligned(ifname: str, subnet: s
                     got.append((struct.unpack("!I", bytes(p[28:32]))[0], len(p) - 28))
         assert got == sent, sequence_report([g[0] for g in got], len(sent))
         assert len(offsets) > 8, f"the CQ head visited only offsets {sorted(offsets)}: no wrap was exercised"
+
+
+# ------------------------------ 11. the registered file: only during a batch
+
+
+def registered_files(engine: Any) -> List[str]:
+    """The files in the engine's registered file table, as the kernel lists them in fdinfo."""
+    with open(f"/proc/self/fdinfo/{engine.uring.fd}") as f:
+        text = f.read()
+    table = text.split("UserFiles:", 1)[1].split("UserBufs:", 1)[0]
+    return [line.split(":", 1)[1].strip() for line in table.splitlines()[1:] if ":" in line]
+
+
+@device
+def test_large_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, subnet: str) -> None:
+    """A 256-read window and a 256-write batch use the fixed-file SQEs; the table is empty after each."""
+    require_uring()
+    with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, \
+            udp_socket(subnet) as s, receiver(subnet) as r:
+        ring = dev.packet_ring(256)
+        reader = dev._engine(ring, "read")
+        assert reader.fixed_file, "this kernel (6.x) takes a registered file table"
+        sent = []
+        for seq in range(600):  # enough that the adaptive window reaches the whole ring
+            payload = struct.pack("!I", seq) + bytes(12)
+            s.sendto(payload, (f"{subnet}.2", DPORT))
+            sent.append(payload)
+        got: List[bytes] = []
+        fixed_used = False
+        while True:
+            try:
+                n = dev.read_batch(ring)
+            except BlockingIOError:
+                break
+            check_batch(ring, n)
+            got += [bytes(p[28:]) for p in ring]
+            fixed_used |= reader.mapped[1] >= 2 * ring.slots  # the SQ array named the fixed-file twins
+            assert registered_files(reader) == [], "the TUN file stayed in the table after a batch"
+        assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
+        assert fixed_used, "no batch went through the registered file"
+        # Writes: 200 packets in one batch (the fixed-file twins), all received.
+        port = r.getsockname()[1]
+        out = [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)]
+        fill(ring, out)
+        assert dev.write_batch(ring) == 200
+        writer = dev._engine(ring, "write")
+        assert writer.mapped[1] >= 2 * ring.slots and writer.mapped[2] == 200
+        assert registered_files(writer) == []
+        assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
+
+
+@device
+def test_close_during_streaming_large_batches_removes_the_interface_at_once(ifname: str, subnet: str) -> None:
+    """close() from another thread while a reader runs 256-packet batches of real traffic.
+
+    The reader's batches pin the TUN file in the registered table for their
+    span only: the interface must be gone right after close() (within the
+    batch under way) and the reader stopped with DeviceClosedError.
+    """
+    require_uring()
+    for attempt in range(5):
+        name = f"{ifname[:12]}c{attempt}"
+        with batch_tun(name, subnet, "io_uring", txqueuelen=20000) as dev, udp_socket(subnet) as s:
+            ring = dev.packet_ring(256)
+            outcome: List[object] = []
+            batches = [0]
+            stop = threading.Event()
+
+            def read() -> None:
+                try:
+                    while True:
+                        dev.read_batch(ring)
+                        batches[0] += 1
+                except BaseException as exc:  # noqa: BLE001 - inspected below
+                    outcome.append(exc)
+
+            def send() -> None:
+                payload = bytes(16)
+                while not stop.is_set():
+                    for _ in range(256):
+                        with contextlib.suppress(OSError):  # the interface vanishes under us
+                            s.sendto(payload, (f"{subnet}.2", DPORT))
+
+            threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=send, daemon=True)]
+            for t in threads:
+                t.start()
+            try:
+                deadline = time.monotonic() + 5
+                while batches[0] < 20 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert batches[0] >= 20, "the reader made no progress"
+                time.sleep(0.05 * attempt)
+                dev.close()
+                closed = time.monotonic()
+                # A batch under way when close() ran still holds the file
+                # (as a read() under way does) for its remaining microseconds.
+                while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() - closed < 2:
+                    time.sleep(0.001)
+                assert time.monotonic() - closed < 0.2, "the interface outlived close()"
+                threads[0].join(2)
+                assert not threads[0].is_alive(), "close() did not stop the streaming reader"
+                assert len(outcome) == 1 and isinstance(outcome[0], DeviceClosedError), outcome
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(2)
+
+
+@device
+def test_close_after_large_batches_from_an_idle_thread_removes_the_interface(ifname: str, subnet: str) -> None:
+    """A thread that ran 256-packet batches and then idles outside the device pins nothing: close() removes the interface at once."""
+    require_uring()
+    with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, udp_socket(subnet) as s:
+        ring = dev.packet_ring(256)
+        done, release = threading.Event(), threading.Event()
+        counts: List[int] = []
+
+        def work() -> None:
+            try:
+                for _ in range(2):
+                    for _ in range(600):
+                        s.sendto(bytes(16), (f"{subnet}.2", DPORT))
+                    while True:
+                        try:
+                            counts.append(dev.read_batch(ring))
+                        except BlockingIOError:
+                            break
+                    fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, 9, bytes(8))] * 100)
+                    dev.write_batch(ring)
+            finally:
+                done.set()
+            release.wait(10)  # alive, engines kept, outside the device
+
+        t = threading.Thread(target=work, daemon=True)
+        t.start()
+        try:
+            assert done.wait(10)
+            assert max(counts) == 256, counts  # whole-ring windows: the registered-file path ran
+            dev.close()
+            assert not os.path.exists(f"/sys/class/net/{ifname}"), "an idle thread's engine kept the TUN file open"
+        finally:
+            release.set()
+            t.join(5)
