@@ -5,13 +5,38 @@
 Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
 - veth pair joining the namespaces directly: the limit (iperf3 -P 1, and -P 4
   for the 2-queue row, which is compared with it);
-- examples/forward.py without offloads (one thread per queue pair);
+- examples/forward.py without offloads (one thread per direction, its default);
 - examples/forward.py with offloads (virtio-net header, TSO/USO super-packets);
 - examples/forward.py with offloads and 2 queues, iperf3 -P 4;
-- a python-pytun forwarder (bench/pytun_forward.py), one packet per call.
+- a python-pytun forwarder (bench/pytun_forward.py), one packet per call;
+- the C baseline, bench/c_forward.c (compiled here with gcc -O2 into
+  bench/_build/): the same wire as forward.py (same TUN flags, 10-byte
+  virtio-net header, TUNSETOFFLOAD bits, non-blocking fds), one read() and
+  one write() per packet or super-packet, without and with offloads, and
+  with offloads and 2 queues (iperf3 -P 4).  It tells what this box allows a
+  forwarder (two extra kernel copies per byte, 2 cores shared with both
+  iperf3 ends) apart from what Python costs.
 Prints a markdown table: Gbit/s (median), ratio to veth, and the targets
-(offload forwarder >= 0.8x veth and >= 5x pytun).  Traffic stays inside two
-namespaces this script creates (198.18.210.0/24) and removes.
+(offload forwarder >= 0.8x veth and >= 5x pytun), then the Python offload
+forwarder's ratio to the C one and the C one's ratio to veth.  Traffic stays
+inside two namespaces this script creates (198.18.210.0/24) and removes.
+
+The C rows' threads (``--c-threads``): by default (``auto``) what
+forward.py does by default and the faster mode in each row: one thread per
+direction without offloads, one per queue pair polling both devices with
+offloads.  Short runs, 2 s each, the modes taking turns (Gbit/s, median and
+range; 2026-11-25):
+
+| C forwarder | --threads pair | --threads direction |
+| --- | ---: | ---: |
+| no offloads (3 runs) | 1.52 [1.50-1.62] | 2.05 [1.94-2.17] |
+| offloads (8 runs) | 9.9 [8.5-11.4] | 9.9 [6.9-11.8] |
+| offloads, 2 queues, -P 4 (8 runs) | 12.2 [11.3-14.8] | 12.2 [8.3-15.5] |
+
+Without offloads the forwarder moves ~170k 1500-byte packets/s one way (and
+the ACKs back), one read() and one write() apiece: two threads on two cores
+beat one.  With offloads
+the modes tie; pair, forward.py's choice, spread less.
 """
 
 from __future__ import annotations
@@ -26,7 +51,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple, Union
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -34,6 +59,8 @@ TAG = f"{os.getpid() % 10000:04d}"
 NS_A, NS_B = f"ttfb{TAG}a", f"ttfb{TAG}b"
 DEV_A, DEV_B = f"ttfb{TAG}x", f"ttfb{TAG}y"
 NET = "198.18.210"
+BUILD_DIR = BENCH / "_build"
+C_FORWARD = BUILD_DIR / "c_forward"
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -41,6 +68,18 @@ def sh(*args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+def build_c_forward() -> None:
+    """Compile bench/c_forward.c into bench/_build/c_forward (gcc -O2); exit with gcc's words if it fails."""
+    source = BENCH / "c_forward.c"
+    if shutil.which("gcc") is None:
+        raise SystemExit("forward_bench: gcc not found: it is needed to build the C forwarder (apt-get install gcc libc6-dev)")
+    BUILD_DIR.mkdir(exist_ok=True)
+    proc = subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(C_FORWARD), str(source)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"forward_bench: cannot compile {source}:\n{proc.stderr.strip()}")
 
 
 def ensure_iperf3() -> str:
@@ -125,17 +164,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--c-threads", choices=("auto", "pair", "direction"), default="auto",
+                        help="the C forwarder's threads: one per queue pair or one per direction; auto (default): "
+                             "per direction without offloads, per pair with (as forward.py)")
     args = parser.parse_args()
+    build_c_forward()
     ensure_iperf3()
     py = sys.executable
     forward = str(REPO / "examples" / "forward.py")
     pytun_py = str(BENCH / ".venv" / "bin" / "python")
-    variants: Dict[str, object] = {
+    c_plain = "direction" if args.c_threads == "auto" else args.c_threads
+    c_offload = "pair" if args.c_threads == "auto" else args.c_threads
+    c_fwd = [str(C_FORWARD), DEV_A, DEV_B, "--threads"]
+    variants: Dict[str, Tuple[Union[str, List[str]], int]] = {  # name: ("veth" or command, iperf3 -P)
         "veth pair (the limit)": ("veth", 1),
         "veth pair, -P 4": ("veth", 4),
         "forward.py, no offloads": ([py, forward, DEV_A, DEV_B], 1),
         "forward.py, offloads": ([py, forward, DEV_A, DEV_B, "--offload"], 1),
         "forward.py, offloads, 2 queues, -P 4": ([py, forward, DEV_A, DEV_B, "--offload", "--queues", "2"], 4),
+        "C forwarder, no offloads": ([*c_fwd, c_plain], 1),
+        "C forwarder, offloads": ([*c_fwd, c_offload, "--offload"], 1),
+        "C forwarder, offloads, 2 queues, -P 4": ([*c_fwd, c_offload, "--offload", "--queues", "2"], 4),
         "python-pytun forwarder": ([pytun_py, str(BENCH / "pytun_forward.py"), DEV_A, DEV_B], 1),
     }
     results: Dict[str, List[float]] = {name: [] for name in variants}
@@ -143,8 +192,8 @@ def main() -> int:
     setup_namespaces()
     try:
         for run in range(args.runs):
-            for name, (how, parallel) in variants.items():  # type: ignore[misc]
-                if how == "veth":
+            for name, (how, parallel) in variants.items():
+                if isinstance(how, str):
                     gbit = with_veth(args.seconds, parallel)
                 else:
                     gbit = with_forwarder(how, args.seconds, parallel)
@@ -167,6 +216,12 @@ def main() -> int:
     print(f"\n(-P 4 rows: ratio to the veth pair with -P 4.)\nTargets: offload forwarder / veth = {off / veth:.2f}x, "
           f"2 queues {off2 / veth4:.2f}x (target >= 0.8); "
           f"offload forwarder / pytun forwarder = {off / pytun:.1f}x (target >= 5)")
+    c_off = med["C forwarder, offloads"]
+    c_off2 = med["C forwarder, offloads, 2 queues, -P 4"]
+    print(f"Against the C forwarder (bench/c_forward.c, gcc -O2; threads per {c_plain} without offloads, "
+          f"per {c_offload} with): offload forwarder / C offload forwarder = "
+          f"{off / c_off:.2f}x, 2 queues {off2 / c_off2:.2f}x; "
+          f"C offload forwarder / veth = {c_off / veth:.2f}x, 2 queues {c_off2 / veth4:.2f}x")
     print(f"Interpreter: {sys.version.split()[0]}; kernel {os.uname().release}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     return 0
 
