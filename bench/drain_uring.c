@@ -10,7 +10,7 @@
  * slot i, user_data i, the SQ array the identity.  The SQEs name the fd
  * through slot 0 of a registered file table (IOSQE_FIXED_FILE) that holds
  * the fd only during a batch (IORING_REGISTER_FILES_UPDATE before and after
- * it), as the library does for batches of 32 or more; plain fds where the
+ * it), as the library does for batches of 64 or more; plain fds where the
  * kernel refuses the table.
  *   reads:  IORING_OP_READ_FIXED of the whole slot, RWF_NOWAIT (an empty
  *           queue completes with -EAGAIN at once instead of arming a poll).
