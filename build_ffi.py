@@ -366,13 +366,6 @@ struct io_uring_cqe {
     uint32_t flags;
 };
 
-/* IORING_REGISTER_FILES_UPDATE's argument: fds points to nr_args ints (-1 empties a slot). */
-struct io_uring_files_update {
-    uint32_t offset;
-    uint32_t resv;
-    uint64_t fds;
-};
-
 struct io_uring_probe_op {
     uint8_t  op;
     uint8_t  resv;
@@ -409,12 +402,14 @@ struct io_uring_probe {
 #define IORING_OP_WRITE_FIXED       5
 #define IORING_OP_READ              22
 #define IORING_OP_WRITE             23
+#define IORING_OP_FILES_UPDATE      20
 #define IOSQE_FIXED_FILE            0x1
+#define IOSQE_CQE_SKIP_SUCCESS      0x40     /* 5.17 */
+#define IORING_FEAT_CQE_SKIP        0x800    /* 5.17 */
 #define IORING_REGISTER_BUFFERS     0
 #define IORING_UNREGISTER_BUFFERS   1
 #define IORING_REGISTER_FILES       2
 #define IORING_UNREGISTER_FILES     3
-#define IORING_REGISTER_FILES_UPDATE 6
 #define IORING_REGISTER_PROBE       8
 #define IO_URING_OP_SUPPORTED       0x1
 

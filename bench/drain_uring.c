@@ -3,23 +3,25 @@
  * with raw syscalls (no liburing; only the kernel's <linux/io_uring.h> for
  * the structures).
  *
- * One io_uring with N SQEs and a CQ of 2N (IORING_SETUP_CQSIZE; plus
- * SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, 6.1+, falling back
- * without them on EINVAL, as the library does), one slab of
- * N slots registered as fixed buffer 0, and N SQEs pre-filled once, SQE i on
- * slot i, user_data i, the SQ array the identity.  The SQEs name the fd
- * through slot 0 of a registered file table (IOSQE_FIXED_FILE) that holds
- * the fd only during a batch (IORING_REGISTER_FILES_UPDATE before and after
- * it), as the library does for batches of 64 or more; plain fds where the
- * kernel refuses the table.
+ * One io_uring with 2N SQ entries and a CQ of 2N (IORING_SETUP_CQSIZE;
+ * plus SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, 6.1+, falling
+ * back without them on EINVAL, as the library does), one slab of N slots
+ * registered as fixed buffer 0, and N SQEs pre-filled once, SQE i on slot
+ * i, user_data i.  As in the library, the SQEs name the fd through slot 0 of
+ * a registered file table (IOSQE_FIXED_FILE), which holds the fd only
+ * inside each io_uring_enter: SQE N (FILES_UPDATE fd -> slot 0) goes before
+ * a batch's run and SQE N+1 (-1 -> slot 0) after it, both
+ * IOSQE_CQE_SKIP_SUCCESS.  Plain fds where the kernel has no CQE_SKIP
+ * (< 5.17) or refuses the table.
  *   reads:  IORING_OP_READ_FIXED of the whole slot, RWF_NOWAIT (an empty
  *           queue completes with -EAGAIN at once instead of arming a poll).
- *           A batch is: tail += N, io_uring_enter(N, N, GETEVENTS), count
- *           the CQEs with res > 0, head += N.  Drained when a batch returns
- *           no packet.  A result other than a length or -EAGAIN is an error.
+ *           A batch is: the SQ array from the tail set to N, 0..N-1, N+1;
+ *           tail += N + 2, io_uring_enter(N + 2, N, GETEVENTS), count the
+ *           CQEs with res > 0, head += N.  Drained when a batch returns no
+ *           packet.  A result other than a length or -EAGAIN is an error.
  *   writes: IORING_OP_WRITE_FIXED of the packet preloaded in the slot.  A
- *           batch of k <= N is: tail += k, io_uring_enter(k, k, GETEVENTS),
- *           every CQE's res must be the packet's length, head += k.
+ *           batch of k <= N likewise, k SQEs and CQEs: every CQE's res must
+ *           be the packet's length.
  *
  * Built twice by drain.py:
  *   drain_uring   (program)
@@ -54,6 +56,8 @@ struct uring {
     int ring_fd;
     int fd;
     int fixed; /* the SQEs go through the registered file table */
+    int update_fds[2]; /* the FILES_UPDATE SQEs' arguments: fd, -1 */
+    unsigned sq_mask;
     int write;
     unsigned n;
     size_t slot;
@@ -99,17 +103,17 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
     memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = 2 * n;
-    int rfd = (int)syscall(__NR_io_uring_setup, n, &p);
+    int rfd = (int)syscall(__NR_io_uring_setup, 2 * n, &p);
     if (rfd < 0 && errno == EINVAL) { /* before 6.1: plain rings, as the library falls back */
         memset(&p, 0, sizeof p);
         p.flags = IORING_SETUP_CQSIZE;
         p.cq_entries = 2 * n;
-        rfd = (int)syscall(__NR_io_uring_setup, n, &p);
+        rfd = (int)syscall(__NR_io_uring_setup, 2 * n, &p);
     }
     if (rfd < 0)
         goto fail;
     u->ring_fd = rfd;
-    if (p.sq_entries != n) {
+    if (p.sq_entries != 2 * n) {
         errno = EINVAL;
         goto fail;
     }
@@ -149,8 +153,23 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
     struct iovec iov = {.iov_base = u->slab, .iov_len = u->slab_len};
     if (syscall(__NR_io_uring_register, rfd, IORING_REGISTER_BUFFERS, &iov, 1) < 0)
         goto fail;
+    u->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
     int empty = -1;
-    u->fixed = syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, &empty, 1) == 0;
+    u->fixed = (p.features & IORING_FEAT_CQE_SKIP) &&
+               syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, &empty, 1) == 0;
+    u->update_fds[0] = fd;
+    u->update_fds[1] = -1;
+    for (unsigned k = 0; k < 2; k++) {
+        struct io_uring_sqe *sqe = &u->sqes[n + k];
+        memset(sqe, 0, sizeof *sqe);
+        sqe->opcode = IORING_OP_FILES_UPDATE;
+        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
+        sqe->fd = -1;
+        sqe->off = 0; /* table slot */
+        sqe->addr = (__u64)(unsigned long)&u->update_fds[k];
+        sqe->len = 1;
+        sqe->user_data = ~0ULL;
+    }
     for (unsigned i = 0; i < n; i++) {
         struct io_uring_sqe *sqe = &u->sqes[i];
         memset(sqe, 0, sizeof *sqe);
@@ -163,7 +182,6 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
         sqe->rw_flags = write ? 0 : RWF_NOWAIT;
         sqe->buf_index = 0;
         sqe->user_data = i;
-        u->sq_array[i] = i; /* SQ position p -> SQE p % N: the tail alone picks the slots */
     }
     return u;
 fail:;
@@ -190,31 +208,18 @@ int uring_load(struct uring *u, const unsigned char *blob, size_t len, size_t k)
  * Reads: returns the packets read (res > 0).  Writes: returns k if every
  * write took its whole packet.  -errno for io_uring_enter's own failure or
  * the first completion that is neither (short write: -EIO, 0: -EPIPE). */
-static int set_file(struct uring *u, int fd)
-{
-    struct io_uring_files_update up = {.offset = 0, .fds = (__u64)(unsigned long)&fd};
-    return syscall(__NR_io_uring_register, u->ring_fd, IORING_REGISTER_FILES_UPDATE, &up, 1) < 0 ? -errno : 0;
-}
-
-static long batch_in(struct uring *u, unsigned k);
-
 static long batch(struct uring *u, unsigned k)
 {
-    if (!u->fixed)
-        return batch_in(u, k);
-    int e = set_file(u, u->fd);
-    if (e)
-        return e;
-    long r = batch_in(u, k);
-    e = set_file(u, -1);
-    return e ? e : r;
-}
-
-static long batch_in(struct uring *u, unsigned k)
-{
-    unsigned tail = *u->sq_tail;
-    __atomic_store_n(u->sq_tail, tail + k, __ATOMIC_RELEASE);
-    unsigned submit = k;
+    unsigned tail = *u->sq_tail, extra = u->fixed ? 2 : 0, total = k + extra;
+    unsigned at = tail;
+    if (u->fixed)
+        u->sq_array[at++ & u->sq_mask] = u->n; /* the fd into the table */
+    for (unsigned j = 0; j < k; j++)
+        u->sq_array[at++ & u->sq_mask] = j;
+    if (u->fixed)
+        u->sq_array[at & u->sq_mask] = u->n + 1; /* and out again */
+    __atomic_store_n(u->sq_tail, tail + total, __ATOMIC_RELEASE);
+    unsigned submit = total;
     for (;;) {
         long r = syscall(__NR_io_uring_enter, u->ring_fd, submit, k, IORING_ENTER_GETEVENTS, NULL, 0);
         if (r >= 0)
@@ -230,7 +235,10 @@ static long batch_in(struct uring *u, unsigned k)
     for (unsigned i = 0; i < k; i++) {
         const struct io_uring_cqe *cqe = &u->cqes[(head + i) & u->cq_mask];
         int res = cqe->res;
-        if (u->write) {
+        if (cqe->user_data >= u->n) { /* a FILES_UPDATE failed (its CQE is not skipped then) */
+            if (!bad)
+                bad = res < 0 ? res : -EPROTO;
+        } else if (u->write) {
             if (res == (int)u->sqes[cqe->user_data].len)
                 got++;
             else if (!bad)

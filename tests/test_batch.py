@@ -30,6 +30,7 @@ import pytest
 from conftest import IN_CI, fd_count, ip
 from packets import checksum, ipv4_udp, parse_ipv4_udp
 from tuntap_cffi import BatchWriteError, Device, DeviceClosedError, InvalidPacketError, PacketRing, batch, open_tun
+from tuntap_cffi._syscalls import lib
 
 device = pytest.mark.device
 BACKENDS = ("io_uring", "loop")
@@ -1289,21 +1290,27 @@ def registered_files(engine: Any) -> List[str]:
 
 
 @device
-def test_large_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, subnet: str) -> None:
-    """A 256-read window and a 256-write batch use the fixed-file SQEs; the table is empty after each."""
+def test_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, subnet: str) -> None:
+    """Reads and writes name the fd through the registered table; the table is empty after every batch.
+
+    The SQEs say "slot 0 of the table" (IOSQE_FIXED_FILE, fd 0): had the
+    table not held the TUN file during a batch, every request would fail
+    (EBADF) and no packet would cross.
+    """
     require_uring()
     with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, \
             udp_socket(subnet) as s, receiver(subnet) as r:
         ring = dev.packet_ring(256)
         reader = dev._engine(ring, "read")
         assert reader.fixed_file, "this kernel (6.x) takes a registered file table"
+        for engine_sqe in (reader.uring.sqes[0], reader.uring.sqes[255]):
+            assert engine_sqe.flags & lib.IOSQE_FIXED_FILE and engine_sqe.fd == 0
         sent = []
         for seq in range(600):  # enough that the adaptive window reaches the whole ring
             payload = struct.pack("!I", seq) + bytes(12)
             s.sendto(payload, (f"{subnet}.2", DPORT))
             sent.append(payload)
         got: List[bytes] = []
-        fixed_used = False
         while True:
             try:
                 n = dev.read_batch(ring)
@@ -1311,23 +1318,21 @@ def test_large_batches_go_through_the_registered_file_and_leave_it_empty(ifname:
                 break
             check_batch(ring, n)
             got += [bytes(p[28:]) for p in ring]
-            fixed_used |= reader.mapped[1] >= 2 * ring.slots  # the SQ array named the fixed-file twins
             assert registered_files(reader) == [], "the TUN file stayed in the table after a batch"
         assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
-        assert fixed_used, "no batch went through the registered file"
-        # Writes: 200 packets in one batch (the fixed-file twins), all received.
+        # Writes: 200 packets in one batch, all received.
         port = r.getsockname()[1]
         out = [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)]
         fill(ring, out)
         assert dev.write_batch(ring) == 200
         writer = dev._engine(ring, "write")
-        assert writer.mapped[1] >= 2 * ring.slots and writer.mapped[2] == 200
+        assert writer.fixed_file and writer.uring.sqes[0].flags & lib.IOSQE_FIXED_FILE and writer.mapped[2] == 200
         assert registered_files(writer) == []
         assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
 
 
 @device
-def test_close_during_streaming_large_batches_removes_the_interface_at_once(ifname: str, subnet: str) -> None:
+def test_close_during_streaming_batches_removes_the_interface_at_once(ifname: str, subnet: str) -> None:
     """close() from another thread while a reader runs 256-packet batches of real traffic.
 
     The reader's batches pin the TUN file in the registered table for their
@@ -1412,7 +1417,7 @@ def test_close_after_large_batches_from_an_idle_thread_removes_the_interface(ifn
         t.start()
         try:
             assert done.wait(10)
-            assert max(counts) == 256, counts  # whole-ring windows: the registered-file path ran
+            assert max(counts) == 256, counts  # whole-ring windows went through the registered file
             dev.close()
             assert not os.path.exists(f"/sys/class/net/{ifname}"), "an idle thread's engine kept the TUN file open"
         finally:

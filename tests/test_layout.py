@@ -686,7 +686,6 @@ NEW_STRUCTS = [
     ("struct rtattr", "@HH", ["rta_len", "rta_type"], [u16, u16]),
     ("struct ifaddrmsg", "@BBBBI", ["ifa_family", "ifa_prefixlen", "ifa_flags", "ifa_scope", "ifa_index"], [u8, u8, u8, u8, u32]),
     ("struct rtmsg", "@BBBBBBBBI", ["rtm_family", "rtm_dst_len", "rtm_src_len", "rtm_tos", "rtm_table", "rtm_protocol", "rtm_scope", "rtm_type", "rtm_flags"], [u8] * 8 + [u32]),
-    ("struct io_uring_files_update", "@IIQ", ["offset", "resv", "fds"], [u32, u32, st.integers(0, 2**64 - 1)]),
     ("struct ifinfomsg", "@BBHiII", ["ifi_family", "__ifi_pad", "ifi_type", "ifi_index", "ifi_flags", "ifi_change"], [u8, u8, u16, i32, u32, u32]),
 ]
 

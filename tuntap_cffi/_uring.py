@@ -61,7 +61,6 @@ _LONG_SETUP = ffi.cast("long", NR_SETUP)
 _LONG_REGISTER = ffi.cast("long", NR_REGISTER)
 _SIZE0 = ffi.cast("size_t", 0)
 _ENTER: Any = ffi.cast("long (*)(long, int, unsigned int, unsigned int, unsigned int, void *, size_t)", lib.syscall)
-_REGISTER: Any = ffi.cast("long (*)(long, int, unsigned int, void *, unsigned int)", lib.syscall)
 
 SQE_SIZE = ffi.sizeof("struct io_uring_sqe")
 CQE_SIZE = ffi.sizeof("struct io_uring_cqe")
@@ -88,10 +87,6 @@ class Uring:
         self.flags = params.flags
         self.features = params.features
         self.c_fd = ffi.cast("int", self.fd)  # for the variadic calls
-        # set_file()'s argument, made once: slot 0 of the fixed-file table.
-        self._file = ffi.new("int32_t *")
-        self._files_update = ffi.new("struct io_uring_files_update *")
-        self._files_update.fds = int(ffi.cast("uintptr_t", self._file))
 
     def _map(self, p: Any) -> None:
         sq_size = p.sq_off.array + p.sq_entries * 4
@@ -152,16 +147,6 @@ class Uring:
         if r < 0:
             err = ffi.errno
             raise UringUnavailable(err, f"io_uring_register({opcode}) failed: {os.strerror(err)}")
-
-    def set_file(self, fd: int) -> int:
-        """Put *fd*'s file in slot 0 of the registered file table (-1 empties it); 0 or -errno.
-
-        (IORING_REGISTER_FILES_UPDATE through the fixed prototype: this runs
-        twice per batch.)
-        """
-        self._file[0] = fd
-        r: int = _REGISTER(NR_REGISTER, self.fd, lib.IORING_REGISTER_FILES_UPDATE, self._files_update, 1)
-        return -ffi.errno if r < 0 else 0
 
     def close(self) -> None:
         """Unmap the rings and close the fd: the kernel cancels what is in flight.

@@ -49,7 +49,7 @@ _CLOSED_SLOT = -1_000_000  # sentinel: the device is closed
 _CQE = struct.Struct("<Qi4x")  # struct io_uring_cqe: user_data, res, flags
 _MIN_WINDOW = 16  # reads a batch starts with (see ReadEngine.fill)
 _FEW = 4  # at most this many packets: plain read()/write() calls beat a ring round trip
-_FIXED_MIN = 64  # requests in one io_uring_enter from which the registered file pays (see _UringEngine)
+_UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 
 _status: Optional[Tuple[bool, str]] = None
 
@@ -84,132 +84,141 @@ def _new_uring(n: int) -> Tuple[_uring.Uring, Optional[int]]:
     return _uring.Uring(n, 0, n), None
 
 
-def _prepare(fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int) -> Tuple[_uring.Uring, Optional[int], bool]:
-    """A ring with two pre-filled SQEs per slot; returns (uring, owner thread, fixed file usable).
-
-    SQE i reads (writes) slot i of the fd; SQE n + i does the same through
-    slot 0 of the registered file table, which the engine fills with the fd
-    for the span of a large batch only (see _UringEngine).  The slab is
-    registered as one fixed buffer where the kernel lets us (it pins the
-    pages: RLIMIT_MEMLOCK applies to users without CAP_IPC_LOCK); otherwise
-    plain READ/WRITE on the same addresses.
-    """
-    n = ring.slots
-    u, owner = _new_uring(2 * n)
-    try:
-        iov = ffi.new("struct iovec *")
-        iov.iov_base = ring._ptr
-        iov.iov_len = ring.slots * ring.slot_size
-        try:
-            u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
-            registered = True
-        except _uring.UringUnavailable:
-            registered = False
-        try:
-            u.register(lib.IORING_REGISTER_FILES, ffi.new("int32_t[]", [-1]), 1)  # one empty slot
-            fixed_file = True
-        except _uring.UringUnavailable:
-            fixed_file = False
-        for i in range(2 * n):
-            sqe = u.sqes[i]
-            sqe.opcode = fixed_op if registered else plain_op
-            if i < n:
-                sqe.fd = fd
-            else:
-                sqe.fd = 0
-                sqe.flags = lib.IOSQE_FIXED_FILE
-            sqe.off = 0xFFFFFFFFFFFFFFFF  # "current position": tun is a stream
-            sqe.addr = ring.slot_address(i % n)
-            sqe.len = ring.slot_size
-            sqe.rw_flags = rw_flags
-            sqe.buf_index = 0
-            sqe.user_data = i % n
-    except BaseException:
-        u.close()
-        raise
-    return u, owner, fixed_file
-
-
 class _UringEngine:
     """What the read and write engines share: the ring, its pre-filled SQEs, submitting a run of them.
 
-    Registered files: a request on a plain fd takes and drops a reference to
+    One SQE per slot, pre-filled once: READ_FIXED (WRITE_FIXED) of slot i,
+    user_data i, over the ring's slab registered as fixed buffer 0 where the
+    kernel lets us (it pins the pages: RLIMIT_MEMLOCK applies to users
+    without CAP_IPC_LOCK; otherwise plain READ/WRITE on the same addresses).
+
+    Registered file: a request on a plain fd takes and drops a reference to
     the file (two atomics and a lookup); through the registered file table it
-    does not: measured 50-70 ns less per request here on small packets (C,
-    one full queue).  But a file in the table stays open until it leaves the
-    table, and close() must release the TUN file at once (non-persistent
-    interfaces vanish then), so the fd goes into the table when a call
-    submits _FIXED_MIN or more requests and leaves it before the call
-    returns: two io_uring_register calls (each 0.5 us in C, 1.3 us from
-    CPython, 0.6 us from PyPy: the cffi call), paid back from ~50 requests.  Between calls the table is empty, as no request outlives one.
+    does not: 50-70 ns less per request here (C, one full queue).  But a file
+    in the table stays open until it leaves it, and close() must release the
+    TUN file at once (non-persistent interfaces vanish then).  So every
+    submission is bracketed by two more SQEs, FILES_UPDATE fd -> slot 0
+    before the run and -1 -> slot 0 after it, both CQE_SKIP_SUCCESS: the
+    table holds the fd only inside that one io_uring_enter, and costs no
+    extra syscall (two io_uring_register calls would cost 2.6 us per batch
+    from CPython).  The kernel issues SQEs in ring order, each inline to
+    completion here (RWF_NOWAIT reads, TUN writes), so the reads see the
+    file installed; should one ever not, it fails with EBADF, loudly.
+    Where the kernel lacks CQE_SKIP_SUCCESS (< 5.17) or the table, or the
+    set-up's trial run shows anything unexpected: plain fds.
     """
 
     backend = "io_uring"
 
     def __init__(self, fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int) -> None:
-        self.uring, self.owner, self.fixed_file = _prepare(fd, ring, fixed_op, plain_op, rw_flags)
-        self.fd = fd
         n = ring.slots
-        # SQE indices for slots 0..n-1 twice (any window of <= n starting
-        # below n is one slice): plain SQEs from 0, fixed-file ones from 2n.
-        self.seq = ffi.new("uint32_t[]", list(range(n)) * 2 + list(range(n, 2 * n)) * 2)
         self.n = n
-        self.installed = False  # the fd is in the registered file table
-        self.mapped = (-1, -1, -1)  # (SQ position, first SQE index, count) the SQ array holds now
+        self.fd = fd
+        u, self.owner = _new_uring(max(4, 2 * n))  # n SQEs + the two FILES_UPDATEs
+        self.uring = u
+        try:
+            iov = ffi.new("struct iovec *")
+            iov.iov_base = ring._ptr
+            iov.iov_len = ring.slots * ring.slot_size
+            try:
+                u.register(lib.IORING_REGISTER_BUFFERS, iov, 1)
+                registered = True
+            except _uring.UringUnavailable:
+                registered = False
+            for i in range(n):
+                sqe = u.sqes[i]
+                sqe.opcode = fixed_op if registered else plain_op
+                sqe.fd = fd
+                sqe.off = 0xFFFFFFFFFFFFFFFF  # "current position": tun is a stream
+                sqe.addr = ring.slot_address(i)
+                sqe.len = ring.slot_size
+                sqe.rw_flags = rw_flags
+                sqe.buf_index = 0
+                sqe.user_data = i
+            self.fixed_file = self._set_up_fixed_file(fd)
+        except BaseException:
+            u.close()
+            raise
+        # SQE indices 0..n-1 twice: any run of <= n slots starting below n is one slice.
+        self.seq = ffi.new("uint32_t[]", list(range(n)) * 2)
+        self.extra = 2 if self.fixed_file else 0  # SQEs per submission beyond the run
+        self.mapped = (-1, -1, -1)  # (SQ position, first slot, count) the SQ array holds now
+
+    def _set_up_fixed_file(self, fd: int) -> bool:
+        """Register a one-slot file table and the two FILES_UPDATE SQEs; try them once; switch the SQEs to slot 0."""
+        u, n = self.uring, self.n
+        if not u.features & lib.IORING_FEAT_CQE_SKIP:
+            return False
+        try:
+            u.register(lib.IORING_REGISTER_FILES, ffi.new("int32_t[]", [-1]), 1)  # one empty slot
+        except _uring.UringUnavailable:
+            return False
+        self._fds = ffi.new("int32_t[]", [fd, -1])  # the FILES_UPDATE arguments (read at issue time)
+        for k in range(2):
+            sqe = u.sqes[n + k]
+            sqe.opcode = lib.IORING_OP_FILES_UPDATE
+            sqe.flags = lib.IOSQE_CQE_SKIP_SUCCESS
+            sqe.fd = -1
+            sqe.off = 0  # table slot
+            sqe.addr = int(ffi.cast("uintptr_t", self._fds + k))
+            sqe.len = 1
+            sqe.user_data = _UPDATE_TAG
+        # A trial: both updates alone must complete silently (no CQE: success).
+        tail = u.sq_tail[0]
+        u.sq_array[tail & u.sq_mask] = n
+        u.sq_array[(tail + 1) & u.sq_mask] = n + 1
+        u.sq_tail[0] = tail + 2
+        r = u.enter(2, 0, 0)
+        if r != 2 or u.cq_tail[0] != u.cq_head[0]:
+            u.cq_head[0] = u.cq_tail[0]
+            if r != 2 and r >= 0:
+                raise OSError(errno.EPROTO, "io_uring: the file-table trial was not submitted whole")
+            return False
+        for i in range(n):
+            u.sqes[i].fd = 0
+            u.sqes[i].flags = lib.IOSQE_FIXED_FILE
+        return True
 
     def close(self) -> None:
         self.uring.close()
 
     def _enter(self, first: int, count: int, op: str) -> None:
-        """Submit the SQEs of slots first..first+count-1 (cyclically) and wait for all their completions.
-
-        With ``count >= _FIXED_MIN`` the fixed-file SQEs go, and the fd
-        stays in the table until ``_leave()``, which the caller runs in a
-        ``finally``.
-        """
+        """Submit the SQEs of slots first..first+count-1 (cyclically) and wait for all their completions."""
         u = self.uring
-        start = first
-        if self._fixed(count):
-            if not self.installed:
-                err = u.set_file(self.fd)
-                if err:
-                    raise error_from_errno(-err, op, None, "io_uring_register(FILES_UPDATE) failed")
-                self.installed = True
-            start += 2 * self.n
+        extra = self.extra
         tail = u.sq_tail[0]
         pos = tail & u.sq_mask
-        # SQ positions tail.. -> SQE indices, in two pieces at the wrap; in
-        # the steady state the array already says so.
-        if self.mapped != (pos, start, count):
-            head_part = min(count, u.sq_entries - pos)
-            ffi.memmove(u.sq_array + pos, self.seq + start, 4 * head_part)
+        # SQ positions tail.. -> [install,] SQE (= slot) indices [, uninstall],
+        # the run in two pieces at the wrap; in the steady state the array
+        # already says so.
+        if self.mapped != (pos, first, count):
+            mask = u.sq_mask
+            at = pos
+            if extra:
+                u.sq_array[at] = self.n
+                at = (at + 1) & mask
+            head_part = min(count, u.sq_entries - at)
+            ffi.memmove(u.sq_array + at, self.seq + first, 4 * head_part)
             if head_part < count:
-                ffi.memmove(u.sq_array, self.seq + start + head_part, 4 * (count - head_part))
-            self.mapped = (pos, start, count)
-        u.sq_tail[0] = tail + count
-        want = count
+                ffi.memmove(u.sq_array, self.seq + first + head_part, 4 * (count - head_part))
+            if extra:
+                u.sq_array[(at + count) & mask] = self.n + 1
+            self.mapped = (pos, first, count)
+        total = count + extra
+        u.sq_tail[0] = tail + total
+        want = total
         while True:
             r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
-            if r >= 0:
+            if r == want:
                 return
+            if r >= 0:  # only part submitted (out of kernel memory): the SQ holds the rest; never seen
+                raise OSError(errno.ENOMEM, f"io_uring took {r} of {want} requests of a batch {op}")
             err = ffi.errno
             if err != errno.EINTR:
                 raise error_from_errno(err, op, None, "io_uring_enter failed")
             want = 0  # submitted already: only wait, nothing is resubmitted
             if u.cq_tail[0] - u.cq_head[0] >= count:
                 return
-
-    def _fixed(self, count: int) -> bool:
-        """Whether a run of *count* requests goes through the registered file (SQEs n..2n-1)."""
-        return count >= _FIXED_MIN and self.fixed_file
-
-    def _leave(self) -> None:
-        """Empty the registered file table if a batch filled it (the end of every batch)."""
-        if self.installed:
-            self.installed = False
-            err = self.uring.set_file(-1)
-            if err:  # cannot happen with a valid table; never leave the file pinned silently
-                raise error_from_errno(-err, "io_uring", None, "io_uring_register(FILES_UPDATE, -1) failed")
 
 
 class ReadEngine(_UringEngine):
@@ -268,22 +277,18 @@ class ReadEngine(_UringEngine):
                 self.cut = True
             if got < _FEW or first + got == slots:  # dry, full, or an error (< 0)
                 return got
-        try:
-            while True:
-                at = first + got
-                want = min(slots - at, self.window)
-                self._enter(at, want, "read")
-                k = self._reap(ring, at, want)
-                if k < 0:
-                    return got if got else k  # after packets: the error repeats on the next call
-                got += k
-                if k < want or at + k == slots:
-                    self.window = min(slots, max(_MIN_WINDOW, 2 * got))
-                    return got
-                self.window = min(slots, 4 * want)
-        finally:
-            if self.installed:
-                self._leave()
+        while True:
+            at = first + got
+            want = min(slots - at, self.window)
+            self._enter(at, want, "read")
+            k = self._reap(ring, at, want)
+            if k < 0:
+                return got if got else k  # after packets: the error repeats on the next call
+            got += k
+            if k < want or at + k == slots:
+                self.window = min(slots, max(_MIN_WINDOW, 2 * got))
+                return got
+            self.window = min(slots, 4 * want)
 
     def _reap(self, ring: PacketRing, first: int, count: int) -> int:
         u = self.uring
@@ -478,25 +483,19 @@ class WriteEngine(_UringEngine):
         slots, start = ring.slots, ring.start
         lengths = ring._lengths_view
         lengths_u32 = lengths.cast("B").cast("I")  # the SQE field's type, same bytes
-        # SQE j (and j + slots, its fixed-file twin, which _enter picks for
-        # this many) serves physical slot j; packet i is in slot (start + i) % slots.
-        base = slots if self._fixed(count) else 0
+        # SQE j serves physical slot j; packet i is in slot (start + i) % slots.
         if _BULK:
             done = 0
             while done < count:
                 s = (start + done) % slots
                 piece = min(count - done, slots - s)
-                self.sqe_len[base + s : base + s + piece] = lengths_u32[done : done + piece]
+                self.sqe_len[s : s + piece] = lengths_u32[done : done + piece]
                 done += piece
         else:
             sqes, lens = u.sqes, ring._lengths
             for i in range(count):
-                sqes[base + (start + i) % slots].len = lens[i]
-        try:
-            self._enter(start, count, "write")
-        finally:
-            if self.installed:
-                self._leave()
+                sqes[(start + i) % slots].len = lens[i]
+        self._enter(start, count, "write")
         head = u.cq_head[0]
         if not _BULK:
             return self._check_each(ring, count, head)
