@@ -26,7 +26,11 @@ Every Python method is timed with ``time.perf_counter_ns`` around its loop
 only, with the callable bound to a local first (the usual hot-loop idiom,
 applied to every method alike); rings, packet lists and io_uring engines are
 made before the clock starts.  The C loops time themselves with
-``clock_gettime(CLOCK_MONOTONIC)`` around their loop only.
+``clock_gettime(CLOCK_MONOTONIC)`` around their loop only.  Every method
+is warmed up untimed first; the batch methods for ~1,100 calls (PyPy
+compiles a loop after ~1,000 iterations; one call drains 256 packets, so
+one 20,000-packet round would leave their first timed drains interpreted),
+before the whole drains and again before the interleaved turns.
 
 Each interpreter runs in its own worker process (``--worker``); the parent
 compiles the C helpers, picks the interface name, collects the workers'
@@ -79,6 +83,8 @@ TXQUEUELEN = 400_000
 UDP_PORT = 9  # discard; nothing listens: the datagrams only sit in the TUN queue
 RING = 256  # slots of the batch rows' ring (and SQEs of the C io_uring floor)
 BIG_RING = 1024
+WARM_TURNS = 400  # untimed turns of read_batch/write_batch before the interleaved rounds (see warm_turns)
+JIT_LOOP_ITERATIONS = 1100  # PyPy compiles a loop after ~1,000 iterations (its default threshold: 1039)
 WRITE_PORT = 9  # destination port of the written packets (checked to have no socket, see --write-to)
 WRITE_KINDS = 256  # distinct packets written, cycled (source ports 40000..40255)
 
@@ -345,6 +351,17 @@ def block_cffi_cached_ptr(read: Callable[..., int], fd: int, ptr: Any, size: int
     return time.perf_counter_ns() - t0
 
 
+def warmup_counts(method: str, packets: int) -> List[int]:
+    """Packets of the warm-up trials of *method*: one trial of *packets*, or for a batch method enough
+    batches for PyPy to compile its drain loop (~1,000 iterations, counted across calls), in trials
+    the TUN queue can hold."""
+    if not method.startswith(("read_batch", "write_batch")) or method.endswith(("_loop", "_list")):
+        return [packets]
+    total = max(packets, JIT_LOOP_ITERATIONS * (BIG_RING if method.endswith("_1024") else RING))
+    per_trial = TXQUEUELEN // 2
+    return [min(per_trial, total - done) for done in range(0, total, per_trial)]
+
+
 def block_read_batch(dev: Any, ring: Any, k: int) -> int:
     read_batch = dev.read_batch
     n = 0
@@ -526,6 +543,7 @@ class Worker:
         self.write_packets: List[bytes] = []
         self.write_ring: Any = None
         self.clibs: Optional[CLibs] = None
+        self.warm_reads = self.warm_writes = False  # warm_turns done for the interleaved read / write rounds
         try:
             self.pytun = importlib.import_module("pytun")  # a C extension without type hints
         except ImportError as exc:
@@ -697,6 +715,9 @@ class Worker:
             self.use_backend("io_uring")
             self.prime_read_batch(ring)
         uring = clibs.new_uring(fd, RING, self.dev.max_packet_size, False) if "c_uring" in keys else None
+        if "read_batch" in keys and not self.warm_reads:
+            self.warm_turns(lambda: block_read_batch(dev, ring, block), block, fill=True)
+            self.warm_reads = True
         self.fill(count)
         turns: Dict[str, Callable[[], int]] = {
             "c_read": lambda: clibs.read_block(fd, ptr, size, block),
@@ -715,6 +736,29 @@ class Worker:
         if uring is not None:
             clibs.ffi.release(uring)  # uring_free now, not whenever PyPy's GC runs
         return rounds
+
+    def warm_turns(self, turn: Callable[[], int], block: int, fill: bool) -> None:
+        """Run a batch method's turn WARM_TURNS times untimed before the first interleaved round.
+
+        A turn of the batch methods is a loop of only block/256 calls, and
+        PyPy compiles a loop after ~1,000 iterations (counted across calls):
+        without this, PyPy's read_batch turns run interpreted for most of
+        the 290 rounds, while every per-packet method's turn loops 1,024
+        times and is compiled in the first round.  The whole drains have
+        their warm-up round; this is the interleaved turns' own.  Reads
+        refill the queue as needed (the kernel holds TXQUEUELEN packets).
+        """
+        per_fill = max(1, (TXQUEUELEN // 2) // block)
+        done = 0
+        while done < WARM_TURNS:
+            k = min(per_fill, WARM_TURNS - done)
+            if fill:
+                self.drain_leftovers()
+                self.fill(k * block)
+            for _ in range(k):
+                turn()
+            done += k
+        self.drain_leftovers()
 
     def c_libs(self) -> CLibs:
         if self.clibs is None:
@@ -834,6 +878,9 @@ class Worker:
         }
         keys = list(keys)
         rounds = []
+        if "write_batch" in keys and not self.warm_writes:
+            self.warm_turns(lambda: block_write_batch(dev, ring, block), block, fill=False)
+            self.warm_writes = True
         self.drain_leftovers()
         before = self.write_checks_before()
         gc.collect()
@@ -903,9 +950,11 @@ def worker_main(args: argparse.Namespace) -> None:
             worker.prepare_writes()
         # Warm-up: let the JIT (PyPy) and the specializing interpreter (CPython) settle.
         for method in methods:
-            worker.trial(method, args.warmup_packets)
+            for count in warmup_counts(method, args.warmup_packets):
+                worker.trial(method, count)
         for method in write_methods:
-            worker.write_trial(method, args.warmup_packets)
+            for count in warmup_counts(method, args.warmup_packets):
+                worker.write_trial(method, count)
         for run in range(args.runs):
             # Rotate the order so that no method always runs first or last in a round.
             order = methods[run % len(methods) :] + methods[: run % len(methods)]

@@ -49,6 +49,7 @@ _CLOSED_SLOT = -1_000_000  # sentinel: the device is closed
 _CQE = struct.Struct("<Qi4x")  # struct io_uring_cqe: user_data, res, flags
 _MIN_WINDOW = 16  # reads a batch starts with (see ReadEngine.fill)
 _FEW = 4  # at most this many packets: plain read()/write() calls beat a ring round trip
+_ENTER_TRIES = 1000  # io_uring_enter calls a batch may take (short submissions, signals) before giving up
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 
 _status: Optional[Tuple[bool, str]] = None
@@ -204,21 +205,22 @@ class _UringEngine:
             if extra:
                 u.sq_array[(at + count) & mask] = self.n + 1
             self.mapped = (pos, first, count)
-        total = count + extra
-        u.sq_tail[0] = tail + total
-        want = total
-        while True:
+        u.sq_tail[0] = tail + count + extra
+        want = count + extra  # still to submit
+        for _ in range(_ENTER_TRIES):
             r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
-            if r == want:
+            if r >= 0:
+                want -= r  # a short count: the kernel ran out of requests and did not wait
+            else:
+                err = ffi.errno
+                # EINTR: a signal cut the wait short; EAGAIN/ENOMEM: no request could be allocated.
+                if err not in (errno.EINTR, errno.EAGAIN, errno.ENOMEM):
+                    raise error_from_errno(err, op, None, "io_uring_enter failed")
+            if not want and u.cq_tail[0] - u.cq_head[0] >= count:
                 return
-            if r >= 0:  # only part submitted (out of kernel memory): the SQ holds the rest; never seen
-                raise OSError(errno.ENOMEM, f"io_uring took {r} of {want} requests of a batch {op}")
-            err = ffi.errno
-            if err != errno.EINTR:
-                raise error_from_errno(err, op, None, "io_uring_enter failed")
-            want = 0  # submitted already: only wait, nothing is resubmitted
-            if u.cq_tail[0] - u.cq_head[0] >= count:
-                return
+        # Never seen: the kernel kept refusing; the rest of the run (and the
+        # SQE that empties the file table) stays queued for the next call.
+        raise OSError(errno.ENOMEM, f"io_uring_enter: {want} requests of a {op} batch not taken after {_ENTER_TRIES} tries")
 
 
 class ReadEngine(_UringEngine):
