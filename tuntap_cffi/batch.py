@@ -50,6 +50,7 @@ _CQE = struct.Struct("<Qi4x")  # struct io_uring_cqe: user_data, res, flags
 _MIN_WINDOW = 16  # reads a batch starts with (see ReadEngine.fill)
 _FEW = 4  # at most this many packets: plain read()/write() calls beat a ring round trip
 _ENTER_TRIES = 1000  # io_uring_enter calls a batch may take (short submissions, signals) before giving up
+_GETEVENTS = lib.IORING_ENTER_GETEVENTS
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 
 _status: Optional[Tuple[bool, str]] = None
@@ -205,12 +206,19 @@ class _UringEngine:
             if extra:
                 u.sq_array[(at + count) & mask] = self.n + 1
             self.mapped = (pos, first, count)
-        u.sq_tail[0] = tail + count + extra
-        want = count + extra  # still to submit
+        total = count + extra
+        u.sq_tail[0] = tail + total
+        r = u.enter(total, count, _GETEVENTS)
+        if r != total:
+            self._finish(total, count, op, r)
+        # (The caller reads the CQ head through _completed(): a signal can end the wait early.)
+
+    def _finish(self, want: int, count: int, op: str, r: int) -> None:
+        """_enter's rare paths: *r*, the last io_uring_enter's result, was short or failed; submit the rest, wait."""
+        u = self.uring
         for _ in range(_ENTER_TRIES):
-            r = u.enter(want, count, lib.IORING_ENTER_GETEVENTS)
             if r >= 0:
-                want -= r  # a short count: the kernel ran out of requests and did not wait
+                want -= r  # short: the kernel ran out of requests and did not wait
             else:
                 err = ffi.errno
                 # EINTR: a signal cut the wait short; EAGAIN/ENOMEM: no request could be allocated.
@@ -218,9 +226,18 @@ class _UringEngine:
                     raise error_from_errno(err, op, None, "io_uring_enter failed")
             if not want and u.cq_tail[0] - u.cq_head[0] >= count:
                 return
+            r = u.enter(want, count, _GETEVENTS)
         # Never seen: the kernel kept refusing; the rest of the run (and the
         # SQE that empties the file table) stays queued for the next call.
         raise OSError(errno.ENOMEM, f"io_uring_enter: {want} requests of a {op} batch not taken after {_ENTER_TRIES} tries")
+
+    def _completed(self, count: int, op: str) -> int:
+        """The CQ head, once *count* completions are there (a signal can end io_uring_enter's wait early)."""
+        u = self.uring
+        head: int = u.cq_head[0]
+        if u.cq_tail[0] - head < count:
+            self._finish(0, count, op, 0)
+        return head
 
 
 class ReadEngine(_UringEngine):
@@ -294,8 +311,7 @@ class ReadEngine(_UringEngine):
 
     def _reap(self, ring: PacketRing, first: int, count: int) -> int:
         u = self.uring
-        head = u.cq_head[0]
-        assert u.cq_tail[0] - head >= count, "io_uring_enter returned before every read completed"
+        head = self._completed(count, "read")
         if not _BULK:
             return self._reap_each(ring, first, count, head)
         c = head & u.cq_mask
@@ -498,7 +514,7 @@ class WriteEngine(_UringEngine):
             for i in range(count):
                 sqes[(start + i) % slots].len = lens[i]
         self._enter(start, count, "write")
-        head = u.cq_head[0]
+        head = self._completed(count, "write")
         if not _BULK:
             return self._check_each(ring, count, head)
         res, ud = memoryview(self.res), memoryview(self.ud)

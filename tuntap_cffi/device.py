@@ -685,7 +685,8 @@ class Device:
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
         """
-        check_min_packets(min_packets, timeout)
+        if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:  # (the defaults: nothing to check)
+            check_min_packets(min_packets, timeout)
         return self._read_batch(ring, min_packets, timeout, self._blocking)
 
     def _read_batch(self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool) -> int:
