@@ -1423,3 +1423,34 @@ def test_close_after_large_batches_from_an_idle_thread_removes_the_interface(ifn
         finally:
             release.set()
             t.join(5)
+
+
+@device
+def test_plain_fd_engines_where_the_kernel_has_no_cqe_skip(ifname: str, subnet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels before 5.17 (no CQE_SKIP_SUCCESS) get engines on the plain fd: same traffic, exactly once, in order."""
+    require_uring()
+    monkeypatch.setattr(batch, "_FEAT_CQE_SKIP", 1 << 31)  # a feature bit no kernel sets
+    with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, \
+            udp_socket(subnet) as s, receiver(subnet) as r:
+        ring = dev.packet_ring(256)
+        reader = dev._engine(ring, "read")
+        assert not reader.fixed_file and reader.extra == 0 and reader.uring.sqes[0].fd == dev.fileno()
+        sent = []
+        for seq in range(700):
+            payload = struct.pack("!I", seq) + bytes(12)
+            s.sendto(payload, (f"{subnet}.2", DPORT))
+            sent.append(payload)
+        got: List[bytes] = []
+        while True:
+            try:
+                n = dev.read_batch(ring)
+            except BlockingIOError:
+                break
+            check_batch(ring, n)
+            got += [bytes(p[28:]) for p in ring]
+        assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
+        port = r.getsockname()[1]
+        fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)])
+        assert dev.write_batch(ring) == 200
+        assert not dev._engine(ring, "write").fixed_file
+        assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))

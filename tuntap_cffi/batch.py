@@ -51,6 +51,7 @@ _MIN_WINDOW = 16  # reads a batch starts with (see ReadEngine.fill)
 _FEW = 4  # at most this many packets: plain read()/write() calls beat a ring round trip
 _ENTER_TRIES = 1000  # io_uring_enter calls a batch may take (short submissions, signals) before giving up
 _GETEVENTS = lib.IORING_ENTER_GETEVENTS
+_FEAT_CQE_SKIP = lib.IORING_FEAT_CQE_SKIP  # 5.17: without it, engines use the plain fd (see _UringEngine)
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 
 _status: Optional[Tuple[bool, str]] = None
@@ -149,7 +150,7 @@ class _UringEngine:
     def _set_up_fixed_file(self, fd: int) -> bool:
         """Register a one-slot file table and the two FILES_UPDATE SQEs; try them once; switch the SQEs to slot 0."""
         u, n = self.uring, self.n
-        if not u.features & lib.IORING_FEAT_CQE_SKIP:
+        if not u.features & _FEAT_CQE_SKIP:
             return False
         try:
             u.register(lib.IORING_REGISTER_FILES, ffi.new("int32_t[]", [-1]), 1)  # one empty slot
