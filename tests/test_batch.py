@@ -1289,6 +1289,31 @@ def registered_files(engine: Any) -> List[str]:
     return [line.split(":", 1)[1].strip() for line in table.splitlines()[1:] if ":" in line]
 
 
+def round_trip(dev: Device, ring: PacketRing, s: socket.socket, r: socket.socket, subnet: str,
+               after_batch: Callable[[], bool]) -> None:
+    """600 sequence-numbered datagrams in through read_batch (exactly once, in order; *after_batch()*
+    holds after every batch), then 200 out through one write_batch, all received by *r*."""
+    sent = []
+    for seq in range(600):  # enough that the adaptive window reaches the whole ring
+        payload = struct.pack("!I", seq) + bytes(12)
+        s.sendto(payload, (f"{subnet}.2", DPORT))
+        sent.append(payload)
+    got: List[bytes] = []
+    while True:
+        try:
+            n = dev.read_batch(ring)
+        except BlockingIOError:
+            break
+        check_batch(ring, n)
+        got += [bytes(p[28:]) for p in ring]
+        assert after_batch(), "the check after a batch failed"
+    assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
+    port = r.getsockname()[1]
+    fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)])
+    assert dev.write_batch(ring) == 200
+    assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
+
+
 @device
 def test_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, subnet: str) -> None:
     """Reads and writes name the fd through the registered table; the table is empty after every batch.
@@ -1305,30 +1330,10 @@ def test_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, 
         assert reader.fixed_file, "this kernel (6.x) takes a registered file table"
         for engine_sqe in (reader.uring.sqes[0], reader.uring.sqes[255]):
             assert engine_sqe.flags & lib.IOSQE_FIXED_FILE and engine_sqe.fd == 0
-        sent = []
-        for seq in range(600):  # enough that the adaptive window reaches the whole ring
-            payload = struct.pack("!I", seq) + bytes(12)
-            s.sendto(payload, (f"{subnet}.2", DPORT))
-            sent.append(payload)
-        got: List[bytes] = []
-        while True:
-            try:
-                n = dev.read_batch(ring)
-            except BlockingIOError:
-                break
-            check_batch(ring, n)
-            got += [bytes(p[28:]) for p in ring]
-            assert registered_files(reader) == [], "the TUN file stayed in the table after a batch"
-        assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
-        # Writes: 200 packets in one batch, all received.
-        port = r.getsockname()[1]
-        out = [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)]
-        fill(ring, out)
-        assert dev.write_batch(ring) == 200
+        round_trip(dev, ring, s, r, subnet, lambda: registered_files(reader) == [])
         writer = dev._engine(ring, "write")
         assert writer.fixed_file and writer.uring.sqes[0].flags & lib.IOSQE_FIXED_FILE and writer.mapped[2] == 200
         assert registered_files(writer) == []
-        assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
 
 
 @device
@@ -1435,22 +1440,5 @@ def test_plain_fd_engines_where_the_kernel_has_no_cqe_skip(ifname: str, subnet: 
         ring = dev.packet_ring(256)
         reader = dev._engine(ring, "read")
         assert not reader.fixed_file and reader.extra == 0 and reader.uring.sqes[0].fd == dev.fileno()
-        sent = []
-        for seq in range(700):
-            payload = struct.pack("!I", seq) + bytes(12)
-            s.sendto(payload, (f"{subnet}.2", DPORT))
-            sent.append(payload)
-        got: List[bytes] = []
-        while True:
-            try:
-                n = dev.read_batch(ring)
-            except BlockingIOError:
-                break
-            check_batch(ring, n)
-            got += [bytes(p[28:]) for p in ring]
-        assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
-        port = r.getsockname()[1]
-        fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)])
-        assert dev.write_batch(ring) == 200
+        round_trip(dev, ring, s, r, subnet, lambda: True)
         assert not dev._engine(ring, "write").fixed_file
-        assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
