@@ -11,7 +11,9 @@ Two backends, chosen per device (``Device.batch_backend``):
     pollable files on 6.x), so one ``io_uring_enter`` issues a window of
     reads inline, in slot order, and nothing stays in flight between
     batches: no file reference outlives a call and ``close()`` works as for
-    ``readinto``.  Completions are matched by ``user_data`` and checked in
+    ``readinto``.  The requests name the fd through a registered file
+    table that holds it only inside each ``io_uring_enter`` (two
+    FILES_UPDATE SQEs around the run; see _UringEngine).  Completions are matched by ``user_data`` and checked in
     bulk (CPython: as bytes, C loops; PyPy: one JIT-compiled loop): no
     Python code runs per packet unless something unusual happened (an error,
     a hole left by a packet that arrived mid-batch), which a slow path sorts
