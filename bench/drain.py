@@ -1002,7 +1002,9 @@ def worker_main(args: argparse.Namespace) -> None:
         "interleaved_writes": interleaved_writes,
         "interleaved_write_checks": interleaved_write_checks,
     }
-    print(json.dumps(result))
+    # To a file the parent named, not stdout: once a worker's JSON line
+    # (~70 KB) reached the parent cut at 64 KiB, exit status 0 (not reproduced).
+    Path(args.result_file).write_text(json.dumps(result))
 
 
 def package_version(dist: str) -> str:
@@ -1061,16 +1063,19 @@ def check_subnet(subnet: str) -> None:
 
 
 def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    BUILD_DIR.mkdir(exist_ok=True)
+    result = BUILD_DIR / f"worker-{os.getpid()}-{Path(python).parent.parent.name}.json"
+    result.unlink(missing_ok=True)
     cmd = [
         python, str(Path(__file__).resolve()), "--worker", "--name", name, "--subnet", args.subnet,
         "--packets", str(args.packets), "--warmup-packets", str(args.warmup_packets),
         "--runs", str(args.runs), "--payload", str(args.payload), "--block", str(args.block),
         "--write-packets", str(args.write_packets), "--write-to", args.write_to,
-        "--methods", *args.methods, "--write-methods", *args.write_methods,
+        "--methods", *args.methods, "--write-methods", *args.write_methods, "--result-file", str(result),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=sys.stderr)  # its stdout is not the table
     try:
-        out, _ = proc.communicate()
+        proc.wait()
     except BaseException:  # Ctrl-C reaches the worker too: give it time to clean up
         try:
             proc.wait(timeout=10)
@@ -1082,7 +1087,10 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
         delete_interface(name)
     if proc.returncode != 0:
         raise SystemExit(f"the {python} worker failed (exit {proc.returncode})")
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    try:
+        return json.loads(result.read_text())  # type: ignore[no-any-return]
+    finally:
+        result.unlink(missing_ok=True)
 
 
 def summarize(trials: List[Trial]) -> Dict[str, Dict[str, Any]]:
@@ -1337,6 +1345,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--result-file", help=argparse.SUPPRESS)  # the worker's JSON result goes there
     args = p.parse_args(argv)
     if "c_read" not in args.methods:
         p.error("--methods must include c_read (the read ratios need it)")
