@@ -337,6 +337,11 @@ def test_close_keeps_the_fd_number_while_other_threads_live(ifnames: Callable[..
         finally:
             release.set()
             other.join()
+        # join() returns once the Python thread is done; its kernel task, which
+        # close() asks about (/proc/self/task), exits a moment later.
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/self/task/{other.native_id}") and time.monotonic() < deadline:
+            time.sleep(0.001)
         if how == "close again":
             dev.close()
         else:

@@ -99,7 +99,7 @@ class _UringEngine:
 
     Registered file: a request on a plain fd takes and drops a reference to
     the file (two atomics and a lookup); through the registered file table it
-    does not: 50-70 ns less per request here (C, one full queue).  But a file
+    does not: 40-70 ns less per request here (C, one full queue).  But a file
     in the table stays open until it leaves it, and close() must release the
     TUN file at once (non-persistent interfaces vanish then).  So every
     submission is bracketed by two more SQEs, FILES_UPDATE fd -> slot 0
