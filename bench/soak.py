@@ -275,17 +275,9 @@ class Flow:
 
     def take_ring(self, ring: PacketRing) -> None:
         """Check a batch (its views end with this frame: a ring cannot be closed while one lives)."""
-        expected, unpack = self.expected, SEQ.unpack_from
+        take = self.take
         for p in ring:
-            if len(p) != PKT_LEN or p[9] != 17 or (p[22] << 8 | p[23]) != DPORT:
-                self.strays += 1
-                continue
-            (seq,) = unpack(p, 28)
-            if seq != expected:
-                self.expected = expected
-                raise self.out_of_order(seq)
-            expected += 1
-        self.expected = expected
+            take(p, len(p))
 
     def finish(self, sent: int) -> None:
         """After the last round: nothing more may be queued, and the interface dropped nothing."""
@@ -316,7 +308,7 @@ def stream_readinto(dev: Device, sock: socket.socket, count: int, window: int = 
     """Send *count* datagrams in rounds of *window*; read each with ``readinto``; check exactly-once order."""
     flow = Flow(dev)
     buf = bytearray(dev.max_packet_size)
-    readinto, unpack = dev.readinto, SEQ.unpack_from
+    readinto, take = dev.readinto, flow.take
     sent = 0
     t0 = time.monotonic()
     while sent < count:
@@ -324,23 +316,13 @@ def stream_readinto(dev: Device, sock: socket.socket, count: int, window: int = 
         _send(sock, sent, k)
         sent += k
         deadline = time.monotonic() + ARRIVAL_TIMEOUT
-        expected = flow.expected
-        while expected < sent:
+        while flow.expected < sent:
             try:
                 n = readinto(buf)
             except BlockingIOError:
-                flow.expected = expected
                 _wait_readable(flow, sent, deadline)  # a qdisc run left to softirq: give it time
                 continue
-            if n != PKT_LEN or buf[9] != 17 or (buf[22] << 8 | buf[23]) != DPORT:
-                flow.strays += 1
-                continue
-            (seq,) = unpack(buf, 28)
-            if seq != expected:
-                flow.expected = expected
-                raise flow.out_of_order(seq)
-            expected += 1
-        flow.expected = expected
+            take(buf, n)
     elapsed = time.monotonic() - t0
     flow.finish(sent)
     return {"path": "readinto", "packets": sent, "strays": flow.strays, "seconds": elapsed}

@@ -59,7 +59,6 @@ def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int, int]:
 NR_SETUP, NR_ENTER, NR_REGISTER = syscall_numbers()
 _LONG_SETUP = ffi.cast("long", NR_SETUP)
 _LONG_REGISTER = ffi.cast("long", NR_REGISTER)
-_SIZE0 = ffi.cast("size_t", 0)
 _ENTER: Any = ffi.cast("long (*)(long, int, unsigned int, unsigned int, unsigned int, void *, size_t)", lib.syscall)
 
 SQE_SIZE = ffi.sizeof("struct io_uring_sqe")

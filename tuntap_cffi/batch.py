@@ -13,12 +13,12 @@ Two backends, chosen per device (``Device.batch_backend``):
     batches: no file reference outlives a call and ``close()`` works as for
     ``readinto``.  The requests name the fd through a registered file
     table that holds it only inside each ``io_uring_enter`` (two
-    FILES_UPDATE SQEs around the run; see _UringEngine).  Completions are matched by ``user_data`` and checked in
-    bulk (CPython: as bytes, C loops; PyPy: one JIT-compiled loop): no
-    Python code runs per packet unless something unusual happened (an error,
-    a hole left by a packet that arrived mid-batch), which a slow path sorts
-    out.  Batches of a few packets use plain read()/write() calls, cheaper
-    than a ring round trip.
+    FILES_UPDATE SQEs around the run; see _UringEngine).  Completions are
+    matched by ``user_data`` and checked in bulk (CPython: as bytes, C
+    loops; PyPy: one JIT-compiled loop): no Python code runs per packet
+    unless something unusual happened (an error, a hole left by a packet
+    that arrived mid-batch), which a slow path sorts out.  Batches of a few
+    packets use plain read()/write() calls, cheaper than a ring round trip.
 
 ``loop``
     ``read()``/``write()`` through cffi, one call per packet, until EAGAIN
