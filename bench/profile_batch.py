@@ -44,7 +44,7 @@ def enter_all(engine: Any, slots: int, op: str) -> None:
     """Submit the engine's pre-filled SQEs for every slot in one io_uring_enter (its own _enter: SQ mapping
     and the syscall, with its file-table SQEs where it uses them); drop the CQEs unchecked."""
     engine._enter(0, slots, op)
-    engine.uring.cq_head[0] += slots
+    engine.uring.cq_head[0] = (engine.uring.cq_head[0] + slots) & 0xFFFF_FFFF
 
 
 def timed_batches(call: Callable[[], int], batches: int, block: int, what: str) -> int:

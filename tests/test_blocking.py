@@ -14,7 +14,7 @@ from typing import Callable, List
 
 import pytest
 
-from conftest import ip
+from conftest import ip, join_task
 from tuntap_cffi import Device, DeviceClosedError, open_tap, open_tun
 
 pytestmark = pytest.mark.device
@@ -336,12 +336,7 @@ def test_close_keeps_the_fd_number_while_other_threads_live(ifnames: Callable[..
             assert dev.closed
         finally:
             release.set()
-            other.join()
-        # join() returns once the Python thread is done; its kernel task, which
-        # close() asks about (/proc/self/task), exits a moment later.
-        deadline = time.monotonic() + 5
-        while os.path.exists(f"/proc/self/task/{other.native_id}") and time.monotonic() < deadline:
-            time.sleep(0.001)
+            join_task(other)  # its kernel task gone too: close() asks /proc/self/task
         if how == "close again":
             dev.close()
         else:

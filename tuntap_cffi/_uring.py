@@ -129,6 +129,15 @@ class Uring:
         off = p.sq_off.array
         sq_bytes = self.track(memoryview(sq_map)[off : off + 4 * self.sq_entries])
         self.sq_array_u32 = self.track(sq_bytes.cast("I"))
+        # The ring words as uint32 views with their indices, for the batch
+        # engines' hot paths: a memoryview item costs ~45 ns from CPython, a
+        # cdata pointer item ~70 (load) to ~105 (store).  The counters are
+        # free-running uint32s: every sum and difference is taken mod 2**32.
+        self.sq_words = self.track(self.track(memoryview(sq_map)[: sq_size & ~3]).cast("I"))
+        self.cq_words = self.track(self.track(memoryview(cq_map)[: p.cq_off.cqes]).cast("I"))
+        self.sq_tail_i = p.sq_off.tail // 4
+        self.cq_head_i = p.cq_off.head // 4
+        self.cq_tail_i = p.cq_off.tail // 4
 
     def track(self, view: memoryview) -> memoryview:
         """Remember a view of the rings, to release it before unmapping them."""

@@ -55,6 +55,11 @@ _ENTER_TRIES = 1000  # io_uring_enter calls a batch may take (short submissions,
 _GETEVENTS = lib.IORING_ENTER_GETEVENTS
 _FEAT_CQE_SKIP = lib.IORING_FEAT_CQE_SKIP  # 5.17: without it, engines use the plain fd (see _UringEngine)
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
+_SLOT_SHIFT = 24  # a read's user_data is its slot << 24 (see ReadEngine._reap)
+_U32 = 0xFFFF_FFFF  # the rings' head and tail are free-running uint32s: sums and differences mod 2**32
+_ENTER = _uring._ENTER
+_NR_ENTER = _uring.NR_ENTER
+_NULL = ffi.NULL
 
 _status: Optional[Tuple[bool, str]] = None
 
@@ -115,7 +120,7 @@ class _UringEngine:
 
     backend = "io_uring"
 
-    def __init__(self, fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int) -> None:
+    def __init__(self, fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int, tag_shift: int) -> None:
         n = ring.slots
         self.n = n
         self.fd = fd
@@ -139,15 +144,18 @@ class _UringEngine:
                 sqe.len = ring.slot_size
                 sqe.rw_flags = rw_flags
                 sqe.buf_index = 0
-                sqe.user_data = i
+                sqe.user_data = i << tag_shift
             self.fixed_file = self._set_up_fixed_file(fd)
         except BaseException:
             u.close()
             raise
-        # SQE indices 0..n-1 twice: any run of <= n slots starting below n is one slice.
-        self.seq = ffi.new("uint32_t[]", list(range(n)) * 2)
         self.extra = 2 if self.fixed_file else 0  # SQEs per submission beyond the run
-        self.mapped = (-1, -1, -1)  # (SQ position, first slot, count) the SQ array holds now
+        # What the SQ array must say from the tail on: a run of the whole
+        # ring is always these SQE indices ([install,] 0..n-1 [, uninstall]);
+        # other runs are slices of 0..n-1 twice (see _map_run).
+        updates = ([n], [n + 1]) if self.extra else ([], [])
+        self.whole_run = memoryview(array("I", updates[0] + list(range(n)) + updates[1]))
+        self.seq = memoryview(array("I", list(range(n)) * 2))
 
     def _set_up_fixed_file(self, fd: int) -> bool:
         """Register a one-slot file table and the two FILES_UPDATE SQEs; try them once; switch the SQEs to slot 0."""
@@ -172,7 +180,7 @@ class _UringEngine:
         tail = u.sq_tail[0]
         u.sq_array[tail & u.sq_mask] = n
         u.sq_array[(tail + 1) & u.sq_mask] = n + 1
-        u.sq_tail[0] = tail + 2
+        u.sq_tail[0] = (tail + 2) & _U32
         r = u.enter(2, 0, 0)
         if r != 2 or u.cq_tail[0] != u.cq_head[0]:
             u.cq_head[0] = u.cq_tail[0]
@@ -188,33 +196,50 @@ class _UringEngine:
         self.uring.close()
 
     def _enter(self, first: int, count: int, op: str) -> None:
-        """Submit the SQEs of slots first..first+count-1 (cyclically) and wait for all their completions."""
+        """Submit the SQEs of slots first..first+count-1 and wait for all their completions.
+
+        The SQ array from the tail on is set to the run's SQE indices every
+        time: a submission moves the tail by count + 2, so the positions
+        never repeat in step with the runs (one or two slice copies).
+        """
         u = self.uring
-        extra = self.extra
-        tail = u.sq_tail[0]
+        words, tail_i = u.sq_words, u.sq_tail_i
+        tail = words[tail_i]
         pos = tail & u.sq_mask
-        # SQ positions tail.. -> [install,] SQE (= slot) indices [, uninstall],
-        # the run in two pieces at the wrap; in the steady state the array
-        # already says so.
-        if self.mapped != (pos, first, count):
-            mask = u.sq_mask
-            at = pos
-            if extra:
-                u.sq_array[at] = self.n
-                at = (at + 1) & mask
-            head_part = min(count, u.sq_entries - at)
-            ffi.memmove(u.sq_array + at, self.seq + first, 4 * head_part)
-            if head_part < count:
-                ffi.memmove(u.sq_array, self.seq + first + head_part, 4 * (count - head_part))
-            if extra:
-                u.sq_array[(at + count) & mask] = self.n + 1
-            self.mapped = (pos, first, count)
-        total = count + extra
-        u.sq_tail[0] = tail + total
-        r = u.enter(total, count, _GETEVENTS)
+        total = count + self.extra
+        if count == self.n and not first:  # the whole ring from slot 0
+            run = self.whole_run
+            room = u.sq_entries - pos
+            sq_array = u.sq_array_u32
+            if room >= total:
+                sq_array[pos : pos + total] = run
+            else:
+                sq_array[pos:] = run[:room]
+                sq_array[: total - room] = run[room:]
+        else:
+            self._map_run(pos, first, count)
+        words[tail_i] = (tail + total) & _U32
+        r: int = _ENTER(_NR_ENTER, u.fd, total, count, _GETEVENTS, _NULL, 0)
         if r != total:
             self._finish(total, count, op, r)
         # (The caller reads the CQ head through _completed(): a signal can end the wait early.)
+
+    def _map_run(self, pos: int, first: int, count: int) -> None:
+        """Point SQ positions pos.. at [install,] the SQEs of slots first..first+count-1 [, uninstall]."""
+        u = self.uring
+        sq_array, mask, seq = u.sq_array_u32, u.sq_mask, self.seq
+        at = pos
+        if self.extra:
+            sq_array[at] = self.n
+            at = (at + 1) & mask
+        room = u.sq_entries - at
+        if room >= count:
+            sq_array[at : at + count] = seq[first : first + count]
+        else:
+            sq_array[at:] = seq[first : first + room]
+            sq_array[: count - room] = seq[first + room : first + count]
+        if self.extra:
+            sq_array[(at + count) & mask] = self.n + 1
 
     def _finish(self, want: int, count: int, op: str, r: int) -> None:
         """_enter's rare paths: *r*, the last io_uring_enter's result, was short or failed; submit the rest, wait."""
@@ -227,7 +252,7 @@ class _UringEngine:
                 # EINTR: a signal cut the wait short; EAGAIN/ENOMEM: no request could be allocated.
                 if err not in (errno.EINTR, errno.EAGAIN, errno.ENOMEM):
                     raise error_from_errno(err, op, None, "io_uring_enter failed")
-            if not want and u.cq_tail[0] - u.cq_head[0] >= count:
+            if not want and (u.cq_tail[0] - u.cq_head[0]) & _U32 >= count:
                 return
             r = u.enter(want, count, _GETEVENTS)
         # Never seen: the kernel kept refusing; the rest of the run (and the
@@ -236,9 +261,9 @@ class _UringEngine:
 
     def _completed(self, count: int, op: str) -> int:
         """The CQ head, once *count* completions are there (a signal can end io_uring_enter's wait early)."""
-        u = self.uring
-        head: int = u.cq_head[0]
-        if u.cq_tail[0] - head < count:
+        words = self.uring.cq_words
+        head: int = words[self.uring.cq_head_i]
+        if (words[self.uring.cq_tail_i] - head) & _U32 < count:
             self._finish(0, count, op, 0)
         return head
 
@@ -247,7 +272,8 @@ class ReadEngine(_UringEngine):
     """io_uring reads into one PacketRing from one fd (the ring is passed per call)."""
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
-        super().__init__(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT)
+        # user_data = slot << 24: byte 3 of a CQE is the slot's low byte, byte 4 its high byte (see _reap).
+        super().__init__(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT, _SLOT_SHIFT)
         n = ring.slots
         self.cut = False  # set when a packet filled its slot: the caller re-checks the MTU
         self.window = min(n, _MIN_WINDOW)
@@ -257,11 +283,12 @@ class ReadEngine(_UringEngine):
         self.raw = bytearray(16 * n)
         self.rawview = memoryview(self.raw)
         self.raw_lengths = self.rawview.cast("i")[2::4]
-        # For the bulk check of the CQEs as bytes (see _reap): bytes 0 and 1
-        # of user_data (the slot, < 65536) and the top byte of res per CQE.
-        self.ud0 = bytes(i & 0xFF for i in range(n))
+        # For the bulk check of the CQEs as bytes (see _reap): bytes 3 and 11
+        # of each CQE, the slot's low byte and the top byte of res, are
+        # (slot & 0xff, 0) when the read got a packet (< 16 MiB); byte 4 is
+        # the slot's high byte.
+        self.got_all = bytes(b for i in range(n) for b in (i & 0xFF, 0))
         self.ud1 = bytes(i >> 8 for i in range(n)) if n > 256 else None
-        self.top = b"\0" * n + b"\xff" * n  # top[n - k : 2n - k]: k lengths, then errors
         # The cut check: res == slot_size, byte by byte (translate tables
         # map that byte's value to 1, every other to 0).
         size = ring.slot_size.to_bytes(3, "little")
@@ -270,6 +297,7 @@ class ReadEngine(_UringEngine):
         self.cut_tables = [bytes(int(v == size[i]) for v in range(256)) for i in range(3)]
         self.eagain = (-errno.EAGAIN & 0xFF).to_bytes(1, "little") * n
         self.ones = b"\xff" * n
+        self.cqe_p64 = ffi.cast("uint64_t *", self.uring.cqes)  # PyPy's loop reads user_data through it
 
     def fill(self, ring: PacketRing, first: int) -> int:
         """Read into slots first..slots-1; return how many of them now hold packets (a prefix).
@@ -333,25 +361,32 @@ class ReadEngine(_UringEngine):
         self.rawview[:piece] = u.cqe_bytes[16 * c : 16 * c + piece]
         if piece < end:
             self.rawview[piece:end] = u.cqe_bytes[: end - piece]
-        u.cq_head[0] = head + count
-        # Matched by user_data: slot numbers are < 65536, so bytes 0 and 1 say which slot.
-        ud0 = self.ud0 if first == 0 and count == self.n else self.ud0[first : first + count]
-        if raw[0:end:16] != ud0 or (self.ud1 is not None and raw[1:end:16] != self.ud1[first : first + count]):
-            return self._sort_out(ring, first, count)  # out of slot order: never seen
-        # The usual shape: k lengths (top byte 0: < 16 MiB), then -EAGAIN for
-        # the rest (top byte 0xff, the others f5 ff ff).
-        top = raw[11:end:16]
-        k = top.find(255)
-        if k < 0:
+        u.cq_words[u.cq_head_i] = (head + count) & _U32
+        # Matched by user_data, in one comparison when every read got a
+        # packet: bytes 3 and 11 of each CQE (the slot's low byte, the top
+        # byte of res) against what they are then.
+        marks = raw[3:end:8]
+        expected = self.got_all if count == self.n else self.got_all[2 * first : 2 * (first + count)]
+        if marks == expected:
             k = count
-        n = self.n
-        if top != self.top[n - k : n - k + count] or (
-            k < count
-            and (raw[8 + 16 * k : end : 16] != self.eagain[: count - k]
-                 or raw[9 + 16 * k : end : 16] != self.ones[: count - k]
-                 or raw[10 + 16 * k : end : 16] != self.ones[: count - k])
-        ):
-            return self._sort_out(ring, first, count)
+        else:
+            # The other usual shape: k packets, then -EAGAIN for the rest
+            # (res bytes f5 ff ff ff), still in slot order.
+            k = marks.find(255, 1)
+            while k > 0 and k & 1 == 0:  # a slot's low byte 0xff, not a top byte
+                k = marks.find(255, k + 1)
+            k >>= 1
+            if k < 0 or (
+                marks[: 2 * k] != expected[: 2 * k]
+                or marks[2 * k :: 2] != expected[2 * k :: 2]
+                or marks[2 * k + 1 :: 2] != self.ones[: count - k]
+                or raw[8 + 16 * k : end : 16] != self.eagain[: count - k]
+                or raw[9 + 16 * k : end : 16] != self.ones[: count - k]
+                or raw[10 + 16 * k : end : 16] != self.ones[: count - k]
+            ):
+                return self._sort_out(ring, first, count)
+        if self.ud1 is not None and raw[4:end:16] != self.ud1[first : first + count]:
+            return self._sort_out(ring, first, count)  # out of slot order: never seen
         if first == 0:
             ring._lengths_view = self.raw_lengths
         else:
@@ -374,7 +409,8 @@ class ReadEngine(_UringEngine):
         ring._own_lengths()
         lengths = ring._lengths
         end = first + count
-        for slot, res in _CQE.iter_unpack(self.rawview[: 16 * count]):
+        for tag, res in _CQE.iter_unpack(self.rawview[: 16 * count]):
+            slot = tag >> _SLOT_SHIFT
             if not first <= slot < end:
                 raise OSError(errno.EPROTO, f"io_uring completion for slot {slot}, outside {first}..{end - 1}")
             lengths[slot] = res
@@ -388,20 +424,19 @@ class ReadEngine(_UringEngine):
         """
         u = self.uring
         ring._own_lengths()
-        # The CQEs as int32: user_data's low half at 4*i (its high half is 0:
-        # slots < 65536), res at 4*i + 2.
-        cqe, mask, lengths, size = u.cqe_p32, u.cq_mask, ring._lengths, ring.slot_size
+        # The CQEs as uint64 (user_data at 2*i) and as int32 (res at 4*i + 2).
+        tags, cqe, mask, lengths, size = self.cqe_p64, u.cqe_p32, u.cq_mask, ring._lengths, ring.slot_size
         end = first + count
         usual = True
         cut = False
         k = 0
         for j in range(count):
-            c = ((head + j) & mask) << 2
-            slot = cqe[c]
+            c = (head + j) & mask
+            slot = tags[2 * c] >> _SLOT_SHIFT
             if not first <= slot < end:
-                u.cq_head[0] = head + count
+                u.cq_words[u.cq_head_i] = (head + count) & _U32
                 raise OSError(errno.EPROTO, f"io_uring completion for slot {slot}, outside {first}..{end - 1}")
-            res = cqe[c + 2]
+            res = cqe[4 * c + 2]
             lengths[slot] = res
             if usual:
                 if slot != first + j:
@@ -414,7 +449,7 @@ class ReadEngine(_UringEngine):
                         usual = False  # a packet after an EAGAIN: a hole to close
                 elif res != -errno.EAGAIN:
                     usual = False  # an error, or 0: /dev/null after close()
-        u.cq_head[0] = head + count
+        u.cq_words[u.cq_head_i] = (head + count) & _U32
         if usual:
             if cut:
                 self.cut = True
@@ -485,7 +520,7 @@ class WriteEngine(_UringEngine):
     """io_uring writes of a PacketRing's packets to one fd (the ring is passed per call)."""
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
-        super().__init__(fd, ring, lib.IORING_OP_WRITE_FIXED, lib.IORING_OP_WRITE, 0)
+        super().__init__(fd, ring, lib.IORING_OP_WRITE_FIXED, lib.IORING_OP_WRITE, 0, 0)
         n = ring.slots
         u = self.uring
         self.seq64 = memoryview(array("Q", list(range(n)) * 2))
@@ -532,7 +567,7 @@ class WriteEngine(_UringEngine):
                 in_order = False
             res[done : done + piece] = u.cqe_i32[4 * c + 2 : 4 * (c + piece) : 4]
             done += piece
-        u.cq_head[0] = head + count
+        u.cq_words[u.cq_head_i] = (head + count) & _U32
         if in_order and res[:count] == lengths[:count]:
             return []
         # Slow path: a refused write completes out of order (its CQE comes
@@ -558,7 +593,7 @@ class WriteEngine(_UringEngine):
             r = cqe.res
             if r != lengths[position]:
                 failures.append((position, r if r < 0 else -errno.EIO))
-        u.cq_head[0] = head + count
+        u.cq_words[u.cq_head_i] = (head + count) & _U32
         failures.sort()
         return failures
 

@@ -685,18 +685,39 @@ class Device:
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
         """
-        if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:  # (the defaults: nothing to check)
+        if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:
             check_min_packets(min_packets, timeout)
-        return self._read_batch(ring, min_packets, timeout, self._blocking)
-
-    def _read_batch(self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool) -> int:
-        engine = self._engine(ring, "read")
+            return self._read_batch(ring, min_packets, timeout, self._blocking)
+        # The defaults, the capture loop's call: when this thread's engine for
+        # the ring exists and the first pass finds packets, nothing else is
+        # needed (the lookup of _engine inlined: ~0.5 us less per batch).
+        entry = self._local.cache.get((id(ring), "read"))
+        if entry is None or entry[0]() is not ring or ring._slab.closed:
+            return self._read_batch(ring, 1, None, self._blocking)
+        engine = entry[1]
         ring.start = 0
+        k: int = engine.fill(ring, 0)
+        if k > 0 and not engine.cut and not self._closed and not self._stale_engines:
+            ring.count = k
+            return k
+        return self._read_batch(ring, 1, None, self._blocking, engine, k)
+
+    def _read_batch(
+        self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
+        engine: Any = None, first: Optional[int] = None,
+    ) -> int:
+        """read_batch's whole loop; *first* is the result of an engine.fill(ring, 0) already made with *engine*."""
+        if engine is None:
+            engine = self._engine(ring, "read")
+            ring.start = 0
         want = min(min_packets, ring.slots)
         got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            more = self._fill_ring(engine, ring, got)
+            if first is None:
+                more = self._fill_ring(engine, ring, got)
+            else:
+                more, first = self._filled(engine, ring, got, first), None
             if more < 0:  # an error after some packets: return those, the next call raises it
                 break
             got += more
@@ -729,7 +750,10 @@ class Device:
         """
         if ring._slab.closed:
             raise ValueError("the PacketRing is closed")
-        k: int = engine.fill(ring, got)
+        return self._filled(engine, ring, got, engine.fill(ring, got))
+
+    def _filled(self, engine: Any, ring: PacketRing, got: int, k: int) -> int:
+        """_fill_ring's second half: *k* is what engine.fill(ring, got) returned."""
         if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
             engine.cut = False
             need = self.max_packet_size
