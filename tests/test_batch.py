@@ -382,7 +382,7 @@ def test_backend_in_use_is_the_one_reported(ifname: str, subnet: str, backend: s
 
 @device
 @pytest.mark.parametrize("mode", ["queued", "concurrent"])
-@pytest.mark.parametrize("slots", [64, 256])
+@pytest.mark.parametrize("slots", [64, 256, 1024])  # 1024: slot numbers past one byte (see ReadEngine._judge)
 def test_sequence_numbered_udp_in_batches(ifname: str, subnet: str, backend: str, slots: int, mode: str) -> None:
     """5000 datagrams: every one arrives exactly once, in order, byte-exact.
 
@@ -993,6 +993,24 @@ def test_read_batch_after_mtu_grows_never_truncates(ifname: str, subnet: str, ba
         s.sendto(b"y" * (1500 - IPV4_UDP_HEADERS), (f"{subnet}.2", DPORT))
         got, _ = drain(dev, big, 1, lambda p: is_flow(f"{subnet}.2", DPORT)(p) and p[-1:] == b"y", seconds=5)
         assert len(got) == 1 and len(got[0]) == 1500
+
+
+@device
+def test_a_packet_cut_short_inside_a_whole_ring_batch_is_refused(ifname: str, subnet: str, backend: str) -> None:
+    """Once batches read the whole ring at a time (a busy queue), a packet longer than the slots is still caught."""
+    with batch_tun(ifname, subnet, backend, mtu=1400, txqueuelen=1000) as dev, udp_socket(subnet) as s:
+        ring = dev.packet_ring(64)
+        for _ in range(100):
+            s.sendto(b"a" * 20, (f"{subnet}.2", DPORT))
+        got, _ = drain(dev, ring, 100, is_flow(f"{subnet}.2", DPORT), seconds=5)
+        assert len(got) == 100  # the io_uring engine's window has grown to the whole ring
+        dev.mtu = 1500
+        for i in range(90):
+            s.sendto(b"b" * (1500 - IPV4_UDP_HEADERS if i == 30 else 20), (f"{subnet}.2", DPORT))
+        time.sleep(0.2)  # all 90 queued: the first batch is full
+        with pytest.raises(ValueError, match="now delivers packets of up to 1500 bytes"):
+            dev.read_batch(ring)
+        assert len(ring) == 64 and max(ring.lengths) == 1400  # the cut packet is in the batch, as long as its slot
 
 
 @device
