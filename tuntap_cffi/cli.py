@@ -199,6 +199,11 @@ def _dump(args: argparse.Namespace, stop: _Stop) -> int:
                 writer = PcapWriter(pcap_file, LINKTYPE_ETHERNET if tap else LINKTYPE_RAW)
             where = f", writing {'stdout' if args.pcap == '-' else args.pcap}" if writer else ""
             addresses = " ".join(str(a) for a in args.address)
+            # From the "listening" line on, a signal ends the capture cleanly
+            # (exit 0): it only sets the flag until the loop's first read,
+            # which checks it (a signal just after the line used to escape as
+            # "interrupted", 130: seen on PyPy in CI).
+            stop.interruptible = False
             print(
                 f"{PROG}: listening on {dev.name} ({dev.kind.value.upper()}, link-type "
                 f"{'EN10MB' if tap else 'RAW'}, MTU {dev.mtu}{', ' + addresses if addresses else ''}){where}",
