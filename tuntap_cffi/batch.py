@@ -55,7 +55,7 @@ _ENTER_TRIES = 1000  # io_uring_enter calls a batch may take (short submissions,
 _GETEVENTS = lib.IORING_ENTER_GETEVENTS
 _FEAT_CQE_SKIP = lib.IORING_FEAT_CQE_SKIP  # 5.17: without it, engines use the plain fd (see _UringEngine)
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
-_SLOT_SHIFT = 24  # a read's user_data is its slot << 24 (see ReadEngine._reap)
+_SLOT_SHIFT = 24  # a read's user_data is its slot << 24 (see ReadEngine._judge)
 _U32 = 0xFFFF_FFFF  # the rings' head and tail are free-running uint32s: sums and differences mod 2**32
 _ENTER = _uring._ENTER
 _NR_ENTER = _uring.NR_ENTER
@@ -275,7 +275,8 @@ class ReadEngine(_UringEngine):
     """io_uring reads into one PacketRing from one fd (the ring is passed per call)."""
 
     def __init__(self, fd: int, ring: PacketRing) -> None:
-        # user_data = slot << 24: byte 3 of a CQE is the slot's low byte, byte 4 its high byte (see _reap).
+        # user_data = slot << 24: byte 3 of a CQE is the slot's low byte,
+        # byte 4 its high byte (see _judge and fill).
         super().__init__(fd, ring, lib.IORING_OP_READ_FIXED, lib.IORING_OP_READ, _RWF_NOWAIT, _SLOT_SHIFT)
         n = ring.slots
         self.cut = False  # set when a packet filled its slot: the caller re-checks the MTU
@@ -284,12 +285,12 @@ class ReadEngine(_UringEngine):
         # of at most _MIN_WINDOW slots keep the plain-read() prelude of _fill).
         self.whole = n if _BULK and n > _MIN_WINDOW else -1
         self.reader = LoopReadEngine(fd, ring)  # for batches of a few packets
-        # CPython's copy of a batch's CQEs (see _reap), and its res fields as
+        # CPython's copy of a batch's CQEs (see _copy_cqes), and its res fields as
         # int32: the ring reads the lengths of a batch from slot 0 from it.
         self.raw = bytearray(16 * n)
         self.rawview = memoryview(self.raw)
         self.raw_lengths = self.rawview.cast("i")[2::4]
-        # For the bulk check of the CQEs as bytes (see _reap): bytes 3 and 11
+        # For the bulk check of the CQEs as bytes (see _judge): bytes 3 and 11
         # of each CQE, the slot's low byte and the top byte of res, are
         # (slot & 0xff, 0) when the read got a packet (< 16 MiB); byte 4 is
         # the slot's high byte.
