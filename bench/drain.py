@@ -623,6 +623,16 @@ class Worker:
         except BlockingIOError:
             return 0
 
+    def uring_read_engine(self, ring: Any) -> Any:
+        """The Device's io_uring read engine for *ring*, made now (exits if the Device chose another)."""
+        from tuntap_cffi import batch
+
+        self.prime_read_batch(ring)
+        engine = self.dev._engine(ring, "read")
+        if not isinstance(engine, batch.ReadEngine):
+            raise SystemExit(f"the engine is {type(engine).__name__}, not the io_uring ReadEngine")
+        return engine
+
     # ---- one read trial
 
     def trial(self, method: str, count: int) -> Tuple[int, int, Dict[str, int]]:

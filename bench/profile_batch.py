@@ -93,10 +93,7 @@ def main() -> None:
 
         if args.only != "write":
             ring = dev.packet_ring(slots)
-            worker.prime_read_batch(ring)
-            engine = dev._engine(ring, "read")
-            if not isinstance(engine, batch.ReadEngine):
-                raise SystemExit(f"the engine is {type(engine).__name__}, not the io_uring ReadEngine")
+            engine = worker.uring_read_engine(ring)
             u = engine.uring
             read_batch = dev.read_batch
             cring: Any = None
