@@ -61,8 +61,8 @@ def advance(engine: Any, to: int, report_every: float = 30.0) -> float:
         ffi.memmove(sqe, bytes(ffi.sizeof("struct io_uring_sqe")), ffi.sizeof("struct io_uring_sqe"))
         sqe.opcode = lib.IORING_OP_NOP
         sqe.user_data = batch._UPDATE_TAG
-    indices = memoryview(struct.pack(f"{nops}I", *range(first_nop, u.sq_entries))).cast("I")
-    sq_array, mask, words, ti = u.sq_array_u32, u.sq_mask, u.sq_words, u.sq_tail_i
+    indices = ffi.new("uint32_t[]", list(range(first_nop, u.sq_entries)))
+    sq_array, mask, words, ti = u.sq_array, u.sq_mask, u.sq_words, u.sq_tail_i
     cq_words, hi, cti = u.cq_words, u.cq_head_i, u.cq_tail_i
     t0 = last = time.monotonic()
     while True:
@@ -74,10 +74,10 @@ def advance(engine: Any, to: int, report_every: float = 30.0) -> float:
         pos = tail & mask
         room = u.sq_entries - pos
         if room >= k:
-            sq_array[pos : pos + k] = indices[:k]
-        else:
-            sq_array[pos:] = indices[:room]
-            sq_array[: k - room] = indices[room:k]
+            sq_array[pos : pos + k] = indices[0:k]
+        else:  # (cdata slices name both ends)
+            sq_array[pos : u.sq_entries] = indices[0:room]
+            sq_array[0 : k - room] = indices[room:k]
         words[ti] = (tail + k) % WRAP
         r = u.enter(k, k, lib.IORING_ENTER_GETEVENTS)
         if r != k:

@@ -127,9 +127,6 @@ class Uring:
         # The SQEs as uint32 (len at 6 + 16*i) and the SQ array, for bulk writes.
         sqe_bytes = self.track(memoryview(sqe_map))
         self.sqe_u32 = self.track(sqe_bytes.cast("I"))
-        off = p.sq_off.array
-        sq_bytes = self.track(memoryview(sq_map)[off : off + 4 * self.sq_entries])
-        self.sq_array_u32 = self.track(sq_bytes.cast("I"))
         # The ring words as uint32s with their indices, for the batch
         # engines' hot paths.  A load and a store cost ~75 ns through a
         # memoryview and ~120 through a cdata pointer on CPython; ~190 and

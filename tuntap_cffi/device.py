@@ -688,14 +688,12 @@ class Device:
         if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:
             check_min_packets(min_packets, timeout)
             return self._read_batch(ring, min_packets, timeout, self._blocking)
-        # The defaults, the capture loop's call: when this thread's engine for
-        # the ring exists and the first pass finds packets, nothing else is
-        # needed (the lookup of _engine inlined: ~0.5 us less per batch).
-        entry = self._local.cache.get((id(ring), "read"))
-        if entry is None or entry[0]() is not ring or ring._slab.closed:
-            return self._read_batch(ring, 1, None, self._blocking)
-        engine = entry[1]
+        # The defaults, the capture loop's call: when the first pass finds
+        # packets, nothing else is needed (~0.5 us less per batch).
+        engine = self._engine(ring, "read")
         ring.start = 0
+        if ring._slab.closed:
+            return self._read_batch(ring, 1, None, self._blocking, engine)  # (raises)
         k: int = engine.fill(ring, 0)
         if k > 0 and not engine.cut and not self._closed and not self._stale_engines:
             ring.count = k
@@ -704,9 +702,12 @@ class Device:
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
-        engine: Any = None, first: Optional[int] = None,
+        engine: Any = None, first_fill: Optional[int] = None,
     ) -> int:
-        """read_batch's whole loop; *first* is the result of an engine.fill(ring, 0) already made with *engine*."""
+        """read_batch's whole loop, with *engine* if given (``ring.start`` is then 0 already).
+
+        *first_fill* is what an ``engine.fill(ring, 0)`` already made returned.
+        """
         if engine is None:
             engine = self._engine(ring, "read")
             ring.start = 0
@@ -714,10 +715,10 @@ class Device:
         got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if first is None:
+            if first_fill is None:
                 more = self._fill_ring(engine, ring, got)
             else:
-                more, first = self._filled(engine, ring, got, first), None
+                more, first_fill = self._filled(engine, ring, got, first_fill), None
             if more < 0:  # an error after some packets: return those, the next call raises it
                 break
             got += more
