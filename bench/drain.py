@@ -18,6 +18,8 @@ One run of this script, for each interpreter asked for (CPython, PyPy):
    - the interleaved comparisons (``--block``): the methods the targets
      compare take turns, a block of packets each, on one full queue (reads)
      and on one stream of writes;
+   then ``--paired`` rounds of whole drains (whole write runs) of only the
+   batch targets' methods, back to back in a fresh order each round;
 3. reports, per method, the median ns/packet and its ratio to the C
    ``read()`` loop (reads) or the C ``write()`` loop (writes) measured in the
    same interpreter's run, and the targets.
@@ -119,6 +121,9 @@ URING_METHODS = {"c_uring", "c_uring_1024", "read_batch", "read_batch_1024", "c_
 # The methods that take turns in the interleaved comparisons (those asked for).
 INTERLEAVED = ("c_read", "device_readinto", "cffi_cached_ptr", "read_batch", "c_uring")
 INTERLEAVED_WRITES = ("c_write", "c_uring_write", "write_batch", "device_write", "os_write")
+# The methods of the paired whole drains (--paired): those the batch targets compare.
+PAIRED = ("c_read", "c_uring", "read_batch")
+PAIRED_WRITES = ("c_write", "write_batch")
 
 Trial = Dict[str, Any]  # one fill + drain: method, run, count, ns, sender checks
 
@@ -953,6 +958,10 @@ def worker_main(args: argparse.Namespace) -> None:
     interleaved: List[Dict[str, int]] = []
     interleaved_writes: List[Dict[str, int]] = []
     interleaved_write_checks: List[Dict[str, int]] = []
+    paired: List[Trial] = []
+    paired_writes: List[Trial] = []
+    paired_keys = [m for m in PAIRED if m in methods]
+    paired_write_keys = [m for m in PAIRED_WRITES if m in write_methods]
     started = time.monotonic()
     try:
         worker.create()
@@ -989,6 +998,22 @@ def worker_main(args: argparse.Namespace) -> None:
                     rounds, check = worker.interleaved_writes(args.write_packets, args.block, inter_write_keys)
                     interleaved_writes += rounds
                     interleaved_write_checks.append(check)
+        # Paired whole drains: the batch targets' methods back to back, a
+        # fresh order each round, so each round's ratio compares drains a
+        # few seconds apart (a round of all the methods spans ~30 s).
+        for run in range(args.paired):
+            for keys, out, trial, what in (
+                (paired_keys, paired, worker.trial, "reads"),
+                (paired_write_keys, paired_writes, worker.write_trial, "writes"),
+            ):
+                if len(keys) < 2:
+                    continue
+                line = []
+                for method in shuffled(keys, run):
+                    n, ns, report = trial(method, args.packets if what == "reads" else args.write_packets)
+                    out.append({"method": method, "run": run, "count": n, "ns": ns, **report})
+                    line.append(f"{method} {ns / max(n, 1):.0f}")
+                log(f"  {interp} paired {run + 1}/{args.paired}, {what} (ns/pkt): " + ", ".join(line))
     finally:
         worker.close()
 
@@ -1011,6 +1036,8 @@ def worker_main(args: argparse.Namespace) -> None:
         "interleaved": interleaved,
         "interleaved_writes": interleaved_writes,
         "interleaved_write_checks": interleaved_write_checks,
+        "paired": paired,
+        "paired_writes": paired_writes,
     }
     # To a file the parent named, not stdout: once a worker's JSON line
     # (~70 KB) reached the parent cut at 64 KiB, exit status 0 (not reproduced).
@@ -1080,7 +1107,7 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
         python, str(Path(__file__).resolve()), "--worker", "--name", name, "--subnet", args.subnet,
         "--packets", str(args.packets), "--warmup-packets", str(args.warmup_packets),
         "--runs", str(args.runs), "--payload", str(args.payload), "--block", str(args.block),
-        "--write-packets", str(args.write_packets), "--write-to", args.write_to,
+        "--write-packets", str(args.write_packets), "--write-to", args.write_to, "--paired", str(args.paired),
         "--methods", *args.methods, "--write-methods", *args.write_methods, "--result-file", str(result),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=sys.stderr)  # its stdout is not the table
@@ -1209,6 +1236,14 @@ def interleaved_table(
         print(f"| {label} |" + "".join(cells))
 
 
+def spread(ratios: List[float]) -> str:
+    """'median [quartiles] over N rounds' of some per-round ratios."""
+    if len(ratios) < 2:
+        return f"{ratios[0]:.2f}x, 1 round"
+    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    return f"{med:.2f}x [{q1:.2f}–{q3:.2f}] over {len(ratios)} rounds"
+
+
 def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespace) -> None:
     names = {"cpython": "CPython", "pypy": "PyPy"}
     packets, runs = args.packets, args.runs
@@ -1236,8 +1271,14 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
         f"{args.block} packets each, on one full queue (reads) or one stream of writes; median and "
         "quartiles of the per-round ratios (robust to the box's slow phases).\n"
     )
-    print("| target | interpreter | limit | whole runs | per round | interleaved: median [quartiles] | verdict |")
-    print("| --- | --- | ---: | ---: | --- | --- | --- |")
+    print(
+        f"Paired: the batch targets' methods drain (write) back to back, whole runs of {packets:,} packets, "
+        f"a fresh order each of {args.paired} rounds; median and quartiles of the per-round ratios.\n"
+    )
+    paired = {r["interp"]: {**summarize(r.get("paired", [])), **summarize(r.get("paired_writes", []))} for r in results}
+    print("| target | interpreter | limit | whole runs | per round | paired whole runs: median [quartiles] "
+          "| interleaved: median [quartiles] | verdict |")
+    print("| --- | --- | ---: | ---: | --- | --- | --- | --- |")
     for method, base, limits, text in TARGETS:
         for r in results:
             interp = r["interp"]
@@ -1246,21 +1287,26 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
             limit = limits[interp]
             s = {**reads[interp], **writes[interp]}
             if method not in s or base not in s:
-                print(f"| {text} | {names[interp]} | <= {limit:.2f} | n/a | | | not measured |")
+                print(f"| {text} | {names[interp]} | <= {limit:.2f} | n/a | | | | not measured |")
                 continue
             whole = s[method]["median"] / s[base]["median"]
             per_round = [s[method]["per_pkt"][k] / s[base]["per_pkt"][k] for k in sorted(s[method]["per_pkt"])]
             verdicts = ["whole " + ("met" if whole <= limit else "**NOT met**")]
+            pair = "n/a"
+            p = paired[interp]
+            if method in p and base in p:
+                ratios = sorted(p[method]["per_pkt"][k] / p[base]["per_pkt"][k] for k in p[method]["per_pkt"])
+                pair = spread(ratios)
+                verdicts.append("paired " + ("met" if statistics.median(ratios) <= limit else "**NOT met**"))
             inter = "n/a"
             rounds = r["interleaved"] if method in INTERLEAVED else r["interleaved_writes"]
             if rounds and method in rounds[0] and base in rounds[0]:
                 ratios = sorted(t[method] / t[base] for t in rounds)
-                q1, med, q3 = statistics.quantiles(ratios, n=4)
-                inter = f"{med:.2f}x [{q1:.2f}–{q3:.2f}] over {len(ratios)} rounds"
-                verdicts.append("interleaved " + ("met" if med <= limit else "**NOT met**"))
+                inter = spread(ratios)
+                verdicts.append("interleaved " + ("met" if statistics.median(ratios) <= limit else "**NOT met**"))
             print(
                 f"| {text} | {names[interp]} | <= {limit:.2f} | **{whole:.2f}x** "
-                f"| {', '.join(f'{x:.2f}' for x in per_round)} | {inter} | {'; '.join(verdicts)} |"
+                f"| {', '.join(f'{x:.2f}' for x in per_round)} | {pair} | {inter} | {'; '.join(verdicts)} |"
             )
     for key, keys, methods, base, what in (
         ("interleaved", INTERLEAVED, METHODS, "c_read", "reads, on one full queue"),
@@ -1278,7 +1324,7 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
     print("\n### Checks\n")
     for r in results:
         name = names[r["interp"]]
-        trials = r["trials"]
+        trials = r["trials"] + r.get("paired", [])
         extra = sorted({t["count"] - t["sent"] for t in trials})
         foreign = [t["foreign"] for t in trials if t["foreign"]]
         if max(abs(x) for x in extra) > 10:
@@ -1287,7 +1333,7 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
                 f"packets from elsewhere queued to the TUN during timed trials: {foreign or 'none'}"
             )
         print(
-            f"- {name}, reads: {len(trials)} timed fills of {packets:,} (plus warm-up and interleaved "
+            f"- {name}, reads: {len(trials)} timed fills of {packets:,} (paired ones included; plus warm-up and interleaved "
             f"fills, checked alike), each sent in full with "
             f"MSG_DONTWAIT; EAGAIN {sum(t['eagain'] for t in trials)} times; kernel drops "
             f"{sum(t['dropped'] for t in trials)}; socket SIOCOUTQ after a fill: max "
@@ -1297,11 +1343,11 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
             f"trials; stray packets found before fills: {sum(t['strays_before'] for t in trials)}; "
             f"worker time {r['seconds']} s"
         )
-        wt = r["write_trials"]
+        wt = r["write_trials"] + r.get("paired_writes", [])
         if wt:
             checks = wt + r["interleaved_write_checks"]
             print(
-                f"- {name}, writes: {len(wt)} timed runs of {args.write_packets:,} (plus warm-up and "
+                f"- {name}, writes: {len(wt)} timed runs of {args.write_packets:,} (paired ones included; plus warm-up and "
                 f"{len(r['interleaved_write_checks'])} interleaved runs): the TUN's rx_packets rose by exactly "
                 f"the packets written every time (checked; it aborts otherwise), rx_dropped+rx_errors "
                 f"{sum(c['rx_dropped'] for c in checks)}; packets the kernel sent into the TUN meanwhile "
@@ -1336,6 +1382,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--packets", type=int, default=300_000, help="datagrams queued per fill")
     p.add_argument("--write-packets", type=int, default=300_000, help="packets written per write run")
     p.add_argument("--runs", type=int, default=5, help="timed rounds (the median is reported)")
+    p.add_argument(
+        "--paired", type=int, default=11,
+        help="rounds of paired whole drains (the batch targets' methods back to back; 0: skip them)",
+    )  # fmt: skip
     p.add_argument("--warmup-packets", type=int, default=20_000, help="one untimed round first")
     p.add_argument("--payload", type=int, default=16, help="UDP payload bytes")
     p.add_argument(
