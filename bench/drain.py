@@ -85,7 +85,13 @@ TXQUEUELEN = 400_000
 UDP_PORT = 9  # discard; nothing listens: the datagrams only sit in the TUN queue
 RING = 256  # slots of the batch rows' ring (and SQEs of the C io_uring floor)
 BIG_RING = 1024
-WARM_TURNS = 400  # untimed turns of read_batch/write_batch before the interleaved rounds (see warm_turns)
+WARM_CALLS = 1600  # untimed read_batch/write_batch calls, in whole turns, before the interleaved rounds (see warm_turns)
+# Packets per turn of the interleaved comparisons: 16 batches of 256.  The
+# first batch of a turn pays for what the other methods' turns left in the
+# caches: measured (bench/turn_cost.py, 2026-12-02) +25% for the C io_uring
+# floor and +39% for read_batch on CPython, against the turn's later batches.
+# With turns of 4 batches that switching cost was a quarter of every figure.
+BLOCK = 16 * RING
 JIT_LOOP_ITERATIONS = 1100  # PyPy compiles a loop after ~1,000 iterations (its default threshold: 1039)
 WRITE_PORT = 9  # destination port of the written packets (checked to have no socket, see --write-to)
 WRITE_KINDS = 256  # distinct packets written, cycled (source ports 40000..40255)
@@ -753,20 +759,21 @@ class Worker:
         return rounds
 
     def warm_turns(self, turn: Callable[[], int], block: int, fill: bool) -> None:
-        """Run a batch method's turn WARM_TURNS times untimed before the first interleaved round.
+        """Run a batch method's turn untimed (WARM_CALLS calls in all) before the first interleaved round.
 
         A turn of the batch methods is a loop of only block/256 calls, and
         PyPy compiles a loop after ~1,000 iterations (counted across calls):
         without this, PyPy's read_batch turns run interpreted for most of
-        the 290 rounds, while every per-packet method's turn loops 1,024
-        times and is compiled in the first round.  The whole drains have
+        the rounds, while every per-packet method's turn loops over
+        thousands of packets and is compiled in the first round.  The whole drains have
         their warm-up round; this is the interleaved turns' own.  Reads
         refill the queue as needed (the kernel holds TXQUEUELEN packets).
         """
         per_fill = max(1, (TXQUEUELEN // 2) // block)
+        turns = -(-WARM_CALLS * RING // block)
         done = 0
-        while done < WARM_TURNS:
-            k = min(per_fill, WARM_TURNS - done)
+        while done < turns:
+            k = min(per_fill, turns - done)
             if fill:
                 self.drain_leftovers()
                 self.fill(k * block)
@@ -1389,7 +1396,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup-packets", type=int, default=20_000, help="one untimed round first")
     p.add_argument("--payload", type=int, default=16, help="UDP payload bytes")
     p.add_argument(
-        "--block", type=int, default=4 * RING,
+        "--block", type=int, default=BLOCK,
         help=f"packets per turn in the interleaved comparisons, a multiple of {RING} (0: skip them)",
     )  # fmt: skip
     p.add_argument("--subnet", default="198.18.200", help="the TUN's /24, inside 198.18.0.0/15")

@@ -74,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--fills", type=int, default=4, help="read fills (and write streams)")
     p.add_argument("--packets", type=int, default=300_000)
-    p.add_argument("--block", type=int, default=1024, help="packets per turn, a multiple of 256")
+    p.add_argument("--block", type=int, default=drain.BLOCK, help="packets per turn, a multiple of 256")
     p.add_argument("--subnet", default="198.18.202")
     p.add_argument("--only", choices=["read", "write"], help="profile one side only")
     args = p.parse_args()
