@@ -86,6 +86,43 @@ void uring_free(struct uring *u)
     free(u);
 }
 
+/* Map a ring made by io_uring_setup (fd rfd, parameters p): its SQ ring, CQ
+ * ring and SQEs into u, from sq_map to cqes.  0, or -1 with errno set (what
+ * was mapped is u's to free). */
+static int uring_map(struct uring *u, int rfd, const struct io_uring_params *p)
+{
+    u->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
+    u->cq_map_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+    if (p->features & IORING_FEAT_SINGLE_MMAP) {
+        if (u->cq_map_len > u->sq_map_len)
+            u->sq_map_len = u->cq_map_len;
+        u->cq_map_len = u->sq_map_len;
+    }
+    u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQ_RING);
+    if (u->sq_map == MAP_FAILED)
+        return -1;
+    if (p->features & IORING_FEAT_SINGLE_MMAP)
+        u->cq_map = u->sq_map;
+    else {
+        u->cq_map = mmap(NULL, u->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_CQ_RING);
+        if (u->cq_map == MAP_FAILED)
+            return -1;
+    }
+    u->sqes_len = p->sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQES);
+    if (u->sqes == MAP_FAILED)
+        return -1;
+    char *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_tail = (unsigned *)(sq + p->sq_off.tail);
+    u->sq_array = (unsigned *)(sq + p->sq_off.array);
+    u->cq_head = (unsigned *)(cq + p->cq_off.head);
+    u->cq_tail = (unsigned *)(cq + p->cq_off.tail);
+    u->cq_mask = *(unsigned *)(cq + p->cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(cq + p->cq_off.cqes);
+    u->sq_mask = *(unsigned *)(sq + p->sq_off.ring_mask);
+    return 0;
+}
+
 /* Set up the ring on fd (N a power of two, like the library's rings); for
  * writes the SQEs get their lengths from uring_load().  NULL with errno set
  * on failure. */
@@ -117,34 +154,8 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
         errno = EINVAL;
         goto fail;
     }
-    u->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    u->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    if (p.features & IORING_FEAT_SINGLE_MMAP) {
-        if (u->cq_map_len > u->sq_map_len)
-            u->sq_map_len = u->cq_map_len;
-        u->cq_map_len = u->sq_map_len;
-    }
-    u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQ_RING);
-    if (u->sq_map == MAP_FAILED)
+    if (uring_map(u, rfd, &p) < 0)
         goto fail;
-    if (p.features & IORING_FEAT_SINGLE_MMAP)
-        u->cq_map = u->sq_map;
-    else {
-        u->cq_map = mmap(NULL, u->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_CQ_RING);
-        if (u->cq_map == MAP_FAILED)
-            goto fail;
-    }
-    u->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQES);
-    if (u->sqes == MAP_FAILED)
-        goto fail;
-    char *sq = u->sq_map, *cq = u->cq_map;
-    u->sq_tail = (unsigned *)(sq + p.sq_off.tail);
-    u->sq_array = (unsigned *)(sq + p.sq_off.array);
-    u->cq_head = (unsigned *)(cq + p.cq_off.head);
-    u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
-    u->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
-    u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
 
     u->slab_len = (size_t)n * slot;
     u->slab = mmap(NULL, u->slab_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -153,7 +164,6 @@ struct uring *uring_new(int fd, unsigned n, unsigned slot, int write)
     struct iovec iov = {.iov_base = u->slab, .iov_len = u->slab_len};
     if (syscall(__NR_io_uring_register, rfd, IORING_REGISTER_BUFFERS, &iov, 1) < 0)
         goto fail;
-    u->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
     int empty = -1;
     u->fixed = (p.features & IORING_FEAT_CQE_SKIP) &&
                syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, &empty, 1) == 0;

@@ -93,13 +93,10 @@ struct ms_getevents_arg { /* struct io_uring_getevents_arg */
 #define CANCEL_TAG 2ULL
 
 struct mshot {
-    int ring_fd, fd, fixed_file, wait1;
-    unsigned n, slot, sq_entries, sq_mask, cq_mask;
-    unsigned *sq_tail, *sq_array, *cq_head, *cq_tail;
-    struct io_uring_cqe *cqes;
-    struct io_uring_sqe *sqes;
-    void *sq_map, *cq_map, *slab;
-    size_t sq_map_len, cq_map_len, sqes_len, slab_len, br_len;
+    struct uring *u; /* the ring, its mappings and the slab (drain_uring.c's; its SQEs our own) */
+    int fd, fixed_file, wait1;
+    unsigned n, slot, sq_entries;
+    size_t br_len;
     struct ms_buf *br; /* the provided buffer ring, page-aligned */
     volatile __u16 *br_tail;
     __u16 buf_next; /* the bid the next packet must carry (ring order) */
@@ -112,18 +109,13 @@ static void ms_free(struct mshot *m)
 {
     if (!m)
         return;
-    if (m->sqes && m->sqes != MAP_FAILED)
-        munmap(m->sqes, m->sqes_len);
-    if (m->cq_map && m->cq_map != MAP_FAILED && m->cq_map != m->sq_map)
-        munmap(m->cq_map, m->cq_map_len);
-    if (m->sq_map && m->sq_map != MAP_FAILED)
-        munmap(m->sq_map, m->sq_map_len);
-    if (m->ring_fd >= 0)
-        close(m->ring_fd); /* cancels what is armed */
+    if (m->u && m->u->ring_fd >= 0) {
+        close(m->u->ring_fd); /* first: cancels what is armed, before its buffers go */
+        m->u->ring_fd = -1;
+    }
+    uring_free(m->u);
     if (m->br && (void *)m->br != MAP_FAILED)
         munmap(m->br, m->br_len);
-    if (m->slab && m->slab != MAP_FAILED)
-        munmap(m->slab, m->slab_len);
     free(m);
 }
 
@@ -132,7 +124,10 @@ static struct mshot *ms_new(int fd, unsigned n, unsigned slot, unsigned flags, i
     struct mshot *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->ring_fd = -1;
+    m->u = calloc(1, sizeof *m->u);
+    if (!m->u)
+        goto fail;
+    m->u->ring_fd = -1;
     m->fd = fd;
     m->n = n;
     m->slot = slot;
@@ -144,49 +139,22 @@ static struct mshot *ms_new(int fd, unsigned n, unsigned slot, unsigned flags, i
     int rfd = (int)syscall(__NR_io_uring_setup, 8, &p);
     if (rfd < 0)
         goto fail;
-    m->ring_fd = rfd;
+    m->u->ring_fd = rfd;
     m->sq_entries = p.sq_entries;
-    m->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    m->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    if (p.features & IORING_FEAT_SINGLE_MMAP) {
-        if (m->cq_map_len > m->sq_map_len)
-            m->sq_map_len = m->cq_map_len;
-        m->cq_map_len = m->sq_map_len;
-    }
-    m->sq_map = mmap(NULL, m->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQ_RING);
-    if (m->sq_map == MAP_FAILED)
+    if (uring_map(m->u, rfd, &p) < 0)
         goto fail;
-    if (p.features & IORING_FEAT_SINGLE_MMAP)
-        m->cq_map = m->sq_map;
-    else {
-        m->cq_map = mmap(NULL, m->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_CQ_RING);
-        if (m->cq_map == MAP_FAILED)
-            goto fail;
-    }
-    m->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    m->sqes = mmap(NULL, m->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQES);
-    if (m->sqes == MAP_FAILED)
-        goto fail;
-    char *sq = m->sq_map, *cq = m->cq_map;
-    m->sq_tail = (unsigned *)(sq + p.sq_off.tail);
-    m->sq_array = (unsigned *)(sq + p.sq_off.array);
-    m->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
-    m->cq_head = (unsigned *)(cq + p.cq_off.head);
-    m->cq_tail = (unsigned *)(cq + p.cq_off.tail);
-    m->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
-    m->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
 
     /* One slab of N slots; the buffer ring's entry i names slot i, bid i. */
-    m->slab_len = (size_t)n * slot;
-    m->slab = mmap(NULL, m->slab_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (m->slab == MAP_FAILED)
+    m->u->slab_len = (size_t)n * slot;
+    m->u->slab = mmap(NULL, m->u->slab_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m->u->slab == MAP_FAILED)
         goto fail;
     m->br_len = (size_t)n * sizeof(struct ms_buf);
     m->br = mmap(NULL, m->br_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if ((void *)m->br == MAP_FAILED)
         goto fail;
     for (unsigned i = 0; i < n; i++) {
-        m->br[i].addr = (__u64)(unsigned long)((char *)m->slab + (size_t)i * slot);
+        m->br[i].addr = (__u64)(unsigned long)((char *)m->u->slab + (size_t)i * slot);
         m->br[i].len = slot;
         m->br[i].bid = (__u16)i;
     }
@@ -212,11 +180,11 @@ fail:;
 
 static void ms_push(struct mshot *m, const struct io_uring_sqe *src)
 {
-    unsigned tail = *m->sq_tail;
-    unsigned idx = tail & m->sq_mask;
-    m->sqes[idx] = *src;
-    m->sq_array[idx] = idx;
-    __atomic_store_n(m->sq_tail, tail + 1, __ATOMIC_RELEASE);
+    unsigned tail = *m->u->sq_tail;
+    unsigned idx = tail & m->u->sq_mask;
+    m->u->sqes[idx] = *src;
+    m->u->sq_array[idx] = idx;
+    __atomic_store_n(m->u->sq_tail, tail + 1, __ATOMIC_RELEASE);
 }
 
 static void ms_arm(struct mshot *m)
@@ -245,14 +213,14 @@ static long ms_enter(struct mshot *m, unsigned submit, unsigned min)
             struct ms_getevents_arg arg;
             memset(&arg, 0, sizeof arg);
             arg.ts = (__u64)(unsigned long)&ts;
-            r = syscall(__NR_io_uring_enter, m->ring_fd, submit, min, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+            r = syscall(__NR_io_uring_enter, m->u->ring_fd, submit, min, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                         &arg, sizeof arg);
             if (r < 0 && errno == ETIME) {
                 m->waits_timed_out++;
                 r = 0;
             }
         } else
-            r = syscall(__NR_io_uring_enter, m->ring_fd, submit, min, IORING_ENTER_GETEVENTS, NULL, 0);
+            r = syscall(__NR_io_uring_enter, m->u->ring_fd, submit, min, IORING_ENTER_GETEVENTS, NULL, 0);
         m->enters++;
         if (r >= 0)
             return r;
@@ -268,13 +236,13 @@ static long ms_enter(struct mshot *m, unsigned submit, unsigned min)
  * an unexpected completion. */
 static long ms_reap(struct mshot *m)
 {
-    unsigned head = *m->cq_head;
-    unsigned tail = __atomic_load_n(m->cq_tail, __ATOMIC_ACQUIRE);
+    unsigned head = *m->u->cq_head;
+    unsigned tail = __atomic_load_n(m->u->cq_tail, __ATOMIC_ACQUIRE);
     long got = 0;
     if (tail - head > m->max_per_enter)
         m->max_per_enter = tail - head;
     for (; head != tail; head++) {
-        const struct io_uring_cqe *cqe = &m->cqes[head & m->cq_mask];
+        const struct io_uring_cqe *cqe = &m->u->cqes[head & m->u->cq_mask];
         int res = cqe->res;
         unsigned flags = cqe->flags;
         m->ncqes++;
@@ -314,7 +282,7 @@ static long ms_reap(struct mshot *m)
             return -1;
         }
     }
-    __atomic_store_n(m->cq_head, head, __ATOMIC_RELEASE);
+    __atomic_store_n(m->u->cq_head, head, __ATOMIC_RELEASE);
     if (got) /* give the used buffers back, in ring order: entries unchanged */
         __atomic_store_n((__u16 *)m->br_tail, (__u16)(*m->br_tail + got), __ATOMIC_RELEASE);
     return got;
@@ -388,7 +356,6 @@ static int wait_line(void)
 /* closecheck: see the top of the file. */
 static int closecheck(const char *variant, int fd, unsigned n, unsigned slot)
 {
-    int ring_fd;
     struct mshot *m = NULL;
     struct uring *u = NULL;
     long got = 0;
@@ -405,7 +372,6 @@ static int closecheck(const char *variant, int fd, unsigned n, unsigned slot)
             fprintf(stderr, "mshot_proto: fixed: %s\n", strerror(err));
             return 1;
         }
-        ring_fd = u->ring_fd;
     } else {
         m = ms_for_mode(variant, fd, n, slot);
         if (!m) {
@@ -424,7 +390,6 @@ static int closecheck(const char *variant, int fd, unsigned n, unsigned slot)
             fprintf(stderr, "mshot_proto: the multishot read is not armed at the end\n");
             return 1;
         }
-        ring_fd = m->ring_fd;
     }
     printf("armed %ld\n", got);
     if (wait_line() < 0)
@@ -451,7 +416,6 @@ static int closecheck(const char *variant, int fd, unsigned n, unsigned slot)
     printf("closed\n");
     if (wait_line() < 0)
         return 1;
-    (void)ring_fd;
     if (m)
         ms_free(m);
     if (u)
