@@ -765,9 +765,10 @@ class Worker:
         PyPy compiles a loop after ~1,000 iterations (counted across calls):
         without this, PyPy's read_batch turns run interpreted for most of
         the rounds, while every per-packet method's turn loops over
-        thousands of packets and is compiled in the first round.  The whole drains have
-        their warm-up round; this is the interleaved turns' own.  Reads
-        refill the queue as needed (the kernel holds TXQUEUELEN packets).
+        thousands of packets and is compiled in the first round.  The whole
+        drains have their warm-up round; this is the interleaved turns'
+        own.  Reads refill the queue as needed (the kernel holds TXQUEUELEN
+        packets).
         """
         per_fill = max(1, (TXQUEUELEN // 2) // block)
         turns = -(-WARM_CALLS * RING // block)

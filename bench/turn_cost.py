@@ -18,7 +18,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import drain  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
                     raise RuntimeError(f"read_batch got {n} packets inside a turn")
             return times
 
-        turns: Dict[str, Callable[[], object]] = {
+        turns: Dict[str, Callable[[], Any]] = {
             "c_read": lambda: clibs.read_block(fd, ptr, size, args.block),
             "device_readinto": lambda: drain.block_device_readinto(dev, buf, args.block),
             "cffi_cached_ptr": lambda: drain.block_cffi_cached_ptr(read, fd, ptr, size, args.block),
@@ -79,7 +79,7 @@ def main() -> None:
                 for key in drain.shuffled(list(turns), i + 1000 * fill):
                     times = turns[key]()
                     if key in by_position:
-                        for pos, ns in enumerate(times):  # type: ignore[arg-type]
+                        for pos, ns in enumerate(times):
                             by_position[key][pos].append(ns)
                 rounds += 1
         w.drain_leftovers()
