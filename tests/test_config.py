@@ -10,7 +10,7 @@ import pytest
 
 from conftest import fd_count, ip, link_info
 from tuntap_cffi import Device, open_tap, open_tun
-from tuntap_cffi.config import Address, Route
+from tuntap_cffi.config import Address, Route, parse_mac
 
 pytestmark = pytest.mark.device
 
@@ -242,3 +242,29 @@ def test_configuration_needs_cap_net_admin(tun: Device, subnet: str) -> None:
     assert proc.stdout.splitlines() == ["refused 1 True", "1500 []"]
     assert not any(l == f"{subnet}.1" for l, _, _ in kernel_addresses(tun.name))
     assert tun.is_up and tun.name in link_info(tun.name)["ifname"]
+
+
+@pytest.mark.parametrize("mac", [
+    "+2:+0:+0:+0:+0:+1",  # int(p, 16) takes a sign
+    " 2: 0: 0: 0: 0: 1",  # ... and surrounding blanks
+    "2 :0:0:0:0:1",
+    "02:00:5e:10:00:01\n",
+    "\uff10\uff12:00:5e:10:00:01",  # fullwidth digits: int() takes any Unicode digit
+    "\u0660\u0662:00:5e:10:00:01",  # Arabic-Indic digits
+    "02:00-5e:10:00:01",  # mixed separators
+    "0x2:00:5e:10:00:01",
+    "_2:00:5e:10:00:01",  # int() takes underscores between digits: '0_2'
+    "0_2:00:5e:10:00:01",
+])
+def test_parse_mac_takes_only_ascii_hex_octets(mac: str) -> None:
+    with pytest.raises(ValueError, match="is not a MAC address"):
+        parse_mac(mac)
+
+
+@pytest.mark.parametrize("mac, raw", [
+    ("02:00:5E:10:00:01", b"\x02\x00\x5e\x10\x00\x01"),
+    ("02-00-5e-10-00-01", b"\x02\x00\x5e\x10\x00\x01"),
+    ("2:0:5e:10:0:1", b"\x02\x00\x5e\x10\x00\x01"),  # one digit per octet, as `ip link` takes it
+])
+def test_parse_mac_good(mac: str, raw: bytes) -> None:
+    assert parse_mac(mac) == raw

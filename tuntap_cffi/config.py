@@ -13,6 +13,7 @@ success), so configuration code can simply be re-run.
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import struct
 from ipaddress import (
@@ -126,20 +127,23 @@ def parse_network(value: object, option: str = "destination") -> IPNetwork:
         raise ValueError(f"{option}={value!r} is not a network such as '10.9.0.0/16' ({exc})") from None
 
 
+# Six octets of one or two ASCII hex digits (as ``ip link`` takes them), all
+# separated by ':' or all by '-'.
+_MAC_TEXT = re.compile(r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}|[0-9A-Fa-f]{1,2}(?:-[0-9A-Fa-f]{1,2}){5}", re.ASCII)
+
+
 def parse_mac(value: object) -> bytes:
-    """``"02:00:5e:10:00:01"`` (``:`` or ``-``) or 6 bytes; unicast and non-zero."""
+    """``"02:00:5e:10:00:01"`` (``:`` or ``-``, one or two hex digits per octet) or 6 bytes; unicast and non-zero."""
     if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
         if len(raw) != 6:
             raise ValueError(f"hwaddr must be 6 bytes, not {len(raw)}")
     elif isinstance(value, str):
-        parts = value.replace("-", ":").split(":")
-        if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+        # int(p, 16) alone would take '+2', ' 2' and non-ASCII digits: match first.
+        match = _MAC_TEXT.fullmatch(value)
+        if match is None:
             raise ValueError(f"hwaddr={value!r} is not a MAC address such as '02:00:5e:10:00:01'")
-        try:
-            raw = bytes(int(p, 16) for p in parts)
-        except ValueError:
-            raise ValueError(f"hwaddr={value!r} is not a MAC address such as '02:00:5e:10:00:01'") from None
+        raw = bytes(int(p, 16) for p in match.group(0).replace("-", ":").split(":"))
     else:
         raise TypeError(f"hwaddr must be a str or 6 bytes, not {type(value).__name__}")
     if raw[0] & 1:
