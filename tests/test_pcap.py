@@ -112,13 +112,45 @@ def test_bad_options_write_nothing(kwargs: dict, exc: type) -> None:  # type: ig
     assert out.getvalue() == b""
 
 
-@pytest.mark.parametrize("ts", [-1.0, -0.0000006, 2.0**32, float("inf")])
+@pytest.mark.parametrize("ts", [-1.0, -0.0000006, 2.0**32, float("inf"), float("-inf"), float("nan"), 10**400])
 def test_bad_timestamp_writes_nothing(ts: float) -> None:
     out = io.BytesIO()
     w = PcapWriter(out, LINKTYPE_RAW)
-    with pytest.raises((ValueError, OverflowError)):
+    with pytest.raises(ValueError, match="cannot be stored"):  # ValueError as documented, never OverflowError
         w.write_packet(b"p", ts)
     assert len(out.getvalue()) == 24 and w.count == 0
+
+
+@pytest.mark.parametrize("ts", ["1" * 300, b"1" * 300, [1] * 300, True, 1j])
+def test_timestamp_of_wrong_type_is_refused_before_any_arithmetic(ts: object) -> None:
+    out = io.BytesIO()
+    w = PcapWriter(out, LINKTYPE_RAW)
+    tracing = sys.implementation.name == "cpython"  # PyPy has no tracemalloc
+    if tracing:
+        import tracemalloc
+
+        tracemalloc.start()
+    try:
+        with pytest.raises(TypeError, match="timestamp must be a number"):
+            w.write_packet(b"p", ts)  # type: ignore[arg-type]
+        if tracing:  # a 300-char str times 10**6 would have been ~286 MiB
+            assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        if tracing:
+            tracemalloc.stop()
+    assert len(out.getvalue()) == 24 and w.count == 0
+
+
+@pytest.mark.parametrize("data", [memoryview(b"abcdef")[::2], memoryview(array.array("H", range(6)))[::2]],
+                         ids=["bytes-strided", "array-H-strided"])
+def test_non_contiguous_data_writes_nothing(data: memoryview) -> None:
+    out = io.BytesIO()
+    w = PcapWriter(out, LINKTYPE_RAW)
+    w.write_packet(b"before", 1.0)
+    with pytest.raises(BufferError, match="C-contiguous"):
+        w.write_packet(data, 2.0)
+    w.write_packet(b"after", 3.0)  # the file still parses: no orphan record header
+    assert [r[4] for r in parse(out.getvalue())[1]] == [b"before", b"after"] and w.count == 2
 
 
 def test_closed_writer_refuses_packets_and_leaves_file_open() -> None:

@@ -17,6 +17,7 @@ readers detect the order from the magic.  Link types: ``LINKTYPE_RAW``
 
 from __future__ import annotations
 
+import numbers
 import os
 import stat
 import struct
@@ -103,16 +104,29 @@ class PcapWriter:
         *timestamp* None means now; it is rounded to the microsecond.  *data*
         is any C-contiguous bytes-like object and is written without a copy
         (cut to the snaplen if longer).  ``ValueError`` for a timestamp
-        outside 0..2**32 seconds or a closed writer, before anything is written.
+        outside 0..2**32 seconds (nan and inf included) or a closed writer,
+        ``TypeError`` for a timestamp that is not a real number and
+        ``BufferError`` for a non-contiguous *data*, all before anything is
+        written.
         """
+        # Everything is checked before the first byte goes out: a record
+        # header without its data would leave a file that no longer parses.
         if self._closed:
             raise ValueError("write to a closed PcapWriter")
         if timestamp is None:
             timestamp = time.time()
+        elif type(timestamp) is not float and type(timestamp) is not int:
+            # Before any arithmetic: a str times 10**6 is a 10**6-fold copy.
+            if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real):
+                raise TypeError(f"timestamp must be a number of seconds, not {type(timestamp).__name__}")
+        if not -1 < timestamp < _MAX_SECONDS:  # also nan and inf, which round() cannot take
+            raise ValueError(f"timestamp={timestamp!r} cannot be stored in a pcap record (0 <= seconds < 2**32)")
         seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)
         if not 0 <= seconds < _MAX_SECONDS:
             raise ValueError(f"timestamp={timestamp!r} cannot be stored in a pcap record (0 <= seconds < 2**32)")
         view = data if type(data) is memoryview else memoryview(data)
+        if not view.c_contiguous:
+            raise BufferError("write_packet() needs a C-contiguous buffer: pass bytes(data) for a strided view")
         length = view.nbytes
         if view.itemsize != 1 or view.ndim != 1:  # slice by bytes, not by items
             view = view.cast("B")
