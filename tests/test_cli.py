@@ -7,6 +7,8 @@ import re
 import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -468,6 +470,45 @@ def test_unwritable_pcap_path_fails_cleanly(ifname: str, workdir: str, dumps: Ca
     assert d.finish(30) == 1, d.transcript()
     assert len(d.err_lines) == 1 and "No such file or directory" in d.err_lines[0], d.transcript()
     assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("planted", ["symlink", "file"])
+def test_pcap_refuses_symlink_and_existing_file(planted: str, ifname: str, workdir: str, dumps: Callable[..., Dump]) -> None:
+    """dump runs as root: a symlink or file planted at FILE is neither followed nor truncated."""
+    victim = os.path.join(workdir, "victim")
+    with open(victim, "wb") as f:
+        f.write(b"precious")
+    pcap = os.path.join(workdir, "capture.pcap")
+    if planted == "symlink":
+        os.symlink(victim, pcap)
+    else:
+        pcap = victim
+    d = dumps(ifname, "--pcap", pcap)
+    assert d.finish(30) == 1, d.transcript()
+    assert len(d.err_lines) == 1 and "Traceback" not in d.err_lines[0], d.transcript()
+    assert ("symbolic link" if planted == "symlink" else "--overwrite") in d.err_lines[0], d.transcript()
+    with open(victim, "rb") as f:
+        assert f.read() == b"precious"
+    assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
+@pytest.mark.device
+def test_pcap_new_file_is_private_and_overwrite_is_explicit(ifname: str, workdir: str, dumps: Callable[..., Dump]) -> None:
+    pcap = os.path.join(workdir, "new.pcap")
+    d = dumps(ifname, "--pcap", pcap)
+    d.listening()
+    assert d.stop() == 0, d.transcript()
+    assert stat.S_IMODE(os.stat(pcap).st_mode) == 0o600  # packets may carry secrets: not world-readable
+    with open(pcap, "wb") as f:
+        f.write(b"x" * 1000)
+    d = dumps(ifname, "--pcap", pcap, "--overwrite")
+    d.listening()
+    assert d.stop() == 0, d.transcript()
+    assert any(f"overwriting {pcap} (1000 bytes)" in line for line in d.err_lines), d.transcript()
+    with open(pcap, "rb") as f:
+        data = f.read()
+    assert data[:4] == struct.pack("=I", 0xA1B2C3D4) and b"x" * 8 not in data  # the old bytes are gone
 
 
 @pytest.mark.device

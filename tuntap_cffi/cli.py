@@ -13,12 +13,14 @@ read: then they raise ``KeyboardInterrupt`` to leave it.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import stat
 import sys
 import time
 from types import FrameType
-from typing import Any, Optional, Sequence, TextIO, Tuple
+from typing import Any, BinaryIO, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
 from .config import IPInterface, parse_interface
@@ -118,7 +120,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     dump.add_argument(
         "--pcap", metavar="FILE",
         help="also write the packets to FILE in pcap format (link type RAW for a TUN, Ethernet for a TAP), "
-        "readable by tcpdump/tshark/Wireshark; '-' writes the pcap to stdout and the text lines to stderr",
+        "readable by tcpdump/tshark/Wireshark; '-' writes the pcap to stdout and the text lines to stderr. "
+        "A new FILE is created readable by its owner only (0600: packets may carry secrets); an existing "
+        "regular file is not overwritten without --overwrite; a symbolic link is refused; a named pipe "
+        "(mkfifo) is written to as it is",
+    )
+    dump.add_argument(
+        "--overwrite", action="store_true",
+        help="with --pcap FILE: replace FILE if it is an existing regular file (its old size is reported)",
     )
     return parser
 
@@ -192,7 +201,7 @@ def _dump(args: argparse.Namespace, stop: _Stop) -> int:
         if args.pcap == "-":
             pcap_file = sys.stdout.buffer
         elif args.pcap is not None:
-            pcap_file = open(args.pcap, "wb")
+            pcap_file = _open_pcap(args.pcap, args.overwrite)
         try:
             writer = None
             if pcap_file is not None:
@@ -215,6 +224,35 @@ def _dump(args: argparse.Namespace, stop: _Stop) -> int:
                 pcap_file.close()
     print(f"{seen} packet{'s' if seen != 1 else ''} captured{reason}", file=sys.stderr, flush=True)
     return 0
+
+
+def _open_pcap(path: str, overwrite: bool) -> BinaryIO:
+    """Open *path* for the capture: never through a symlink, a new file 0600, an old one only if *overwrite*.
+
+    dump runs as root: a symlink or file planted at a predictable path (in
+    /tmp) must not make it truncate or write to another file.
+    """
+    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            fd = os.open(path, flags)  # a pipe blocks here until its reader comes
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "--pcap: refusing to follow a symbolic link: give the target's own path", path) from None
+            raise
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                if not overwrite:
+                    raise OSError(errno.EEXIST, "--pcap: the file exists: pass --overwrite to replace it, or another name", path)
+                print(f"{PROG}: overwriting {path} ({info.st_size} bytes)", file=sys.stderr, flush=True)
+                os.ftruncate(fd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+    return os.fdopen(fd, "wb")
 
 
 def _capture(dev: Device, args: argparse.Namespace, stop: _Stop, writer: Optional[PcapWriter], text: TextIO) -> "tuple[int, str]":
