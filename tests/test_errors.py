@@ -359,3 +359,21 @@ def test_unsupported_platform_fails_at_open_not_import(monkeypatch: pytest.Monke
     assert "sunos5" in str(info.value)
     assert isinstance(info.value, TunTapError)
     assert fd_count() == before
+
+
+def test_batch_write_error_is_a_tuntap_error_naming_the_device() -> None:
+    from tuntap_cffi import BatchWriteError, batch, errors
+
+    assert batch.BatchWriteError is errors.BatchWriteError is BatchWriteError
+    assert issubclass(BatchWriteError, TunTapError)
+    name = new_name()
+    try:
+        with open_tun(name) as dev:
+            dev.up()
+            with pytest.raises(TunTapError) as info:  # every library error is caught by one except clause
+                dev.write_batch([b"\x00" * 28, b"\x70" + bytes(27)])  # neither IPv4 nor IPv6
+            err = info.value
+            assert isinstance(err, BatchWriteError) and err.written == 0, repr(err)
+            assert err.errno == errno.EINVAL and err.filename == name, repr(err)
+    finally:
+        delete_link(name)

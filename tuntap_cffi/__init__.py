@@ -7,10 +7,10 @@
         n = dev.readinto(buf)
 """
 
-from .batch import BatchWriteError
 from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_queues, open_tap, open_tun
 from .ring import PacketRing
 from .errors import (
+    BatchWriteError,
     DeviceBusyError,
     DeviceClosedError,
     DeviceNotFoundError,

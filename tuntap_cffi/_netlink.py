@@ -121,7 +121,7 @@ class RtNetlink:
             while offset + NLMSG_HDRLEN <= n:
                 length, kind, mflags, mseq, _pid = _NLMSG_HDR.unpack_from(data, offset)
                 if length < NLMSG_HDRLEN or offset + length > n:
-                    raise OSError(errno.EPROTO, f"{what}: malformed netlink answer")
+                    raise error_from_errno(errno.EPROTO, "netlink", name, f"{what}: malformed netlink answer from the kernel")
                 body = data[offset + NLMSG_HDRLEN : offset + length]
                 offset += _align4(length)
                 if mseq != seq:

@@ -26,6 +26,7 @@ Facts:
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import platform
@@ -34,7 +35,11 @@ from typing import Any, List, Optional, Tuple
 
 from ._syscalls import ffi, lib
 
-__all__ = ["Uring", "UringUnavailable", "syscall_numbers", "probe"]
+__all__ = ["Uring", "UringUnavailable", "syscall_numbers", "probe", "TRANSIENT"]
+
+# Errnos that say something about this moment (fds or memory short), not
+# about io_uring: an answer with one of them must not be remembered.
+TRANSIENT = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR))
 
 _MAP_POPULATE = 0x8000  # populate the ring pages at mmap time (x86/arm/generic value)
 
@@ -184,16 +189,24 @@ class Uring:
 
 
 def probe() -> Tuple[bool, str]:
-    """Whether io_uring with IORING_OP_READ_FIXED works here, and why not."""
+    """Whether io_uring with IORING_OP_READ_FIXED works here, and why not.
+
+    A failure with a TRANSIENT errno (no fd or memory free just now) says
+    nothing either way: it raises UringUnavailable instead of answering.
+    """
     try:
         ring = Uring(2)
-    except UringUnavailable as exc:
+    except OSError as exc:  # UringUnavailable, or mmap's own EMFILE/ENOMEM
+        if exc.errno in TRANSIENT:
+            raise UringUnavailable(exc.errno, f"io_uring could not be probed: {exc.strerror}") from exc
         return False, str(exc)
     try:
         raw = ffi.new("char[]", ffi.sizeof("struct io_uring_probe") + 256 * ffi.sizeof("struct io_uring_probe_op"))
         try:
             ring.register(lib.IORING_REGISTER_PROBE, raw, 256)
         except UringUnavailable as exc:
+            if exc.errno in TRANSIENT:
+                raise
             return False, str(exc)
         ops = ffi.cast("struct io_uring_probe_op *", raw + ffi.sizeof("struct io_uring_probe"))
         header = ffi.cast("struct io_uring_probe *", raw)

@@ -37,7 +37,7 @@ from typing import Any, List, Optional, Tuple
 
 from . import _uring
 from ._syscalls import ffi, lib
-from .errors import error_from_errno
+from .errors import BatchWriteError, error_from_errno  # BatchWriteError: still importable from here
 from .ring import PacketRing
 
 __all__ = ["ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "uring_status", "BatchWriteError"]
@@ -60,22 +60,34 @@ _U32 = 0xFFFF_FFFF  # the rings' head and tail are free-running uint32s: sums an
 _ENTER = _uring._ENTER
 _NR_ENTER = _uring.NR_ENTER
 _NULL = ffi.NULL
+# What an io_uring fault that should never happen tells the user to do.
+_REPORT = "a bug in tuntap_cffi or the kernel: please report it; Device.batch_backend = 'loop' avoids io_uring"
 
 _status: Optional[Tuple[bool, str]] = None
 
 
 def uring_status() -> Tuple[bool, str]:
-    """(usable, reason): whether io_uring batch I/O works in this process (probed once)."""
+    """(usable, reason): whether io_uring batch I/O works in this process.
+
+    Probed once: a definitive answer is kept for the process; a transient
+    failure (EMFILE, ENFILE, ENOMEM, EAGAIN: no fd or memory free just then)
+    answers False and is probed again on the next call.  An engine whose
+    set-up finds io_uring unusable later (``kernel.io_uring_disabled`` set
+    since, seccomp) turns the answer to False.
+    """
     global _status
     if _status is None:
-        _status = _uring.probe()
+        try:
+            _status = _uring.probe()
+        except _uring.UringUnavailable as exc:
+            return False, f"{exc} (transient: probed again on the next call)"
     return _status
 
 
-class BatchWriteError(OSError):
-    """Raised by ``write_batch`` when the kernel refused a packet; ``written`` says how many went."""
-
-    written: int = 0
+def uring_usable() -> Optional[bool]:
+    """True or False once known for this process; None while only transient failures were seen."""
+    usable, _why = uring_status()
+    return usable if _status is not None else None
 
 
 def _new_uring(n: int) -> Tuple[_uring.Uring, Optional[int]]:
@@ -119,6 +131,7 @@ class _UringEngine:
     """
 
     backend = "io_uring"
+    name: Optional[str] = None  # the device's, for error messages (set by make_engine)
 
     def __init__(self, fd: int, ring: PacketRing, fixed_op: int, plain_op: int, rw_flags: int, tag_shift: int) -> None:
         n = ring.slots
@@ -186,7 +199,7 @@ class _UringEngine:
         if r != 2 or u.cq_tail[0] != u.cq_head[0]:
             u.cq_head[0] = u.cq_tail[0]
             if r != 2 and r >= 0:
-                raise OSError(errno.EPROTO, "io_uring: the file-table trial was not submitted whole")
+                raise OSError(errno.EPROTO, "io_uring: the file-table trial was not submitted whole")  # (make_engine names the device)
             return False
         for i in range(n):
             u.sqes[i].fd = 0
@@ -253,13 +266,21 @@ class _UringEngine:
                 err = ffi.errno
                 # EINTR: a signal cut the wait short; EAGAIN/ENOMEM: no request could be allocated.
                 if err not in (errno.EINTR, errno.EAGAIN, errno.ENOMEM):
-                    raise error_from_errno(err, op, None, "io_uring_enter failed")
+                    raise error_from_errno(err, op, self.name, f"io_uring_enter of a {op} batch on {self.name} failed")
             if not want and (u.cq_tail[0] - u.cq_head[0]) & _U32 >= count:
                 return
             r = u.enter(want, count, _GETEVENTS)
         # Never seen: the kernel kept refusing; the rest of the run (and the
         # SQE that empties the file table) stays queued for the next call.
-        raise OSError(errno.ENOMEM, f"io_uring_enter: {want} requests of a {op} batch not taken after {_ENTER_TRIES} tries")
+        raise error_from_errno(
+            errno.ENOMEM, op, self.name,
+            f"io_uring_enter: {want} requests of a {op} batch on {self.name} not taken after {_ENTER_TRIES} tries "
+            "(memory is short; Device.batch_backend = 'loop' needs none)",
+        )
+
+    def _stray(self, slot: int, first: int, end: int) -> OSError:
+        """The error for a read completion that is not of this batch's slots."""
+        return error_from_errno(errno.EPROTO, "read", self.name, f"io_uring completion for slot {slot} of {self.name}, outside {first}..{end - 1}: {_REPORT}")
 
     def _completed(self, count: int, op: str) -> int:
         """The CQ head, once *count* completions are there (a signal can end io_uring_enter's wait early)."""
@@ -455,7 +476,7 @@ class ReadEngine(_UringEngine):
         for tag, res in _CQE.iter_unpack(self.rawview[: 16 * count]):
             slot = tag >> _SLOT_SHIFT
             if not first <= slot < end:
-                raise OSError(errno.EPROTO, f"io_uring completion for slot {slot}, outside {first}..{end - 1}")
+                raise self._stray(slot, first, end)
             lengths[slot] = res
         return self._slow(ring, first, count)
 
@@ -480,7 +501,7 @@ class ReadEngine(_UringEngine):
             slot = (cqe[c] >> _SLOT_SHIFT) & 0xFF | cqe[c + 1] << 8
             if not first <= slot < end:
                 u.cq_words[u.cq_head_i] = (head + count) & _U32
-                raise OSError(errno.EPROTO, f"io_uring completion for slot {slot}, outside {first}..{end - 1}")
+                raise self._stray(slot, first, end)
             res = cqe[c + 2]
             lengths[slot] = res
             if usual:
@@ -672,9 +693,28 @@ class LoopWriteEngine:
         return failures
 
 
-def make_engine(kind: str, backend: str, fd: int, ring: PacketRing) -> Any:
-    """An engine of *kind* 'read'/'write' for *backend* 'io_uring'/'loop'."""
-    if backend == "io_uring":
-        return (ReadEngine if kind == "read" else WriteEngine)(fd, ring)
-    return (LoopReadEngine if kind == "read" else LoopWriteEngine)(fd, ring)
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Any:
+    """An engine of *kind* 'read'/'write' for *backend* 'io_uring'/'loop' on device *name*'s *fd*."""
+    if backend != "io_uring":
+        return (LoopReadEngine if kind == "read" else LoopWriteEngine)(fd, ring)
+    try:
+        engine = (ReadEngine if kind == "read" else WriteEngine)(fd, ring)
+    except OSError as exc:
+        err = exc.errno
+        if err in (errno.EMFILE, errno.ENFILE):
+            # Short of fds (io_uring_setup, or mmap's dup on CPython): the
+            # program is at a limit it should hear about; falling back would
+            # keep a slower engine for this ring after the shortage ends.
+            raise error_from_errno(err, "engine", name, f"cannot set up the io_uring {kind} engine of {name}") from exc
+        if err in _uring.TRANSIENT:
+            # ENOMEM: memory short or, without CAP_IPC_LOCK, the rings over
+            # RLIMIT_MEMLOCK (a per-process limit): this ring gets the loop.
+            raise _uring.UringUnavailable(err, f"io_uring rings for {name}: {exc.strerror}") from exc
+        if isinstance(exc, _uring.UringUnavailable):
+            global _status
+            _status = (False, str(exc))  # io_uring is refused now (disabled, seccomp): say so from now on
+            raise  # the device falls back to the loop
+        raise error_from_errno(err or errno.EIO, "engine", name, f"cannot set up the io_uring {kind} engine of {name}: {_REPORT}") from exc
+    engine.name = name
+    return engine
 

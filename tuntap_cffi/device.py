@@ -588,14 +588,16 @@ class Device:
         Set ``"loop"`` to force the read()/write() loop, ``"auto"`` (the
         default, or env ``TUNTAP_CFFI_BATCH``) to use io_uring where the
         kernel allows it.  Setting it drops the engines already made.
+        Read, it names the backend of the engines made from now on: "loop"
+        once io_uring is known unusable in this process (also when it was
+        disabled after engines were made); "io_uring" while it could not
+        be probed for want of fds (making an engine then raises a
+        TunTapError, EMFILE, that says which limit to raise).  A ring whose
+        io_uring rings exceed RLIMIT_MEMLOCK gets a loop engine.
         """
-        choice = self._batch_backend
-        if choice == "loop":
+        if self._batch_backend == "loop" or batch.uring_usable() is False:
             return "loop"
-        usable, _why = batch.uring_status()
-        if choice == "io_uring" and not usable:
-            return "loop"
-        return "io_uring" if usable else "loop"
+        return "io_uring"
 
     @batch_backend.setter
     def batch_backend(self, value: str) -> None:
@@ -628,9 +630,9 @@ class Device:
         check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
         backend = self.batch_backend
         try:
-            engine = batch.make_engine(kind, backend, self._fd, ring)
+            engine = batch.make_engine(kind, backend, self._fd, ring, self._name)
         except UringUnavailable:
-            engine = batch.make_engine(kind, "loop", self._fd, ring)
+            engine = batch.make_engine(kind, "loop", self._fd, ring, self._name)
         # Keyed by the kernel's thread id: pthread ids are reused at once
         # for new threads, TIDs only after the pid space wraps.
         key = (id(ring), kind, threading.get_native_id())

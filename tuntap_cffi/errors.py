@@ -24,6 +24,7 @@ __all__ = [
     "DeviceNotFoundError",
     "InvalidPacketError",
     "DeviceClosedError",
+    "BatchWriteError",
     "error_from_errno",
 ]
 
@@ -65,6 +66,15 @@ class DeviceClosedError(TunTapError, ValueError):
 
     def __init__(self, name: str = "") -> None:
         super().__init__(_errno.EBADF, "I/O operation on closed device", name or None)
+
+
+class BatchWriteError(TunTapError):
+    """``write_batch``: the kernel refused packets; the others went, ``written`` says how many.
+
+    ``errno`` and ``__cause__`` are those of the first refused packet.
+    """
+
+    written: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -122,6 +132,12 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
         "the kernel refused the packet: a TUN device expects an IPv4 or IPv6 packet "
         "(with a 4-byte tun_pi header first when packet_info=True), a TAP device an "
         "Ethernet frame of at least 14 bytes",
+    ),
+    ("engine", _errno.EMFILE): (
+        TunTapError,
+        "this process is at its open-file limit: an io_uring engine takes 1 fd (3 while it is set up "
+        "on CPython); raise RLIMIT_NOFILE (`ulimit -n`, resource.setrlimit) or set "
+        "Device.batch_backend = 'loop'",
     ),
     ("create", _errno.EPERM): (
         TunTapPermissionError,
