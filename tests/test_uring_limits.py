@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI, ip
-from tuntap_cffi import TunTapError, batch, open_tun
+from conftest import ip
+from test_batch import require_uring
+from tuntap_cffi import TunTapError, open_tun
 from tuntap_cffi._syscalls import lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,14 +60,6 @@ def run(script: str) -> Any:
                           timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO, TUNTAP_CFFI_BATCH="auto"))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def require_uring() -> None:
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
 
 
 def test_transient_emfile_in_first_probe_is_not_remembered() -> None:
