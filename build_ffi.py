@@ -428,6 +428,7 @@ int     bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
 int     setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
 ssize_t send(int sockfd, const void *buf, size_t len, int flags);
 ssize_t recv(int sockfd, void *buf, size_t len, int flags);
+ssize_t recvfrom(int sockfd, void *buf, size_t len, int flags, struct sockaddr *src_addr, socklen_t *addrlen);
 int     eventfd(unsigned int initval, int flags);
 int     dup3(int oldfd, int newfd, int flags);
 long    syscall(long number, ...);          /* io_uring_setup/enter/register */

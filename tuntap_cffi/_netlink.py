@@ -12,6 +12,13 @@ Facts:
   ``NLM_F_MULTI``, over several reads, ended by ``NLMSG_DONE``.
 - An unbound, unconnected netlink socket sends to the kernel (port 0) with a
   plain ``send``; the kernel binds it to a port id on first use.
+- Any process with CAP_NET_ADMIN can send to our port id too: an answer
+  counts only if it comes from the kernel (sender port id 0, seen through
+  ``recvfrom``) and carries our sequence number.
+- A kernel answer is trusted to be well formed, but not blindly: a short
+  or malformed one raises a TunTapError (EPROTO), never a struct.error, and
+  a request left unanswered for REPLY_TIMEOUT seconds raises ETIMEDOUT
+  instead of blocking forever.
 
 The fixed headers are filled through the cffi declarations in build_ffi.py,
 so their layout is the one the layout tests compare with the kernel's.
@@ -20,20 +27,29 @@ so their layout is the one the layout tests compare with the kernel's.
 from __future__ import annotations
 
 import errno
+import select
 import struct
 import threading
+import time
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from ._syscalls import check, ffi, lib
 from .errors import error_from_errno
 
-__all__ = ["RtNetlink", "attr", "fixed", "parse_attrs", "NLMSG_HDRLEN"]
+__all__ = ["RtNetlink", "attr", "fixed", "parse_attrs", "parse_answers", "NLMSG_HDRLEN", "REPLY_TIMEOUT"]
+
+#: Seconds a request may wait without any answer from the kernel (each
+#: message of a dump restarts it).  The kernel answers at once: only a
+#: broken socket or a lost answer ever reaches it.
+REPLY_TIMEOUT = 5.0
 
 NLMSG_HDRLEN = ffi.sizeof("struct nlmsghdr")
 _RTA_HDR = struct.Struct("=HH")  # struct rtattr: rta_len, rta_type
 _NLMSG_HDR = struct.Struct("=IHHII")  # struct nlmsghdr, for parsing answers
 _RECV_SIZE = 65536
 _NLM_F_CAPPED = 0x100  # in an NLMSG_ERROR: the request was not echoed back
+_ERROR = struct.Struct("=i")  # struct nlmsgerr's error: 0 or -errno
+_MAX_ERRNO = 4095  # the kernel's errnos are 1..4095 (MAX_ERRNO)
 
 
 def _align4(n: int) -> int:
@@ -74,6 +90,12 @@ class RtNetlink:
         self._lock = threading.Lock()
         self._buf = bytearray(_RECV_SIZE)
         self._ptr = ffi.from_buffer(self._buf)
+        self.timeout = REPLY_TIMEOUT  # (tests shorten it)
+        self._pollfd = ffi.new("struct pollfd *")
+        self._pollfd.fd, self._pollfd.events = fd, select.POLLIN
+        self._sender_nl = ffi.new("struct sockaddr_nl *")
+        self._sender = ffi.cast("struct sockaddr *", self._sender_nl)
+        self._addrlen = ffi.new("socklen_t *")
         one = ffi.new("int *", 1)
         # Best effort: kernels before 4.12 answer ENOPROTOOPT; messages are then plainer.
         lib.setsockopt(fd, lib.SOL_NETLINK, lib.NETLINK_EXT_ACK, one, ffi.sizeof("int"))
@@ -115,27 +137,35 @@ class RtNetlink:
     def _answers(self, seq: int, dump: bool, what: str, name: Optional[str], ignore: Sequence[int]) -> List[Tuple[int, memoryview]]:
         out: List[Tuple[int, memoryview]] = []
         while True:
-            n = check(lib.recv, self._fd, self._ptr, len(self._buf), 0, op="netlink", name=name, what=what)
+            n = self._receive(what, name)
+            if n < 0:
+                continue  # not from the kernel: dropped
             data = memoryview(bytes(self._buf[:n]))  # answers outlive the next read
-            offset = 0
-            while offset + NLMSG_HDRLEN <= n:
-                length, kind, mflags, mseq, _pid = _NLMSG_HDR.unpack_from(data, offset)
-                if length < NLMSG_HDRLEN or offset + length > n:
-                    raise error_from_errno(errno.EPROTO, "netlink", name, f"{what}: malformed netlink answer from the kernel")
-                body = data[offset + NLMSG_HDRLEN : offset + length]
-                offset += _align4(length)
-                if mseq != seq:
-                    continue  # a late answer to an earlier, abandoned request
-                if kind == lib.NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", body)[0]
-                    if err == 0 or err in ignore:
-                        if not dump:
-                            return out
-                        continue
-                    raise self._error(err, body, mflags, what, name)
-                if kind == lib.NLMSG_DONE:
-                    return out
-                out.append((kind, body))
+            if parse_answers(data, seq, dump, ignore, out, what, name):
+                return out
+
+    def _receive(self, what: str, name: Optional[str]) -> int:
+        """One message from the kernel into self._buf: its length, or -1 for one from anyone else (dropped).
+
+        Waits at most REPLY_TIMEOUT seconds (poll), then raises ETIMEDOUT.
+        """
+        deadline = time.monotonic() + self.timeout
+        pfd = self._pollfd
+        while True:
+            left = deadline - time.monotonic()
+            ready = lib.poll(pfd, 1, int(left * 1000) + 1) if left > 0 else 0
+            if ready > 0:
+                break
+            if ready == 0:
+                raise error_from_errno(
+                    errno.ETIMEDOUT, "netlink", name,
+                    f"{what}: no answer from the kernel within {self.timeout:g} s (netlink socket broken? try again)",
+                )
+            if ffi.errno != errno.EINTR:
+                raise error_from_errno(ffi.errno, "netlink", name, what)
+        self._addrlen[0] = ffi.sizeof("struct sockaddr_nl")
+        n = check(lib.recvfrom, self._fd, self._ptr, len(self._buf), 0, self._sender, self._addrlen, op="netlink", name=name, what=what)
+        return n if self._sender_nl.nl_pid == 0 else -1
 
     @staticmethod
     def _error(err: int, body: memoryview, flags: int, what: str, name: Optional[str]) -> OSError:
@@ -152,3 +182,44 @@ class RtNetlink:
             what = f"{what} (kernel: {detail})"
         return error_from_errno(err, "netlink", name, what)
 
+
+
+def parse_answers(
+    data: memoryview, seq: int, dump: bool, ignore: Sequence[int], out: List[Tuple[int, memoryview]], what: str, name: Optional[str]
+) -> bool:
+    """Append the (type, body) of *data*'s messages answering request *seq* to *out*; True once the answer is complete.
+
+    Messages of other sequence numbers (late answers to abandoned requests)
+    are skipped.  Raises the mapped TunTapError for an error answer, and
+    one with EPROTO for a malformed message (too short, a length past the
+    data, an error field that is no errno).
+    """
+    n = len(data)
+    offset = 0
+    while offset + NLMSG_HDRLEN <= n:
+        length, kind, mflags, mseq, _pid = _NLMSG_HDR.unpack_from(data, offset)
+        if length < NLMSG_HDRLEN or offset + length > n:
+            raise _malformed(what, name, f"a message of {length} bytes at offset {offset} of {n}")
+        body = data[offset + NLMSG_HDRLEN : offset + length]
+        offset += _align4(length)
+        if mseq != seq:
+            continue  # a late answer to an earlier, abandoned request
+        if kind == lib.NLMSG_ERROR:
+            if len(body) < _ERROR.size:
+                raise _malformed(what, name, f"an NLMSG_ERROR of {len(body)} bytes")
+            err = -_ERROR.unpack_from(body)[0]
+            if not 0 <= err <= _MAX_ERRNO:
+                raise _malformed(what, name, f"an NLMSG_ERROR with error {-err}")
+            if err == 0 or err in ignore:
+                if not dump:
+                    return True
+                continue
+            raise RtNetlink._error(err, body, mflags, what, name)
+        if kind == lib.NLMSG_DONE:
+            return True
+        out.append((kind, body))
+    return False
+
+
+def _malformed(what: str, name: Optional[str], detail: str) -> OSError:
+    return error_from_errno(errno.EPROTO, "netlink", name, f"{what}: malformed netlink answer from the kernel ({detail})")
