@@ -11,7 +11,7 @@ from typing import List
 import pytest
 
 from conftest import fd_count, ip
-from tuntap_cffi import Device, DeviceClosedError, TunFlags, open_queues, open_tun
+from tuntap_cffi import Device, DeviceBusyError, DeviceClosedError, TunFlags, delete_persistent, open_queues, open_tun
 from tuntap_cffi.device import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6
 
 pytestmark = pytest.mark.device
@@ -160,4 +160,26 @@ def test_bad_offload_options(ifname: str, options: dict, exc: type) -> None:  # 
     with pytest.raises(exc):
         open_tun(ifname, **options)
     assert fd_count() == before
+    assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
+@pytest.mark.parametrize("held", ["attached", "detached"])
+def test_delete_persistent_refuses_a_multi_queue_interface_still_held(ifname: str, held: str) -> None:
+    """The kernel lets delete_persistent's own queue attach while others are open; it must still raise
+    DeviceBusyError, as its docstring says, and leave the interface persistent."""
+    queues = open_queues(ifname, 2, persist=True)
+    try:
+        if held == "detached":
+            queues[0].close()
+            queues[1].detach_queue()  # held, but no longer counted among the attached queues
+        with pytest.raises(DeviceBusyError) as info:
+            delete_persistent(ifname)
+        assert info.value.filename == ifname and "close" in str(info.value), str(info.value)
+        assert os.path.exists(f"/sys/class/net/{ifname}")
+        assert int(open(f"/sys/class/net/{ifname}/tun_flags").read(), 16) & TunFlags.PERSIST
+    finally:
+        for q in queues:
+            q.close()
+    assert os.path.exists(f"/sys/class/net/{ifname}")  # still persistent after the last queue closed
+    delete_persistent(ifname)  # nothing holds it now
     assert not os.path.exists(f"/sys/class/net/{ifname}")

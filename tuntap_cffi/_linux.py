@@ -21,7 +21,7 @@ from typing import Any, Optional, Tuple
 
 from . import _ioctl
 from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
-from .errors import DeviceNotFoundError
+from .errors import DeviceBusyError, DeviceNotFoundError
 
 __all__ = [
     "TUN_PATH",
@@ -173,15 +173,45 @@ def set_int(ctl: int, name: str, field: str, value: int) -> None:
 
 
 def delete_persistent(name: str) -> None:
-    """Attach to persistent interface *name*, clear IFF_PERSIST, close: it disappears."""
+    """Attach to persistent interface *name*, clear IFF_PERSIST, close: it disappears.
+
+    Unless another fd holds it.  A single-queue interface then refuses the
+    attach (EBUSY).  A multi-queue one lets a new queue attach while others
+    are held, so the others are looked for: attached queues show in sysfs
+    (queues/rx-N, one per attached queue); a detached queue only shows in
+    that the interface outlives our close, and then IFF_PERSIST is set
+    back.  Either way: DeviceBusyError, and the interface stays as it was.
+    """
     flags = sysfs_tun_flags(name)
     if flags is None:
         raise DeviceNotFoundError(errno.ENODEV, "no TUN/TAP interface of that name", name)
     # Attach with the interface's own kind and queue mode, or TUNSETIFF says EINVAL.
     keep = lib.IFF_TUN | lib.IFF_TAP | lib.IFF_MULTI_QUEUE | lib.IFF_NO_PI | lib.IFF_VNET_HDR
     kind = "TAP" if flags & lib.IFF_TAP else "TUN"
-    fd, _ = create(name, flags & keep, None, None, False, kind)
+    multi = bool(flags & lib.IFF_MULTI_QUEUE)
+    fd, _ = create(name, flags & keep, None, None, None if multi else False, kind)
+    if multi:
+        try:
+            held = _attached_queues(name) - 1  # ours is one of them
+            if held > 0:
+                raise DeviceBusyError(errno.EBUSY, f"cannot delete {name}: {held} other queue(s) of it are open: close them first", name)
+            set_persist(fd, name, False)
+        finally:
+            close_quietly(fd)
+        if sysfs_tun_flags(name) is not None:  # a detached queue still holds it
+            fd, _ = create(name, flags & keep, None, None, True, kind)
+            close_quietly(fd)
+            raise DeviceBusyError(errno.EBUSY, f"cannot delete {name}: a detached queue of it is still open: close it first", name)
+        return
     close_quietly(fd)
+
+
+def _attached_queues(name: str) -> int:
+    """How many queues are attached to multi-queue interface *name* (tun keeps one rx-N per queue in sysfs)."""
+    try:
+        return sum(1 for entry in os.listdir(f"/sys/class/net/{name}/queues") if entry.startswith("rx-"))
+    except FileNotFoundError:
+        return 0
 
 
 def get_hwaddr(ctl: int, name: str) -> bytes:

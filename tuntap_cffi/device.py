@@ -1528,7 +1528,9 @@ def delete_persistent(name: str) -> None:
     """Delete the persistent TUN/TAP interface *name* (like ``ip tuntap del``).
 
     Raises :class:`DeviceNotFoundError` if no TUN/TAP interface has that
-    name and :class:`DeviceBusyError` if a process still holds it.
+    name and :class:`DeviceBusyError` if a process still holds it (for a
+    multi-queue interface: any queue, attached or detached), leaving it
+    persistent.
     """
     name = _check_name(name)
     if not name or "%" in name:
