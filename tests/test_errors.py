@@ -9,12 +9,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from typing import Iterator, List
 
 import pytest
 
 import tuntap_cffi
-from conftest import delete_link, fd_count, new_name
+from conftest import delete_link, fd_count, ip, new_name
+from packets import ipv4_udp
 from tuntap_cffi import (
     DeviceBusyError,
     DeviceNotReadyError,
@@ -377,3 +379,45 @@ def test_batch_write_error_is_a_tuntap_error_naming_the_device() -> None:
             assert err.errno == errno.EINVAL and err.filename == name, repr(err)
     finally:
         delete_link(name)
+
+
+def test_write_racing_ip_link_del_says_the_interface_is_gone(ifname: str, subnet: str) -> None:
+    """`ip link del` brings the interface down before it detaches the file: a write in that window got EIO,
+    reported as "the interface is down: bring it up". Writes flood while the interface is deleted, 5 rounds
+    (the old code said "down" in 5 of 5 here); a plain down interface still says down."""
+    packet = ipv4_udp(f"{subnet}.2", f"{subnet}.1", 9, 9, b"x")  # to our own address on the TUN
+    for _ in range(5):
+        dev = open_tun(ifname, nonblocking=True)
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+                f.write("1")
+            ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
+            dev.up()
+            errors: List[OSError] = []
+            started = threading.Event()
+
+            def flood() -> None:
+                started.set()
+                while True:
+                    try:
+                        dev.write(packet)
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        errors.append(exc)
+                        return
+
+            t = threading.Thread(target=flood)
+            t.start()
+            started.wait(5)
+            ip("link", "del", "dev", ifname)
+            t.join(10)
+            assert not t.is_alive() and errors, "the writes went on after the interface was deleted"
+            err = errors[0]
+            assert isinstance(err, DeviceNotReadyError) and err.errno == errno.EBADFD, repr(err)
+            assert "interface is gone" in str(err) and "bring it up" not in str(err), str(err)
+        finally:
+            dev.close()
+    with open_tun(ifname) as dev:  # down, never deleted: says so
+        with pytest.raises(DeviceNotReadyError, match="bring it up"):
+            dev.write(packet)

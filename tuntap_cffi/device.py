@@ -829,7 +829,7 @@ class Device:
         if self._closed:
             self._leave_closed()
         first, neg = failures[0]
-        cause = error_from_errno(-neg, "write", self._name, f"write of packet {first} to {self._name} failed")
+        cause = self._write_error(-neg, f"write of packet {first} to {self._name} failed")
         err = BatchWriteError(cause.errno, f"{len(failures)} of {total} packets refused; first: {cause}", self._name)
         err.written = total - len(failures)
         raise err from cause
@@ -914,7 +914,7 @@ class Device:
             if err == errno.EAGAIN:
                 raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
             if err != errno.EINTR:
-                raise error_from_errno(err, "write", self._name, f"write to {self._name} failed")
+                raise self._write_error(err, f"write to {self._name} failed")
 
     # ----------------------------------------------------------------- writing
 
@@ -1005,7 +1005,23 @@ class Device:
             return
         if err == errno.EAGAIN:
             raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
-        raise error_from_errno(err, "write", self._name, f"write to {self._name} failed")
+        raise self._write_error(err, f"write to {self._name} failed")
+
+    def _write_error(self, err: int, what: str) -> OSError:
+        """The exception for a write that failed with *err* (error paths only).
+
+        EIO means the interface is down, and ``ip link del`` brings it down
+        before it detaches our file: a write in between gets EIO too.  A TUN
+        ioctl takes the RTNL lock that the deletion holds throughout, so once
+        TUNGETIFF returns, a deletion under way is over and says EBADFD.
+        """
+        if err == errno.EIO:
+            try:
+                _backend.current().get_iff(self._fd)
+            except OSError as exc:
+                if exc.errno == errno.EBADFD:
+                    err = errno.EBADFD  # gone, not down
+        return error_from_errno(err, "write", self._name, what)
 
     def _write_again(self, ptr: Any, size: int) -> int:
         while True:

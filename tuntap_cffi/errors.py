@@ -139,6 +139,11 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
         "on CPython); raise RLIMIT_NOFILE (`ulimit -n`, resource.setrlimit) or set "
         "Device.batch_backend = 'loop'",
     ),
+    ("write", _errno.EBADFD): (
+        DeviceNotReadyError,
+        "the interface is gone (deleted, e.g. by `ip link del`): "
+        "this device carries no more packets; close it and open a new one",
+    ),
     ("create", _errno.EPERM): (
         TunTapPermissionError,
         _NEED_CAP + "; without it a process can only attach to a persistent device "
