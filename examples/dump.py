@@ -28,7 +28,7 @@ def describe(packet: memoryview) -> str:
     elif version == 6:
         proto = packet[6]
         src, dst = ipaddress.IPv6Address(bytes(packet[8:24])), ipaddress.IPv6Address(bytes(packet[24:40]))
-        length = int.from_bytes(packet[4:6], "big")
+        length = 40 + int.from_bytes(packet[4:6], "big")  # the header holds the payload length: add the fixed header
         payload = packet[40:]
     else:
         return f"-- not an IP packet ({len(packet)} bytes)"
