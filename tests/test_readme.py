@@ -32,11 +32,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import pytest
-
-from conftest import new_name
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks it (Linux: 25)
 REPO = Path(__file__).resolve().parent.parent
