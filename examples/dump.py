@@ -1,7 +1,10 @@
 """Dump the packets sent to a TUN device: the Go seed's examples/dump.go, in Python.
 
-    sudo python examples/dump.py tun%d --address 198.18.12.1/24
-    ping 198.18.12.2          # in another terminal: its echo requests appear here
+    .venv/bin/python examples/dump.py tun%d --address 198.18.12.1/24     # as root
+    ping -c 3 198.18.12.2     # in another terminal: its echo requests appear here
+
+Each packet is printed with its total length (IP header included, for IPv4
+and IPv6 alike); the count goes to stderr at the end.
 
 `tuntap-cffi dump` is the full-featured version (pcap output, TAP, hex).
 """
