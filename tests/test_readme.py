@@ -396,3 +396,24 @@ def test_disable_ipv6_keeps_an_up_tun_quiet(ifname: str) -> None:
             dev.read()
     with pytest.raises(DeviceClosedError):
         dev.disable_ipv6()
+
+
+@pytest.mark.device
+def test_set_ipv6_errors_name_the_interface(ifname: str) -> None:
+    """No such interface: DeviceNotFoundError; as user nobody: the permission error, both naming the interface."""
+    from tuntap_cffi import DeviceNotFoundError, config, open_tun
+
+    with pytest.raises(DeviceNotFoundError) as missing:
+        config.set_ipv6(ifname, False)
+    assert missing.value.filename == ifname
+    with pytest.raises(TypeError):
+        config.set_ipv6(ifname, 0)  # type: ignore[arg-type]
+    with open_tun(ifname):
+        code = (f"from tuntap_cffi import config, TunTapPermissionError\n"
+                f"try:\n    config.set_ipv6({ifname!r}, False)\n"
+                f"except TunTapPermissionError as exc:\n    print('denied', exc.filename)\n")
+        proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code],
+                              capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert proc.stdout.split() == ["denied", ifname], proc.stdout + proc.stderr
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6") as f:
+            assert f.read().strip() == "0"
