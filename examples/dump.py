@@ -1,7 +1,10 @@
 """Dump the packets sent to a TUN device: the Go seed's examples/dump.go, in Python.
 
-    sudo python examples/dump.py tun%d --address 198.18.12.1/24
-    ping 198.18.12.2          # in another terminal: its echo requests appear here
+    .venv/bin/python examples/dump.py tun%d --address 198.18.12.1/24     # as root
+    ping -c 3 198.18.12.2     # in another terminal: its echo requests appear here
+
+Each packet is printed with its total length (IP header included, for IPv4
+and IPv6 alike); the count goes to stderr at the end.
 
 `tuntap-cffi dump` is the full-featured version (pcap output, TAP, hex).
 """
@@ -28,7 +31,7 @@ def describe(packet: memoryview) -> str:
     elif version == 6:
         proto = packet[6]
         src, dst = ipaddress.IPv6Address(bytes(packet[8:24])), ipaddress.IPv6Address(bytes(packet[24:40]))
-        length = int.from_bytes(packet[4:6], "big")
+        length = 40 + int.from_bytes(packet[4:6], "big")  # the header holds the payload length: add the fixed header
         payload = packet[40:]
     else:
         return f"-- not an IP packet ({len(packet)} bytes)"

@@ -10,6 +10,8 @@ missing=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have pypy3 || missing+=(pypy3)
 dpkg -s pypy3-venv >/dev/null 2>&1 || missing+=(pypy3-venv)
+# Debian/Ubuntu's python3 makes venvs only with python3-venv (it brings ensurepip).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 have ping || missing+=(iputils-ping)
 have setpriv || missing+=(util-linux)
 have ip || missing+=(iproute2)

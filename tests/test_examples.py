@@ -9,41 +9,58 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
 pytestmark = pytest.mark.device
 
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks it (Linux: 25)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_dump_example_prints_udp_packet(ifname: str, subnet: str) -> None:
+@contextmanager
+def example(script: str, ifname: str, *args: str) -> "Iterator[subprocess.Popen[str]]":
+    """Run examples/SCRIPT on *ifname*; wait for its "listening" line; at the end Ctrl-C it (exit 0), or kill it."""
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "examples", "dump.py"), ifname, "--address", f"{subnet}.1/24"],
+        [sys.executable, os.path.join(REPO, "examples", script), ifname, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    out = ""
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == f"listening on {ifname}"
-        deadline = time.monotonic() + 10
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            while "Protocol: 17 (UDP)" not in out and time.monotonic() < deadline:
-                s.sendto(b"hello dump", (f"{subnet}.2", 4000))
-                if select.select([proc.stdout], [], [], 0.2)[0]:
-                    out += proc.stdout.readline()
-                    while select.select([proc.stdout], [], [], 0.05)[0]:
-                        line = proc.stdout.readline()
-                        if not line:
-                            break
-                        out += line
+        yield proc
         proc.send_signal(signal.SIGINT)
         assert proc.wait(5) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def read_ready(proc: "subprocess.Popen[str]", wait: float) -> str:
+    """The lines *proc* printed, waiting up to *wait* s for the first."""
+    out = ""
+    assert proc.stdout is not None
+    while select.select([proc.stdout], [], [], wait)[0]:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out += line
+        wait = 0.05
+    return out
+
+
+def test_dump_example_prints_udp_packet(ifname: str, subnet: str) -> None:
+    out = ""
+    with example("dump.py", ifname, "--address", f"{subnet}.1/24") as proc:
+        deadline = time.monotonic() + 10
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while "Protocol: 17 (UDP)" not in out and time.monotonic() < deadline:
+                s.sendto(b"hello dump", (f"{subnet}.2", 4000))
+                out += read_ready(proc, 0.2)
     assert "IP Version: 4" in out and "Protocol: 17 (UDP)" in out
     assert f"Source IP: {subnet}.1" in out and f"Destination IP: {subnet}.2" in out
     assert b"hello dump".hex() in out
@@ -53,14 +70,7 @@ def test_dump_example_prints_udp_packet(ifname: str, subnet: str) -> None:
 def test_async_echo_serves_concurrent_flows(ifname: str, subnet: str) -> None:
     import threading
 
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "examples", "async_echo.py"), ifname, "--address", f"{subnet}.1/24"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == f"listening on {ifname}"
+    with example("async_echo.py", ifname, "--address", f"{subnet}.1/24"):
         results: dict = {}
 
         def client(i: int) -> None:
@@ -82,9 +92,28 @@ def test_async_echo_serves_concurrent_flows(ifname: str, subnet: str) -> None:
             t.join(30)
         for i in range(8):
             assert results[i] == [(f"flow {i} msg {j}".encode(), (f"{subnet}.{10 + i}", 9999)) for j in range(20)]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+
+def test_dump_example_prints_total_length_for_ipv4_and_ipv6(ifname: str, subnet: str) -> None:
+    """`Length:` is the whole packet's length for both versions (it once was the payload length for IPv6)."""
+    net6 = f"fd00:7474:{int(subnet.split('.')[1]) - 18:x}{int(subnet.split('.')[2]):02x}"
+    payload = b"twelve bytes"
+    out = ""
+    with example("dump.py", ifname, "--address", f"{net6}::1/64") as proc:
+        subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", ifname], check=True)
+        deadline = time.monotonic() + 10
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4:
+            for s in (s4, s6):
+                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            while out.count(payload.hex()) < 2 and time.monotonic() < deadline:
+                s4.sendto(payload, (f"{subnet}.2", 4000))
+                try:
+                    s6.sendto(payload, (f"{net6}::2", 4000))
+                except OSError:  # the address may still be tentative for a moment
+                    pass
+                out += read_ready(proc, 0.2)
+    records = [r for r in out.split("-- Packet Received --") if payload.hex() in r]
+    versions = {r.split("IP Version: ")[1].split()[0]: r for r in records}
+    assert set(versions) == {"4", "6"}, out
+    assert f"Length: {20 + 8 + len(payload)}\n" in versions["4"]
+    assert f"Length: {40 + 8 + len(payload)}\n" in versions["6"]

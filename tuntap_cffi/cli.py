@@ -49,6 +49,11 @@ examples:
   %(prog)s vpn0 --address 198.18.12.1/24 --pcap capture.pcap --count 100
   %(prog)s --address 198.18.12.1/24 --pcap - | wireshark -k -i -
   %(prog)s --address 198.18.12.1/24 --pcap - | tshark -r -
+  %(prog)s --address 198.18.12.1/24 --no-ipv6 --count 3
+      only the packets sent to it: no router solicitations or MLD reports of its own
+
+Packet lines go to stdout (to stderr with --pcap -); the "listening" banner,
+the final packet count and errors go to stderr.
 
 Creating the device needs CAP_NET_ADMIN (root, or `setcap cap_net_admin+ep`
 on the interpreter).  The interface exists while the command runs; Ctrl-C
@@ -109,6 +114,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--address", action="append", default=[], type=_interface, metavar="ADDR/PREFIX",
         help="add this IPv4 or IPv6 address to the interface, e.g. 198.18.12.1/24 or fd00:7474:12::1/64 (repeatable)",
     )
+    dump.add_argument(
+        "--no-ipv6", action="store_true",
+        help="turn IPv6 off on the interface before it comes up, so that it sends nothing of its own "
+        "(router solicitations, MLD reports) and --count counts only the traffic sent to it",
+    )
     dump.add_argument("--mtu", type=_int_in(68, _MAX_MTU), metavar="BYTES", help="set the interface MTU (68..65535)")
     dump.add_argument("--count", type=_int_in(1, 2**63 - 1), metavar="N", help="stop after N packets (default: until Ctrl-C)")
     dump.add_argument(
@@ -155,6 +165,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
         return 2
     if args.offload and args.tap:
         parser.error("--offload splits IP super-packets: it works with a TUN, not --tap")
+    if args.no_ipv6 and any(a.version == 6 for a in args.address):
+        parser.error("--no-ipv6 turns IPv6 off: it cannot be combined with an IPv6 --address")
     if args.pcap == "-" and sys.stdout.isatty():
         parser.error("--pcap - would write binary data to the terminal: pipe it (| tshark -r -) or give a file")
     stop = _Stop()
@@ -182,6 +194,8 @@ def _open_device(args: argparse.Namespace) -> Device:
     else:
         dev = (open_tap if args.tap else open_tun)(args.name)
     try:
+        if args.no_ipv6:  # before up(): an interface coming up with IPv6 solicits routers at once
+            dev.disable_ipv6()
         if args.mtu is not None:
             dev.mtu = args.mtu
         for address in args.address:

@@ -1348,6 +1348,18 @@ class Device:
         """The main table's unicast routes out of this interface, IPv4 then IPv6."""
         return config.list_routes(self._netlink(), self.ifindex, self._name)
 
+    def disable_ipv6(self) -> None:
+        """Turn IPv6 off on this interface: once up, it sends nothing of its own.
+
+        A TUN that is up sends IPv6 router solicitations and MLD reports,
+        which a capture counts as packets; call this before :meth:`up` to
+        keep it quiet.  It also drops the interface's IPv6 addresses.
+        Harmless when the kernel has no IPv6.  Needs CAP_NET_ADMIN.
+        """
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        config.set_ipv6(self._name, False)
+
     @staticmethod
     def _route_args(destination: object, gateway: object, metric: object) -> "Tuple[config.IPNetwork, Optional[config.IPAddress], Optional[int]]":
         dst = config.parse_network(destination)
