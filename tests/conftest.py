@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import threading
@@ -81,6 +82,14 @@ def our_links() -> List[str]:
 def delete_link(name: str) -> None:
     if os.path.exists(f"/sys/class/net/{name}"):
         ip("link", "del", "dev", name, check=False)
+
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks the name
+
+
+def bind_to_device(sock: socket.socket, name: str) -> None:
+    """Send and receive only through interface *name* (another with the same subnet gets nothing)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, name.encode())
 
 
 def join_task(thread: threading.Thread) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterator
 
 import pytest
 
-from conftest import fd_count, ip
+from conftest import bind_to_device, fd_count, ip
 from packets import ipv4_udp, parse_ipv4_udp
 from tuntap_cffi import Device, DeviceClosedError, open_tun
 
@@ -51,7 +51,7 @@ def tun(ifname: str, subnet: str) -> Iterator[Device]:
 def bound_socket(dev: Device) -> socket.socket:
     """A UDP socket bound to *dev*: another interface with the same subnet (another test process) gets none of it."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.name.encode())
+    bind_to_device(s, dev.name)
     return s
 
 
