@@ -10,14 +10,18 @@ own devices.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import itertools
 import json
 import os
+import re
+import socket
 import subprocess
+import tempfile
 import threading
 import time
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import pytest
 
@@ -78,6 +82,14 @@ def our_links() -> List[str]:
 def delete_link(name: str) -> None:
     if os.path.exists(f"/sys/class/net/{name}"):
         ip("link", "del", "dev", name, check=False)
+
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks the name
+
+
+def bind_to_device(sock: socket.socket, name: str) -> None:
+    """Send and receive only through interface *name* (another with the same subnet gets nothing)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, name.encode())
 
 
 def join_task(thread: threading.Thread) -> None:
@@ -145,13 +157,53 @@ class NameFactory:
 
 
 _subnets = itertools.count()
+SUBNET_LOCKS = os.path.join(tempfile.gettempdir(), "tuntap-cffi-test-subnets")
+
+
+def _assigned_prefixes() -> "set[str]":
+    """The 198.18.0.0/15 /24 prefixes with an address on any interface of this namespace."""
+    out = ip("-4", "-o", "addr", "show")
+    return {addr.rsplit(".", 1)[0] for addr in re.findall(r"\binet (198\.1[89]\.\d+\.\d+)", out)}
+
+
+def reserve_subnet(start: int) -> Tuple[str, int]:
+    """Reserve the first free /24 of 198.18.0.0/15 from number *start* (mod 512): (prefix, lock fd).
+
+    Free: no address of it on an interface here, and no other holder of its
+    lock file (an flock, which the kernel drops when the holder exits).
+    Closing the fd gives it back.
+    """
+    os.makedirs(SUBNET_LOCKS, exist_ok=True)
+    taken = _assigned_prefixes()
+    for i in range(512):
+        n = (start + i) % 512
+        prefix = f"198.{18 + n // 256}.{n % 256}"
+        if prefix in taken:
+            continue
+        fd = os.open(os.path.join(SUBNET_LOCKS, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return prefix, fd
+    pytest.fail("every /24 of 198.18.0.0/15 is in use on this host")
 
 
 @pytest.fixture
-def subnet() -> str:
-    """A /24 prefix of 198.18.0.0/15 unique in this run, as '198.18.X' / '198.19.X'."""
-    n = (int(RUN_TAG) * 37 + next(_subnets)) % 512
-    return f"198.{18 + n // 256}.{n % 256}"
+def subnet() -> Iterator[str]:
+    """A /24 prefix of 198.18.0.0/15 that no other test on this host holds, as '198.18.X' / '198.19.X'.
+
+    Unique in this run is not enough: a test run in another process (another
+    checkout, a second CI job) with the same prefix gets a second route to
+    it, and the kernel sends our packets to its interface.  So the prefix is
+    reserved host-wide for the test's duration (see reserve_subnet).
+    """
+    prefix, fd = reserve_subnet(int(RUN_TAG) * 37 + next(_subnets))
+    try:
+        yield prefix
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterator
 
 import pytest
 
-from conftest import fd_count, ip
+from conftest import bind_to_device, fd_count, ip
 from packets import ipv4_udp, parse_ipv4_udp
 from tuntap_cffi import Device, DeviceClosedError, open_tun
 
@@ -48,18 +48,25 @@ def tun(ifname: str, subnet: str) -> Iterator[Device]:
     dev.close()
 
 
-def send(subnet: str, payload: bytes, port: int = 9) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def bound_socket(dev: Device) -> socket.socket:
+    """A UDP socket bound to *dev*: another interface with the same subnet (another test process) gets none of it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bind_to_device(s, dev.name)
+    return s
+
+
+def send(dev: Device, subnet: str, payload: bytes, port: int = 9) -> None:
+    with bound_socket(dev) as s:
         s.sendto(payload, (f"{subnet}.2", port))
 
 
 def test_read_async_and_async_for(tun: Device, subnet: str, run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> list:  # type: ignore[type-arg]
         loop = asyncio.get_running_loop()
-        loop.call_later(0.05, send, subnet, b"first")
+        loop.call_later(0.05, send, tun, subnet, b"first")
         first = await tun.read_async()
         for i in range(5):
-            send(subnet, b"seq%d" % i)
+            send(tun, subnet, b"seq%d" % i)
         got = [first]
         async for packet in tun:
             got.append(packet)
@@ -74,10 +81,10 @@ def test_read_async_and_async_for(tun: Device, subnet: str, run: Callable[[Await
 def test_readinto_async_write_async_and_batch(tun: Device, subnet: str, run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> None:
         buf = bytearray(tun.max_packet_size)
-        send(subnet, b"into")
+        send(tun, subnet, b"into")
         n = await tun.readinto_async(buf)
         assert parse_ipv4_udp(bytes(buf[:n]))[4] == b"into"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with bound_socket(tun) as s:
             s.bind((f"{subnet}.1", 0))
             s.setblocking(False)
             pkt = ipv4_udp(f"{subnet}.2", f"{subnet}.1", 7, s.getsockname()[1], b"written")
@@ -86,7 +93,7 @@ def test_readinto_async_write_async_and_batch(tun: Device, subnet: str, run: Cal
             assert data == b"written"
         ring = tun.packet_ring(16)
         for i in range(5):
-            send(subnet, b"b%d" % i)
+            send(tun, subnet, b"b%d" % i)
         got = 0
         while got < 5:
             got += await tun.read_batch_async(ring)
@@ -103,7 +110,7 @@ def test_cancelled_read_loses_nothing_and_leaves_no_reader(tun: Device, subnet: 
         with pytest.raises(asyncio.CancelledError):
             await task
         assert not asyncio.get_running_loop().remove_reader(tun.fileno()), "a reader was left registered"
-        send(subnet, b"after cancel")
+        send(tun, subnet, b"after cancel")
         return await tun.read_async()
 
     assert parse_ipv4_udp(run(main()))[4] == b"after cancel"

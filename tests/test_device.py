@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 
 import pytest
 
 from conftest import fd_count, link_info, our_links
+import tuntap_cffi
 from tuntap_cffi import (
+    EVERYONE,
     Device,
     DeviceClosedError,
     DeviceKind,
@@ -128,6 +131,66 @@ def test_persistent_setter(ifname: str) -> None:
         assert dev.persistent
         dev.persistent = False
     assert not exists(ifname)
+
+
+def owner_group(name: str) -> tuple:  # type: ignore[type-arg]
+    """The interface's (owner, group) as sysfs says: -1 where unset."""
+    return tuple(int(open(f"/sys/class/net/{name}/{attr}").read()) for attr in ("owner", "group"))
+
+
+def test_persist_makes_the_creator_the_owner_and_reattach_keeps_any_owner(ifnames) -> None:  # type: ignore[no-untyped-def]
+    mine, theirs, public = ifnames(), ifnames(), ifnames()
+    open_tun(mine, persist=True).close()
+    open_tap(theirs, persist=True, owner=65534).close()
+    open_tun(public, persist=True, owner=EVERYONE).close()
+    try:
+        assert owner_group(mine) == (os.geteuid(), -1)
+        assert owner_group(theirs) == (65534, -1)
+        assert owner_group(public) == (-1, -1)
+        # Attaching (root may) with persist=True or None changes no owner.
+        for name, opener in ((mine, open_tun), (theirs, open_tap), (public, open_tun)):
+            before = owner_group(name)
+            for persist in (True, None):
+                with opener(name, persist=persist) as dev:
+                    assert dev.persistent
+                assert owner_group(name) == before, (name, persist)
+    finally:
+        for name in (mine, theirs, public):
+            delete_persistent(name)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, (os.geteuid(), -1)),
+    ({"owner": EVERYONE}, (-1, -1)),
+    ({"group": 65534}, (-1, 65534)),  # a group alone stays alone: an owner beside it would narrow it
+])
+def test_persistent_setter_gives_an_owner_like_open(ifname: str, options: dict, expected: tuple) -> None:  # type: ignore[type-arg]
+    with open_tun(ifname, **options) as dev:
+        assert owner_group(ifname)[0] == -1
+        dev.persistent = True
+        assert owner_group(ifname) == expected
+    try:
+        assert exists(ifname)
+    finally:
+        delete_persistent(ifname)
+
+
+def test_everyone_cannot_unset_an_owner(ifname: str) -> None:
+    open_tun(ifname, persist=True).close()
+    try:
+        before = fd_count()
+        with pytest.raises(tuntap_cffi.TunTapError) as info:
+            open_tun(ifname, owner=EVERYONE)
+        assert info.value.errno == errno.EINVAL and info.value.filename == ifname
+        assert "delete" in str(info.value) and "EVERYONE" in str(info.value)
+        assert fd_count() == before
+        assert owner_group(ifname) == (os.geteuid(), -1)
+        with open_tun(ifname, persist=False, owner=EVERYONE):  # going away anyway: no complaint
+            pass
+        assert not exists(ifname)
+    finally:
+        if exists(ifname):
+            delete_persistent(ifname)
 
 
 def test_persist_false_clears_on_reattach(ifname: str) -> None:

@@ -73,6 +73,9 @@ def test_bad_name_types_raise_type_error(name: object, no_syscalls: None) -> Non
     ({"group": True}, TypeError),
     ({"owner": "no-such-user-tuntap"}, ValueError),
     ({"group": "no-such-group-tuntap"}, ValueError),
+    ({"group": tuntap_cffi.EVERYONE}, TypeError),
+    ({"owner": tuntap_cffi.EVERYONE, "group": 0}, ValueError),
+    ({"owner": "EVERYONE-no-such-user"}, ValueError),
     ({"colour": "blue"}, TypeError),
 ])
 def test_bad_options(options: dict, exc: type, no_syscalls: None) -> None:  # type: ignore[type-arg]
@@ -335,6 +338,84 @@ def test_unprivileged_owner_attaches_to_persistent_device(ifname: str, world_rea
         ]
     finally:
         tuntap_cffi.delete_persistent(ifname)
+
+
+# What an unprivileged user tries on someone else's persistent interface:
+# attach, clear persistence by attaching (persist=False), delete.  One line
+# per attempt: "ok", or the exception's class, errno and message.
+INTRUDER_CHILD = textwrap.dedent(
+    """
+    import errno, os, sys
+    sys.path.insert(0, sys.argv[1])
+    import tuntap_cffi
+    name = sys.argv[2]
+    attempts = [
+        ("attach", lambda: tuntap_cffi.open_tun(name, nonblocking=True).close()),
+        ("unpersist", lambda: tuntap_cffi.open_tun(name, persist=False).close()),
+        ("delete", lambda: tuntap_cffi.delete_persistent(name)),
+    ]
+    for what, attempt in attempts:
+        try:
+            attempt()
+        except tuntap_cffi.TunTapError as exc:
+            print(what, type(exc).__name__, errno.errorcode.get(exc.errno), exc, sep="|")
+        else:
+            print(what, "ok", sep="|")
+        if not os.path.exists("/sys/class/net/" + name):
+            print("gone")
+            break
+    """
+)
+
+
+def intrude_as_nobody(name: str, package: str) -> List[List[str]]:
+    """Run INTRUDER_CHILD as nobody with a 0666 /dev/net/tun (as most distributions have it)."""
+    cmd = in_private_tun_node(["setpriv", *NOBODY, "--", unprivileged_python(), "-c", INTRUDER_CHILD, package, name])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [line.split("|") for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("options", [{}, {"owner": os.geteuid()}], ids=["defaults", "owner-given"])
+def test_persistent_device_is_closed_to_other_users(ifname: str, world_readable_package: str, options: dict) -> None:  # type: ignore[type-arg]
+    open_tun(ifname, persist=True, **options).close()
+    try:
+        assert open(f"/sys/class/net/{ifname}/owner").read().strip() == str(os.geteuid())
+        lines = intrude_as_nobody(ifname, world_readable_package)
+        assert [line[:3] for line in lines] == [[what, "TunTapPermissionError", "EPERM"]
+                                                for what in ("attach", "unpersist", "delete")], lines
+        for line in lines:
+            assert line[3].startswith(f"[Errno {errno.EPERM}] cannot attach to TUN device {ifname}: "), line
+            assert "owner" in line[3] and "CAP_NET_ADMIN" in line[3], line
+            assert "cannot create" not in line[3], line
+        assert os.path.exists(f"/sys/class/net/{ifname}"), "nobody deleted it"
+        with open_tun(ifname) as dev:  # its owner (root here) still attaches
+            assert dev.persistent
+    finally:
+        tuntap_cffi.delete_persistent(ifname)
+
+
+def test_persistent_device_opened_to_everyone_explicitly(ifname: str, world_readable_package: str) -> None:
+    open_tun(ifname, persist=True, owner=tuntap_cffi.EVERYONE).close()
+    try:
+        assert open(f"/sys/class/net/{ifname}/owner").read().strip() == "-1"
+        assert open(f"/sys/class/net/{ifname}/group").read().strip() == "-1"
+        assert intrude_as_nobody(ifname, world_readable_package) == [["attach", "ok"], ["unpersist", "ok"], ["gone"]]
+        assert not os.path.exists(f"/sys/class/net/{ifname}")
+    finally:
+        delete_link(ifname)
+
+
+@pytest.mark.parametrize("ids", [{"owner": 65534}, {"group": "nogroup"}, {"owner": "nobody", "group": 65534}])
+def test_explicit_owner_or_group_lets_that_user_in(ifname: str, world_readable_package: str, ids: dict) -> None:  # type: ignore[type-arg]
+    open_tun(ifname, persist=True, **ids).close()
+    try:
+        if "owner" not in ids:  # a group alone: no owner is added beside it
+            assert open(f"/sys/class/net/{ifname}/owner").read().strip() == "-1"
+        lines = intrude_as_nobody(ifname, world_readable_package)
+        assert lines == [["attach", "ok"], ["unpersist", "ok"], ["gone"]], lines
+    finally:
+        delete_link(ifname)
 
 
 def test_missing_dev_net_tun(ifname: str) -> None:

@@ -253,6 +253,8 @@ def test_persist_against_ip_link(ifname: str) -> None:
     dev = pytun.TunTapDevice(name=ifname, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
     dev.persist()  # default True, as pytun
     assert link_info(ifname)["linkinfo"]["info_data"]["persist"] is True
+    # No owner, as pytun: open to every user (programs that hand it to one rely on that).
+    assert open(f"/sys/class/net/{ifname}/owner").read().strip() == "-1"
     dev.close()
     assert os.path.exists(f"/sys/class/net/{ifname}")
     assert dev.mtu == 1500  # attributes work by name, also after close (as pytun)

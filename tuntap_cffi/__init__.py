@@ -7,7 +7,18 @@
         n = dev.readinto(buf)
 """
 
-from .device import Device, DeviceKind, PacketInfo, TunFlags, delete_persistent, open_queues, open_tap, open_tun
+from .device import (
+    EVERYONE,
+    Device,
+    DeviceKind,
+    Everyone,
+    PacketInfo,
+    TunFlags,
+    delete_persistent,
+    open_queues,
+    open_tap,
+    open_tun,
+)
 from .ring import PacketRing
 from .errors import (
     BatchWriteError,
@@ -30,6 +41,8 @@ __all__ = [
     "open_tap",
     "open_queues",
     "delete_persistent",
+    "EVERYONE",
+    "Everyone",
     "Device",
     "PacketRing",
     "BatchWriteError",

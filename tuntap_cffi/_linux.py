@@ -17,15 +17,17 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from . import _ioctl
 from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
-from .errors import DeviceBusyError, DeviceNotFoundError
+from .errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
 
 __all__ = [
     "TUN_PATH",
     "create",
+    "set_iff",
+    "owner_and_group",
     "get_iff",
     "set_persist",
     "control_socket",
@@ -64,21 +66,26 @@ def create(
     group: Optional[int],
     persist: Optional[bool],
     kind: str,
+    everyone: bool = False,
 ) -> Tuple[int, str]:
     """Open /dev/net/tun and attach it to interface *name*; return (fd, name).
 
     The fd is O_NONBLOCK (the Device emulates blocking reads with poll, which
-    is what lets ``close()`` wake a blocked reader) and O_CLOEXEC.
+    is what lets ``close()`` wake a blocked reader) and O_CLOEXEC.  *persist*
+    True gives the interface an owner as :func:`set_persist` says, unless
+    *everyone*.
     """
     what = f"cannot create {kind} device {name or '(kernel-chosen name)'}"
     fd = open_cloexec(TUN_PATH, os.O_RDWR | os.O_NONBLOCK, what)
     try:
-        ifr = _ifreq(name)
-        ifr.ifr_flags = _short(flags)
-        op = "create_template" if "%" in name else "create"
-        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None, what=what)
-        name = ffi.string(ifr.ifr_name).decode("ascii")
+        name = set_iff(fd, name, flags, kind)
         what = f"cannot configure {kind} device {name}"
+        ids = owner_and_group(name) if everyone and persist is not False else (None, None)
+        if ids != (None, None):
+            # TUNSETOWNER/TUNSETGROUP refuse -1: once set, they cannot be unset.
+            raise TunTapError(errno.EINVAL, f"cannot open {kind} device {name} to every user: it has "
+                              f"(owner, group) {ids} and the kernel cannot unset them; delete it "
+                              "(delete_persistent) and create it again with owner=EVERYONE", name)
         # Owner and group first, persistence last: if anything fails before,
         # closing the fd removes the interface we just made.
         if owner is not None:
@@ -86,11 +93,31 @@ def create(
         if group is not None:
             check(lib.ioctl, fd, _ioctl.TUNSETGROUP, ffi.cast("unsigned long", group), op="ioctl", name=name, what=what)
         if persist is not None:
-            set_persist(fd, name, persist)
+            set_persist(fd, name, persist, everyone)
     except BaseException:
         close_quietly(fd)
         raise
     return fd, name
+
+
+def set_iff(fd: int, name: str, flags: int, kind: str) -> str:
+    """``TUNSETIFF``: create interface *name* or attach *fd* to the existing one; return its name.
+
+    A failure names what was tried: attaching when an interface of that name
+    is there (a persistent one owned by someone else says EPERM), else creating.
+    """
+    ifr = _ifreq(name)
+    ifr.ifr_flags = _short(flags)
+    op = "create_template" if "%" in name else "create"
+    try:
+        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None,
+              what=f"cannot create {kind} device {name or '(kernel-chosen name)'}")
+    except TunTapError as exc:
+        if op == "create" and name and exc.errno is not None and sysfs_tun_flags(name) is not None:
+            raise error_from_errno(exc.errno, "attach", name, f"cannot attach to {kind} device {name}") from None
+        raise
+    real: str = ffi.string(ifr.ifr_name).decode("ascii")
+    return real
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
@@ -105,9 +132,37 @@ def get_iff(fd: int) -> Tuple[str, int]:
     return ffi.string(ifr.ifr_name).decode("ascii"), ifr.ifr_flags & 0xFFFF
 
 
-def set_persist(fd: int, name: str, on: bool) -> None:
-    """``TUNSETPERSIST``: keep the interface after its last fd closes (or stop)."""
+def set_persist(fd: int, name: str, on: bool, everyone: bool = False) -> None:
+    """``TUNSETPERSIST``: keep the interface after its last fd closes (or stop).
+
+    The kernel lets any process that can open /dev/net/tun attach to (and so
+    un-persist or delete) a persistent interface with neither owner nor
+    group.  So when this turns persistence on for an interface that has
+    neither, it first makes the caller's effective uid the owner (before,
+    so the interface is never persistent and open), unless *everyone*.  An
+    interface that already was persistent keeps what it has.
+    """
+    if on and not everyone and not get_iff(fd)[1] & lib.IFF_PERSIST and owner_and_group(name) == (None, None):
+        check(lib.ioctl, fd, _ioctl.TUNSETOWNER, ffi.cast("unsigned long", os.geteuid()), op="ioctl", name=name,
+              what=f"cannot make the effective uid the owner of {name} (before making it persistent)")
     check(lib.ioctl, fd, _ioctl.TUNSETPERSIST, ffi.cast("unsigned long", int(on)), op="ioctl", name=name, what=f"cannot set persist={on} on {name}")
+
+
+def owner_and_group(name: str) -> Tuple[Optional[int], Optional[int]]:
+    """The uid and gid allowed to attach to TUN/TAP interface *name* (sysfs), None where unset.
+
+    Where sysfs does not show the interface (another network namespace),
+    both read as unset: the caller then errs on the safe side.
+    """
+    ids: List[Optional[int]] = []
+    for attr in ("owner", "group"):
+        try:
+            with open(f"/sys/class/net/{name}/{attr}") as f:
+                value = int(f.read().strip())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            value = -1
+        ids.append(None if value < 0 else value)
+    return ids[0], ids[1]
 
 
 def sysfs_tun_flags(name: str) -> Optional[int]:

@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "open_tun", "open_tap"]
+__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
 
 
 class DeviceKind(str, enum.Enum):
@@ -85,6 +85,24 @@ class TunFlags(enum.IntFlag):
     ONE_QUEUE = lib.IFF_ONE_QUEUE
     VNET_HDR = lib.IFF_VNET_HDR
     TUN_EXCL = lib.IFF_TUN_EXCL
+
+
+class Everyone(enum.Enum):
+    """The type of :data:`EVERYONE` (an enum of one value, so type checkers know it)."""
+
+    EVERYONE = "everyone"
+
+    def __repr__(self) -> str:
+        return "EVERYONE"
+
+
+#: ``owner=EVERYONE``: a persistent interface with neither owner nor group,
+#: which any user who can open /dev/net/tun may attach to, un-persist and
+#: delete.  Without it a persistent interface gets an owner (see open_tun).
+EVERYONE = Everyone.EVERYONE
+
+#: What the *owner* option takes.
+Owner = Union[int, str, Everyone, None]
 
 
 class PacketInfo(NamedTuple):
@@ -154,9 +172,11 @@ def _check_bool(option: str, value: object) -> bool:
 
 
 def _check_id(option: str, value: object) -> Optional[int]:
-    """Validate a uid/gid option; a user or group name is looked up."""
+    """Validate a uid/gid option; a user or group name is looked up (EVERYONE: see _check_owner)."""
     if value is None:
         return None
+    if value is EVERYONE:
+        raise TypeError(f"{option}=EVERYONE: EVERYONE is a value of owner only (owner=EVERYONE, group unset)")
     if isinstance(value, str):
         import grp
         import pwd
@@ -172,6 +192,15 @@ def _check_id(option: str, value: object) -> Optional[int]:
     if not 0 <= value < 2**32 - 1:
         raise ValueError(f"{option}={value!r} is out of range for a {'uid' if option == 'owner' else 'gid'}")
     return value
+
+
+def _check_owner(owner: object, group: object) -> Tuple[Optional[int], Optional[int], bool]:
+    """Validate owner and group together: (uid, gid, open to everyone)."""
+    if owner is EVERYONE:
+        if group is not None:
+            raise ValueError(f"owner=EVERYONE with group={group!r}: a group limits who may attach; pass one or the other")
+        return None, None, True
+    return _check_id("owner", owner), _check_id("group", group), False
 
 
 class _ThreadEngines(threading.local):
@@ -218,13 +247,17 @@ class Device:
     _closed: bool
     _blocking: bool
 
-    def __init__(self, fd: int, name: str, flags: int, *, blocking: bool = True, vnet_hdr_size: int = 0) -> None:
+    def __init__(
+        self, fd: int, name: str, flags: int, *, blocking: bool = True, vnet_hdr_size: int = 0, everyone: bool = False
+    ) -> None:
         """Adopt *fd*, attached to interface *name* with IFF_* *flags*.
 
         Prefer :func:`open_tun`/:func:`open_tap`/:meth:`from_fd`; this does no
         syscall and trusts its arguments.  The fd must be O_NONBLOCK.
+        *everyone*: it was opened with ``owner=EVERYONE`` (see :attr:`persistent`).
         """
         self._fd = fd
+        self._everyone = everyone
         self._retired_fd = -1  # the number after close(), until it is freed
         self._unsure: List[Tuple[int, int]] = []  # (ident, TID) of threads that may still hold the number
         self._name = name
@@ -1392,7 +1425,13 @@ class Device:
 
     @property
     def persistent(self) -> bool:
-        """True if the interface outlives its last fd (``TUNSETPERSIST``); settable."""
+        """True if the interface outlives its last fd (``TUNSETPERSIST``); settable.
+
+        Setting True on an interface that is not persistent and has neither
+        owner nor group also makes this process's effective uid its owner,
+        as ``open_tun(persist=True)`` does, unless the device was opened with
+        ``owner=EVERYONE``.
+        """
         flags = _backend.current().sysfs_tun_flags(self._name)
         return bool((flags if flags is not None else self._flags) & lib.IFF_PERSIST)
 
@@ -1401,7 +1440,7 @@ class Device:
         _check_bool("persistent", value)
         if self._closed:
             raise DeviceClosedError(self._name)
-        _backend.current().set_persist(self._fd, self._name, value)
+        _backend.current().set_persist(self._fd, self._name, value, self._everyone)
         self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
 
 
@@ -1410,7 +1449,7 @@ def _open(
     name: str,
     packet_info: bool,
     persist: Optional[bool],
-    owner: Union[int, str, None],
+    owner: Owner,
     group: Union[int, str, None],
     nonblocking: bool,
     multi_queue: bool,
@@ -1422,8 +1461,7 @@ def _open(
     _check_bool("packet_info", packet_info)
     if persist is not None:
         _check_bool("persist", persist)
-    uid = _check_id("owner", owner)
-    gid = _check_id("group", group)
+    uid, gid, everyone = _check_owner(owner, group)
     _check_bool("nonblocking", nonblocking)
     _check_bool("multi_queue", multi_queue)
     _check_bool("vnet_hdr", vnet_hdr)
@@ -1446,7 +1484,7 @@ def _open(
     if vnet_hdr:
         flags |= lib.IFF_VNET_HDR
     backend = _backend.current()
-    fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper())
+    fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
     try:
         # TUNGETIFF adds what the kernel holds (IFF_PERSIST of a reattached
         # device); its bit 0x1000 is ambiguous, ours is what TUNSETIFF set.
@@ -1454,7 +1492,7 @@ def _open(
         real_flags = got & ~lib.IFF_NO_PI | flags & lib.IFF_NO_PI
         if vnet_hdr:
             backend.set_vnet_hdr_size(fd, real_name, vnet_hdr_size)
-        dev = Device(fd, real_name, real_flags, blocking=not nonblocking, vnet_hdr_size=vnet_hdr_size)
+        dev = Device(fd, real_name, real_flags, blocking=not nonblocking, vnet_hdr_size=vnet_hdr_size, everyone=everyone)
     except BaseException:
         close_quietly(fd)
         raise
@@ -1472,7 +1510,7 @@ def open_tun(
     *,
     packet_info: bool = False,
     persist: Optional[bool] = None,
-    owner: Union[int, str, None] = None,
+    owner: Owner = None,
     group: Union[int, str, None] = None,
     nonblocking: bool = False,
     multi_queue: bool = False,
@@ -1486,7 +1524,14 @@ def open_tun(
     (``"vpn%d"``).  *packet_info* keeps the 4-byte ``tun_pi`` header on
     every packet.  *persist* True keeps the interface after close, False
     clears that on a persistent one, None leaves it.  *owner*/*group* (id or
-    name) let that user or group attach later without CAP_NET_ADMIN.
+    name) let that user or group attach later without CAP_NET_ADMIN (with
+    both set, only a process matching both); given when attaching, they
+    replace what the interface had.  A persistent interface with neither
+    is open to every user who can open /dev/net/tun (0666 on most
+    distributions), so *persist* True on an interface with neither makes
+    the effective uid its owner, unless *owner* is :data:`EVERYONE`, the
+    explicit way to make it open to all.  Attaching to an interface that
+    already was persistent leaves its owner and group as they are.
     *nonblocking* makes reads raise ``BlockingIOError`` instead of waiting.
     *multi_queue* allows several Devices on one interface (see
     :func:`open_queues`).  *vnet_hdr* puts a ``struct virtio_net_hdr`` of
@@ -1495,7 +1540,8 @@ def open_tun(
     :meth:`Device.set_offload`).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
-    :class:`TunTapPermissionError` without CAP_NET_ADMIN,
+    :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
+    a persistent interface, not matching its owner/group),
     :class:`DeviceBusyError` if the interface is held by another fd,
     :class:`DevicesExhaustedError` if the template has no free number,
     :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
@@ -1509,7 +1555,7 @@ def open_tap(
     *,
     packet_info: bool = False,
     persist: Optional[bool] = None,
-    owner: Union[int, str, None] = None,
+    owner: Owner = None,
     group: Union[int, str, None] = None,
     nonblocking: bool = False,
     multi_queue: bool = False,

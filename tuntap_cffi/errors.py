@@ -149,7 +149,16 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
         _NEED_CAP + "; without it a process can only attach to a persistent device "
         "whose owner/group it matches",
     ),
+    # TUNSETIFF on an existing interface: EPERM means owner/group do not match.
+    ("attach", _errno.EPERM): (
+        TunTapPermissionError,
+        "the interface has an owner and/or group (`ip -d link show` says which) that this process "
+        "does not match, and it lacks CAP_NET_ADMIN: run as that user (and group), or with CAP_NET_ADMIN",
+    ),
 }
+
+# An operation without a row of its own for an errno uses its parent's.
+_OP_PARENT = {"create_template": "create", "attach": "create"}
 
 
 def error_from_errno(
@@ -157,15 +166,15 @@ def error_from_errno(
 ) -> OSError:
     """Return the exception for *err* raised by operation *op* on device *name*.
 
-    *op* is a short verb the table knows ("open", "create", "read",
+    *op* is a short verb the table knows ("open", "create", "attach", "read",
     "write", "ioctl"); *what* describes the action for the message, e.g.
     "cannot create TUN device".
     """
     if err in (_errno.EAGAIN, _errno.EWOULDBLOCK):
         return BlockingIOError(err, os.strerror(err))
     row = _OP_TABLE.get((op, err))
-    if row is None and op == "create_template":
-        row = _OP_TABLE.get(("create", err))
+    if row is None and op in _OP_PARENT:
+        row = _OP_TABLE.get((_OP_PARENT[op], err))
     if row is None:
         row = _TABLE.get(err)
     head = what or op

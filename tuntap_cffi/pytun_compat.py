@@ -27,7 +27,9 @@ What pytun (2.4) does, and so what this module does:
 - ``read(size)`` returns at most *size* bytes of one packet, as the kernel
   truncates: see :meth:`TunTapDevice.read`.  ``write(data)`` returns the
   bytes written.  ``fileno()`` is -1 once closed.  ``persist(flag=True)``
-  and ``mq_attach(flag=True)`` take a bool, positionally.
+  and ``mq_attach(flag=True)`` take a bool, positionally; ``persist`` sets
+  no owner, as pytun's (the interface is open to every user: see
+  :meth:`TunTapDevice.persist`).
 - The fd is left blocking, as pytun leaves it; a program may make it
   non-blocking itself (``os.set_blocking(tun.fileno(), False)``), and then
   an empty read raises ``Error`` with ``errno.EAGAIN``.  As with pytun, a
@@ -343,20 +345,16 @@ class TunTapDevice:
             fd, real_name = self._attach(name, flags, dev)
         # blocking=False: the fd itself blocks (as pytun's does), so the
         # Device never waits in poll(); an EAGAIN reaches the caller.
-        self._dev = Device(fd, real_name, flags, blocking=False)
+        # everyone=True: persist() leaves owner and group unset, as pytun's.
+        self._dev = Device(fd, real_name, flags, blocking=False, everyone=True)
 
     @staticmethod
     def _attach(name: str, flags: int, dev: str) -> Tuple[int, str]:
         """Open *dev* (blocking, as pytun) and ``TUNSETIFF``; return (fd, interface name)."""
         kind = "TAP" if flags & IFF_TAP else "TUN"
-        what = f"cannot create {kind} device {name or '(kernel-chosen name)'}"
-        fd = open_cloexec(dev, os.O_RDWR, what)
+        fd = open_cloexec(dev, os.O_RDWR, f"cannot create {kind} device {name or '(kernel-chosen name)'}")
         try:
-            ifr = _linux._ifreq(name)
-            ifr.ifr_flags = _linux._short(flags)
-            op = "create_template" if "%" in name else "create"
-            check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None, what=what)
-            return fd, ffi.string(ifr.ifr_name).decode("ascii")
+            return fd, _linux.set_iff(fd, name, flags, kind)
         except BaseException:
             close_quietly(fd)
             raise
@@ -451,7 +449,14 @@ class TunTapDevice:
     # ------------------------------------------------------- device control
 
     def persist(self, flag: bool = True, /) -> None:
-        """Make the interface persistent (``TUNSETPERSIST``) if *flag*, else non-persistent."""
+        """Make the interface persistent (``TUNSETPERSIST``) if *flag*, else non-persistent.
+
+        As pytun's, it sets no owner: a persistent interface made here is
+        open to every user who can open /dev/net/tun (programs that create
+        it as root for an unprivileged user to attach rely on that).  Use
+        ``tuntap_cffi.open_tun(name, persist=True)``, which gives it an
+        owner, where that is not wanted.
+        """
         on = _check_flag("persist", flag)
         with _as_pytun_errors():
             self._dev.persistent = on
