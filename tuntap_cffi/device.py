@@ -8,6 +8,18 @@ Facts that shape this module:
   nothing.  The cached pointer holds a buffer export: a cached bytearray
   cannot be resized and a cached mmap cannot be closed until another buffer
   is used, :meth:`Device.release_buffers` is called or the device is closed.
+- Buffers that move.  A cached pointer is only safe while the buffer's
+  storage cannot move or vanish under it, and only CPython's bytearray,
+  array.array, mmap (and memoryviews of those or of bytes) refuse a resize,
+  close or release while exported.  PyPy refuses none of them (cffi's own
+  docs: the pointer of a resized bytearray is freed memory), nor does
+  numpy's ``resize(refcheck=False)`` anywhere.  So only those CPython types
+  (and bytes, immutable) are cached (see ``_pinned``); any other buffer gets
+  ``ffi.from_buffer`` at every call (its current storage and length: costs
+  nothing measurable under PyPy's JIT, +14% on CPython) and is re-checked
+  against the MTU only when its length changed.  Limit: nothing stops
+  another thread from resizing such a buffer while a call is in the kernel
+  with its old storage (a data race in the program, as in C).
 - Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
   first and only on EAGAIN polls the device beside a wakeup eventfd; that is
   what lets ``close()`` from another thread wake a blocked reader.  In the
@@ -44,6 +56,9 @@ import time
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from array import array
+import mmap
 
 from . import _backend, batch, config
 from ._netlink import RtNetlink
@@ -105,6 +120,22 @@ _read = lib.read
 _write = lib.write
 
 _NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
+_NOT_CHECKED: Tuple[object, int] = (_NO_BUFFER[0], -1)
+
+# Exporters whose storage can neither move nor vanish while a cffi pointer
+# holds an export of them (CPython refuses the resize/close/release with
+# BufferError), so their pointer may be cached.  PyPy refuses nothing: only
+# bytes, which cannot change at all.
+_PINNED = frozenset({bytes, bytearray, array, mmap.mmap} if sys.implementation.name == "cpython" else {bytes})
+_VIEWS_PIN = sys.implementation.name == "cpython"  # a memoryview with an export cannot be released
+
+
+def _pinned(buffer: object) -> bool:
+    """Whether a cffi pointer to *buffer* stays valid for as long as the pointer lives."""
+    kind = type(buffer)
+    if kind is memoryview and _VIEWS_PIN:
+        kind = type(buffer.obj)  # type: ignore[attr-defined]  # it pins its exporter if that one can be pinned
+    return kind in _PINNED
 ETH_HLEN = 14
 _MAX_MTU = 65535  # tun's max_mtu
 _MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
@@ -253,6 +284,9 @@ class Device:
         # the device never pair one thread's buffer with another's pointer.
         self._rcache: Tuple[object, Any, int] = _NO_BUFFER
         self._wcache: Tuple[object, Any, int] = _NO_BUFFER
+        # (buffer, length) of the last read buffer checked against the MTU whose
+        # pointer cannot be cached (see _pinned): re-checked when its length changes.
+        self._rchecked: Tuple[object, int] = _NOT_CHECKED
         self._scratch: Optional[bytearray] = None  # read()'s buffer, under _read_lock
         self._scratch_ptr: Any = ffi.NULL
         self._read_lock = threading.Lock()
@@ -419,7 +453,7 @@ class Device:
             flags &= ~(TUN_F_USO4 | TUN_F_USO6)  # before 6.2: no UDP segmentation offload
             backend.set_offload(self._fd, self._name, flags)
         self._offload = flags
-        self._rcache = _NO_BUFFER  # the largest packet changed: re-check buffers
+        self._recheck_read_buffer()  # the largest packet changed
         return flags
 
     def attach_queue(self) -> None:
@@ -458,7 +492,7 @@ class Device:
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
         n: int = _read(self._fd, ptr, size)
-        if n > 0:
+        if 0 < n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
         return self._read_again(n, ptr, size)
 
@@ -511,6 +545,7 @@ class Device:
         return PacketInfo(flags, view[2] << 8 | view[3], view[PI_LEN:n])
 
     def _bind_read_buffer(self, buffer: object) -> Tuple[object, Any, int]:
+        """(buffer, pointer, length) of *buffer*'s current storage, checked; cached if it is pinned."""
         if self._closed:
             raise DeviceClosedError(self._name)
         try:
@@ -520,12 +555,25 @@ class Device:
                 f"readinto() needs a writable bytes-like object (bytearray, memoryview, mmap, "
                 f"array, numpy array), not {type(buffer).__name__}"
             ) from None
+        # (A closed mmap or released memoryview raised ValueError above.)
         size = len(ptr)
-        limit = self.max_packet_size
-        if size < limit:
-            raise ValueError(self._too_small_message(size, limit))
-        self._rcache = entry = (buffer, ptr, size)
+        pinned = _pinned(buffer)
+        checked = self._rchecked
+        if checked[0] is not buffer or checked[1] != size:  # new, or its length changed: one MTU lookup
+            limit = self.max_packet_size
+            if size < limit:
+                raise ValueError(self._too_small_message(size, limit))
+            if not pinned:
+                self._rchecked = (buffer, size)
+        entry = (buffer, ptr, size)
+        if pinned:
+            self._rcache = entry
         return entry
+
+    def _recheck_read_buffer(self) -> None:
+        """Forget the read buffer's check, so the next read checks it against the MTU again."""
+        self._rcache = _NO_BUFFER
+        self._rchecked = _NOT_CHECKED
 
     def _too_small_message(self, size: int, limit: int) -> str:
         return (
@@ -535,9 +583,11 @@ class Device:
         )
 
     def _read_again(self, n: int, ptr: Any, size: int) -> int:
-        """The slow path of a read whose first attempt returned *n* <= 0."""
+        """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer."""
         while True:
             if n > 0:
+                if n == size:
+                    self._check_full_read(ptr, size)
                 return n
             if self._closed:
                 self._leave_closed()
@@ -560,6 +610,8 @@ class Device:
         while True:
             n: int = _read(self._fd, ptr, size)
             if n > 0:
+                if n == size:
+                    self._check_full_read(ptr, size)
                 return n
             if self._closed:
                 self._leave_closed()
@@ -571,9 +623,41 @@ class Device:
             if err != errno.EINTR:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
 
+    def _check_full_read(self, ptr: Any, size: int) -> None:
+        """A read filled the *size*-byte buffer: raise ValueError if the packet was cut short.
+
+        Only a buffer smaller than :attr:`max_packet_size` can cut a packet:
+        the MTU was raised outside this Device since the buffer was checked
+        (read again here, on this rare path only).  Such a buffer is unbound,
+        so the next call checks it again and refuses it.  The packet is
+        judged by tun_pi's TUN_PKT_STRIP flag, else for a TUN by the IP
+        header's own length; a TAP frame without tun_pi cannot tell, so it
+        counts as cut.
+        """
+        need = self.max_packet_size
+        if size >= need:
+            return
+        self._recheck_read_buffer()
+        head = ffi.buffer(ptr, size)[: self._vnet_hdr_size + PI_LEN + 6]
+        if not self._flags & lib.IFF_NO_PI:
+            if not int.from_bytes(head[:2], sys.byteorder) & lib.TUN_PKT_STRIP:
+                return
+        elif self._kind is DeviceKind.TUN:
+            ip = head[self._vnet_hdr_size :]
+            version = ip[0] >> 4 if ip else 0
+            length = int.from_bytes(ip[2:4], "big") if version == 4 else 40 + int.from_bytes(ip[4:6], "big")
+            if version in (4, 6) and length == size - self._vnet_hdr_size:
+                return
+        raise ValueError(
+            f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the read buffer "
+            f"holds {size}: a packet was cut short to {size} bytes and dropped; use a buffer of at least "
+            f"Device.max_packet_size bytes"
+        )
+
     def release_buffers(self) -> None:
         """Forget the cached buffer pointers, so the buffers can be resized or closed."""
         self._rcache = self._wcache = _NO_BUFFER
+        self._rchecked = _NOT_CHECKED
 
     # ------------------------------------------------------------ batch I/O
 
@@ -806,8 +890,8 @@ class Device:
                 if not 0 <= count <= len(items):
                     raise ValueError(f"count={count} is outside 0..{len(items)}")
                 items = items[:count]
-            for item in items:  # every item a buffer before the first write
-                if not isinstance(item, (bytes, bytearray, memoryview)):
+            for item in items:  # every item a buffer (a memoryview unreleased) before the first write
+                if not isinstance(item, (bytes, bytearray)):
                     try:
                         memoryview(item).release()
                     except TypeError:
@@ -989,7 +1073,9 @@ class Device:
             ptr = ffi.from_buffer(data)
         except TypeError:
             raise TypeError(f"write() needs a bytes-like object, not {type(data).__name__}") from None
-        self._wcache = entry = (data, ptr, len(ptr))
+        entry = (data, ptr, len(ptr))  # the current storage (a closed mmap raised ValueError)
+        if _pinned(data):
+            self._wcache = entry
         return entry
 
     def _check_write_error(self) -> None:
@@ -1220,7 +1306,7 @@ class Device:
             raise ValueError(f"mtu={value} is outside 68..65535")
         _backend.current().set_int(self._control(), self._name, "mtu", value)
         self._mtu_cache = value
-        self._rcache = _NO_BUFFER  # re-check the cached read buffer against the new MTU
+        self._recheck_read_buffer()
 
     @property
     def txqueuelen(self) -> int:
