@@ -124,16 +124,21 @@ _NOT_CHECKED: Tuple[object, int] = (_NO_BUFFER[0], -1)
 
 # Exporters whose storage can neither move nor vanish while a cffi pointer
 # holds an export of them (CPython refuses the resize/close/release with
-# BufferError), so their pointer may be cached.  PyPy refuses nothing: only
-# bytes, which cannot change at all.
-_PINNED = frozenset({bytes, bytearray, array, mmap.mmap} if sys.implementation.name == "cpython" else {bytes})
-_VIEWS_PIN = sys.implementation.name == "cpython"  # a memoryview with an export cannot be released
+# BufferError; a memoryview with an export cannot be released), so their
+# pointer may be cached.  PyPy refuses nothing: there only bytes, which
+# cannot change at all.
+_EXPORTS_PIN = sys.implementation.name == "cpython"
+_PINNED = frozenset({bytes, bytearray, array, mmap.mmap})
 
 
 def _pinned(buffer: object) -> bool:
     """Whether a cffi pointer to *buffer* stays valid for as long as the pointer lives."""
     kind = type(buffer)
-    if kind is memoryview and _VIEWS_PIN:
+    if kind is bytes:
+        return True
+    if not _EXPORTS_PIN:  # (a constant for PyPy's JIT: this call folds away)
+        return False
+    if kind is memoryview:
         kind = type(buffer.obj)  # type: ignore[attr-defined]  # it pins its exporter if that one can be pinned
     return kind in _PINNED
 ETH_HLEN = 14
@@ -492,7 +497,7 @@ class Device:
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
         n: int = _read(self._fd, ptr, size)
-        if 0 < n < size:  # a packet that fills the buffer may have been cut: _read_again looks
+        if n > 0 and n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
         return self._read_again(n, ptr, size)
 
