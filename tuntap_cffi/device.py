@@ -492,6 +492,9 @@ class Device:
         Blocks until a packet arrives, unless the device is non-blocking:
         then ``BlockingIOError`` when none is queued.  A blocked call raises
         :class:`DeviceClosedError` when another thread closes the device.
+        If the MTU was raised outside this Device after *buffer* was checked,
+        a packet the buffer cut short raises ``ValueError`` (it is lost) and
+        the buffer is checked again, so refused, on the next call.
         """
         cached, ptr, size = self._rcache
         if cached is not buffer:
