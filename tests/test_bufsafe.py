@@ -32,7 +32,7 @@ import pytest
 
 from conftest import ip
 from packets import ipv4_udp, parse_ipv4_udp
-from test_traffic import tun_with_address
+from test_traffic import tap_with_address, tun_with_address
 from tuntap_cffi import Device
 
 pytestmark = pytest.mark.device
@@ -47,13 +47,18 @@ def dev(ifname: str, subnet: str) -> Iterator[Device]:
         yield d
 
 
+def bound_socket(ifname: str, subnet: str) -> socket.socket:
+    """A UDP socket on *subnet*.1, bound to the test's device."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+    s.bind((f"{subnet}.1", 0))
+    s.settimeout(5)
+    return s
+
+
 @pytest.fixture
 def sock(ifname: str, subnet: str, dev: Device) -> Iterator[socket.socket]:
-    """A UDP socket on *subnet*.1, bound to the test's device."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-        s.bind((f"{subnet}.1", 0))
-        s.settimeout(5)
+    with bound_socket(ifname, subnet) as s:
         yield s
 
 
@@ -71,18 +76,22 @@ def contents(buf: Any, n: int) -> bytes:
     return bytes(memoryview(buf).cast("B")[:n])
 
 
-def read_ours(dev: Device, buf: Any, port: int, read: Optional[Callable[[Any], int]] = None) -> bytes:
-    """Read into *buf* until the datagram to *port* is in it; return its payload (bounded in time)."""
+def read_ours(dev: Device, buf: Any, port: int, read: Optional[Callable[[Any], int]] = None, header: int = 0) -> bytes:
+    """Read into *buf* until the datagram to *port* is in it; return its payload (bounded in time).
+
+    *header*: bytes in front of the IP packet (tun_pi, Ethernet).
+    """
     read = read or dev.readinto
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        select.select([dev], [], [], 0.5)
+        if not select.select([dev], [], [], 0.5)[0]:
+            continue
         try:
             n = read(buf)
         except BlockingIOError:
             continue
         assert 0 < n <= len(memoryview(buf).cast("B")), f"read reported {n} bytes into a buffer of {len(buf)}"
-        pkt = contents(buf, n)
+        pkt = contents(buf, n)[header:]
         if pkt[0] >> 4 == 4 and pkt[9] == 17 and int.from_bytes(pkt[22:24], "big") == port:
             return parse_ipv4_udp(pkt)[4]
     raise AssertionError(f"the datagram to port {port} did not arrive in the caller's buffer")
@@ -290,30 +299,59 @@ def test_write_refuses_a_closed_or_released_buffer(dev: Device, sock: socket.soc
 
 # --------------------------------------------------------- an MTU raised outside
 
+HEADER = {"tun": 0, "tun-pi": 4, "tap": 14}  # bytes in front of the IP packet
 
-def test_readinto_reports_a_packet_cut_by_an_mtu_raised_outside(dev: Device, ifname: str, sock: socket.socket, subnet: str) -> None:
-    buf = bytearray(dev.max_packet_size)  # 1500: the MTU when bound
-    port, payload = send_to_tun(sock, subnet)
-    assert read_ours(dev, buf, port) == payload  # bound and checked against MTU 1500
+
+@pytest.fixture(params=list(HEADER))
+def any_dev(request: pytest.FixtureRequest, ifname: str, subnet: str) -> Iterator[Tuple[Device, int]]:
+    """A TUN, a TUN with packet_info, or a TAP (with a static neighbour at *subnet*.2); non-blocking."""
+    if request.param == "tap":
+        d = tap_with_address(ifname, subnet)
+    else:
+        d = tun_with_address(ifname, subnet, packet_info=request.param == "tun-pi")
+    with d:
+        d.blocking = False
+        yield d, HEADER[request.param]
+
+
+@pytest.fixture
+def any_sock(ifname: str, subnet: str, any_dev: Tuple[Device, int]) -> Iterator[socket.socket]:
+    with bound_socket(ifname, subnet) as s:
+        yield s
+
+
+def test_readinto_reports_a_packet_cut_by_an_mtu_raised_outside(any_dev: Tuple[Device, int], ifname: str, any_sock: socket.socket, subnet: str) -> None:
+    dev, header = any_dev
+    buf = bytearray(dev.max_packet_size)  # for MTU 1500, when bound
+    port, payload = send_to_tun(any_sock, subnet)
+    assert read_ours(dev, buf, port, header=header) == payload  # bound and checked
     ip("link", "set", "dev", ifname, "mtu", "9000")  # behind the library's back
-    port, _ = send_to_tun(sock, subnet, 8000)  # one 8,028-byte IPv4 packet out of the TUN
+    port, _ = send_to_tun(any_sock, subnet, 8000)  # one 8,028-byte IPv4 packet out of the device
     with pytest.raises(ValueError, match="cut short") as info:
-        read_ours(dev, buf, port)
+        read_ours(dev, buf, port, header=header)
     assert not isinstance(info.value, OSError)
     assert_refused(lambda: dev.readinto(buf))  # unbound: re-checked against MTU 9000, too small
     big = bytearray(dev.max_packet_size)
-    port, payload = send_to_tun(sock, subnet, 8000)
-    assert read_ours(dev, big, port) == payload
+    port, payload = send_to_tun(any_sock, subnet, 8000)
+    assert read_ours(dev, big, port, header=header) == payload
 
 
-def test_readinto_returns_a_packet_that_fills_the_buffer_exactly(dev: Device, ifname: str, sock: socket.socket, subnet: str) -> None:
-    """MTU raised outside; a packet of exactly the bound size is whole: returned, then the buffer is re-checked."""
+def test_readinto_returns_a_packet_that_fills_the_buffer_exactly(any_dev: Tuple[Device, int], ifname: str, any_sock: socket.socket, subnet: str) -> None:
+    """MTU raised outside; a whole packet of exactly the bound size: returned, then the buffer is re-checked.
+
+    A TAP frame without tun_pi cannot show it is whole: it counts as cut (the documented rule).
+    """
+    dev, header = any_dev
     buf = bytearray(dev.max_packet_size)
-    port, payload = send_to_tun(sock, subnet)
-    assert read_ours(dev, buf, port) == payload
+    port, payload = send_to_tun(any_sock, subnet)
+    assert read_ours(dev, buf, port, header=header) == payload
     ip("link", "set", "dev", ifname, "mtu", "9000")
-    port, payload = send_to_tun(sock, subnet, len(buf) - 28)  # 1500 bytes with the IPv4 and UDP headers
-    assert read_ours(dev, buf, port) == payload
-    port, payload = send_to_tun(sock, subnet)
+    port, payload = send_to_tun(any_sock, subnet, len(buf) - header - 28)  # fills buf with the IPv4 and UDP headers
+    if dev.kind == "tap":
+        with pytest.raises(ValueError, match="cut short"):
+            read_ours(dev, buf, port, header=header)
+    else:
+        assert read_ours(dev, buf, port, header=header) == payload
+    port, payload = send_to_tun(any_sock, subnet)
     assert_refused(lambda: dev.readinto(buf))  # too small for MTU 9000 now: refused before reading
-    assert read_ours(dev, bytearray(dev.max_packet_size), port) == payload
+    assert read_ours(dev, bytearray(dev.max_packet_size), port, header=header) == payload
