@@ -9,17 +9,19 @@ Facts that shape this module:
   cannot be resized and a cached mmap cannot be closed until another buffer
   is used, :meth:`Device.release_buffers` is called or the device is closed.
 - Buffers that move.  A cached pointer is only safe while the buffer's
-  storage cannot move or vanish under it, and only CPython's bytearray,
+  storage cannot move or vanish under it.  CPython's bytearray,
   array.array, mmap (and memoryviews of those or of bytes) refuse a resize,
-  close or release while exported.  PyPy refuses none of them (cffi's own
-  docs: the pointer of a resized bytearray is freed memory), nor does
-  numpy's ``resize(refcheck=False)`` anywhere.  So only those CPython types
-  (and bytes, immutable) are cached (see ``_pinned``); any other buffer gets
+  close or release while exported; numpy ignores exports
+  (``resize(refcheck=False)``) but refuses to resize an array that has a
+  weak reference, so the pointer cached for one carries one.  PyPy refuses
+  nothing (cffi's own docs: the pointer of a resized bytearray is freed
+  memory).  So only those (and bytes, immutable) are cached, on CPython
+  (see ``_cacheable``); any other buffer, every one but bytes on PyPy, gets
   ``ffi.from_buffer`` at every call (its current storage and length: costs
-  nothing measurable under PyPy's JIT, +14% on CPython) and is re-checked
-  against the MTU only when its length changed.  Limit: nothing stops
-  another thread from resizing such a buffer while a call is in the kernel
-  with its old storage (a data race in the program, as in C).
+  nothing measurable under PyPy's JIT) and is re-checked against the MTU
+  only when its length changed.  Limit: nothing stops another thread from
+  resizing such a buffer while a call is in the kernel with its old
+  storage (a data race in the program, as in C).
 - Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
   first and only on EAGAIN polls the device beside a wakeup eventfd; that is
   what lets ``close()`` from another thread wake a blocked reader.  In the
@@ -131,16 +133,35 @@ _EXPORTS_PIN = sys.implementation.name == "cpython"
 _PINNED = frozenset({bytes, bytearray, array, mmap.mmap})
 
 
-def _pinned(buffer: object) -> bool:
-    """Whether a cffi pointer to *buffer* stays valid for as long as the pointer lives."""
+def _keep(_ptr: Any) -> None:
+    """ffi.gc's destructor for a pinned numpy pointer: nothing to free, it only holds the pin."""
+
+
+def _cacheable(buffer: Any, ptr: Any) -> Any:
+    """*ptr* (``ffi.from_buffer(buffer)``) in a form that stays valid while cached, or None.
+
+    A numpy array ignores exports (``resize(refcheck=False)`` moves its
+    data) but refuses to resize while it has a weak reference: the pointer
+    cached for an array carries one (through ``ffi.gc``), so it pins the
+    array exactly as long as an export pins a bytearray.
+    """
     kind = type(buffer)
     if kind is bytes:
-        return True
+        return ptr
     if not _EXPORTS_PIN:  # (a constant for PyPy's JIT: this call folds away)
-        return False
-    if kind is memoryview:
-        kind = type(buffer.obj)  # type: ignore[attr-defined]  # it pins its exporter if that one can be pinned
-    return kind in _PINNED
+        return None
+    if kind is memoryview:  # its export pins its exporter, if that one can be pinned
+        buffer = buffer.obj
+        kind = type(buffer)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        if buffer.base is None or type(buffer.base) is kind:  # data of an array (numpy points views at the owner)
+            owner = buffer if buffer.base is None else buffer.base
+            return ffi.gc(ptr, lambda p, pin=weakref.ref(owner): _keep(p))
+        buffer = buffer.base  # another exporter's data, held by the array's export of it
+        kind = type(buffer)
+        if kind is memoryview:
+            kind = type(buffer.obj)
+    return ptr if kind in _PINNED else None
 ETH_HLEN = 14
 _MAX_MTU = 65535  # tun's max_mtu
 _MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
@@ -565,17 +586,17 @@ class Device:
             ) from None
         # (A closed mmap or released memoryview raised ValueError above.)
         size = len(ptr)
-        pinned = _pinned(buffer)
+        pinned = _cacheable(buffer, ptr)
         checked = self._rchecked
         if checked[0] is not buffer or checked[1] != size:  # new, or its length changed: one MTU lookup
             limit = self.max_packet_size
             if size < limit:
                 raise ValueError(self._too_small_message(size, limit))
-            if not pinned:
+            if pinned is None:
                 self._rchecked = (buffer, size)
-        entry = (buffer, ptr, size)
-        if pinned:
-            self._rcache = entry
+        if pinned is None:
+            return (buffer, ptr, size)
+        self._rcache = entry = (buffer, pinned, size)
         return entry
 
     def _recheck_read_buffer(self) -> None:
@@ -1081,9 +1102,11 @@ class Device:
             ptr = ffi.from_buffer(data)
         except TypeError:
             raise TypeError(f"write() needs a bytes-like object, not {type(data).__name__}") from None
-        entry = (data, ptr, len(ptr))  # the current storage (a closed mmap raised ValueError)
-        if _pinned(data):
-            self._wcache = entry
+        size = len(ptr)  # of the current storage (a closed mmap raised ValueError)
+        pinned = _cacheable(data, ptr)
+        if pinned is None:
+            return (data, ptr, size)
+        self._wcache = entry = (data, pinned, size)
         return entry
 
     def _check_write_error(self) -> None:
