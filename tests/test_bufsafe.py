@@ -25,6 +25,7 @@ import mmap
 import os
 import select
 import socket
+import threading
 import time
 from typing import Any, Callable, Iterator, Optional, Tuple
 
@@ -184,6 +185,56 @@ def test_readinto_a_buffer_changed_by_another_readers_use(dev: Device, sock: soc
         del buf[size:]  # back to the length first bound, in yet other storage
         port, payload = send_to_tun(sock, subnet)
         assert read_ours(dev, buf, port) == payload
+
+
+def in_poll(thread: threading.Thread) -> bool:
+    """Whether *thread* sits in poll/ppoll now (its /proc syscall line)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/syscall") as f:
+            nr = f.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    return nr in POLL_SYSCALLS
+
+
+POLL_SYSCALLS = {"x86_64": {"7", "271"}, "aarch64": {"73"}}.get(os.uname().machine, set())
+
+
+@pytest.mark.skipif(not POLL_SYSCALLS, reason="poll syscall numbers of this machine not listed")
+def test_blocked_readinto_uses_the_storage_the_buffer_has_when_the_packet_comes(dev: Device, sock: socket.socket, subnet: str) -> None:
+    """A reader blocked in readinto(buf) while another thread resizes buf: the packet lands in buf as it is then."""
+    buf = bytearray(dev.max_packet_size)
+    port, payload = send_to_tun(sock, subnet)
+    assert read_ours(dev, buf, port) == payload  # bound
+    dev.blocking = True
+    got: "list[object]" = []
+
+    def reader() -> None:
+        try:
+            got.append(dev.readinto(buf))
+        except BaseException as exc:  # noqa: B036 - reported by the test
+            got.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not in_poll(thread) and time.monotonic() < deadline:
+            time.sleep(0.001)  # polls the reader's state (an event we can only look at)
+        assert in_poll(thread), "the reader never blocked"
+        try_change(lambda: buf.extend(bytes(100_000)))  # PyPy: new storage; CPython refuses
+        port, payload = send_to_tun(sock, subnet)
+        thread.join(5)
+        assert not thread.is_alive(), "the reader did not wake"
+    finally:
+        if thread.is_alive():
+            dev.close()
+            thread.join(5)
+    n = got[0]
+    assert isinstance(n, int), n
+    assert 0 < n <= len(buf)
+    pkt = bytes(buf[:n])
+    assert parse_ipv4_udp(pkt)[3:] == (port, payload)
 
 
 # -------------------------------------------------------------------- writes

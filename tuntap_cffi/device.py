@@ -19,9 +19,10 @@ Facts that shape this module:
   (see ``_cacheable``); any other buffer, every one but bytes on PyPy, gets
   ``ffi.from_buffer`` at every call (its current storage and length: costs
   nothing measurable under PyPy's JIT) and is re-checked against the MTU
-  only when its length changed.  Limit: nothing stops another thread from
-  resizing such a buffer while a call is in the kernel with its old
-  storage (a data race in the program, as in C).
+  only when its length changed, and again after a blocking read's wait.
+  Limit: nothing stops another thread from resizing such a buffer while a
+  read or write is in the kernel with its old storage (a data race in the
+  program, as in C; the window is one non-blocking syscall).
 - Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
   first and only on EAGAIN polls the device beside a wakeup eventfd; that is
   what lets ``close()`` from another thread wake a blocked reader.  In the
@@ -523,7 +524,7 @@ class Device:
         n: int = _read(self._fd, ptr, size)
         if n > 0 and n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
-        return self._read_again(n, ptr, size)
+        return self._read_again(n, ptr, size, buffer)
 
     def read(self, size: int = -1) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
@@ -611,8 +612,13 @@ class Device:
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int) -> int:
-        """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer."""
+    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None) -> int:
+        """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
+
+        *buffer*, if given, is what *ptr* points into: after a wait, an
+        uncached one (see _cacheable) is looked up again, as another thread
+        may have resized it meanwhile.
+        """
         while True:
             if n > 0:
                 if n == size:
@@ -627,6 +633,8 @@ class Device:
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
                 self._wait(select.POLLIN)
+                if buffer is not None and self._rcache[0] is not buffer:
+                    _, ptr, size = self._bind_read_buffer(buffer)
             elif err != errno.EINTR:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
             n = _read(self._fd, ptr, size)
