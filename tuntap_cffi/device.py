@@ -48,9 +48,11 @@ Facts that shape this module:
 
 from __future__ import annotations
 
+from array import array
 import enum
 import errno
 from ipaddress import IPv4Interface, IPv6Interface
+import mmap
 import os
 import select
 import sys
@@ -59,9 +61,6 @@ import time
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
-
-from array import array
-import mmap
 
 from . import _backend, batch, config
 from ._netlink import RtNetlink
@@ -313,7 +312,7 @@ class Device:
         self._rcache: Tuple[object, Any, int] = _NO_BUFFER
         self._wcache: Tuple[object, Any, int] = _NO_BUFFER
         # (buffer, length) of the last read buffer checked against the MTU whose
-        # pointer cannot be cached (see _pinned): re-checked when its length changes.
+        # pointer cannot be cached (see _cacheable): re-checked when its length changes.
         self._rchecked: Tuple[object, int] = _NOT_CHECKED
         self._scratch: Optional[bytearray] = None  # read()'s buffer, under _read_lock
         self._scratch_ptr: Any = ffi.NULL
