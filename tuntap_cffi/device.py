@@ -8,6 +8,21 @@ Facts that shape this module:
   nothing.  The cached pointer holds a buffer export: a cached bytearray
   cannot be resized and a cached mmap cannot be closed until another buffer
   is used, :meth:`Device.release_buffers` is called or the device is closed.
+- Buffers that move.  A cached pointer is only safe while the buffer's
+  storage cannot move or vanish under it.  CPython's bytearray,
+  array.array, mmap (and memoryviews of those or of bytes) refuse a resize,
+  close or release while exported; numpy ignores exports
+  (``resize(refcheck=False)``) but refuses to resize an array that has a
+  weak reference, so the pointer cached for one carries one.  PyPy refuses
+  nothing (cffi's own docs: the pointer of a resized bytearray is freed
+  memory).  So only those (and bytes, immutable) are cached, on CPython
+  (see ``_cacheable``); any other buffer, every one but bytes on PyPy, gets
+  ``ffi.from_buffer`` at every call (its current storage and length: costs
+  nothing measurable under PyPy's JIT) and is re-checked against the MTU
+  only when its length changed, and again after a blocking read's wait.
+  Limit: nothing stops another thread from resizing such a buffer while a
+  read or write is in the kernel with its old storage (a data race in the
+  program, as in C; the window is one non-blocking syscall).
 - Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
   first and only on EAGAIN polls the device beside a wakeup eventfd; that is
   what lets ``close()`` from another thread wake a blocked reader.  In the
@@ -33,9 +48,11 @@ Facts that shape this module:
 
 from __future__ import annotations
 
+from array import array
 import enum
 import errno
 from ipaddress import IPv4Interface, IPv6Interface
+import mmap
 import os
 import select
 import sys
@@ -121,8 +138,49 @@ class PacketInfo(NamedTuple):
 # costs CPython a slow generic attribute lookup per call (~50 ns, measured).
 _read = lib.read
 _write = lib.write
+_from_buffer = ffi.from_buffer
 
 _NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
+_NOT_CHECKED: Tuple[object, int] = (_NO_BUFFER[0], -1)
+
+# Exporters whose storage can neither move nor vanish while a cffi pointer
+# holds an export of them (CPython refuses the resize/close/release with
+# BufferError; a memoryview with an export cannot be released), so their
+# pointer may be cached.  PyPy refuses nothing: there only bytes, which
+# cannot change at all.
+_EXPORTS_PIN = sys.implementation.name == "cpython"
+_PINNED = frozenset({bytes, bytearray, array, mmap.mmap})
+
+
+def _keep(_ptr: Any) -> None:
+    """ffi.gc's destructor for a pinned numpy pointer: nothing to free, it only holds the pin."""
+
+
+def _cacheable(buffer: Any, ptr: Any) -> Any:
+    """*ptr* (``ffi.from_buffer(buffer)``) in a form that stays valid while cached, or None.
+
+    A numpy array ignores exports (``resize(refcheck=False)`` moves its
+    data) but refuses to resize while it has a weak reference: the pointer
+    cached for an array carries one (through ``ffi.gc``), so it pins the
+    array exactly as long as an export pins a bytearray.
+    """
+    kind = type(buffer)
+    if kind is bytes:
+        return ptr
+    if not _EXPORTS_PIN:  # (a constant for PyPy's JIT: this call folds away)
+        return None
+    if kind is memoryview:  # its export pins its exporter, if that one can be pinned
+        buffer = buffer.obj
+        kind = type(buffer)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        if buffer.base is None or type(buffer.base) is kind:  # data of an array (numpy points views at the owner)
+            owner = buffer if buffer.base is None else buffer.base
+            return ffi.gc(ptr, lambda p, pin=weakref.ref(owner): _keep(p))
+        buffer = buffer.base  # another exporter's data, held by the array's export of it
+        kind = type(buffer)
+        if kind is memoryview:
+            kind = type(buffer.obj)
+    return ptr if kind in _PINNED else None
 ETH_HLEN = 14
 _MAX_MTU = 65535  # tun's max_mtu
 _MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
@@ -286,6 +344,9 @@ class Device:
         # the device never pair one thread's buffer with another's pointer.
         self._rcache: Tuple[object, Any, int] = _NO_BUFFER
         self._wcache: Tuple[object, Any, int] = _NO_BUFFER
+        # (buffer, length) of the last read buffer checked against the MTU whose
+        # pointer cannot be cached (see _cacheable): re-checked when its length changes.
+        self._rchecked: Tuple[object, int] = _NOT_CHECKED
         self._scratch: Optional[bytearray] = None  # read()'s buffer, under _read_lock
         self._scratch_ptr: Any = ffi.NULL
         self._read_lock = threading.Lock()
@@ -452,7 +513,7 @@ class Device:
             flags &= ~(TUN_F_USO4 | TUN_F_USO6)  # before 6.2: no UDP segmentation offload
             backend.set_offload(self._fd, self._name, flags)
         self._offload = flags
-        self._rcache = _NO_BUFFER  # the largest packet changed: re-check buffers
+        self._recheck_read_buffer()  # the largest packet changed
         return flags
 
     def attach_queue(self) -> None:
@@ -486,14 +547,41 @@ class Device:
         Blocks until a packet arrives, unless the device is non-blocking:
         then ``BlockingIOError`` when none is queued.  A blocked call raises
         :class:`DeviceClosedError` when another thread closes the device.
+        If the MTU was raised outside this Device after *buffer* was checked,
+        a packet the buffer cut short raises ``ValueError`` (it is lost) and
+        the buffer is checked again, so refused, on the next call.
         """
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
         n: int = _read(self._fd, ptr, size)
-        if n > 0:
+        if n > 0 and n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
-        return self._read_again(n, ptr, size)
+        return self._read_again(n, ptr, size, buffer)
+
+    def _readinto_uncached(self, buffer: "WriteableBuffer") -> int:
+        """readinto where no read buffer is cached (PyPy): the buffer's current storage at every call.
+
+        The same steps as readinto's miss path, inline: PyPy's JIT then
+        makes it cost what readinto with a cached pointer costs (bench:
+        1.02x a bare read against 1.05x through _bind_read_buffer).
+        """
+        checked = self._rchecked
+        if checked[0] is buffer:
+            ptr = _from_buffer(buffer, require_writable=True)  # (a closed mmap: ValueError)
+            size: int = len(ptr)
+            if size != checked[1]:  # resized: check it against the MTU again
+                _, ptr, size = self._bind_read_buffer(buffer)
+        else:
+            _, ptr, size = self._bind_read_buffer(buffer)
+        n: int = _read(self._fd, ptr, size)
+        if n > 0 and n < size:
+            return n
+        return self._read_again(n, ptr, size, buffer)
+
+    if not _EXPORTS_PIN:  # chosen once; CPython keeps readinto as it is
+        _readinto_uncached.__doc__, _readinto_uncached.__name__ = readinto.__doc__, "readinto"
+        readinto = _readinto_uncached
 
     def read(self, size: int = -1) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
@@ -544,6 +632,7 @@ class Device:
         return PacketInfo(flags, view[2] << 8 | view[3], view[PI_LEN:n])
 
     def _bind_read_buffer(self, buffer: object) -> Tuple[object, Any, int]:
+        """(buffer, pointer, length) of *buffer*'s current storage, checked; cached if it is pinned."""
         if self._closed:
             raise DeviceClosedError(self._name)
         try:
@@ -553,12 +642,25 @@ class Device:
                 f"readinto() needs a writable bytes-like object (bytearray, memoryview, mmap, "
                 f"array, numpy array), not {type(buffer).__name__}"
             ) from None
+        # (A closed mmap or released memoryview raised ValueError above.)
         size = len(ptr)
-        limit = self.max_packet_size
-        if size < limit:
-            raise ValueError(self._too_small_message(size, limit))
-        self._rcache = entry = (buffer, ptr, size)
+        pinned = _cacheable(buffer, ptr)
+        checked = self._rchecked
+        if checked[0] is not buffer or checked[1] != size:  # new, or its length changed: one MTU lookup
+            limit = self.max_packet_size
+            if size < limit:
+                raise ValueError(self._too_small_message(size, limit))
+            if pinned is None:
+                self._rchecked = (buffer, size)
+        if pinned is None:
+            return (buffer, ptr, size)
+        self._rcache = entry = (buffer, pinned, size)
         return entry
+
+    def _recheck_read_buffer(self) -> None:
+        """Forget the read buffer's check, so the next read checks it against the MTU again."""
+        self._rcache = _NO_BUFFER
+        self._rchecked = _NOT_CHECKED
 
     def _too_small_message(self, size: int, limit: int) -> str:
         return (
@@ -567,10 +669,17 @@ class Device:
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int) -> int:
-        """The slow path of a read whose first attempt returned *n* <= 0."""
+    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None) -> int:
+        """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
+
+        *buffer*, if given, is what *ptr* points into: after a wait, an
+        uncached one (see _cacheable) is looked up again, as another thread
+        may have resized it meanwhile.
+        """
         while True:
             if n > 0:
+                if n == size:
+                    self._check_full_read(ptr, size)
                 return n
             if self._closed:
                 self._leave_closed()
@@ -581,6 +690,10 @@ class Device:
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
                 self._wait(select.POLLIN)
+                if buffer is not None and self._rcache[0] is not buffer:
+                    if self._closed:  # woken by close(): leave through the door that frees the number
+                        self._leave_closed()
+                    _, ptr, size = self._bind_read_buffer(buffer)
             elif err != errno.EINTR:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
             n = _read(self._fd, ptr, size)
@@ -593,6 +706,8 @@ class Device:
         while True:
             n: int = _read(self._fd, ptr, size)
             if n > 0:
+                if n == size:
+                    self._check_full_read(ptr, size)
                 return n
             if self._closed:
                 self._leave_closed()
@@ -604,9 +719,41 @@ class Device:
             if err != errno.EINTR:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
 
+    def _check_full_read(self, ptr: Any, size: int) -> None:
+        """A read filled the *size*-byte buffer: raise ValueError if the packet was cut short.
+
+        Only a buffer smaller than :attr:`max_packet_size` can cut a packet:
+        the MTU was raised outside this Device since the buffer was checked
+        (read again here, on this rare path only).  Such a buffer is unbound,
+        so the next call checks it again and refuses it.  The packet is
+        judged by tun_pi's TUN_PKT_STRIP flag, else for a TUN by the IP
+        header's own length; a TAP frame without tun_pi cannot tell, so it
+        counts as cut.
+        """
+        need = self.max_packet_size
+        if size >= need:
+            return
+        self._recheck_read_buffer()
+        head = ffi.buffer(ptr, size)[: self._vnet_hdr_size + PI_LEN + 6]
+        if not self._flags & lib.IFF_NO_PI:
+            if not int.from_bytes(head[:2], sys.byteorder) & lib.TUN_PKT_STRIP:
+                return
+        elif self._kind is DeviceKind.TUN:
+            ip = head[self._vnet_hdr_size :]
+            version = ip[0] >> 4 if ip else 0
+            length = int.from_bytes(ip[2:4], "big") if version == 4 else 40 + int.from_bytes(ip[4:6], "big")
+            if version in (4, 6) and length == size - self._vnet_hdr_size:
+                return
+        raise ValueError(
+            f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the read buffer "
+            f"holds {size}: a packet was cut short to {size} bytes and dropped; use a buffer of at least "
+            f"Device.max_packet_size bytes"
+        )
+
     def release_buffers(self) -> None:
         """Forget the cached buffer pointers, so the buffers can be resized or closed."""
         self._rcache = self._wcache = _NO_BUFFER
+        self._rchecked = _NOT_CHECKED
 
     # ------------------------------------------------------------ batch I/O
 
@@ -841,8 +988,8 @@ class Device:
                 if not 0 <= count <= len(items):
                     raise ValueError(f"count={count} is outside 0..{len(items)}")
                 items = items[:count]
-            for item in items:  # every item a buffer before the first write
-                if not isinstance(item, (bytes, bytearray, memoryview)):
+            for item in items:  # every item a buffer (a memoryview unreleased) before the first write
+                if not isinstance(item, (bytes, bytearray)):
                     try:
                         memoryview(item).release()
                     except TypeError:
@@ -1024,7 +1171,11 @@ class Device:
             ptr = ffi.from_buffer(data)
         except TypeError:
             raise TypeError(f"write() needs a bytes-like object, not {type(data).__name__}") from None
-        self._wcache = entry = (data, ptr, len(ptr))
+        size = len(ptr)  # of the current storage (a closed mmap raised ValueError)
+        pinned = _cacheable(data, ptr)
+        if pinned is None:
+            return (data, ptr, size)
+        self._wcache = entry = (data, pinned, size)
         return entry
 
     def _check_write_error(self) -> None:
@@ -1271,7 +1422,7 @@ class Device:
             raise ValueError(f"mtu={value} is outside 68..65535")
         _backend.current().set_int(self._control(), self._name, "mtu", value)
         self._mtu_cache = value
-        self._rcache = _NO_BUFFER  # re-check the cached read buffer against the new MTU
+        self._recheck_read_buffer()
 
     @property
     def txqueuelen(self) -> int:
