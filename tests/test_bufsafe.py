@@ -25,6 +25,7 @@ import mmap
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional, Tuple
@@ -388,9 +389,12 @@ def test_readinto_reports_a_packet_cut_by_an_mtu_raised_outside(any_dev: Tuple[D
 
 
 def test_readinto_returns_a_packet_that_fills_the_buffer_exactly(any_dev: Tuple[Device, int], ifname: str, any_sock: socket.socket, subnet: str) -> None:
-    """MTU raised outside; a whole packet of exactly the bound size: returned, then the buffer is re-checked.
+    """MTU raised outside; a whole packet of exactly the bound size: returned, and no syscall judged it.
 
-    A TAP frame without tun_pi cannot show it is whole: it counts as cut (the documented rule).
+    A TUN packet shows it is whole (tun_pi's flag, the IP length): returned,
+    the buffer stays bound (a full-MTU packet costs no MTU lookup).  A TAP
+    frame without tun_pi cannot show it: the MTU is read, and as the buffer
+    is now too small the frame counts as cut (the documented rule).
     """
     dev, header = any_dev
     buf = bytearray(dev.max_packet_size)
@@ -401,8 +405,12 @@ def test_readinto_returns_a_packet_that_fills_the_buffer_exactly(any_dev: Tuple[
     if dev.kind == "tap":
         with pytest.raises(ValueError, match="cut short"):
             read_ours(dev, buf, port, header=header)
-    else:
-        assert read_ours(dev, buf, port, header=header) == payload
-    port, payload = send_to_tun(any_sock, subnet)
-    assert_refused(lambda: dev.readinto(buf))  # too small for MTU 9000 now: refused before reading
-    assert read_ours(dev, bytearray(dev.max_packet_size), port, header=header) == payload
+        port, payload = send_to_tun(any_sock, subnet)
+        assert_refused(lambda: dev.readinto(buf))  # too small for MTU 9000 now: refused before reading
+        assert read_ours(dev, bytearray(dev.max_packet_size), port, header=header) == payload
+        return
+    assert read_ours(dev, buf, port, header=header) == payload
+    port, _ = send_to_tun(any_sock, subnet, 8000)  # the first packet it would cut is caught
+    with pytest.raises(ValueError, match="cut short"):
+        read_ours(dev, buf, port, header=header)
+    assert_refused(lambda: dev.readinto(buf))

@@ -722,18 +722,17 @@ class Device:
     def _check_full_read(self, ptr: Any, size: int) -> None:
         """A read filled the *size*-byte buffer: raise ValueError if the packet was cut short.
 
-        Only a buffer smaller than :attr:`max_packet_size` can cut a packet:
-        the MTU was raised outside this Device since the buffer was checked
-        (read again here, on this rare path only).  Such a buffer is unbound,
-        so the next call checks it again and refuses it.  The packet is
-        judged by tun_pi's TUN_PKT_STRIP flag, else for a TUN by the IP
-        header's own length; a TAP frame without tun_pi cannot tell, so it
-        counts as cut.
+        Only a buffer smaller than :attr:`max_packet_size` can cut a packet
+        (the MTU was raised outside this Device since the buffer was
+        checked).  A full-size packet is common (bulk TCP fills the MTU), so
+        the packet is judged first without a syscall: by tun_pi's
+        TUN_PKT_STRIP flag, else for a TUN by the IP header's own length; a
+        whole packet is returned and the buffer stays bound.  Only a TAP
+        frame without tun_pi cannot show it is whole: then the MTU is read
+        again, and if the buffer is now too small the frame counts as cut.
+        A cut packet unbinds the buffer, so the next call checks it again
+        and refuses it.
         """
-        need = self.max_packet_size
-        if size >= need:
-            return
-        self._recheck_read_buffer()
         head = ffi.buffer(ptr, size)[: self._vnet_hdr_size + PI_LEN + 6]
         if not self._flags & lib.IFF_NO_PI:
             if not int.from_bytes(head[:2], sys.byteorder) & lib.TUN_PKT_STRIP:
@@ -742,8 +741,12 @@ class Device:
             ip = head[self._vnet_hdr_size :]
             version = ip[0] >> 4 if ip else 0
             length = int.from_bytes(ip[2:4], "big") if version == 4 else 40 + int.from_bytes(ip[4:6], "big")
-            if version in (4, 6) and length == size - self._vnet_hdr_size:
+            if version in (4, 6) and length <= size - self._vnet_hdr_size:
                 return
+        need = self.max_packet_size
+        if size >= need:
+            return
+        self._recheck_read_buffer()
         raise ValueError(
             f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the read buffer "
             f"holds {size}: a packet was cut short to {size} bytes and dropped; use a buffer of at least "
