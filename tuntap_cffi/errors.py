@@ -42,7 +42,7 @@ class DevicesExhaustedError(TunTapError):
 
 
 class DeviceNotReadyError(TunTapError):
-    """The device cannot carry packets now: the interface is down or the queue detached."""
+    """The device cannot carry packets now: the interface is down, or it was deleted under this fd."""
 
 
 class UnsupportedPlatformError(TunTapError):
@@ -93,7 +93,7 @@ _TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
     _errno.ENFILE: (TunTapError, "the system has too many open files"),
     _errno.EMFILE: (TunTapError, "this process has too many open files (see RLIMIT_NOFILE)"),
     _errno.EIO: (DeviceNotReadyError, "the interface is down: bring it up first (Device.up())"),
-    _errno.EBADFD: (DeviceNotReadyError, "the interface was deleted, or this queue is detached (Device.attach_queue())"),
+    _errno.EBADFD: (DeviceNotReadyError, "the interface was deleted (e.g. by `ip link del`): this fd carries no more packets; close it and open a new one"),
     _errno.ENODEV: (DeviceNotFoundError, "no such interface"),
     _errno.ENXIO: (DeviceNotFoundError, "no such interface"),
     _errno.ENOENT: (DeviceNotFoundError, "no such file"),
