@@ -188,6 +188,25 @@ def _other_threads() -> List[Tuple[int, int]]:
             if t.ident is not None and t.ident != me and t.native_id is not None]
 
 
+# Every Device not yet collected, for fork(): see _after_fork_in_child.
+_live: "weakref.WeakSet[Device]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Make every inherited Device the child's own: forget the parent's engines and wakeup fd.
+
+    The child may then use a Device it inherited (both processes share the
+    TUN queue: each packet goes to whichever reads first) or close it (that
+    closes the child's fd; the interface stays while the parent holds its
+    own).  Nothing the child does reaches the parent's rings or wakeup.
+    """
+    for dev in list(_live):
+        dev._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
     """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
     if isinstance(min_packets, bool) or not isinstance(min_packets, int):
@@ -263,6 +282,41 @@ class Device:
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
         ) + self._vnet_hdr_size
         self._mtu_cache = -1
+        _live.add(self)
+
+    def _forget_parent(self) -> None:
+        """In a fork()ed child: drop what is the parent's (see _after_fork_in_child).
+
+        The child is single-threaded here: the locks may have been held by
+        parent threads that do not exist in it, so they are replaced.  Rings,
+        the wakeup eventfd, the control socket and asyncio registrations are
+        shared with the parent: the child closes only its own copies (munmap
+        and close() change nothing for the parent; submitting to a ring,
+        io_uring_register, writing the eventfd or epoll_ctl on the parent's
+        loop would) and makes its own on demand.
+        """
+        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        engines, self._engines = self._engines, {}
+        stale, self._stale_engines = self._stale_engines, []
+        self._local = _ThreadEngines()
+        forgotten = stale + [engine for _ref, engine in engines.values()]
+        engines.clear()  # the rings' weakref callbacks find nothing to close later
+        for engine in forgotten:
+            engine.close()  # Uring.close(): munmap and close() only
+        for attr in ("_wake_fd", "_ctl", "_retired_fd"):  # (a retired number: no thread is left to use it)
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            close_quietly(fd)
+        self._pollfds = None
+        self._rtnl = None
+        self._async_waiters = set()
+        self._async_lists = {}
+        self._async_pending = 0
+        self._unsure = []
+        if self._closed and self._fd >= 0:  # fork() raced a close() in another thread: finish it here
+            fd, self._fd = self._fd, -1
+            close_quietly(fd)
 
     # ------------------------------------------------------------------ opening
 
