@@ -115,6 +115,7 @@ class PacketInfo(NamedTuple):
 # costs CPython a slow generic attribute lookup per call (~50 ns, measured).
 _read = lib.read
 _write = lib.write
+_get_ident = threading.get_ident
 
 _NO_BUFFER: Tuple[object, Any, int] = (object(), ffi.NULL, 0)  # matches no caller's buffer
 ETH_HLEN = 14
@@ -926,7 +927,9 @@ class Device:
                 return self._read_batch(ring, min_packets, timeout, self._blocking)
             finally:
                 self._exit(me)
-        me = self._enter()
+        me = _get_ident()  # self._enter() inlined, and _exit below: ~0.2 us less per batch
+        inside = self._inside
+        inside[me] = inside.get(me, 0) + 1
         try:
             if self._closed:
                 self._leave_closed()
@@ -942,7 +945,11 @@ class Device:
                 return k
             return self._read_batch(ring, 1, None, self._blocking, engine, k)
         finally:
-            self._exit(me)
+            depth = inside.get(me, 1) - 1
+            if depth:
+                inside[me] = depth
+            else:
+                inside.pop(me, None)
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
@@ -1384,7 +1391,7 @@ class Device:
         close() either sees it or it sees the close.  Returns the ident
         for :meth:`_exit`.
         """
-        me = threading.get_ident()
+        me = _get_ident()
         inside = self._inside
         inside[me] = inside.get(me, 0) + 1  # (only this thread writes its key)
         return me
