@@ -109,10 +109,11 @@ def join_task(thread: threading.Thread) -> None:
 def fd_count() -> int:
     """Open fds of this process, after a GC pass.
 
-    A Device closed while other threads lived keeps its (dead) fd number
-    until the Device is collected; one caught in a reference cycle of an
-    earlier test (a kept traceback) would otherwise be freed by a GC pass
-    in the middle of a later test's count.
+    A Device closed while other threads lived may keep its (dead) fd
+    number until the library saw that no thread can still use it, or the
+    Device is collected; one caught in a reference cycle of an earlier test
+    (a kept traceback) would otherwise be freed by a GC pass in the middle
+    of a later test's count.
     """
     gc.collect()
     return len(os.listdir("/proc/self/fd"))

@@ -73,6 +73,15 @@ _dead_lock = threading.Lock()
 _dead_fd = -1
 
 
+def _new_dead_lock() -> None:
+    """After fork(): the lock may have been held by a parent thread that the child lacks."""
+    global _dead_lock
+    _dead_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_dead_lock)
+
+
 def dead_fd() -> int:
     """Return a process-wide read-only fd on /dev/null, opened once.
 

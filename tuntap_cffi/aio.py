@@ -134,14 +134,14 @@ async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, ti
     Packets already read stay in the ring (``ring.count``) if the wait is
     cancelled: the ring is the caller's, so nothing is lost.
     """
-    engine = dev._engine(ring, "read")
+    dev._engine(ring, "read")  # checks the ring before it is touched; each pass looks the engine up again
     ring.start = ring.count = 0
     want = min(min_packets, ring.slots)
     got = 0
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     while True:
-        more = dev._fill_ring(engine, ring, got)
+        more = dev._fill_ring_now(ring, got)  # announced: a thread idle between passes holds no engine
         if more < 0:  # an error after some packets: return those, the next call raises it
             break
         got += more

@@ -43,7 +43,8 @@ class PacketRing:
             raise ValueError(f"slot_size={slot_size} is outside 1..1048576")
         self.slots = slots
         self.slot_size = slot_size
-        self._slab = mmap.mmap(-1, slots * slot_size)
+        # Private: a fork()ed child's packets land in its own copy of the slab.
+        self._slab = mmap.mmap(-1, slots * slot_size, flags=mmap.MAP_PRIVATE)
         self._view = memoryview(self._slab)
         self._ptr: Any = ffi.cast("char *", ffi.from_buffer(self._slab))
         self._lengths = array("i", bytes(4 * slots))  # length of packet i of the batch
