@@ -188,6 +188,27 @@ def _other_threads() -> List[Tuple[int, int]]:
             if t.ident is not None and t.ident != me and t.native_id is not None]
 
 
+def _settled(engine: Any, ring: PacketRing, exc: BaseException) -> BaseException:
+    """*exc*, which interrupted ``engine.send(ring, ...)``, once the batch is finished, with ``.written`` set.
+
+    Settling is idempotent: another exception while it runs (a second
+    signal) takes *exc*'s place and settling goes on.  ``.written`` is how
+    many of the batch's packets the kernel took.
+    """
+    for _ in range(100):
+        try:
+            written = engine.settle(ring)
+        except BaseException as again:  # noqa: BLE001 - propagated below, with .written
+            exc = again
+            continue
+        try:
+            exc.written = written  # type: ignore[attr-defined]
+        except AttributeError:  # (an exception type with __slots__)
+            pass
+        break
+    return exc
+
+
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
     """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
     if isinstance(min_packets, bool) or not isinstance(min_packets, int):
@@ -691,12 +712,12 @@ class Device:
         # The defaults, the capture loop's call: when the first pass finds
         # packets, nothing else is needed (~0.5 us less per batch).
         engine = self._engine(ring, "read")
+        if engine.pend is not None or ring._slab.closed:  # an interrupted call's packets come first; (raises)
+            return self._read_batch(ring, 1, None, self._blocking, engine)
         ring.start = 0
-        if ring._slab.closed:
-            return self._read_batch(ring, 1, None, self._blocking, engine)  # (raises)
-        k: int = engine.fill(ring, 0)
+        k: int = engine.fill(ring, 0)  # (sets ring.count)
         if k > 0 and not engine.cut and not self._closed and not self._stale_engines:
-            ring.count = k
+            engine.pend = None  # handed over (see batch's "Interrupts")
             return k
         return self._read_batch(ring, 1, None, self._blocking, engine, k)
 
@@ -704,15 +725,21 @@ class Device:
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
         engine: Any = None, first_fill: Optional[int] = None,
     ) -> int:
-        """read_batch's whole loop, with *engine* if given (``ring.start`` is then 0 already).
+        """read_batch's whole loop, with *engine* if given.
 
-        *first_fill* is what an ``engine.fill(ring, 0)`` already made returned.
+        *first_fill* is what an ``engine.fill(ring, 0)`` already made
+        returned.  Otherwise the packets of a call that an exception (a
+        signal handler's, a cancellation) interrupted are settled first and
+        returned with the new ones (see batch's "Interrupts").
         """
         if engine is None:
             engine = self._engine(ring, "read")
+        got = 0
+        if first_fill is None:
+            if engine.pend is not None:
+                got = engine.settle(ring)
             ring.start = 0
         want = min(min_packets, ring.slots)
-        got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if first_fill is None:
@@ -728,6 +755,7 @@ class Device:
                 if got:
                     break
                 ring.count = 0
+                engine.pend = None
                 raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
             wait_ms = -1
             if deadline is not None:
@@ -739,6 +767,7 @@ class Device:
         ring.count = got
         if self._stale_engines:
             self._close_stale_engines()
+        engine.pend = None  # handed over: the last store before returning
         return got
 
     def _fill_ring(self, engine: Any, ring: PacketRing, got: int) -> int:
@@ -750,31 +779,39 @@ class Device:
         Leaves ``ring.count`` at the packets in the ring.
         """
         if ring._slab.closed:
+            engine.pend = None
             raise ValueError("the PacketRing is closed")
         return self._filled(engine, ring, got, engine.fill(ring, got))
 
     def _filled(self, engine: Any, ring: PacketRing, got: int, k: int) -> int:
-        """_fill_ring's second half: *k* is what engine.fill(ring, got) returned."""
+        """_fill_ring's second half: *k* is what engine.fill(ring, got) returned.
+
+        Before raising, it hands the ring over (``engine.pend = None``): the
+        packets in it go with the error, the next call starts afresh.
+        """
         if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
             engine.cut = False
             need = self.max_packet_size
             if ring.slot_size < need:
                 ring.count = max(k, 0) + got
+                engine.pend = None
                 raise ValueError(
                     f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the ring's "
                     f"slots hold {ring.slot_size}: packets may have been cut short; use a new Device.packet_ring()"
                 )
         if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
             ring.count = 0
+            engine.pend = None
             self._leave_closed()
         if k >= 0:
-            ring.count = got + k
-            return k
+            return k  # (the engine set ring.count)
         ring.count = got
         if k == batch._CLOSED_SLOT:
+            engine.pend = None
             self._leave_closed()
         if got:
             return -1
+        engine.pend = None
         raise error_from_errno(-k, "read", self._name, f"read from {self._name} failed")
 
     def write_batch(self, packets: "Union[PacketRing, Sequence[ReadableBuffer]]", count: Optional[int] = None) -> int:
@@ -799,7 +836,13 @@ class Device:
             if packets._slab.closed:
                 raise ValueError("the PacketRing is closed")
             if total:
-                failures = self._engine(packets, "write").send(packets, total)
+                engine = self._engine(packets, "write")
+                if engine.pend is not None:  # a call interrupted while settling (its count is lost with it)
+                    engine.settle(packets)
+                try:
+                    failures = engine.send(packets, total)
+                except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
+                    raise _settled(engine, packets, exc)
         else:
             items = list(packets)
             if count is not None:
