@@ -128,15 +128,14 @@ async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = N
             await _wait(dev, write=True)
 
 
-async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, timeout: Optional[float] = None) -> int:
+async def read_batch(dev: "Device", ring: "PacketRing", engine: Any, min_packets: int = 1, timeout: Optional[float] = None) -> int:
     """Fill *ring* with what is queued until *min_packets* (or a full ring, or *timeout*); return the count.
 
     Cancelled (or interrupted by a signal handler's exception), the call
     keeps the packets it had read in the ring and the next batch call on
     the ring returns them first (see batch's "Interrupts"): nothing is lost
-    or returned twice.
+    or returned twice.  The caller hands the packets over (``engine.pend = None``).
     """
-    engine = dev._engine(ring, "read")
     got = engine.settle(ring) if engine.pend is not None else 0
     ring.start = 0
     want = min(min_packets, ring.slots)
@@ -159,7 +158,6 @@ async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, ti
     ring.count = got
     if dev._stale_engines:
         dev._close_stale_engines()
-    engine.pend = None  # handed over: the last store before returning
     return got
 
 

@@ -401,7 +401,8 @@ class ReadEngine(_UringEngine):
         if self.window <= _MIN_WINDOW:
             # The last call found few packets: a few plain read()s cost less
             # than a ring round trip (~1 us each on CPython against ~10 us).
-            self.pend = _BUSY  # (the reader records its own step: settle() looks there too)
+            ring.count = first  # (what the call holds: not a finished call's count, should _BUSY come first)
+            self.pend = _BUSY  # the reader records its own step: settle() looks there too
             got = self.reader.fill(ring, first, _FEW)
             if self.reader.cut:
                 self.reader.cut = False
@@ -733,10 +734,9 @@ class WriteEngine(_UringEngine):
     def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
         """Write packets 0..count-1 of the ring; return [(position, -errno)] of the refused ones."""
         if count <= _FEW:  # a ring round trip costs more than a few write() calls
-            self.pend = _BUSY  # (the writer records its own step: settle() looks there)
-            failures = self.writer.send(ring, count)
-            self.pend = None
-            return failures
+            self.writer.pend = None  # (what it recorded is of a call already reported)
+            self.pend = _BUSY  # the writer records the step: settle() looks there
+            return self.writer.send(ring, count)
         u = self.uring
         ring._own_lengths()  # (after a read batch into this ring: forwarding)
         slots, start = ring.slots, ring.start
@@ -782,8 +782,7 @@ class WriteEngine(_UringEngine):
             failures.sort()
         self.done = failures  # before the CQEs are consumed: settle() trusts it once they are
         u.cq_words[u.cq_head_i] = (head + count) & _U32
-        self.pend = None
-        return failures
+        return failures  # (pend stays: the device clears it when it has reported the count)
 
     def _check_each(self, ring: PacketRing, count: int, head: int) -> List[Tuple[int, int]]:
         """Per completion (PyPy): match user_data to packet positions, collect refusals."""
@@ -800,29 +799,26 @@ class WriteEngine(_UringEngine):
         failures.sort()
         self.done = failures  # (see send)
         u.cq_words[u.cq_head_i] = (head + count) & _U32
-        self.pend = None
         return failures
 
     def settle(self, ring: PacketRing) -> int:
         """Finish an interrupted send(); return how many of its packets the kernel took (0: none was under way).
 
         A run that reached the SQ ring is submitted whole and waited for;
-        one that did not wrote nothing.
+        one that did not wrote nothing.  Idempotent until the caller clears
+        ``pend`` (having reported the count).
         """
-        written = self.writer.settle(ring)
         run = self.pend
-        if type(run) is tuple:
-            count, head = run[1], run[3]
-            left = self._settle_run(run)
-            if left > 0:
-                u = self.uring
-                cqes, mask = u.cqes, u.cq_mask
-                written = sum(1 for j in range(count) if cqes[(head + j) & mask].res > 0)  # tun writes: all or nothing
-                u.cq_words[u.cq_head_i] = (head + count) & _U32
-            elif left == 0:
-                written = count - len(self.done)
-        self.pend = None
-        return written
+        if type(run) is not tuple:  # none, or the writer's (a batch of a few packets)
+            return self.writer.settle(ring) if run is not None else 0
+        count, head = run[1], run[3]
+        left = self._settle_run(run)
+        if left > 0:  # its completions are still in the CQ ring: note the refusals, then consume them
+            u = self.uring
+            cqes, mask = u.cqes, u.cq_mask
+            self.done = [(j, -errno.EIO) for j in range(count) if cqes[(head + j) & mask].res <= 0]
+            u.cq_words[u.cq_head_i] = (head + count) & _U32
+        return count - len(self.done) if left >= 0 else 0  # (-1: it never reached the kernel)
 
 
 class LoopWriteEngine:
@@ -860,16 +856,14 @@ class LoopWriteEngine:
         if -1 in results:
             err = -(ffi.errno or errno.EIO)
             failures = [(i, err) for i in range(count) if results[i] < 0]
-        self.pend = None
-        return failures
+        return failures  # (pend stays: the device clears it when it has reported the count)
 
     def settle(self, ring: PacketRing) -> int:
-        """How many packets an interrupted send() wrote (0: none was under way)."""
+        """How many packets an interrupted send() wrote (0: none was under way); the caller clears ``pend``."""
         if self.pend is None:
             return 0
-        results = self.results
-        self.pend = None
-        return len(results) - results.count(-1)
+        written: int = len(self.results) - self.results.count(-1)
+        return written
 
 
 def make_engine(kind: str, backend: str, fd: int, ring: PacketRing) -> Any:

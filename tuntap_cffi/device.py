@@ -188,25 +188,17 @@ def _other_threads() -> List[Tuple[int, int]]:
             if t.ident is not None and t.ident != me and t.native_id is not None]
 
 
-def _settled(engine: Any, ring: PacketRing, exc: BaseException) -> BaseException:
-    """*exc*, which interrupted ``engine.send(ring, ...)``, once the batch is finished, with ``.written`` set.
+def _take_back(frame_locals: Dict[str, Any]) -> None:
+    """A batch read raises: if it had handed its packets over (in *frame_locals*: got bound, pend None), keep them.
 
-    Settling is idempotent: another exception while it runs (a second
-    signal) takes *exc*'s place and settling goes on.  ``.written`` is how
-    many of the batch's packets the kernel took.
+    Its caller sees an exception, not a count, so the next call returns them
+    (a signal handler that ran between the handover and the return).  The
+    library's own errors hand the ring over before ``got`` is bound: left as
+    they are.
     """
-    for _ in range(100):
-        try:
-            written = engine.settle(ring)
-        except BaseException as again:  # noqa: BLE001 - propagated below, with .written
-            exc = again
-            continue
-        try:
-            exc.written = written  # type: ignore[attr-defined]
-        except AttributeError:  # (an exception type with __slots__)
-            pass
-        break
-    return exc
+    engine = frame_locals.get("engine")
+    if engine is not None and engine.pend is None and "got" in frame_locals:
+        engine.pend = batch._BUSY
 
 
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
@@ -706,34 +698,48 @@ class Device:
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
         """
-        if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:
-            check_min_packets(min_packets, timeout)
-            return self._read_batch(ring, min_packets, timeout, self._blocking)
-        # The defaults, the capture loop's call: when the first pass finds
-        # packets, nothing else is needed (~0.5 us less per batch).
-        engine = self._engine(ring, "read")
-        if engine.pend is not None or ring._slab.closed:  # an interrupted call's packets come first; (raises)
-            return self._read_batch(ring, 1, None, self._blocking, engine)
-        ring.start = 0
-        k: int = engine.fill(ring, 0)  # (sets ring.count)
-        if k > 0 and not engine.cut and not self._closed and not self._stale_engines:
-            engine.pend = None  # handed over (see batch's "Interrupts")
-            return k
-        return self._read_batch(ring, 1, None, self._blocking, engine, k)
+        # The handover is engine.pend = None, the last store before each
+        # return (see batch's "Interrupts").  PyPy may still run a signal
+        # handler between it and the return: the except clause takes the
+        # handover back then, and the next call returns the packets.
+        got: int  # (bound once the call has its count: see _take_back)
+        try:
+            if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:
+                check_min_packets(min_packets, timeout)
+                engine = self._engine(ring, "read")
+                got = self._read_batch(ring, min_packets, timeout, self._blocking, engine)
+                engine.pend = None
+                return got
+            # The defaults, the capture loop's call: when the first pass finds
+            # packets, nothing else is needed (~0.5 us less per batch).
+            engine = self._engine(ring, "read")
+            if engine.pend is not None or ring._slab.closed:  # an interrupted call's packets come first; (raises)
+                got = self._read_batch(ring, 1, None, self._blocking, engine)
+                engine.pend = None
+                return got
+            ring.start = 0
+            got = engine.fill(ring, 0)  # (sets ring.count)
+            if got > 0 and not engine.cut and not self._closed and not self._stale_engines:
+                engine.pend = None
+                return got
+            got = self._read_batch(ring, 1, None, self._blocking, engine, got)
+            engine.pend = None
+            return got
+        except BaseException:
+            _take_back(locals())
+            raise
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
-        engine: Any = None, first_fill: Optional[int] = None,
+        engine: Any, first_fill: Optional[int] = None,
     ) -> int:
-        """read_batch's whole loop, with *engine* if given.
+        """read_batch's whole loop; the caller hands the packets over (``engine.pend = None``).
 
         *first_fill* is what an ``engine.fill(ring, 0)`` already made
         returned.  Otherwise the packets of a call that an exception (a
         signal handler's, a cancellation) interrupted are settled first and
         returned with the new ones (see batch's "Interrupts").
         """
-        if engine is None:
-            engine = self._engine(ring, "read")
         got = 0
         if first_fill is None:
             if engine.pend is not None:
@@ -767,7 +773,6 @@ class Device:
         ring.count = got
         if self._stale_engines:
             self._close_stale_engines()
-        engine.pend = None  # handed over: the last store before returning
         return got
 
     def _fill_ring(self, engine: Any, ring: PacketRing, got: int) -> int:
@@ -835,14 +840,39 @@ class Device:
                 raise DeviceClosedError(self._name)
             if packets._slab.closed:
                 raise ValueError("the PacketRing is closed")
-            if total:
-                engine = self._engine(packets, "write")
-                if engine.pend is not None:  # a call interrupted while settling (its count is lost with it)
-                    engine.settle(packets)
-                try:
-                    failures = engine.send(packets, total)
-                except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
-                    raise _settled(engine, packets, exc)
+            if not total:
+                return 0
+            engine = self._engine(packets, "write")
+            if engine.pend is not None:  # a call interrupted while settling (its count went with it, if it could)
+                engine.settle(packets)
+                engine.pend = None
+            sent: Optional[List[Tuple[int, int]]] = None
+            try:
+                sent = engine.send(packets, total)
+                if not sent:
+                    engine.pend = None  # reported (see read_batch)
+                    return total
+                engine.pend = None
+                raise self._write_failures(sent, total)
+            except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
+                # Inline, each step inside the try: another exception (a second
+                # signal) takes exc's place and settling, idempotent until
+                # pend is cleared, goes on; .written ends on the one raised.
+                written = tries = -1
+                while tries < 100:  # (no call before the try: a check there would let an exception past)
+                    try:
+                        tries += 1
+                        if written < 0:
+                            if engine.pend is not None:  # the batch was under way: finish it
+                                written = engine.settle(packets)
+                            else:  # it was done (a handler on the way out) or had not begun
+                                written = total - len(sent) if sent is not None else 0
+                        engine.pend = None
+                        exc.written = written  # type: ignore[attr-defined]
+                        break
+                    except BaseException as again:  # noqa: BLE001 - raised below
+                        exc = again
+                raise exc
         else:
             items = list(packets)
             if count is not None:
@@ -867,13 +897,18 @@ class Device:
                     failures.append((i, -(exc.errno or errno.EIO)))
         if not failures:
             return total
+        raise self._write_failures(failures, total)
+
+    def _write_failures(self, failures: List[Tuple[int, int]], total: int) -> BaseException:
+        """The BatchWriteError for *failures* [(position, -errno)] of *total* packets (DeviceClosedError if closed)."""
         if self._closed:
             self._leave_closed()
         first, neg = failures[0]
         cause = error_from_errno(-neg, "write", self._name, f"write of packet {first} to {self._name} failed")
         err = BatchWriteError(cause.errno, f"{len(failures)} of {total} packets refused; first: {cause}", self._name)
         err.written = total - len(failures)
-        raise err from cause
+        err.__cause__ = cause
+        return err
 
     # ---------------------------------------------------------------- asyncio
 
@@ -913,7 +948,14 @@ class Device:
         from . import aio
 
         check_min_packets(min_packets, timeout)
-        return await aio.read_batch(self, ring, min_packets, timeout)
+        engine = self._engine(ring, "read")
+        try:
+            got = await aio.read_batch(self, ring, engine, min_packets, timeout)
+            engine.pend = None  # handed over (see read_batch)
+            return got
+        except BaseException:
+            _take_back(locals())
+            raise
 
     def __aiter__(self) -> "AsyncIterator[bytes]":
         """``async for packet in dev``: packets as bytes until the device is closed."""
