@@ -697,6 +697,13 @@ class Device:
         kernel error with packets already read returns those packets; the
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
+
+        Interrupted by an exception that is not the library's (a signal
+        handler's: KeyboardInterrupt, a SIGALRM timeout), the call returns
+        nothing: the packets it had read stay in the ring and the next batch
+        call on this ring, in this thread, returns them first, in order,
+        then reads on.  Do not take packets from a ring whose call raised
+        (its ``len(ring)`` may show them: they are still the next call's).
         """
         # The handover is engine.pend = None, the last store before each
         # return (see batch's "Interrupts").  PyPy may still run a signal
@@ -828,6 +835,13 @@ class Device:
         is attempted; if the kernel refused any, :class:`BatchWriteError`
         (or the refused packet's own error when there is one packet) is
         raised after the others went, with ``.written`` set.
+
+        Interrupted by an exception that is not the library's (a signal
+        handler's) while writing a ring, the call first finishes the batch
+        (what reached the kernel's queue is written, what did not is not)
+        and the exception propagates unchanged with ``.written``: how many
+        of the batch's packets were written.  No ``.written``: the call
+        wrote nothing, or a second exception interrupted that bookkeeping.
         """
         failures: List[Tuple[int, int]] = []
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
@@ -941,9 +955,10 @@ class Device:
 
         Waits (on the loop) until at least *min_packets* have arrived, the
         ring is full, or *timeout* seconds passed (then the count may be
-        lower, even 0).  Cancelled after some packets were read, it leaves
-        them in the ring: ``len(ring)`` says how many, and they are lost only
-        if the ring is reused before they are looked at.
+        lower, even 0).  Cancelled (or interrupted by a signal handler's
+        exception) after some packets were read, it returns nothing: the
+        next batch call on this ring in this thread returns them first, as
+        :meth:`read_batch` does after an interrupt.
         """
         from . import aio
 
