@@ -26,6 +26,13 @@ Facts that shape this module:
   frees them (a thread inside a method holds the Device).  The per-packet
   path pays nothing for this: a racing reader simply reads end-of-file
   from /dev/null and then sees ``closed``.
+- Interrupts.  A signal handler may raise between two bytecodes of a batch
+  call.  The engines record each step first and the next call settles it
+  (batch's "Interrupts"); a call hands its packets over with its last
+  store before returning (``engine.pend = None``), and an except clause
+  takes that back if a handler ran after it (PyPy can): the next call
+  returns them.  write_batch finishes an interrupted ring batch in its
+  except clause and puts the count on the exception (``.written``).
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that
   does not fit the buffer and says nothing, so buffers smaller than
   :attr:`Device.max_packet_size` are refused before any read.
