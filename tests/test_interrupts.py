@@ -48,18 +48,29 @@ class Interrupter:
     before any bytecode) would propagate without it.
     """
 
-    def __init__(self, once: bool = False) -> None:
+    def __init__(self, once: bool = False, inside: str = "") -> None:
         self.armed = False
         self.once = once
+        self.inside = inside  # only while a library function of this name is on the stack ("": any)
         self.raised = 0
         self.old: Any = None
 
     def handler(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.armed and frame is not None and frame.f_code.co_filename.startswith(LIBRARY) \
-                and frame.f_code.co_name != "__del__":  # (a finaliser run by the GC: not the call under test)
+                and frame.f_code.co_name != "__del__" and self.within(frame):  # (__del__: a GC finaliser)
             self.raised += 1
             self.armed = not self.once
             raise Boom()
+
+    def within(self, frame: Optional[FrameType]) -> bool:
+        """Whether *frame* runs inside the library function named self.inside (not, say, a loop callback)."""
+        if not self.inside:
+            return True
+        while frame is not None and frame.f_code.co_filename.startswith(LIBRARY):
+            if frame.f_code.co_name == self.inside:
+                return True
+            frame = frame.f_back
+        return False
 
     def __enter__(self) -> "Interrupter":
         self.old = signal.signal(signal.SIGALRM, self.handler)
@@ -198,7 +209,7 @@ def test_read_batch_async_cancelled_and_interrupted(ifname: str, subnet: str, ba
         cancelled = 0
         deadline = time.monotonic() + 60
         while len(seqs) < total and time.monotonic() < deadline:
-            task = loop.create_task(dev.read_batch_async(ring, min_packets=rnd.choice([1, 8, 32]), timeout=0.05))
+            task = loop.create_task(dev.read_batch_async(ring, min_packets=rnd.choice([1, 8, 32, 64]), timeout=0.05))
             loop.call_later(rnd.uniform(0, 0.003), task.cancel)
             it.armed = True
             try:
@@ -214,7 +225,11 @@ def test_read_batch_async_cancelled_and_interrupted(ifname: str, subnet: str, ba
 
     with batch_tun(ifname, subnet, backend, txqueuelen=total + 1000) as dev:
         dropped = tx_dropped(ifname)
-        with PacedSender(subnet, total) as sender, Interrupter() as it:
+        # Exceptions only inside the batch call, not in the library's loop
+        # callbacks (asyncio logs and drops those: not the call under test);
+        # one per call: a second one landing in the except clause that takes
+        # a handover back (PyPy checks before any bytecode) would lose it.
+        with PacedSender(subnet, total) as sender, Interrupter(once=True, inside="read_batch_async") as it:
             seqs, cancelled = asyncio.run(read_all(dev, it))
         assert sender.error is None, sender.error
         assert tx_dropped(ifname) == dropped
