@@ -112,6 +112,7 @@ class Uring:
         cq: Any = ffi.cast("char *", ffi.from_buffer(cq_map))
         self.sq_entries = int(p.sq_entries)
         self.cq_entries = int(p.cq_entries)
+        self.sq_head = ffi.cast("uint32_t *", sq + p.sq_off.head)  # the kernel's: SQEs it has taken
         self.sq_tail = ffi.cast("uint32_t *", sq + p.sq_off.tail)
         self.sq_flags = ffi.cast("uint32_t *", sq + p.sq_off.flags)
         self.sq_array = ffi.cast("uint32_t *", sq + p.sq_off.array)

@@ -128,16 +128,17 @@ async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = N
             await _wait(dev, write=True)
 
 
-async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, timeout: Optional[float] = None) -> int:
+async def read_batch(dev: "Device", ring: "PacketRing", engine: Any, min_packets: int = 1, timeout: Optional[float] = None) -> int:
     """Fill *ring* with what is queued until *min_packets* (or a full ring, or *timeout*); return the count.
 
-    Packets already read stay in the ring (``ring.count``) if the wait is
-    cancelled: the ring is the caller's, so nothing is lost.
+    Cancelled (or interrupted by a signal handler's exception), the call
+    keeps the packets it had read in the ring and the next batch call on
+    the ring returns them first (see batch's "Interrupts"): nothing is lost
+    or returned twice.  The caller hands the packets over (``engine.pend = None``).
     """
-    dev._engine(ring, "read")  # checks the ring before it is touched; each pass looks the engine up again
-    ring.start = ring.count = 0
+    got = dev._settle_now(engine, ring) if engine.pend is not None else 0
+    ring.start = 0
     want = min(min_packets, ring.slots)
-    got = 0
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     while True:
@@ -154,6 +155,7 @@ async def read_batch(dev: "Device", ring: "PacketRing", min_packets: int = 1, ti
             if left <= 0:
                 break
             await _wait(dev, timeout=left)
+    ring.count = got
     if dev._stale_engines:
         dev._close_stale_engines()
     return got

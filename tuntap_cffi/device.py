@@ -51,6 +51,13 @@ Facts that shape this module:
   socket and asyncio registrations (it closes its own copies only) and
   makes its own on demand: it may use an inherited Device (both processes
   then share the TUN queue) or close it (its own fd only).
+- Interrupts.  A signal handler may raise between two bytecodes of a batch
+  call.  The engines record each step first and the next call settles it
+  (batch's "Interrupts"); a call hands its packets over with its last
+  store before returning (``engine.pend = None``), and an except clause
+  takes that back if a handler ran after it (PyPy can): the next call
+  returns them.  write_batch finishes an interrupted ring batch in its
+  except clause and puts the count on the exception (``.written``).
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that
   does not fit the buffer and says nothing, so buffers smaller than
   :attr:`Device.max_packet_size` are refused before any read.
@@ -466,6 +473,19 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _take_back(frame_locals: Dict[str, Any]) -> None:
+    """A batch read raises: if it had handed its packets over (in *frame_locals*: got bound, pend None), keep them.
+
+    Its caller sees an exception, not a count, so the next call returns them
+    (a signal handler that ran between the handover and the return).  The
+    library's own errors hand the ring over before ``got`` is bound: left as
+    they are.
+    """
+    engine = frame_locals.get("engine")
+    if engine is not None and engine.pend is None and "got" in frame_locals:
+        engine.pend = batch._BUSY
 
 
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
@@ -1102,33 +1122,46 @@ class Device:
         kernel error with packets already read returns those packets; the
         error is raised by the next call.  Closing the device from another
         thread wakes a waiting call with :class:`DeviceClosedError`.
+
+        Interrupted by an exception that is not the library's (a signal
+        handler's: KeyboardInterrupt, a SIGALRM timeout), the call returns
+        nothing: the packets it had read stay in the ring and the next batch
+        call on this ring, in this thread, returns them first, in order,
+        then reads on.  Do not take packets from a ring whose call raised
+        (its ``len(ring)`` may show them: they are still the next call's).
         """
         if min_packets.__class__ is not int or min_packets != 1 or timeout is not None:
             check_min_packets(min_packets, timeout)
-            me = self._enter()  # the engine holds the fd number: see _enter
-            try:
-                if self._closed:
-                    self._leave_closed()
-                return self._read_batch(ring, min_packets, timeout, self._blocking)
-            finally:
-                self._exit(me)
         me = _get_ident()  # self._enter() inlined, and _exit below: ~0.2 us less per batch
         inside = self._inside
         inside[me] = inside.get(me, 0) + 1
+        # The handover is engine.pend = None, the last store before each
+        # return (see batch's "Interrupts").  PyPy may still run a signal
+        # handler between it and the return: the except clause takes the
+        # handover back then, and the next call returns the packets.
+        got: int  # (bound once the call has its count: see _take_back)
         try:
             if self._closed:
                 self._leave_closed()
+            engine = self._engine(ring, "read")
+            if (min_packets != 1 or timeout is not None
+                    or engine.pend is not None or ring._slab.closed):  # an interrupted call's packets come first; (raises)
+                got = self._read_batch(ring, min_packets, timeout, self._blocking, engine)
+                engine.pend = None
+                return got
             # The defaults, the capture loop's call: when the first pass finds
             # packets, nothing else is needed (~0.5 us less per batch).
-            engine = self._engine(ring, "read")
             ring.start = 0
-            if ring._slab.closed:
-                return self._read_batch(ring, 1, None, self._blocking, engine)  # (raises)
-            k: int = engine.fill(ring, 0)
-            if k > 0 and not engine.cut and not self._closed and not self._stale_engines:
-                ring.count = k
-                return k
-            return self._read_batch(ring, 1, None, self._blocking, engine, k)
+            got = engine.fill(ring, 0)  # (sets ring.count)
+            if got > 0 and not engine.cut and not self._closed and not self._stale_engines:
+                engine.pend = None
+                return got
+            got = self._read_batch(ring, 1, None, self._blocking, engine, got)
+            engine.pend = None
+            return got
+        except BaseException:
+            _take_back(locals())
+            raise
         finally:
             depth = inside.get(me, 1) - 1
             if depth:
@@ -1138,17 +1171,21 @@ class Device:
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
-        engine: Any = None, first_fill: Optional[int] = None,
+        engine: Any, first_fill: Optional[int] = None,
     ) -> int:
-        """read_batch's whole loop, with *engine* if given (``ring.start`` is then 0 already).
+        """read_batch's whole loop; the caller hands the packets over (``engine.pend = None``).
 
-        *first_fill* is what an ``engine.fill(ring, 0)`` already made returned.
+        *first_fill* is what an ``engine.fill(ring, 0)`` already made
+        returned.  Otherwise the packets of a call that an exception (a
+        signal handler's, a cancellation) interrupted are settled first and
+        returned with the new ones (see batch's "Interrupts").
         """
-        if engine is None:
-            engine = self._engine(ring, "read")
+        got = 0
+        if first_fill is None:
+            if engine.pend is not None:
+                got = engine.settle(ring)
             ring.start = 0
         want = min(min_packets, ring.slots)
-        got = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if first_fill is None:
@@ -1164,6 +1201,7 @@ class Device:
                 if got:
                     break
                 ring.count = 0
+                engine.pend = None
                 raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
             wait_ms = -1
             if deadline is not None:
@@ -1176,6 +1214,18 @@ class Device:
         if self._stale_engines:
             self._close_stale_engines()
         return got
+
+    def _settle_now(self, engine: Any, ring: PacketRing) -> int:
+        """engine.settle(ring), announced (it may call io_uring_enter): for the asyncio batch loop."""
+        me = self._enter()
+        try:
+            if self._closed:
+                engine.pend = None
+                self._leave_closed()
+            got: int = engine.settle(ring)
+            return got
+        finally:
+            self._exit(me)
 
     def _fill_ring_now(self, ring: PacketRing, got: int) -> int:
         """_fill_ring for callers that wait elsewhere between passes (asyncio): announced, engine looked up per pass."""
@@ -1196,31 +1246,39 @@ class Device:
         Leaves ``ring.count`` at the packets in the ring.
         """
         if ring._slab.closed:
+            engine.pend = None
             raise ValueError("the PacketRing is closed")
         return self._filled(engine, ring, got, engine.fill(ring, got))
 
     def _filled(self, engine: Any, ring: PacketRing, got: int, k: int) -> int:
-        """_fill_ring's second half: *k* is what engine.fill(ring, got) returned."""
+        """_fill_ring's second half: *k* is what engine.fill(ring, got) returned.
+
+        Before raising, it hands the ring over (``engine.pend = None``): the
+        packets in it go with the error, the next call starts afresh.
+        """
         if engine.cut:  # a packet filled its slot: was it cut short? (MTU raised since)
             engine.cut = False
             need = self.max_packet_size
             if ring.slot_size < need:
                 ring.count = max(k, 0) + got
+                engine.pend = None
                 raise ValueError(
                     f"{self._name} now delivers packets of up to {need} bytes (MTU raised?) but the ring's "
                     f"slots hold {ring.slot_size}: packets may have been cut short; use a new Device.packet_ring()"
                 )
         if self._closed:  # set before close() swaps /dev/null in: zero-length "packets" are not ours
             ring.count = 0
+            engine.pend = None
             self._leave_closed()
         if k >= 0:
-            ring.count = got + k
-            return k
+            return k  # (the engine set ring.count)
         ring.count = got
         if k == batch._CLOSED_SLOT:
+            engine.pend = None
             self._leave_closed()
         if got:
             return -1
+        engine.pend = None
         raise error_from_errno(-k, "read", self._name, f"read from {self._name} failed")
 
     def write_batch(self, packets: "Union[PacketRing, Sequence[ReadableBuffer]]", count: Optional[int] = None) -> int:
@@ -1232,6 +1290,13 @@ class Device:
         is attempted; if the kernel refused any, :class:`BatchWriteError`
         (or the refused packet's own error when there is one packet) is
         raised after the others went, with ``.written`` set.
+
+        Interrupted by an exception that is not the library's (a signal
+        handler's) while writing a ring, the call first finishes the batch
+        (what reached the kernel's queue is written, what did not is not)
+        and the exception propagates unchanged with ``.written``: how many
+        of the batch's packets were written.  No ``.written``: the call
+        wrote nothing, or a second exception interrupted that bookkeeping.
         """
         failures: List[Tuple[int, int]] = []
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
@@ -1244,14 +1309,45 @@ class Device:
                 raise DeviceClosedError(self._name)
             if packets._slab.closed:
                 raise ValueError("the PacketRing is closed")
-            if total:
-                me = self._enter()  # the engine holds the fd number: see _enter
+            if not total:
+                return 0
+            me = self._enter()  # the engine holds the fd number: see _enter
+            try:
+                if self._closed:
+                    self._leave_closed()
+                engine = self._engine(packets, "write")
+                if engine.pend is not None:  # a call interrupted while settling (its count went with it, if it could)
+                    engine.settle(packets)
+                    engine.pend = None
+                sent: Optional[List[Tuple[int, int]]] = None
                 try:
-                    if self._closed:
-                        self._leave_closed()
-                    failures = self._engine(packets, "write").send(packets, total)
-                finally:
-                    self._exit(me)
+                    sent = engine.send(packets, total)
+                    if not sent:
+                        engine.pend = None  # reported (see read_batch)
+                        return total
+                    engine.pend = None
+                    raise self._write_failures(sent, total)
+                except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
+                    # Inline, each step inside the try: another exception (a second
+                    # signal) takes exc's place and settling, idempotent until
+                    # pend is cleared, goes on; .written ends on the one raised.
+                    written = tries = -1
+                    while tries < 100:  # (no call before the try: a check there would let an exception past)
+                        try:
+                            tries += 1
+                            if written < 0:
+                                if engine.pend is not None:  # the batch was under way: finish it
+                                    written = engine.settle(packets)
+                                else:  # it was done (a handler on the way out) or had not begun
+                                    written = total - len(sent) if sent is not None else 0
+                            engine.pend = None
+                            exc.written = written  # type: ignore[attr-defined]
+                            break
+                        except BaseException as again:  # noqa: BLE001 - raised below
+                            exc = again
+                    raise exc
+            finally:
+                self._exit(me)
         else:
             items = list(packets)
             if count is not None:
@@ -1276,13 +1372,18 @@ class Device:
                     failures.append((i, -(exc.errno or errno.EIO)))
         if not failures:
             return total
+        raise self._write_failures(failures, total)
+
+    def _write_failures(self, failures: List[Tuple[int, int]], total: int) -> BaseException:
+        """The BatchWriteError for *failures* [(position, -errno)] of *total* packets (DeviceClosedError if closed)."""
         if self._closed:
             self._leave_closed()
         first, neg = failures[0]
         cause = self._write_error(-neg, f"write of packet {first} to {self._name} failed")
         err = BatchWriteError(cause.errno, f"{len(failures)} of {total} packets refused; first: {cause}", self._name)
         err.written = total - len(failures)
-        raise err from cause
+        err.__cause__ = cause
+        return err
 
     # ---------------------------------------------------------------- asyncio
 
@@ -1315,14 +1416,22 @@ class Device:
 
         Waits (on the loop) until at least *min_packets* have arrived, the
         ring is full, or *timeout* seconds passed (then the count may be
-        lower, even 0).  Cancelled after some packets were read, it leaves
-        them in the ring: ``len(ring)`` says how many, and they are lost only
-        if the ring is reused before they are looked at.
+        lower, even 0).  Cancelled (or interrupted by a signal handler's
+        exception) after some packets were read, it returns nothing: the
+        next batch call on this ring in this thread returns them first, as
+        :meth:`read_batch` does after an interrupt.
         """
         from . import aio
 
         check_min_packets(min_packets, timeout)
-        return await aio.read_batch(self, ring, min_packets, timeout)
+        engine = self._engine(ring, "read")
+        try:
+            got = await aio.read_batch(self, ring, engine, min_packets, timeout)
+            engine.pend = None  # handed over (see read_batch)
+            return got
+        except BaseException:
+            _take_back(locals())
+            raise
 
     def __aiter__(self) -> "AsyncIterator[bytes]":
         """``async for packet in dev``: packets as bytes until the device is closed."""
