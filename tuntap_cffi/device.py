@@ -1135,39 +1135,40 @@ class Device:
         me = _get_ident()  # self._enter() inlined, and _exit below: ~0.2 us less per batch
         inside = self._inside
         inside[me] = inside.get(me, 0) + 1
-        # The handover is engine.pend = None, the last store before each
-        # return (see batch's "Interrupts").  PyPy may still run a signal
-        # handler between it and the return: the except clause takes the
-        # handover back then, and the next call returns the packets.
-        got: int  # (bound once the call has its count: see _take_back)
+        # The handover is engine.pend = None, the last store before the
+        # return, after the announcement is withdrawn (see batch's
+        # "Interrupts"): a signal handler's exception before it leaves the
+        # packets with the engine, and PyPy may still run one between it and
+        # the return: the except clause takes the handover back then (got is
+        # bound only there), and the next call returns the packets.
+        got: int
         try:
-            if self._closed:
-                self._leave_closed()
-            engine = self._engine(ring, "read")
-            if (min_packets != 1 or timeout is not None
-                    or engine.pend is not None or ring._slab.closed):  # an interrupted call's packets come first; (raises)
-                got = self._read_batch(ring, min_packets, timeout, self._blocking, engine)
-                engine.pend = None
-                return got
-            # The defaults, the capture loop's call: when the first pass finds
-            # packets, nothing else is needed (~0.5 us less per batch).
-            ring.start = 0
-            got = engine.fill(ring, 0)  # (sets ring.count)
-            if got > 0 and not engine.cut and not self._closed and not self._stale_engines:
-                engine.pend = None
-                return got
-            got = self._read_batch(ring, 1, None, self._blocking, engine, got)
+            try:
+                if self._closed:
+                    self._leave_closed()
+                engine = self._engine(ring, "read")
+                if (min_packets != 1 or timeout is not None
+                        or engine.pend is not None or ring._slab.closed):  # an interrupted call's packets come first; (raises)
+                    k = self._read_batch(ring, min_packets, timeout, self._blocking, engine)
+                else:
+                    # The defaults, the capture loop's call: when the first pass
+                    # finds packets, nothing else is needed (~0.5 us less per batch).
+                    ring.start = 0
+                    k = engine.fill(ring, 0)  # (sets ring.count)
+                    if k <= 0 or engine.cut or self._closed or self._stale_engines:
+                        k = self._read_batch(ring, 1, None, self._blocking, engine, k)
+            finally:
+                depth = inside.get(me, 1) - 1
+                if depth:
+                    inside[me] = depth
+                else:
+                    inside.pop(me, None)
+            got = k
             engine.pend = None
             return got
         except BaseException:
             _take_back(locals())
             raise
-        finally:
-            depth = inside.get(me, 1) - 1
-            if depth:
-                inside[me] = depth
-            else:
-                inside.pop(me, None)
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
@@ -1312,42 +1313,49 @@ class Device:
             if not total:
                 return 0
             me = self._enter()  # the engine holds the fd number: see _enter
+            sent: Optional[List[Tuple[int, int]]] = None
             try:
-                if self._closed:
-                    self._leave_closed()
-                engine = self._engine(packets, "write")
-                if engine.pend is not None:  # a call interrupted while settling (its count went with it, if it could)
-                    engine.settle(packets)
-                    engine.pend = None
-                sent: Optional[List[Tuple[int, int]]] = None
                 try:
+                    if self._closed:
+                        self._leave_closed()
+                    engine = self._engine(packets, "write")
+                    if engine.pend is not None:  # a call interrupted while settling (its count went with it, if it could)
+                        engine.settle(packets)
+                        engine.pend = None
                     sent = engine.send(packets, total)
-                    if not sent:
-                        engine.pend = None  # reported (see read_batch)
-                        return total
-                    engine.pend = None
-                    raise self._write_failures(sent, total)
-                except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
-                    # Inline, each step inside the try: another exception (a second
-                    # signal) takes exc's place and settling, idempotent until
-                    # pend is cleared, goes on; .written ends on the one raised.
-                    written = tries = -1
-                    while tries < 100:  # (no call before the try: a check there would let an exception past)
-                        try:
-                            tries += 1
-                            if written < 0:
-                                if engine.pend is not None:  # the batch was under way: finish it
+                finally:
+                    self._exit(me)
+                if not sent:
+                    engine.pend = None  # reported (see read_batch)
+                    return total
+                engine.pend = None
+                raise self._write_failures(sent, total)
+            except BaseException as exc:  # a signal handler's, mostly: finish the batch, say what went
+                # Inline, each step inside the try: another exception (a second
+                # signal) takes exc's place and settling, idempotent until
+                # pend is cleared, goes on; .written ends on the one raised.
+                written = tries = -1
+                while tries < 100:  # (no call before the try: a check there would let an exception past)
+                    try:
+                        tries += 1
+                        if written < 0:
+                            if "engine" not in locals():  # it never began
+                                written = 0
+                            elif engine.pend is not None:  # the batch was under way: finish it (announced)
+                                me = self._enter()
+                                try:
                                     written = engine.settle(packets)
-                                else:  # it was done (a handler on the way out) or had not begun
-                                    written = total - len(sent) if sent is not None else 0
+                                finally:
+                                    self._exit(me)
+                            else:  # it was done (a handler on the way out) or had not begun
+                                written = total - len(sent) if sent is not None else 0
+                        if "engine" in locals():
                             engine.pend = None
-                            exc.written = written  # type: ignore[attr-defined]
-                            break
-                        except BaseException as again:  # noqa: BLE001 - raised below
-                            exc = again
-                    raise exc
-            finally:
-                self._exit(me)
+                        exc.written = written  # type: ignore[attr-defined]
+                        break
+                    except BaseException as again:  # noqa: BLE001 - raised below
+                        exc = again
+                raise exc
         else:
             items = list(packets)
             if count is not None:
