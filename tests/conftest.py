@@ -116,6 +116,14 @@ def fd_count() -> int:
     of a later test's count.
     """
     gc.collect()
+    # A closed device's number is freed by a reaper thread once the other
+    # threads are seen idle: let it finish (bounded), or a count taken now
+    # would move in the middle of the caller's test.
+    from tuntap_cffi.device import pending_retirements
+
+    deadline = time.monotonic() + 5
+    while pending_retirements() and time.monotonic() < deadline:
+        time.sleep(0.005)
     return len(os.listdir("/proc/self/fd"))
 
 

@@ -1260,6 +1260,11 @@ def test_a_ring_passed_between_short_lived_threads_keeps_one_engine(ifname: str)
         assert uring_fds() <= 2 * one, f"{uring_fds()} io_uring fds after 30 threads, {one} for one engine"
         with pytest.raises(BlockingIOError):
             dev.read_batch(ring)  # the first thread's engine still works
+    # Freed at close(), or by the reaper thread once the threads other tests
+    # left behind are seen idle (see device.py, "freeing closed fd numbers").
+    deadline = time.monotonic() + 5
+    while uring_fds() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert uring_fds() == 0
 
 

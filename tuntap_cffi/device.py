@@ -420,6 +420,12 @@ def _retire_later(dev: "Device") -> None:
             _reaper = thread
 
 
+def pending_retirements() -> int:
+    """How many closed devices still wait for the reaper to free their fds (for tests and diagnostics)."""
+    with _retire_lock:
+        return len(_retiring)
+
+
 def _reap() -> None:
     """The reaper: re-check every retiring device every _RECHECK_S; exit when none is left."""
     global _reaper
