@@ -44,6 +44,9 @@ What pytun (2.4) does, and so what this module does:
   ``__cause__``; and an argument error is :class:`ArgumentError`, an
   ``Error`` that is also a ``ValueError``, raised before any system call.
   Wrong argument types raise ``TypeError``, as in pytun.
+- ``copy.copy``, ``copy.deepcopy`` and ``pickle`` raise pytun's
+  ``TypeError("cannot pickle 'pytun.TunTapDevice' object")``: a copy would
+  share the fd and close it when collected.
 
 Deliberate differences from pytun, each where pytun's behaviour is an
 accident of its C code:
@@ -51,8 +54,10 @@ accident of its C code:
 - The fd is opened ``O_CLOEXEC`` (Python's own files are non-inheritable
   since PEP 446); pytun's is inherited by exec'd programs.
 - ``read()`` retries ``EINTR`` (Python's own I/O does since PEP 475), where
-  pytun raises ``Error(EINTR)``; a pending ``KeyboardInterrupt`` still
-  propagates.
+  pytun raises ``Error(EINTR)`` when the signal handler returned normally.
+  An exception the handler raises (``KeyboardInterrupt``, ``TimeoutError``
+  from an alarm, any ``OSError``) reaches the caller unchanged, as through
+  pytun: only this library's own errors become :class:`Error`.
 - ``write()`` takes any bytes-like object; pytun refuses bytearray and
   memoryview.  A ``str`` is written UTF-8 encoded, as pytun does.
 - ``mtu`` refuses values outside a C ``int`` with ``OverflowError``; pytun
@@ -78,7 +83,7 @@ import os
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple, Type, cast
+from typing import TYPE_CHECKING, Any, Dict, Iterator, NoReturn, Optional, Tuple, Type, cast
 
 from . import _backend, _ioctl, _linux
 from .device import Device, _check_name
@@ -97,6 +102,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import SupportsIndex
+
     from _typeshed import ReadableBuffer
 
 __all__ = [
@@ -196,13 +203,32 @@ def _pytun_error(exc: OSError) -> Error:
 
 @contextlib.contextmanager
 def _as_pytun_errors() -> Iterator[None]:
-    """Re-raise every OSError from tuntap_cffi as pytun's :class:`Error` (chained)."""
+    """Re-raise tuntap_cffi's own errors as pytun's :class:`Error` (chained).
+
+    Only :class:`TunTapError`: any other exception, above all one a signal
+    handler raised while a system call was retried (``TimeoutError`` from
+    a SIGALRM handler...), passes unchanged, as it does through pytun.
+    """
     try:
         yield
-    except Error:
-        raise
-    except OSError as exc:
+    except TunTapError as exc:
         raise _pytun_error(exc) from exc
+
+
+def _syscall_error(err: int, op: str, name: str, what: str) -> Error:
+    """pytun's Error for errno *err* of a failed read/write, with tuntap_cffi's explanation as its cause."""
+    exc = error_from_errno(err, op, name, what)
+    error = _pytun_error(exc)
+    error.__cause__, error.__suppress_context__ = exc, True  # as `raise error from exc` would
+    return error
+
+
+def _closed_error(name: str) -> Error:
+    """``Error(EBADF)``, also a DeviceClosedError: what a closed device's read/write raises."""
+    exc = DeviceClosedError(name)
+    error = _pytun_error(exc)
+    error.__cause__, error.__suppress_context__ = exc, True  # as `raise error from exc` would
+    return error
 
 
 # ------------------------------------------------------- argument checking
@@ -312,6 +338,18 @@ def _set_inet(name: str, field: str, packed: bytes) -> None:
 
 # ------------------------------------------------------------------ device
 
+# The per-packet C calls as module globals (a global load is the cheapest lookup).
+_read = lib.read
+_write = lib.write
+
+
+def _write_buffer(data: object) -> Any:
+    """A cffi view of a bytes-like *data* for write(); TypeError for anything else."""
+    try:
+        return ffi.from_buffer(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+
 
 class TunTapDevice:
     """TunTapDevice(name='', flags=IFF_TUN, dev='/dev/net/tun') -> TUN/TAP device object.
@@ -322,11 +360,14 @@ class TunTapDevice:
     """
 
     # No __dict__, as pytun's C type: assigning a misspelt attribute fails.
-    __slots__ = ("_dev", "_flags", "_buf", "_view", "_read_lock")
+    __slots__ = ("_dev", "_fd", "_name", "_flags", "_buf", "_ptr", "_view", "_read_lock")
 
     _dev: Device
+    _fd: int  # the read/write path calls libc on it directly; -1 once closed
+    _name: str
     _flags: int
     _buf: bytearray
+    _ptr: Any  # cffi pointer into _buf, made once
     _view: memoryview
     _read_lock: threading.Lock
 
@@ -336,14 +377,18 @@ class TunTapDevice:
         dev = _check_text("dev", dev)
         self._flags = flags
         self._buf = bytearray(_READ_BUFFER_SIZE)
+        self._ptr = ffi.from_buffer(self._buf)
         self._view = memoryview(self._buf)
         self._read_lock = threading.Lock()
+        self._fd = -1
         with _as_pytun_errors():
             _backend.current()  # UnsupportedPlatformError off Linux
             fd, real_name = self._attach(name, flags, dev)
         # blocking=False: the fd itself blocks (as pytun's does), so the
         # Device never waits in poll(); an EAGAIN reaches the caller.
         self._dev = Device(fd, real_name, flags, blocking=False)
+        self._fd = fd
+        self._name = real_name
 
     @staticmethod
     def _attach(name: str, flags: int, dev: str) -> Tuple[int, str]:
@@ -361,6 +406,13 @@ class TunTapDevice:
             close_quietly(fd)
             raise
 
+    def __reduce_ex__(self, protocol: "SupportsIndex") -> NoReturn:
+        """Refuse copy, deepcopy and pickle, with pytun's TypeError: a copy would share (and close) the fd."""
+        # The words of CPython's refusal for pytun's C type: protocols 0 and 1
+        # (copyreg) name the class alone, 2 and up with its module.
+        qualified = "TunTapDevice" if operator.index(protocol) < 2 else "pytun.TunTapDevice"
+        raise TypeError(f"cannot pickle {qualified!r} object")
+
     def __del__(self) -> None:
         # pytun closes the fd when the object goes away, without a warning.
         dev: Optional[Device] = getattr(self, "_dev", None)
@@ -372,7 +424,7 @@ class TunTapDevice:
     @property
     def name(self) -> str:
         """The interface name (read-only, as in pytun)."""
-        return self._dev.name
+        return self._name
 
     def fileno(self) -> int:
         """Return the file descriptor (blocking, as pytun's); -1 once closed."""
@@ -381,6 +433,7 @@ class TunTapDevice:
 
     def close(self) -> None:
         """Close the device; a non-persistent interface disappears.  Idempotent."""
+        self._fd = -1  # reads and writes from now on fail with EBADF, as pytun's
         self._dev.close()
 
     # ------------------------------------------------------------- packets
@@ -401,20 +454,34 @@ class TunTapDevice:
         ``Error(EINVAL)``.
         """
         size = operator.index(size) & 0xFFFFFFFF  # pytun's "I" format masks, it does not check
-        dev = self._dev
         if size == 0:
-            if dev.closed:
-                closed = DeviceClosedError(dev.name)
-                raise _pytun_error(closed) from closed
+            if self._fd < 0:
+                raise _closed_error(self._name)
             return b""
         with self._read_lock:  # the buffer is shared: one reader at a time
-            try:
-                n = dev.readinto(self._buf)
-            except OSError as exc:
-                raise _pytun_error(exc) from exc
+            n: int = _read(self._fd, self._ptr, _READ_BUFFER_SIZE)
+            if n <= 0:
+                n = self._read_again(n)
             if n <= size:
                 return bytes(self._view[:n])
             return self._truncated(n, size)
+
+    def _read_again(self, n: int) -> int:
+        """A read that returned *n* <= 0: retry EINTR, else raise pytun's Error (under the read lock).
+
+        Nothing here catches exceptions: one raised by a signal handler
+        (which runs between the retries) reaches the caller as it was raised.
+        """
+        while n < 0:
+            err = ffi.errno
+            if self._fd < 0:
+                raise _closed_error(self._name)
+            if err != errno.EINTR:
+                raise _syscall_error(err, "read", self._name, f"read from {self._name} failed")
+            n = _read(self._fd, self._ptr, _READ_BUFFER_SIZE)
+        if n == 0 and self._fd < 0:  # closed while we read: the number now reads /dev/null
+            raise _closed_error(self._name)
+        return n
 
     def _truncated(self, n: int, size: int) -> bytes:
         """What a *size*-byte read of the *n*-byte packet in the buffer returns (``tun_put_user``)."""
@@ -441,12 +508,24 @@ class TunTapDevice:
 
     def write(self, data: "ReadableBuffer", /) -> int:
         """Write one packet (any bytes-like object; a str as UTF-8, as pytun); return the bytes written."""
-        if isinstance(data, str):
-            data = data.encode()
-        try:
-            return self._dev.write(data)
-        except OSError as exc:
-            raise _pytun_error(exc) from exc
+        if type(data) is not bytes:
+            data = data.encode() if isinstance(data, str) else _write_buffer(data)
+        n: int = _write(self._fd, data, len(data))
+        if n >= 0:
+            return n
+        return self._write_again(data)
+
+    def _write_again(self, data: Any) -> int:
+        """A write that failed: retry EINTR, else raise pytun's Error (no exception is caught here)."""
+        while True:
+            err = ffi.errno
+            if self._fd < 0:
+                raise _closed_error(self._name)
+            if err != errno.EINTR:
+                raise _syscall_error(err, "write", self._name, f"write to {self._name} failed")
+            n: int = _write(self._fd, data, len(data))
+            if n >= 0:
+                return n
 
     # ------------------------------------------------------- device control
 
