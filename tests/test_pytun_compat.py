@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from conftest import fd_count, ip, link_info, new_name, our_links
+from conftest import fd_count, ip, link_info, new_name, open_fds, our_links
 from packets import ipv4_udp, parse_ipv4_udp
 from real_pytun import require_real_pytun
 from tuntap_cffi import (
@@ -582,6 +582,58 @@ def test_concurrent_readers_get_each_packet_once(ifname: str, subnet: str, devic
     for t in threads:
         t.join()
     assert sorted(got) == sorted(payloads)
+
+
+def test_reads_ahead_until_fileno_then_hands_out_the_rest_in_order(ifname: str, subnet: str) -> None:
+    """Before fileno() a read takes a batch of queued packets; after it, those come first, then the fd's."""
+    pytun.TunTapDevice(name=ifname).close()  # the first close() in a process opens /dev/null for good
+    before = fd_count()
+    tun = pytun.TunTapDevice(name=ifname, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+    disable_ipv6(ifname)
+    tun.addr, tun.dstaddr, tun.netmask = f"{subnet}.1", f"{subnet}.2", "255.255.255.0"
+    tun.up()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(12):  # fewer than the first read-ahead ring holds
+                s.sendto(b"%03d" % i, (f"{subnet}.2", 9))
+            assert parse_ipv4_udp(tun.read(1500))[4] == b"000"  # blocking, fd never asked for
+            fd = tun.fileno()
+            assert os.get_blocking(fd), "the fd is blocking once handed out, as pytun's"
+            os.set_blocking(fd, False)
+            with pytest.raises(BlockingIOError):
+                os.read(fd, 2000)  # the kernel queue is empty: the first read took it all
+            assert [parse_ipv4_udp(tun.read(1500))[4] for _ in range(11)] == [b"%03d" % i for i in range(1, 12)]
+            with pytest.raises(pytun.Error) as info:
+                tun.read(1500)
+            assert info.value.errno == errno.EAGAIN
+            # From now on one read() per call on the fd: what arrives is readable on the fd.
+            s.sendto(b"late", (f"{subnet}.2", 9))
+            wait_readable(fd)
+            assert parse_ipv4_udp(tun.read(1500))[4] == b"late"
+        assert tun.mtu == 1500
+    finally:
+        tun.close()
+    del tun, info  # (the exception's traceback holds the device)
+    assert fd_count() == before, " ".join(open_fds())  # the ring's io_uring, the attribute socket: all gone
+
+
+def test_attributes_share_one_socket_that_close_releases(ifname: str) -> None:
+    before = fd_count()
+    tun = pytun.TunTapDevice(name=ifname)
+    opened = fd_count()
+    for _ in range(3):
+        assert (tun.mtu, tun.hwaddr) == (1500, bytes(6))
+    assert fd_count() == opened + 1, "one AF_INET socket for every attribute access"
+    tun.persist(True)
+    tun.close()
+    assert fd_count() == opened - 1, " ".join(open_fds())  # the socket went with close()
+    try:
+        assert tun.mtu == 1500  # after close(): a socket per access, as pytun's
+        assert fd_count() == before
+    finally:
+        again = pytun.TunTapDevice(name=ifname)
+        again.persist(False)
+        again.close()
 
 
 def test_mq_attach_against_the_kernel(ifname: str, subnet: str, devices: Callable[..., pytun.TunTapDevice]) -> None:

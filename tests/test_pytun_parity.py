@@ -58,7 +58,8 @@ def outcome(label, action):
     try:
         value = action()
     except BaseException as e:  # KeyboardInterrupt too: its type is the point
-        out.append([label, type(e).__name__, [a if isinstance(a, (int, str)) else repr(a) for a in e.args]])
+        kind = "Error" if isinstance(e, pytun.Error) else type(e).__name__  # (pytun_compat's are subclasses)
+        out.append([label, kind, [a if isinstance(a, (int, str)) else repr(a) for a in e.args]])
     else:
         out.append([label, "ok", value if isinstance(value, (int, str, list)) else type(value).__name__])
 
@@ -127,22 +128,31 @@ outcome("works after read", works)
 def writes_interrupted(samples):
     """The distinct (type, args) of the first *samples* exceptions that write() lets out."""
     seen = []
-    signal.signal(signal.SIGALRM, raising(TimeoutError("tick")))
+    on = [True]
+
+    def tick(signum, frame):
+        if on[0]:
+            raise TimeoutError("tick")
+
+    signal.signal(signal.SIGALRM, tick)
     signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
-    try:
-        while len(seen) < samples:
-            try:
-                for _ in range(100000):
-                    try:
-                        tun.write(packet)
-                    except BaseException as e:
-                        seen.append((type(e).__name__, e.args))
-                        break
-            except TimeoutError:
-                pass  # it landed outside write(): not a sample
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    while on[0]:
+        try:  # a tick may land anywhere: only those out of write() are samples
+            while len(seen) < samples:
+                try:
+                    for _ in range(100000):
+                        try:
+                            tun.write(packet)
+                        except BaseException as e:
+                            seen.append((type(e).__name__, e.args))
+                            break
+                except TimeoutError:
+                    pass
+            on[0] = False
+        except TimeoutError:
+            pass
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
     return [[t, list(a)] for t, a in sorted(set(seen), key=repr)]
 
 
@@ -162,7 +172,79 @@ SIGNAL_OUTCOMES: List[List[Any]] = [
 ]
 
 
-def run_scenario(implementation: str, program: str, subnet: str) -> List[List[Any]]:
+#: A blocking read loop on a TUN (argv[4]: IFF_NO_PI or not) that asks for
+#: the fd only half-way: pytun_compat reads ahead until then (see
+#: TunTapDevice); what the program sees must not change.  Packets carry
+#: their number; the IPv4 ID and checksum and the UDP source port and
+#: checksum (which differ per run) are zeroed before comparing.
+READ_SCENARIO = PREAMBLE.replace(
+    "tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)",
+    "tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | (pytun.IFF_NO_PI if sys.argv[4] == 'no-pi' else 0))",
+) + """
+import threading
+import time
+
+pi = 0 if sys.argv[4] == "no-pi" else 4
+
+
+def send(first, count):
+    for i in range(first, first + count):
+        sock.sendto(b"%04d" % i + b"p" * (i * 37 % 1300), (net + ".2", 9))
+
+
+def shown(packet):
+    data = bytearray(packet)
+    for i in (4, 5, 10, 11, 20, 21, 26, 27):  # IPv4 ID and checksum, UDP source port and checksum
+        if pi + i < len(data):
+            data[pi + i] = 0
+    return data.hex() if len(data) <= 40 else [len(data), bytes(data[pi + 28:pi + 32]).decode()]
+
+
+def read(size):
+    return lambda: shown(tun.read(size))
+
+
+send(0, 40)
+sizes = [1500, 1500, 36, 4, 2, 0, -1, 2**32 + 40, 1500, 3, 65535, 1500]
+for n, size in enumerate(sizes):
+    outcome(f"read {n} ({size})", read(size))
+outcome("fileno", lambda: tun.fileno() >= 0)
+outcome("still blocking", lambda: os.get_blocking(tun.fileno()))
+consumed = len(sizes) - 1  # all but read(0)
+for n in range(consumed, 40 - 1):  # reads after fileno(): the rest but one, in order
+    outcome(f"read {n}", read(1500))
+os.set_blocking(tun.fileno(), False)
+outcome("the last", read(1500))
+outcome("then EAGAIN", read(1500))
+os.set_blocking(tun.fileno(), True)
+
+# A fresh device that never hands its fd out: a read waits for a packet sent later.
+tun.close()
+outcome("read closed", read(1500))
+tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | (pytun.IFF_NO_PI if sys.argv[4] == "no-pi" else 0))
+with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
+    f.write("1")
+tun.addr, tun.dstaddr, tun.netmask = net + ".1", net + ".2", "255.255.255.0"
+tun.up()
+got = []
+reader = threading.Thread(target=lambda: got.append(shown(tun.read(1500))))
+reader.start()
+time.sleep(0.3)
+outcome("reader still waiting", lambda: reader.is_alive())
+send(100, 1)
+reader.join(10)
+outcome("reader got the late packet", lambda: got)
+send(200, 5)
+outcome("read before close", read(1500))
+tun.close()  # four packets still queued (pytun_compat: read ahead already)
+outcome("read after close", read(1500))
+outcome("read 0 after close", lambda: tun.read(0))
+outcome("fileno after close", tun.fileno)
+print(json.dumps(out))
+"""
+
+
+def run_scenario(implementation: str, program: str, subnet: str, *args: str) -> List[List[Any]]:
     """Run *program* on "pytun_compat" (this interpreter) or the real "pytun"; return its outcomes."""
     python = sys.executable
     if implementation == "pytun":
@@ -171,7 +253,7 @@ def run_scenario(implementation: str, program: str, subnet: str) -> List[List[An
     # A UDP datagram to the TUN's own address from its peer: the kernel takes it (48 bytes).
     packet = ipv4_udp(f"{subnet}.2", f"{subnet}.1", 9, 9, b"x" * 20)
     try:
-        proc = subprocess.run([python, "-c", program, name, subnet, packet.hex()], capture_output=True,
+        proc = subprocess.run([python, "-c", program, name, subnet, packet.hex(), *args], capture_output=True,
                               text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO})
     finally:
         subprocess.run(["ip", "link", "del", "dev", name], capture_output=True)
@@ -190,3 +272,26 @@ def test_copy_and_pickle_refuse_like_pytun(implementation: str, subnet: str) -> 
 def test_signal_handler_exceptions_pass_through_like_pytun(implementation: str, subnet: str) -> None:
     """A handler's exception during read()/write() reaches the caller as raised, not as pytun.Error."""
     assert run_scenario(implementation, SIGNAL_SCENARIO, subnet) == SIGNAL_OUTCOMES
+
+
+@pytest.mark.parametrize("pi", ["pi", "no-pi"])
+def test_blocking_reads_see_what_pytun_shows(subnet: str, pi: str) -> None:
+    """Order, truncation, read(0), headers that do not fit, fileno() half-way, EAGAIN, a late packet, close()."""
+    ours = run_scenario("pytun_compat", READ_SCENARIO, subnet, pi)
+    theirs = run_scenario("pytun", READ_SCENARIO, subnet, pi)
+    assert [row[0] for row in ours] == [row[0] for row in theirs]
+    for got, want in zip(ours, theirs):
+        assert got == want
+    # What the scenario shows (so that its equality means something).
+    outcome = {row[0]: row[1:] for row in theirs}
+    numbers = [row[2][1] for row in theirs if row[0].startswith("read ") and row[1] == "ok" and isinstance(row[2], list)]
+    assert numbers == sorted(numbers) and len(numbers) >= 30, numbers
+    header = 4 if pi == "pi" else 0
+    assert outcome["read 4 (2)"][0] == ("Error" if header else "ok")  # 2 < tun_pi: EINVAL, packet dropped
+    assert outcome["read 5 (0)"] == ["ok", ""]
+    assert outcome["still blocking"] == ["ok", True]
+    assert outcome["then EAGAIN"] == ["Error", [11, "Resource temporarily unavailable"]]
+    assert outcome["reader still waiting"] == ["ok", True]
+    assert outcome["reader got the late packet"][1][0][1] == "0100"
+    assert outcome["read after close"] == ["Error", [9, "Bad file descriptor"]]
+    assert outcome["fileno after close"] == ["ok", -1]
