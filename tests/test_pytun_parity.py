@@ -31,6 +31,7 @@ COMPAT_IMPORT = "from tuntap_cffi import pytun_compat as pytun"
 PREAMBLE = '''\
 import copy
 import errno
+import faulthandler
 import gc
 import json
 import os
@@ -42,6 +43,7 @@ import sys
 
 from tuntap_cffi import pytun_compat as pytun
 
+faulthandler.dump_traceback_later(90, exit=True)  # a hang shows where it is, on stderr
 name, net, packet = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
 out = []
 tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)

@@ -362,6 +362,10 @@ _CTL_CLOSED = -2  # ... after close(): each access opens a socket of its own, as
 # up to 128 slots (8.5 MB, which io_uring pins): only a busy device pays for that.
 _AHEAD_FIRST_SLOTS = 16
 _AHEAD_MAX_SLOTS = 128
+# On PyPy a read() through cffi is JIT-compiled to little more than the system
+# call, and read-ahead only adds (a drain, CPU ns per packet: 1154 read ahead,
+# 984 one read() each; C pytun through cpyext 2338): CPython only.
+_READ_AHEAD = sys.implementation.name == "cpython"
 
 
 def _write_buffer(data: object) -> Any:
@@ -382,9 +386,10 @@ class TunTapDevice:
     Reading, and why it is shaped so (pytun's ``read(size)`` allocates a new
     bytes object per call anyway, so packets may as well come in batches):
 
-    - Until the program first calls :meth:`fileno` (directly, or through
-      select/poll/asyncio, which call it), nobody but this object can see
-      the fd, so nobody can wait on it: it is kept O_NONBLOCK and ``read``
+    - On CPython, until the program first calls :meth:`fileno` (directly,
+      or through select/poll/asyncio, which call it), nobody but this
+      object can see the fd, so nobody can wait on it: it is kept
+      O_NONBLOCK and ``read``
       takes what is queued, up to a ring's worth (16 packets, doubling
       while the queue fills the ring, up to 128), at once
       (``Device.read_batch``, io_uring) into a private queue of bytes
@@ -398,19 +403,23 @@ class TunTapDevice:
       shows.  Only a program that reads before it first asks for the fd
       and then polls can find the fd quiet while such leftovers wait:
       its next ``read`` returns them in order.
+    - On PyPy every read is one ``read()`` (see _READ_AHEAD): the fd is
+      blocking from the start.
     """
 
     # No __dict__, as pytun's C type: assigning a misspelt attribute fails.
-    __slots__ = ("_dev", "_fd", "_name", "_flags", "_buf", "_ptr", "_read_lock", "_shared", "_pending",
+    __slots__ = ("_dev", "_fd", "_name", "_flags", "_buffers", "_read_lock", "_shared", "_pending",
                  "_ring", "_slot_ptrs", "_pollfd", "_ctl", "_ctl_lock", "_mtu_ifr")
 
     _dev: Device
     _fd: int  # the read/write path calls libc on it directly; -1 once closed
     _name: str
     _flags: int
-    _buf: bytearray  # the buffer of one-packet reads (after fileno())
-    _ptr: Any  # cffi pointer into _buf, made once
-    _read_lock: threading.Lock  # one filler/reader of the kernel queue at a time
+    # Buffers of one-packet reads (after fileno()), taken with pop() and given
+    # back with append(): atomic, so concurrent readers never share one, and
+    # cheaper than a lock (a `with lock:` costs CPython ~200 ns, measured).
+    _buffers: List[Any]
+    _read_lock: threading.Lock  # one read-ahead batch at a time; fileno() waits for it
     _shared: bool  # fileno() was handed out: no read-ahead any more
     _pending: "collections.deque[bytes]"  # packets read ahead, oldest first
     _ring: Optional[PacketRing]
@@ -425,8 +434,7 @@ class TunTapDevice:
         flags = _check_flags(flags)
         dev = _check_text("dev", dev)
         self._flags = flags
-        self._buf = bytearray(_READ_BUFFER_SIZE)
-        self._ptr = ffi.from_buffer(self._buf)
+        self._buffers = [ffi.new("char[]", _READ_BUFFER_SIZE)]
         self._read_lock = threading.Lock()
         self._shared = False
         self._pending = collections.deque()
@@ -446,6 +454,8 @@ class TunTapDevice:
         self._fd = fd
         self._name = real_name
         self._mtu_ifr = _linux._ifreq(real_name)
+        if not _READ_AHEAD:
+            self._share()  # one read() per call from the start
 
     @staticmethod
     def _attach(name: str, flags: int, dev: str) -> Tuple[int, str]:
@@ -549,13 +559,20 @@ class TunTapDevice:
             if not self._shared:
                 self._read_ahead()
                 continue
-            with self._read_lock:  # one-packet reads share the buffer
-                if pending:  # a batch that ended just before fileno(): its packets come first
-                    continue
-                n: int = _read(self._fd, self._ptr, _READ_BUFFER_SIZE)
+            if pending:  # a batch that ended just before fileno(): its packets come first
+                continue
+            buffers = self._buffers
+            try:
+                buf = buffers.pop()
+            except IndexError:  # other threads are reading into the others
+                buf = ffi.new("char[]", _READ_BUFFER_SIZE)
+            try:
+                n: int = _read(self._fd, buf, _READ_BUFFER_SIZE)
                 if n <= 0:
-                    n = self._read_again(n)
-                packet = _unpack(self._ptr, n)
+                    n = self._read_again(n, buf)
+                packet = _unpack(buf, n)
+            finally:
+                buffers.append(buf)
             break
         if len(packet) <= size:
             return packet
@@ -603,8 +620,8 @@ class TunTapDevice:
         pollfd[0].fd = fd
         lib.poll(pollfd, 1, -1)
 
-    def _read_again(self, n: int) -> int:
-        """A read that returned *n* <= 0: retry EINTR, else raise pytun's Error (under the read lock).
+    def _read_again(self, n: int, buf: Any) -> int:
+        """A read into *buf* that returned *n* <= 0: retry EINTR, else raise pytun's Error.
 
         Nothing here catches exceptions: one raised by a signal handler
         (which runs between the retries) reaches the caller as it was raised.
@@ -615,7 +632,7 @@ class TunTapDevice:
                 raise _closed_error(self._name)
             if err != errno.EINTR:
                 raise _syscall_error(err, "read", self._name, f"read from {self._name} failed")
-            n = _read(self._fd, self._ptr, _READ_BUFFER_SIZE)
+            n = _read(self._fd, buf, _READ_BUFFER_SIZE)
         if n == 0 and self._fd < 0:  # closed while we read: the number now reads /dev/null
             raise _closed_error(self._name)
         return n
