@@ -925,39 +925,10 @@ def test_pytun_scenario_outcomes(implementation: str, ifnames: Any, subnet: str)
 
 # ------------------------------------------ a pytun-style UDP tunnel program
 
-#: A UDP tunnel written the way pytun users write one (cf. pytun's own
-#: test/test_tun.py).  argv: TUN name, TUN address, TUN peer, local UDP
-#: address, remote UDP address, UDP port.
-TUNNEL_PROGRAM = '''\
-import select
-import socket
-import sys
-
-from tuntap_cffi import pytun_compat as pytun
-
-name, tun_addr, tun_peer, udp_local, udp_remote, port = sys.argv[1:]
-port = int(port)
-
-tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
-tun.addr = tun_addr
-tun.dstaddr = tun_peer
-tun.netmask = "255.255.255.0"
-tun.mtu = 1400
-tun.up()
-
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.bind((udp_local, port))
-print("ready", tun.name, tun.addr, tun.dstaddr, tun.netmask, tun.mtu, flush=True)
-
-while True:
-    readable, _, _ = select.select([tun, sock], [], [])
-    if tun in readable:
-        sock.sendto(tun.read(tun.mtu), (udp_remote, port))
-    if sock in readable:
-        packet, sender = sock.recvfrom(65535)
-        if sender == (udp_remote, port):
-            tun.write(packet)
-'''
+#: A UDP tunnel written the way pytun users write one: bench/pytun_tunnel.py
+#: (bench/pytun_bench.py times it).  argv: TUN name, TUN address, TUN peer,
+#: local UDP address, remote UDP address, UDP port.
+TUNNEL_PROGRAM = open(os.path.join(REPO, "bench", "pytun_tunnel.py")).read()
 
 UDP_ECHO_SERVER = '''\
 import socket
