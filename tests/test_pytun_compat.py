@@ -456,6 +456,16 @@ def test_dropped_device_closes_without_warning(ifname: str) -> None:
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
+@pytest.mark.parametrize("implementation", ["pytun", "pytun_compat"])
+def test_program_exits_quietly_with_an_open_device(ifname: str, implementation: str) -> None:
+    """A pytun program that never closes its device (a module global) exits without a word, as with pytun."""
+    python, child = program_for(
+        implementation, f"{COMPAT_IMPORT}\nimport sys\ntun = pytun.TunTapDevice(name=sys.argv[1])\nprint(tun.mtu)\n")
+    proc = subprocess.run([python, "-c", child, ifname], capture_output=True, text=True, timeout=60, env=child_env())
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1500\n", "")
+    assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
 # ----------------------------------------------------------------- packets
 
 

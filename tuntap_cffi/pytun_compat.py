@@ -482,8 +482,17 @@ class TunTapDevice:
 
     def __del__(self) -> None:
         # pytun closes the fd when the object goes away, without a warning.
-        if getattr(self, "_dev", None) is not None:
+        if getattr(self, "_dev", None) is None:
+            return
+        try:
             self.close()
+        except ImportError:
+            # At interpreter exit Device.close() cannot import what it imports
+            # lazily (sys.meta_path is gone); the device is marked closed by
+            # then and the kernel closes the fd as the process ends.  pytun
+            # prints nothing there, so neither do we.
+            if not sys.is_finalizing():
+                raise
 
     # ------------------------------------------------------------- identity
 
