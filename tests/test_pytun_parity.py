@@ -40,6 +40,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 from tuntap_cffi import pytun_compat as pytun
 
@@ -101,7 +102,8 @@ COPY_OUTCOMES: List[List[Any]] = [
 
 #: A signal handler raises while read() blocks (nothing arrives: the
 #: interface has no IPv6 and nobody sends), then while write()s run
-#: back to back under a 0.5 ms interval timer.
+#: back to back under a 1 ms interval timer (up to 40 exceptions that
+#: write() let out, within 5 s; at least one).
 SIGNAL_SCENARIO = PREAMBLE + '''
 
 def raising(exc):
@@ -127,20 +129,21 @@ signal.signal(signal.SIGALRM, signal.SIG_IGN)
 outcome("works after read", works)
 
 
-def writes_interrupted(samples):
-    """The distinct (type, args) of the first *samples* exceptions that write() lets out."""
+def writes_interrupted(samples, seconds=5):
+    """The distinct (type, args) of the first *samples* exceptions that write() lets out (within *seconds*)."""
     seen = []
     on = [True]
+    deadline = time.monotonic() + seconds  # (PyPy's JIT may check for signals mostly outside write())
 
     def tick(signum, frame):
         if on[0]:
             raise TimeoutError("tick")
 
     signal.signal(signal.SIGALRM, tick)
-    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
     while on[0]:
         try:  # a tick may land anywhere: only those out of write() are samples
-            while len(seen) < samples:
+            while len(seen) < samples and time.monotonic() < deadline:
                 try:
                     for _ in range(100000):
                         try:
@@ -184,7 +187,6 @@ READ_SCENARIO = PREAMBLE.replace(
     "tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | (pytun.IFF_NO_PI if sys.argv[4] == 'no-pi' else 0))",
 ) + """
 import threading
-import time
 
 pi = 0 if sys.argv[4] == "no-pi" else 4
 
