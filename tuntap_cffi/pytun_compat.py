@@ -70,9 +70,14 @@ accident of its C code:
 - A read takes a whole packet (into 65 KiB buffers) and returns its first
   *size* bytes.  A packet larger than that cannot occur unless a program
   raises the virtio-net header size (``TUNSETVNETHDRSZ``) to kilobytes.
-  Until ``fileno()`` is first called, reads take queued packets in
-  batches and hand them out one per call (see :class:`TunTapDevice`); the fd
-  is O_NONBLOCK until then (nobody else can see it), blocking after.
+  On CPython, until ``fileno()`` is first called, reads take queued
+  packets in batches and hand them out one per call (see
+  :class:`TunTapDevice`); the fd is O_NONBLOCK until then (nobody else can
+  see it), blocking after.  The one visible trace: a program that reads
+  before it first asks for the fd, and then waits on the fd, can find it
+  quiet while packets read ahead wait here (its next ``read`` returns
+  them, in order).  Ask for the fd first (``select`` does) and every read
+  is one ``read()``.
 - One ``AF_INET`` socket per device serves the attribute ioctls (pytun
   opens one per access); it is closed by ``close()``, after which each
   access opens its own, as pytun's do.
