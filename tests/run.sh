@@ -16,7 +16,10 @@ have ping || missing+=(iputils-ping)
 have setpriv || missing+=(util-linux)
 have ip || missing+=(iproute2)
 have gcc || missing+=(gcc libc6-dev)
+# python-pytun (the test extra, CPython only) builds from source where no wheel fits: it needs the headers.
+dpkg -s python3-dev >/dev/null 2>&1 || missing+=(python3-dev)
 have tshark || missing+=(tshark)
+have iperf3 || missing+=(iperf3)  # bench/pytun_bench.py's smoke test runs a tunnel under it
 [ -e /usr/include/linux/if_tun.h ] || missing+=(linux-libc-dev)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"

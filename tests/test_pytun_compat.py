@@ -7,9 +7,9 @@ Three kinds of checks:
   kernel's own truncation (``os.read`` on the same fd).
 - PYTUN_SCENARIO, a script of 68 pytun calls whose outcomes (values,
   ``Error`` args, exception types) must equal PYTUN_OUTCOMES, which is what
-  python-pytun 2.4 produces.  When a real pytun is importable by
-  ``bench/.venv/bin/python`` the same script also runs against it, proving
-  PYTUN_OUTCOMES is pytun's behaviour; that variant exists only then.
+  python-pytun 2.4 produces.  The same script also runs against the real
+  pytun (see real_pytun.py: skipped without it, failed under CI=true),
+  proving PYTUN_OUTCOMES is pytun's behaviour.
 - TUNNEL_PROGRAM, a UDP tunnel written the way pytun users write one, runs
   in two network namespaces joined by a veth pair; ping and a UDP echo go
   across its overlay.  With a real pytun at hand it also runs unchanged but
@@ -37,8 +37,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from conftest import fd_count, ip, link_info, new_name
+from conftest import fd_count, ip, link_info, new_name, open_fds, our_links
 from packets import ipv4_udp, parse_ipv4_udp
+from real_pytun import require_real_pytun
 from tuntap_cffi import (
     DeviceBusyError,
     DeviceClosedError,
@@ -55,28 +56,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPAT_IMPORT = "from tuntap_cffi import pytun_compat as pytun"
 
 
-def _real_pytun_python() -> Optional[str]:
-    """bench/.venv's interpreter if it can import the real (C) pytun, else None."""
-    python = os.path.join(REPO, "bench", ".venv", "bin", "python")
-    if not os.access(python, os.X_OK):
-        return None
-    try:
-        proc = subprocess.run([python, "-c", "import pytun"], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return python if proc.returncode == 0 else None
-
-
-#: The optional comparison runs only when this is set; nothing else depends on it.
-REAL_PYTUN_PYTHON = _real_pytun_python()
-
-
 def program_for(implementation: str, program: str) -> Tuple[str, str]:
-    """Return (interpreter, program text) running *program* on "pytun_compat" or the real "pytun"."""
+    """Return (interpreter, program text) running *program* on "pytun_compat" or the real "pytun".
+
+    For "pytun" the test skips without a real pytun (fails under CI=true).
+    """
     if implementation == "pytun_compat":
         return sys.executable, program
-    assert REAL_PYTUN_PYTHON is not None and COMPAT_IMPORT in program
-    return REAL_PYTUN_PYTHON, program.replace(COMPAT_IMPORT, "import pytun")  # the one-line change
+    assert COMPAT_IMPORT in program
+    return require_real_pytun(), program.replace(COMPAT_IMPORT, "import pytun")  # the one-line change
 
 
 def child_env() -> Dict[str, str]:
@@ -291,7 +279,7 @@ def test_argument_errors_are_pytun_errors_and_value_errors(
     label: str, action: Callable[[pytun.TunTapDevice], object], args: Optional[Tuple[object, ...]],
 ) -> None:
     dev = devices(name=ifname)
-    links = set(os.listdir("/sys/class/net"))
+    links = our_links()  # (other programs on the box may add links meanwhile)
     with monkeypatch.context():
         for attr in ("open_cloexec", "check", "_inet_socket"):  # no system call may happen
             monkeypatch.setattr(pytun, attr, lambda *a, **k: pytest.fail("reached the kernel despite bad input"))
@@ -302,7 +290,7 @@ def test_argument_errors_are_pytun_errors_and_value_errors(
     assert isinstance(info.value, pytun.Error) and isinstance(info.value, ValueError)
     if args is not None:
         assert info.value.args == args
-    assert set(os.listdir("/sys/class/net")) == links
+    assert our_links() == links
 
 
 TYPE_ERRORS: List[Tuple[str, Callable[[pytun.TunTapDevice], object], type]] = [
@@ -470,6 +458,16 @@ def test_dropped_device_closes_without_warning(ifname: str) -> None:
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
+@pytest.mark.parametrize("implementation", ["pytun", "pytun_compat"])
+def test_program_exits_quietly_with_an_open_device(ifname: str, implementation: str) -> None:
+    """A pytun program that never closes its device (a module global) exits without a word, as with pytun."""
+    python, child = program_for(
+        implementation, f"{COMPAT_IMPORT}\nimport sys\ntun = pytun.TunTapDevice(name=sys.argv[1])\nprint(tun.mtu)\n")
+    proc = subprocess.run([python, "-c", child, ifname], capture_output=True, text=True, timeout=60, env=child_env())
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1500\n", "")
+    assert not os.path.exists(f"/sys/class/net/{ifname}")
+
+
 # ----------------------------------------------------------------- packets
 
 
@@ -596,6 +594,59 @@ def test_concurrent_readers_get_each_packet_once(ifname: str, subnet: str, devic
     for t in threads:
         t.join()
     assert sorted(got) == sorted(payloads)
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="read-ahead is CPython's (see pytun_compat._READ_AHEAD)")
+def test_reads_ahead_until_fileno_then_hands_out_the_rest_in_order(ifname: str, subnet: str) -> None:
+    """Before fileno() a read takes a batch of queued packets; after it, those come first, then the fd's."""
+    pytun.TunTapDevice(name=ifname).close()  # the first close() in a process opens /dev/null for good
+    before = fd_count()
+    tun = pytun.TunTapDevice(name=ifname, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+    disable_ipv6(ifname)
+    tun.addr, tun.dstaddr, tun.netmask = f"{subnet}.1", f"{subnet}.2", "255.255.255.0"
+    tun.up()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(12):  # fewer than the first read-ahead ring holds
+                s.sendto(b"%03d" % i, (f"{subnet}.2", 9))
+            assert parse_ipv4_udp(tun.read(1500))[4] == b"000"  # blocking, fd never asked for
+            fd = tun.fileno()
+            assert os.get_blocking(fd), "the fd is blocking once handed out, as pytun's"
+            os.set_blocking(fd, False)
+            with pytest.raises(BlockingIOError):
+                os.read(fd, 2000)  # the kernel queue is empty: the first read took it all
+            assert [parse_ipv4_udp(tun.read(1500))[4] for _ in range(11)] == [b"%03d" % i for i in range(1, 12)]
+            with pytest.raises(pytun.Error) as info:
+                tun.read(1500)
+            assert info.value.errno == errno.EAGAIN
+            # From now on one read() per call on the fd: what arrives is readable on the fd.
+            s.sendto(b"late", (f"{subnet}.2", 9))
+            wait_readable(fd)
+            assert parse_ipv4_udp(tun.read(1500))[4] == b"late"
+        assert tun.mtu == 1500
+    finally:
+        tun.close()
+    del tun, info  # (the exception's traceback holds the device)
+    assert fd_count() == before, " ".join(open_fds())  # the ring's io_uring, the attribute socket: all gone
+
+
+def test_attributes_share_one_socket_that_close_releases(ifname: str) -> None:
+    before = fd_count()
+    tun = pytun.TunTapDevice(name=ifname)
+    opened = fd_count()
+    for _ in range(3):
+        assert (tun.mtu, tun.hwaddr) == (1500, bytes(6))
+    assert fd_count() == opened + 1, "one AF_INET socket for every attribute access"
+    tun.persist(True)
+    tun.close()
+    assert fd_count() == opened - 1, " ".join(open_fds())  # the socket went with close()
+    try:
+        assert tun.mtu == 1500  # after close(): a socket per access, as pytun's
+        assert fd_count() == before
+    finally:
+        again = pytun.TunTapDevice(name=ifname)
+        again.persist(False)
+        again.close()
 
 
 def test_mq_attach_against_the_kernel(ifname: str, subnet: str, devices: Callable[..., pytun.TunTapDevice]) -> None:
@@ -868,7 +919,7 @@ def expected_outcomes(net: str) -> List[List[object]]:
     return out
 
 
-IMPLEMENTATIONS = ["pytun_compat"] + (["pytun"] if REAL_PYTUN_PYTHON else [])
+IMPLEMENTATIONS = ["pytun_compat", "pytun"]
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -886,39 +937,10 @@ def test_pytun_scenario_outcomes(implementation: str, ifnames: Any, subnet: str)
 
 # ------------------------------------------ a pytun-style UDP tunnel program
 
-#: A UDP tunnel written the way pytun users write one (cf. pytun's own
-#: test/test_tun.py).  argv: TUN name, TUN address, TUN peer, local UDP
-#: address, remote UDP address, UDP port.
-TUNNEL_PROGRAM = '''\
-import select
-import socket
-import sys
-
-from tuntap_cffi import pytun_compat as pytun
-
-name, tun_addr, tun_peer, udp_local, udp_remote, port = sys.argv[1:]
-port = int(port)
-
-tun = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
-tun.addr = tun_addr
-tun.dstaddr = tun_peer
-tun.netmask = "255.255.255.0"
-tun.mtu = 1400
-tun.up()
-
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.bind((udp_local, port))
-print("ready", tun.name, tun.addr, tun.dstaddr, tun.netmask, tun.mtu, flush=True)
-
-while True:
-    readable, _, _ = select.select([tun, sock], [], [])
-    if tun in readable:
-        sock.sendto(tun.read(tun.mtu), (udp_remote, port))
-    if sock in readable:
-        packet, sender = sock.recvfrom(65535)
-        if sender == (udp_remote, port):
-            tun.write(packet)
-'''
+#: A UDP tunnel written the way pytun users write one: bench/pytun_tunnel.py
+#: (bench/pytun_bench.py times it).  argv: TUN name, TUN address, TUN peer,
+#: local UDP address, remote UDP address, UDP port.
+TUNNEL_PROGRAM = open(os.path.join(REPO, "bench", "pytun_tunnel.py")).read()
 
 UDP_ECHO_SERVER = '''\
 import socket
@@ -1011,9 +1033,7 @@ def underlay(ifnames: Any, subnet: str) -> Iterator[Underlay]:
     assert not left, f"namespaces left behind: {left}"
 
 
-TUNNEL_PAIRS = [("pytun_compat", "pytun_compat")] + (
-    [("pytun", "pytun"), ("pytun", "pytun_compat")] if REAL_PYTUN_PYTHON else []
-)
+TUNNEL_PAIRS = [("pytun_compat", "pytun_compat"), ("pytun", "pytun"), ("pytun", "pytun_compat")]
 
 
 @pytest.mark.parametrize("side_a, side_b", TUNNEL_PAIRS, ids=["-".join(p) for p in TUNNEL_PAIRS])
