@@ -431,12 +431,17 @@ def _reap() -> None:
     global _reaper
     while True:
         time.sleep(_RECHECK_S)
+        # Weak references only, one Device held at a time: a Device the
+        # program dropped stays collectable during and between passes.
         with _retire_lock:
-            devices = list(_retiring)
-        done = [dev for dev in devices if dev._free_number_if_unused()]
+            pending = [weakref.ref(dev) for dev in _retiring]
+        for ref in pending:
+            dev = ref()
+            if dev is not None and dev._free_number_if_unused():
+                with _retire_lock:
+                    _retiring.discard(dev)
+            dev = None
         with _retire_lock:
-            for dev in done:
-                _retiring.discard(dev)
             if not _retiring:
                 _reaper = None
                 return
