@@ -18,7 +18,7 @@ from typing import IO, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 
-from conftest import IN_CI, RUN_TAG, delete_link, ip
+from tuntest import RUN_TAG, delete_link, ip, need
 from tuntap_cffi import __version__
 from tuntap_cffi.decode import format_time
 
@@ -169,15 +169,6 @@ def workdir() -> Iterator[str]:
         yield d
     finally:
         shutil.rmtree(d)
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"CI=true and {tool} is missing (tests/run.sh installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def prefix6(subnet: str) -> str:

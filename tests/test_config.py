@@ -8,7 +8,7 @@ from typing import Iterator, List, Set, Tuple
 
 import pytest
 
-from conftest import fd_count, ip, link_info
+from tuntest import fd_count, ip, link_info
 from tuntap_cffi import Device, open_tap, open_tun
 from tuntap_cffi.config import Address, Route, parse_mac
 

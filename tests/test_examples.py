@@ -14,9 +14,10 @@ from typing import Iterator
 
 import pytest
 
+from tuntest import bind_to_device
+
 pytestmark = pytest.mark.device
 
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks it (Linux: 25)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -104,7 +105,7 @@ def test_dump_example_prints_total_length_for_ipv4_and_ipv6(ifname: str, subnet:
         deadline = time.monotonic() + 10
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4:
             for s in (s4, s6):
-                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+                bind_to_device(s, ifname)
             while out.count(payload.hex()) < 2 and time.monotonic() < deadline:
                 s4.sendto(payload, (f"{subnet}.2", 4000))
                 try:

@@ -4,7 +4,7 @@ examples/icmp_responder.py answers IPv4 and IPv6 pings routed into its TUN;
 examples/tap_responder.py impersonates a host behind its TAP, ARP included.
 The device tests run each example as a subprocess and the system ``ping``
 against it; the unit tests feed the reply builders hand-built packets and
-check the replies with this suite's own RFC 1071 checksum (tests/packets.py).
+check the replies with this suite's own RFC 1071 checksum (tests/tuntest.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import ipaddress
 import os
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -27,8 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import IN_CI, ip
-from packets import checksum, ethernet, mac_bytes
+from tuntest import checksum, ethernet, ip, mac_bytes, need
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -240,13 +238,6 @@ def test_reply_builders_survive_corruption(request: bytes, changes: List[Tuple[i
 
 
 # ------------------------------------------------------------ on devices
-
-
-def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        if IN_CI:
-            pytest.fail(f"CI=true and this test needs {tool!r} (apt-get install iputils-ping iproute2)")
-        pytest.skip(f"{tool} is not installed")
 
 
 def _default_sigint() -> None:
