@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuntest import checksum, disable_ipv6, ip, namespace, read_until
+from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until
 from tuntap_cffi import Device, PacketRing, open_tun
 from tuntap_cffi import offload
 from tuntap_cffi.offload import (
@@ -846,12 +846,6 @@ def netns() -> Iterator[str]:
         yield name
 
 
-def v6_prefix(subnet: str) -> str:
-    """A ULA /64 derived from the test's unique 198.18.X subnet."""
-    _, second, third = subnet.split(".")
-    return f"fd00:7474:{second}:{int(third):x}"
-
-
 def is_tcp(pkt: bytes, flags: int = 0) -> bool:
     if len(pkt) < 40:
         return False
@@ -865,7 +859,7 @@ def is_tcp(pkt: bytes, flags: int = 0) -> bool:
 @pytest.mark.parametrize("version", [4, 6])
 def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: str, netns: str, version: int) -> None:
     """Each split segment to a closed port draws a RST; a corrupt one draws none and counts as a checksum error."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     with open_tun(ifname) as dev:
         ip("link", "set", "dev", ifname, "netns", netns)
         ip("-n", netns, "addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
@@ -902,7 +896,7 @@ def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: st
 @needs_device
 @pytest.mark.parametrize("version", [4, 6])
 def test_uso_split_datagrams_arrive_byte_exact(ifname: str, subnet: str, version: int) -> None:
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     with open_tun(ifname) as dev, socket.socket(family, socket.SOCK_DGRAM) as sock:
         if version == 4:
@@ -953,7 +947,7 @@ class MiniTcp:
 @pytest.mark.parametrize("version", [4, 6])
 def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str, subnet: str, version: int) -> None:
     """Our side of a TCP connection sends through gro_coalesce + TSO; the kernel socket receives the stream byte-exact."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     data = seeded_bytes(5, 400_000)
     with open_tun(ifname, vnet_hdr=True, offload=TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) as dev, socket.socket(family, socket.SOCK_STREAM) as srv:
@@ -1023,7 +1017,7 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
 @pytest.mark.parametrize("version", [4, 6])
 def test_kernel_tso_super_packets_split_into_the_stream(ifname: str, subnet: str, version: int) -> None:
     """The kernel sends a TCP stream to the TUN with TSO on; splitting its super-packets gives valid segments and the exact stream."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     data = seeded_bytes(6, 600_000)
     with open_tun(ifname, vnet_hdr=True, offload=TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) as dev, socket.socket(family, socket.SOCK_STREAM) as cli:

@@ -170,6 +170,17 @@ def reserve_subnet(start: int) -> Tuple[str, int]:
     pytest.fail("every /24 of 198.18.0.0/15 is in use on this host")
 
 
+def ipv6_of(subnet: str, host: int) -> str:
+    """Host *host* of SUBNET's IPv6 twin, fd00:7474:N::/64 (N: the /24's number in 198.18.0.0/15), canonical text.
+
+    One rule for every test: the /64 is as unique as the reserved /24 (two
+    rules could give two reserved subnets the same /64).
+    """
+    _, second, third = subnet.split(".")
+    n = (int(second) - 18) * 256 + int(third)
+    return str(ipaddress.IPv6Address(f"fd00:7474:{n:x}::{host:x}"))
+
+
 # --------------------------------------------------------- devices and rings
 
 
