@@ -17,7 +17,8 @@ from typing import Iterator, List
 import pytest
 
 from tuntest import (
-    IN_CI, LOOPS, RUN_TAG, Runner, delete_link, new_name, our_links, require_uring, reserve_subnet, tun_available
+    IN_CI, LOOPS, RUN_TAG, Runner, delete_link, ip, new_name, our_links, our_namespaces, require_uring, reserve_subnet,
+    tun_available,
 )
 # Re-exported: tests written before tuntest.py was their home import these two from here.
 from tuntest import fd_count, join_task  # noqa: F401
@@ -104,9 +105,12 @@ def run(request: pytest.FixtureRequest) -> Iterator[Runner]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_behind() -> Iterator[None]:
-    """Fail the run if any interface this run named is still there (then remove it)."""
+    """Fail the run if any interface or namespace this run named is still there (then remove it)."""
     yield
     left = our_links()
     for name in left:
         delete_link(name)
-    assert not left, f"the test run left interfaces behind: {left}"
+    spaces = our_namespaces()
+    for name in spaces:
+        ip("netns", "del", name, check=False)
+    assert not left and not spaces, f"the test run left interfaces {left} and namespaces {spaces} behind"

@@ -114,6 +114,12 @@ def tx_dropped(name: str) -> int:
         return int(f.read())
 
 
+def our_namespaces() -> List[str]:
+    """Network namespaces of this test run still present."""
+    return sorted(line.split()[0] for line in ip("netns", "list").splitlines()
+                  if line.startswith(f"tt{RUN_TAG}"))
+
+
 @contextlib.contextmanager
 def namespace(tag: str = "") -> Iterator[str]:
     """A fresh network namespace named like this run's interfaces, deleted afterwards whatever happens."""
