@@ -1,4 +1,4 @@
-"""Shared fixtures: unique interface names and subnets, cleanup, fd accounting.
+"""The fixtures: unique interface names and subnets, one event loop matrix, cleanup; helpers live in tuntest.py.
 
 Every interface a test makes is named ``tt`` + a per-run tag + a counter
 (at most 15 bytes) and is deleted at teardown even when the test fails; the
@@ -10,34 +10,18 @@ own devices.
 
 from __future__ import annotations
 
-import fcntl
-import gc
 import itertools
-import json
 import os
-import re
-import socket
-import subprocess
-import tempfile
-import threading
-import time
-from typing import Iterator, List, Tuple
+from typing import Iterator, List
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-RUN_TAG = f"{os.getpid() % 10000:04d}"
-_counter = itertools.count()
-
-
-def tun_available() -> str:
-    """Return '' if /dev/net/tun can be opened, else the reason."""
-    try:
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as exc:
-        return f"/dev/net/tun cannot be opened: {exc}"
-    os.close(fd)
-    return ""
+from tuntest import (
+    IN_CI, LOOPS, RUN_TAG, Runner, delete_link, ip, new_name, our_links, our_namespaces, require_uring, reserve_subnet,
+    tun_available,
+)
+# Re-exported: tests written before tuntest.py was their home import these two from here.
+from tuntest import fd_count, join_task  # noqa: F401
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -52,90 +36,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "device: needs /dev/net/tun and CAP_NET_ADMIN (fails in CI without)")
-
-
-def new_name(tag: str = "") -> str:
-    """A fresh interface name of this run: tt<run tag><tag><n>, <= 15 bytes."""
-    name = f"tt{RUN_TAG}{tag}{next(_counter)}"
-    assert len(name) <= 15, name
-    return name
-
-
-def ip(*args: str, check: bool = True) -> str:
-    """Run ``ip ARGS`` and return its stdout."""
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def link_info(name: str) -> dict:  # type: ignore[type-arg]
-    """``ip -j -d link show NAME`` as a dict."""
-    return json.loads(ip("-j", "-d", "link", "show", "dev", name))[0]  # type: ignore[no-any-return]
-
-
-def our_links() -> List[str]:
-    """Interfaces of this test run still present."""
-    return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(f"tt{RUN_TAG}"))
-
-
-def delete_link(name: str) -> None:
-    if os.path.exists(f"/sys/class/net/{name}"):
-        ip("link", "del", "dev", name, check=False)
-
-
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks the name
-
-
-def bind_to_device(sock: socket.socket, name: str) -> None:
-    """Send and receive only through interface *name* (another with the same subnet gets nothing)."""
-    sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, name.encode())
-
-
-def join_task(thread: threading.Thread) -> None:
-    """join() *thread*, then wait until its kernel task is gone too.
-
-    join() returns once the Python thread is done; its kernel task, which
-    the library asks about (/proc/self/task) to know whether the thread may
-    still use a closed device or an engine, exits a moment later (155 of
-    2,000 joins here still saw it).
-    """
-    thread.join()
-    deadline = time.monotonic() + 5
-    while os.path.exists(f"/proc/self/task/{thread.native_id}") and time.monotonic() < deadline:
-        time.sleep(0.001)
-
-
-def fd_count() -> int:
-    """Open fds of this process, after a GC pass.
-
-    A Device closed while other threads lived may keep its (dead) fd
-    number until the library saw that no thread can still use it, or the
-    Device is collected; one caught in a reference cycle of an earlier test
-    (a kept traceback) would otherwise be freed by a GC pass in the middle
-    of a later test's count.
-    """
-    gc.collect()
-    # A closed device's number is freed by a reaper thread once the other
-    # threads are seen idle: let it finish (bounded), or a count taken now
-    # would move in the middle of the caller's test.
-    from tuntap_cffi.device import pending_retirements
-
-    deadline = time.monotonic() + 5
-    while pending_retirements() and time.monotonic() < deadline:
-        time.sleep(0.15)  # (asleep this long, this thread counts as idle on PyPy too)
-    return len(os.listdir("/proc/self/fd"))
-
-
-def open_fds() -> List[str]:
-    """What this process has open, for a failure message."""
-    out = []
-    for fd in sorted(os.listdir("/proc/self/fd"), key=int):
-        try:
-            out.append(f"{fd}:{os.readlink(f'/proc/self/fd/{fd}')}")
-        except OSError:
-            pass
-    return out
 
 
 @pytest.fixture
@@ -166,37 +66,6 @@ class NameFactory:
 
 
 _subnets = itertools.count()
-SUBNET_LOCKS = os.path.join(tempfile.gettempdir(), "tuntap-cffi-test-subnets")
-
-
-def _assigned_prefixes() -> "set[str]":
-    """The 198.18.0.0/15 /24 prefixes with an address on any interface of this namespace."""
-    out = ip("-4", "-o", "addr", "show")
-    return {addr.rsplit(".", 1)[0] for addr in re.findall(r"\binet (198\.1[89]\.\d+\.\d+)", out)}
-
-
-def reserve_subnet(start: int) -> Tuple[str, int]:
-    """Reserve the first free /24 of 198.18.0.0/15 from number *start* (mod 512): (prefix, lock fd).
-
-    Free: no address of it on an interface here, and no other holder of its
-    lock file (an flock, which the kernel drops when the holder exits).
-    Closing the fd gives it back.
-    """
-    os.makedirs(SUBNET_LOCKS, exist_ok=True)
-    taken = _assigned_prefixes()
-    for i in range(512):
-        n = (start + i) % 512
-        prefix = f"198.{18 + n // 256}.{n % 256}"
-        if prefix in taken:
-            continue
-        fd = os.open(os.path.join(SUBNET_LOCKS, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return prefix, fd
-    pytest.fail("every /24 of 198.18.0.0/15 is in use on this host")
 
 
 @pytest.fixture
@@ -215,11 +84,33 @@ def subnet() -> Iterator[str]:
         os.close(fd)
 
 
+@pytest.fixture(params=["io_uring", "loop"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each batch backend's name; io_uring must be usable in CI (it is on any 6.x test box)."""
+    name: str = request.param
+    if name == "io_uring":
+        require_uring()
+    return name
+
+
+@pytest.fixture(params=LOOPS)
+def run(request: pytest.FixtureRequest) -> Iterator[Runner]:
+    """A fresh event loop of each kind in LOOPS (uvloop: CPython only, required in CI) that runs coroutines."""
+    runner = Runner(request.param)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_behind() -> Iterator[None]:
-    """Fail the run if any interface this run named is still there (then remove it)."""
+    """Fail the run if any interface or namespace this run named is still there (then remove it)."""
     yield
     left = our_links()
     for name in left:
         delete_link(name)
-    assert not left, f"the test run left interfaces behind: {left}"
+    spaces = our_namespaces()
+    for name in spaces:
+        ip("netns", "del", name, check=False)
+    assert not left and not spaces, f"the test run left interfaces {left} and namespaces {spaces} behind"

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import IN_CI
+from tuntest import IN_CI
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

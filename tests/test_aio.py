@@ -1,7 +1,8 @@
 """asyncio on real devices: awaitable reads and writes, cancellation, close, idle cost.
 
-Every test runs on the default event loop and on uvloop (the ``run``
-fixture); on PyPy, which has no uvloop, only the default loop is generated.
+The one asyncio suite: every test runs on each event loop of
+``tuntest.LOOPS`` (the ``run`` fixture: the default loop, and uvloop on
+CPython; PyPy has none).
 Traffic is UDP between the kernel's stack (sockets bound to subnet .1 and
 to the TUN: another test process may have a TUN with the same subnet, and
 the route would then send our datagrams there) and the TUN (subnet .2 is
@@ -23,113 +24,27 @@ import concurrent.futures
 import errno
 import gc
 import os
-import platform
 import random
 import socket
 import struct
 import threading
 import time
-from typing import Any, Awaitable, Callable, Coroutine, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, List, Tuple
 
 import pytest
 
-from conftest import IN_CI, bind_to_device, fd_count, ip, open_fds
-from packets import checksum, ipv4_udp, parse_ipv4_udp
+from tuntest import (Runner, bind_to_device, checksum, expected_packet, fd_count, ip, ipv4_udp, is_udp_to, join_task,
+                     link_exists, open_fds, parse_ipv4_udp, tun_with_address, tx_dropped, udp_socket)
 from tuntap_cffi import Device, DeviceClosedError, PacketRing, open_tun
 
 pytestmark = pytest.mark.device
 
-T = TypeVar("T")
-LOOPS = ["asyncio"] if platform.python_implementation() == "PyPy" else ["asyncio", "uvloop"]
 SEQ = struct.Struct("!Q")
-# Linux socket options, pinned so the kernel's packets are predictable byte for byte.
-IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
-
-
-class Runner:
-    """Runs coroutines on one event loop; a coroutine still running after *timeout* fails the test."""
-
-    def __init__(self, new_loop: Callable[[], asyncio.AbstractEventLoop], kind: str) -> None:
-        self.new_loop = new_loop  #: makes more loops of the same kind (e.g. for other threads)
-        self.loop = new_loop()
-        self.kind = kind
-
-    def __call__(self, coro: "Coroutine[Any, Any, T]", timeout: float = 30.0) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture(params=LOOPS)
-def run(request: pytest.FixtureRequest) -> Iterator[Runner]:
-    """A fresh event loop: the default one, or uvloop (CPython only; in CI it must be installed)."""
-    if request.param == "uvloop":
-        try:
-            import uvloop  # type: ignore[import-not-found]
-        except ImportError as exc:
-            if IN_CI:
-                pytest.fail(f"CI=true and uvloop is not importable ({exc}): it is in the CPython test extra")
-            pytest.skip(f"uvloop is not installed: {exc}")
-        runner = Runner(uvloop.new_event_loop, request.param)
-    else:
-        runner = Runner(asyncio.new_event_loop, request.param)
-    loop = runner.loop
-    try:
-        yield runner
-    finally:
-        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in leftover:
-            t.cancel()
-        if leftover:
-            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-# --------------------------------------------------------------------- helpers
 
 
 def tun(name: str, subnet: str, **options: Any) -> Device:
-    """A TUN with *subnet*.1/24, IPv6 off (no router solicitations), up."""
-    dev = open_tun(name, **options)
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-            f.write("1")
-        ip("addr", "add", f"{subnet}.1/24", "dev", name)
-        dev.txqueuelen = 8192  # the race test sends thousands without waiting
-        dev.up()
-    except BaseException:
-        dev.close()
-        raise
-    return dev
-
-
-def udp_socket(subnet: str, device: str, connect_port: Optional[int] = None) -> socket.socket:
-    """A UDP socket on *subnet*.1 bound to *device*, with TTL 64, DF and TOS 0 pinned (what ``packets.ipv4_udp`` builds).
-
-    Bound to the device, not only to its address: another interface with
-    the same subnet (a test run in another process) must not get our packets.
-    """
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        bind_to_device(s, device)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64)
-        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0)
-        s.bind((f"{subnet}.1", 0))
-        if connect_port is not None:
-            s.connect((f"{subnet}.2", connect_port))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def is_udp_to(pkt: "bytes | memoryview | bytearray", port: int) -> bool:
-    return len(pkt) >= 28 and pkt[0] == 0x45 and pkt[9] == 17 and (pkt[22] << 8 | pkt[23]) == port
-
-
-def expected_packet(pkt: bytes, src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """The packet the kernel must have sent, with the IP ID it chose."""
-    return ipv4_udp(src, dst, sport, dport, payload, ident=struct.unpack("!H", pkt[4:6])[0])
+    """A TUN with *subnet*.1/24, IPv6 off, up, room for the thousands the race test sends without waiting."""
+    return tun_with_address(name, subnet, txqueuelen=8192, **options)
 
 
 async def next_udp(read: "Callable[[], Awaitable[bytes]]", port: int) -> bytes:
@@ -138,11 +53,6 @@ async def next_udp(read: "Callable[[], Awaitable[bytes]]", port: int) -> bytes:
         pkt = await read()
         if is_udp_to(pkt, port):
             return pkt
-
-
-def tx_dropped(name: str) -> int:
-    with open(f"/sys/class/net/{name}/statistics/tx_dropped") as f:
-        return int(f.read())
 
 
 async def assert_no_reader(run: Runner, dev: Device, queue_packet: Callable[[], object]) -> None:
@@ -160,10 +70,6 @@ async def assert_no_reader(run: Runner, dev: Device, queue_packet: Callable[[], 
     await asyncio.sleep(0.25)
     used = time.process_time() - cpu
     assert used < 0.1, f"the loop spun ({used:.3f} s of CPU in 0.25 s) on a readable fd: a reader was left registered"
-
-
-def sysfs_exists(name: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{name}")
 
 
 # ------------------------------------------------------------ 1. reads, writes
@@ -241,7 +147,7 @@ def test_async_for_yields_packets_in_order_and_ends_on_close(run: Runner, ifname
             got, how = run(main(), timeout=15)
         assert how == "ended"
         assert got == [SEQ.pack(i) for i in range(20)]
-        assert not sysfs_exists(ifname)
+        assert not link_exists(ifname)
 
         async def on_closed() -> List[bytes]:
             return [pkt async for pkt in dev]
@@ -706,14 +612,21 @@ def test_cancel_storm_while_packets_flow_every_packet_read_exactly_once(run: Run
 # ------------------------------------------------------------------- 4. close
 
 
-@pytest.mark.parametrize("closer", ["loop_thread", "other_thread"])
+@pytest.mark.parametrize("closer", ["loop_thread", "other_thread", "other_thread_while_the_loop_polls"])
 def test_close_wakes_every_waiter_and_frees_everything(run: Runner, ifnames: Any, subnet: str, closer: str) -> None:
+    """close() fails every waiting read with DeviceClosedError, ends async iteration, frees the fd.
+
+    Closed on the loop's thread; from another thread while the loop is
+    blocked (the wakeups queue up on it); or from another thread while the
+    loop sits in its poll, which the close must wake.
+    """
     open_tun(ifnames()).close()  # the process-wide /dev/null fd close() uses exists from now on
     gc.collect()
     fds_before = fd_count()
     name = ifnames()
     dev = tun(name, subnet)
     fd = dev.fileno()
+    closing = threading.Thread(target=dev.close)
 
     async def main() -> Tuple[List[Any], str]:
         buf = bytearray(dev.max_packet_size)
@@ -733,11 +646,12 @@ def test_close_wakes_every_waiter_and_frees_everything(run: Runner, ifnames: Any
         t0 = time.monotonic()
         if closer == "loop_thread":
             dev.close()
+        elif closer == "other_thread_while_the_loop_polls":
+            closing.start()  # not joined here: close() runs while the loop goes on, mostly asleep in its poll
         else:
-            closing = threading.Thread(target=dev.close)
             closing.start()
             closing.join()  # blocks this loop: the wakeups are queued on it, not run yet
-            assert not sysfs_exists(name), "the interface outlived close()"
+            assert not link_exists(name), "the interface outlived close()"
             # The number stays taken (by /dev/null) until this loop has unregistered it.
             assert os.readlink(f"/proc/self/fd/{fd}") == "/dev/null"
         results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 2)
@@ -747,12 +661,14 @@ def test_close_wakes_every_waiter_and_frees_everything(run: Runner, ifnames: Any
         return list(results), how
 
     results, how = run(main(), timeout=15)
+    if closing.ident is not None:
+        join_task(closing)
     assert how == "ended"
     assert all(isinstance(r, DeviceClosedError) for r in results), results
     assert all(r.errno == errno.EBADF and r.filename == name for r in results)
     if run.kind == "asyncio":
         assert run.loop.remove_reader(fd) is False
-    assert not sysfs_exists(name)
+    assert not link_exists(name)
     del results
     gc.collect()
     assert fd_count() == fds_before, open_fds()

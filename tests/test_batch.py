@@ -4,7 +4,7 @@ Every device test runs once per batch backend ("io_uring" and "loop"); the
 kernel's IP stack is on one side (ordinary UDP sockets), the Device on the
 other.  Packets are compared whole: the sending socket's TTL, DF bit and TOS
 are pinned, so an IPv4/UDP packet read from a TUN must equal, byte for byte,
-the one ``packets.ipv4_udp`` builds from the same fields (only the IP ID is
+the one ``tuntest.ipv4_udp`` builds from the same fields (only the IP ID is
 taken from the packet: the kernel chooses it).
 """
 
@@ -23,81 +23,24 @@ import textwrap
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Sequence, Tuple
 
 import pytest
 
-from conftest import IN_CI, fd_count, ip, join_task
-from packets import checksum, ipv4_udp, parse_ipv4_udp
+from tuntest import (
+    DPORT, IN_CI, SO_RCVBUFFORCE, batch_tun, checksum, expected_packet, fd_count, fill_ring, ipv4_udp, join_task,
+    parse_ipv4_udp, receiver, require_uring, sequence_report, udp_flow, udp_socket
+)
 from tuntap_cffi import BatchWriteError, Device, DeviceClosedError, InvalidPacketError, PacketRing, batch, open_tun
 from tuntap_cffi._syscalls import lib
 
 device = pytest.mark.device
-BACKENDS = ("io_uring", "loop")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-DPORT = 9  # the flow's destination port on subnet .2 (nothing listens there: the TUN is the wire)
 IPV4_UDP_HEADERS = 28
-# Linux socket option values (not all exposed by the socket module on every Python).
-IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
-SO_RCVBUFFORCE = 33
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def require_uring() -> None:
-    """Skip where io_uring is unusable; in CI (any 6.x test box) that is a failure."""
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """A batch backend name; io_uring must be usable in CI (it is on any 6.x test box)."""
-    name: str = request.param
-    if name == "io_uring":
-        require_uring()
-    return name
-
-
-def prefixes_in_use() -> "set[str]":
-    """The 198.18.0.0/15 /24s that any interface (any test run's) has an address or route in."""
-    taken = set()
-    for line in ip("-4", "route", "show", "table", "all").splitlines():
-        words = line.split()
-        if words and words[0] in ("local", "broadcast", "unicast"):
-            words = words[1:]
-        if not words or not words[0].startswith(("198.18.", "198.19.")):
-            continue
-        dst, _, plen = words[0].partition("/")
-        if not plen or int(plen) >= 24:
-            taken.add(dst.rsplit(".", 1)[0])
-    return taken
-
-
-@pytest.fixture
-def subnet(subnet: str) -> str:
-    """conftest's subnet, unless another test run is using that /24 right now.
-
-    conftest's prefixes are unique within one run only; runs going on at the
-    same time (other sessions on this box) can hold the same /24, and then
-    the kernel routes our traffic to their TUN.  So take the next free one.
-    """
-    taken = prefixes_in_use()
-    if subnet not in taken:
-        return subnet
-    _, second, third = subnet.split(".")
-    n = (int(second) - 18) * 256 + int(third)
-    for k in range(1, 512):
-        m = (n + k) % 512
-        candidate = f"198.{18 + m // 256}.{m % 256}"
-        if candidate not in taken:
-            return candidate
-    pytest.fail("every /24 of 198.18.0.0/15 is in use")
 
 
 def uring_fds() -> int:
@@ -111,70 +54,6 @@ def uring_fds() -> int:
             n += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[io_uring]"
     return n
 
-
-
-@contextlib.contextmanager
-def batch_tun(name: str, subnet: str, backend: str, *, mtu: Optional[int] = None,
-              txqueuelen: Optional[int] = None, cidr: Optional[str] = None, **options: object) -> Iterator[Device]:
-    """A TUN with *cidr* (default SUBNET.1/24), IPv6 off (no router solicitations), up, using *backend*."""
-    dev = open_tun(name, **options)  # type: ignore[arg-type]
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-            f.write("1")
-        if mtu is not None:
-            dev.mtu = mtu
-        if txqueuelen is not None:
-            # tun's queue is a ring of txqueuelen packets; beyond it the kernel drops.
-            dev.txqueuelen = txqueuelen
-        ip("addr", "add", cidr or f"{subnet}.1/24", "dev", name)
-        dev.up()
-        dev.batch_backend = backend
-        assert dev.batch_backend == backend
-        yield dev
-    finally:
-        dev.close()
-
-
-def udp_socket(subnet: str, host: int = 1) -> socket.socket:
-    """A UDP socket on SUBNET.HOST whose packets are fully predictable (TTL 64, DF, TOS 0)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((f"{subnet}.{host}", 0))
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64)
-        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def receiver(subnet: str, host: int = 1, rcvbuf: int = 32 << 20) -> socket.socket:
-    """A UDP socket on SUBNET.HOST with a receive buffer large enough that nothing is dropped."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)  # root: beyond rmem_max
-        s.bind((f"{subnet}.{host}", 0))
-        s.settimeout(5)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def expected_packet(pkt: bytes, src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """The exact IPv4/UDP packet the kernel should have built (IP ID copied from *pkt*)."""
-    ident = struct.unpack("!H", pkt[4:6])[0] if len(pkt) >= 6 else 0
-    return ipv4_udp(src, dst, sport, dport, payload, ident=ident)
-
-
-def is_flow(dst: str, dport: int) -> Callable[[bytes], bool]:
-    d = socket.inet_aton(dst)
-
-    def accept(pkt: bytes) -> bool:
-        return (len(pkt) >= 28 and pkt[0] == 0x45 and pkt[9] == 17 and pkt[16:20] == d
-                and struct.unpack("!H", pkt[22:24])[0] == dport)
-
-    return accept
 
 
 def check_batch(ring: PacketRing, n: int) -> None:
@@ -217,25 +96,7 @@ def sequence_payload(seq: int, filler: bytes) -> bytes:
     return struct.pack("!I", seq) + filler
 
 
-def sequence_report(seqs: Sequence[int], total: int) -> str:
-    """What is wrong with a sequence that should be 0..total-1: losses, duplicates, reordering."""
-    seen = set(seqs)
-    missing = [i for i in range(total) if i not in seen]
-    duplicated = len(seqs) - len(seen)
-    disorder = next((i for i in range(1, len(seqs)) if seqs[i] <= seqs[i - 1]), None)
-    return (f"{len(seqs)} packets: {len(missing)} missing (first {missing[:5]}), {duplicated} duplicated, "
-            f"first out of order at index {disorder}")
-
-
 # ------------------------------------------------------------ PacketRing units
-
-
-def fill(ring: PacketRing, packets: Sequence[bytes]) -> None:
-    """Put *packets* in positions 0.. of *ring* as a batch to send."""
-    for i, pkt in enumerate(packets):
-        ring.slot(i)[: len(pkt)] = pkt
-        ring.set_length(i, len(pkt))
-    ring.count = len(packets)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +141,7 @@ def test_empty_ring() -> None:
 def test_ring_indexing_iteration_and_lengths() -> None:
     ring = PacketRing(4, 100)
     packets = [b"a", b"bb" * 10, bytes(range(100))]
-    fill(ring, packets)
+    fill_ring(ring, packets)
     assert len(ring) == 3
     assert [bytes(v) for v in ring] == packets
     assert [bytes(ring[i]) for i in range(3)] == packets
@@ -304,7 +165,7 @@ def test_ring_start_rotates_positions_over_slots() -> None:
     ring = PacketRing(slots, size)
     ring.start = 3
     packets = [bytes([0x40 + i]) * (i + 1) for i in range(slots)]
-    fill(ring, packets)  # positions 0,1,2,3 -> physical slots 3,0,1,2
+    fill_ring(ring, packets)  # positions 0,1,2,3 -> physical slots 3,0,1,2
     assert [bytes(v) for v in ring] == packets
     assert [bytes(ring[i]) for i in range(slots)] == packets
     for i in range(slots):
@@ -315,7 +176,7 @@ def test_ring_start_rotates_positions_over_slots() -> None:
     assert physical == [packets[(j - 3) % slots][:1] for j in range(slots)]
     # A partial batch with a rotation: count < slots.
     ring.start = 2
-    fill(ring, [b"x", b"yy"])
+    fill_ring(ring, [b"x", b"yy"])
     assert [bytes(v) for v in ring] == [b"x", b"yy"] and len(ring) == 2
     ring.start = 0
     assert bytes(ring.slot(2)[:1]) == b"x" and bytes(ring.slot(3)[:2]) == b"yy"
@@ -411,7 +272,7 @@ def test_sequence_numbered_udp_in_batches(ifname: str, subnet: str, backend: str
         else:
             sender.start()
         try:
-            got, sizes = drain(dev, ring, total, is_flow(f"{subnet}.2", DPORT))
+            got, sizes = drain(dev, ring, total, udp_flow(f"{subnet}.2", DPORT))
         finally:
             if mode == "concurrent":
                 sender.join()
@@ -445,7 +306,7 @@ def test_mixed_sizes_up_to_the_mtu(ifname: str, subnet: str, backend: str, mtu: 
         sport = s.getsockname()[1]
         for p in payloads:
             s.sendto(p, (f"{subnet}.2", DPORT))
-        got, batches = drain(dev, ring, len(payloads), is_flow(f"{subnet}.2", DPORT))
+        got, batches = drain(dev, ring, len(payloads), udp_flow(f"{subnet}.2", DPORT))
         want = [expected_packet(g, f"{subnet}.1", f"{subnet}.2", sport, DPORT, p) for g, p in zip(got, payloads)]
         assert len(got) == len(payloads), f"{len(got)} of {len(payloads)} arrived"
         assert got == want, first_difference(got, want)
@@ -497,7 +358,7 @@ def test_write_batch_ring_10000_packets(ifname: str, subnet: str, backend: str, 
         while i < total:
             k = min(batch_sizes[b % len(batch_sizes)], total - i)
             ring.start = (b * 37) % ring.slots if rotate else 0  # packet j goes to slot (start + j) % slots
-            fill(ring, packets[i : i + k])
+            fill_ring(ring, packets[i : i + k])
             assert dev.write_batch(ring) == k
             i += k
             b += 1
@@ -512,7 +373,7 @@ def test_write_batch_count_argument(ifname: str, subnet: str, backend: str) -> N
     with batch_tun(ifname, subnet, backend) as dev, receiver(subnet) as r:
         port = r.getsockname()[1]
         ring = dev.packet_ring(8)
-        fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 5, port, b"c%d" % i) for i in range(6)])
+        fill_ring(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 5, port, b"c%d" % i) for i in range(6)])
         assert dev.write_batch(ring, 2) == 2  # the first 2 of 6 only
         assert [r.recvfrom(100)[0] for _ in range(2)] == [b"c0", b"c1"]
         assert dev.write_batch(ring, 0) == 0
@@ -580,7 +441,7 @@ def test_forward_round_trip_same_device(ifname: str, subnet: str, backend: str) 
         for p in payloads:
             s.sendto(p, (f"{subnet}.2", DPORT))
         ring = dev.packet_ring(256)
-        accept = is_flow(f"{subnet}.2", DPORT)
+        accept = udp_flow(f"{subnet}.2", DPORT)
         forwarded = 0
         counts: List[int] = []
         deadline = time.monotonic() + 20
@@ -616,7 +477,7 @@ def test_forward_between_two_tuns(ifnames: Callable[[str], str], subnet: str, ba
             s.sendto(p, (f"{subnet}.2", DPORT))
         collector = Collector(r, total)
         ring = a.packet_ring(64)
-        accept = is_flow(f"{subnet}.2", DPORT)
+        accept = udp_flow(f"{subnet}.2", DPORT)
         forwarded = 0
         deadline = time.monotonic() + 20
         while forwarded < total and time.monotonic() < deadline:
@@ -644,14 +505,14 @@ def test_batches_with_packet_info(ifname: str, subnet: str, backend: str) -> Non
         payloads = [sequence_payload(i, b"pi" * i) for i in range(50)]
         for p in payloads:
             s.sendto(p, (f"{subnet}.2", DPORT))
-        flow = is_flow(f"{subnet}.2", DPORT)
+        flow = udp_flow(f"{subnet}.2", DPORT)
         got, _ = drain(dev, ring, len(payloads), lambda pkt: pkt[:4] == b"\0\0\x08\x00" and flow(pkt[4:]))
         want = [b"\0\0\x08\x00" + expected_packet(g[4:], f"{subnet}.1", f"{subnet}.2", sport, DPORT, p)
                 for g, p in zip(got, payloads)]
         assert got == want, first_difference(got, want)
         port = r.getsockname()[1]
         out = [b"\0\0\x08\x00" + ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, p) for p in payloads[:20]]
-        fill(ring, out)
+        fill_ring(ring, out)
         assert dev.write_batch(ring) == 20
         assert [r.recvfrom(100)[0] for _ in range(20)] == payloads[:20]
 
@@ -818,7 +679,7 @@ def test_bad_arguments_are_refused_before_any_read(ifname: str, subnet: str, bac
                 call()
         assert uring_fds() == uring_before  # no engine was made for a refused call
         # Nothing was read by the refused calls: the packet is still there.
-        got, _ = drain(dev, good, 1, is_flow(f"{subnet}.2", DPORT), seconds=5)
+        got, _ = drain(dev, good, 1, udp_flow(f"{subnet}.2", DPORT), seconds=5)
         assert parse_ipv4_udp(got[0])[4] == b"still queued"
         small.close()
         good.close()
@@ -835,7 +696,7 @@ def test_read_batch_after_close(ifname: str, subnet: str, backend: str) -> None:
                 dev.read_batch(ring, timeout=0)
             with pytest.raises(DeviceClosedError):
                 dev.read_batch(ring)
-        fill(used, [b"\x45" + bytes(27)])
+        fill_ring(used, [b"\x45" + bytes(27)])
         with pytest.raises(DeviceClosedError):
             dev.write_batch(used)
         with pytest.raises(DeviceClosedError):
@@ -926,7 +787,7 @@ def test_write_batch_with_an_invalid_packet(ifname: str, subnet: str, backend: s
         for form in ("ring", "list"):
             ring = dev.packet_ring(16)
             ring.start = start  # 11: the batch of 10 wraps around the end of the 16 slots
-            fill(ring, packets)
+            fill_ring(ring, packets)
             with pytest.raises(BatchWriteError) as info:
                 dev.write_batch(ring if form == "ring" else packets)
             err = info.value
@@ -942,7 +803,7 @@ def test_write_batch_with_an_invalid_packet(ifname: str, subnet: str, backend: s
         for form in ("ring", "list"):
             ring = dev.packet_ring(16)
             ring.start = start
-            fill(ring, packets)
+            fill_ring(ring, packets)
             with pytest.raises(BatchWriteError) as info:
                 dev.write_batch(ring if form == "ring" else packets)
             assert info.value.written == 8, form
@@ -962,7 +823,7 @@ def test_write_batch_of_one_invalid_packet(ifname: str, subnet: str, backend: st
     """
     with batch_tun(ifname, subnet, backend) as dev:
         ring = dev.packet_ring(2)
-        fill(ring, [b"\x00" * 28])
+        fill_ring(ring, [b"\x00" * 28])
         for packets in (ring, [b"\x00" * 28]):
             with pytest.raises(OSError) as info:
                 dev.write_batch(packets)
@@ -982,7 +843,7 @@ def test_read_batch_after_mtu_grows_never_truncates(ifname: str, subnet: str, ba
         dev.mtu = 1500
         s.sendto(b"x" * (1500 - IPV4_UDP_HEADERS), (f"{subnet}.2", DPORT))
         try:
-            got, _ = drain(dev, ring, 1, is_flow(f"{subnet}.2", DPORT), seconds=5)
+            got, _ = drain(dev, ring, 1, udp_flow(f"{subnet}.2", DPORT), seconds=5)
         except ValueError:
             pass  # refused: the ring is too small now
         else:
@@ -991,7 +852,7 @@ def test_read_batch_after_mtu_grows_never_truncates(ifname: str, subnet: str, ba
         big = dev.packet_ring(8)
         assert big.slot_size == 1500
         s.sendto(b"y" * (1500 - IPV4_UDP_HEADERS), (f"{subnet}.2", DPORT))
-        got, _ = drain(dev, big, 1, lambda p: is_flow(f"{subnet}.2", DPORT)(p) and p[-1:] == b"y", seconds=5)
+        got, _ = drain(dev, big, 1, lambda p: udp_flow(f"{subnet}.2", DPORT)(p) and p[-1:] == b"y", seconds=5)
         assert len(got) == 1 and len(got[0]) == 1500
 
 
@@ -1002,7 +863,7 @@ def test_a_packet_cut_short_inside_a_whole_ring_batch_is_refused(ifname: str, su
         ring = dev.packet_ring(64)
         for _ in range(100):
             s.sendto(b"a" * 20, (f"{subnet}.2", DPORT))
-        got, _ = drain(dev, ring, 100, is_flow(f"{subnet}.2", DPORT), seconds=5)
+        got, _ = drain(dev, ring, 100, udp_flow(f"{subnet}.2", DPORT), seconds=5)
         assert len(got) == 100  # the io_uring engine's window has grown to the whole ring
         dev.mtu = 1500
         for i in range(90):
@@ -1025,7 +886,7 @@ def test_dropped_rings_are_not_kept_alive(ifname: str, subnet: str, backend: str
         for _ in range(10):
             ring = dev.packet_ring(8)
             assert dev.read_batch(ring, timeout=0) == 0
-            fill(ring, [pkt])
+            fill_ring(ring, [pkt])
             assert dev.write_batch(ring) == 1
             refs.append(weakref.ref(ring))
             del ring
@@ -1124,7 +985,7 @@ LOW_MEMLOCK_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from tuntap_cffi import open_tun
     sys.path.insert(0, {tests!r})
-    from packets import ipv4_udp
+    from tuntest import ipv4_udp
     name, subnet = sys.argv[1:3]
     dev = open_tun(name)
     with open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % name, "w") as f:
@@ -1332,7 +1193,7 @@ def round_trip(dev: Device, ring: PacketRing, s: socket.socket, r: socket.socket
         assert after_batch(), "the check after a batch failed"
     assert got == sent, sequence_report([struct.unpack("!I", g[:4])[0] for g in got], len(sent))
     port = r.getsockname()[1]
-    fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)])
+    fill_ring(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, port, struct.pack("!I", i)) for i in range(200)])
     assert dev.write_batch(ring) == 200
     assert sorted(r.recvfrom(100)[0] for _ in range(200)) == sorted(struct.pack("!I", i) for i in range(200))
 
@@ -1439,7 +1300,7 @@ def test_close_after_large_batches_from_an_idle_thread_removes_the_interface(ifn
                             counts.append(dev.read_batch(ring))
                         except BlockingIOError:
                             break
-                    fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, 9, bytes(8))] * 100)
+                    fill_ring(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 6, 9, bytes(8))] * 100)
                     dev.write_batch(ring)
             finally:
                 done.set()

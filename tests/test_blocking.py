@@ -14,7 +14,7 @@ from typing import Callable, List
 
 import pytest
 
-from conftest import ip, join_task
+from tuntest import configure, join_task
 from tuntap_cffi import Device, DeviceClosedError, open_tap, open_tun
 
 pytestmark = pytest.mark.device
@@ -86,10 +86,7 @@ def test_close_during_traffic_never_reads_a_reused_fd(ifname: str, subnet: str) 
     for round_ in range(20):
         name = f"{ifname}"
         dev = open_tun(name, nonblocking=False)
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-            f.write("1")
-        ip("addr", "add", f"{subnet}.1/24", "dev", name)
-        dev.up()
+        configure(dev, subnet)
         stop = threading.Event()
         seen: List[bytes] = []
         errors: List[BaseException] = []
@@ -137,10 +134,7 @@ def test_close_during_traffic_never_reads_a_reused_fd(ifname: str, subnet: str) 
 
 def test_eintr_is_retried(ifname: str, subnet: str) -> None:
     dev = open_tun(ifname)
-    with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-        f.write("1")
-    ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
-    dev.up()
+    configure(dev, subnet)
     hits = []
     old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
     signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)  # a signal every 20 ms
@@ -295,7 +289,7 @@ def test_close_from_many_threads_under_gc_pressure() -> None:
     children's runs on this machine, and still 1 in 4 with the GC held off during the call.
     Two run side by side here.
     """
-    from conftest import RUN_TAG, delete_link
+    from tuntest import RUN_TAG, delete_link
 
     prefixes = [f"tt{RUN_TAG}g{j}" for j in range(2)]  # + "<thread>x<i>": at most 15 bytes
     procs = []

@@ -25,22 +25,18 @@ import mmap
 import os
 import select
 import socket
-import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 import pytest
 
-from conftest import ip
-from packets import ipv4_udp, parse_ipv4_udp
-from test_traffic import tap_with_address, tun_with_address
+from tuntest import ip, ipv4_udp, parse_ipv4_udp, tap_with_address, tun_with_address, udp_socket
 from tuntap_cffi import Device
 
 pytestmark = pytest.mark.device
 
 HAVE_NUMPY = importlib.util.find_spec("numpy") is not None  # in the CPython test extra only
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks the name
 
 
 @pytest.fixture
@@ -49,18 +45,10 @@ def dev(ifname: str, subnet: str) -> Iterator[Device]:
         yield d
 
 
-def bound_socket(ifname: str, subnet: str) -> socket.socket:
-    """A UDP socket on *subnet*.1, bound to the test's device."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-    s.bind((f"{subnet}.1", 0))
-    s.settimeout(5)
-    return s
-
-
 @pytest.fixture
 def sock(ifname: str, subnet: str, dev: Device) -> Iterator[socket.socket]:
-    with bound_socket(ifname, subnet) as s:
+    with udp_socket(subnet, ifname) as s:
+        s.settimeout(5)
         yield s
 
 
@@ -368,7 +356,8 @@ def any_dev(request: pytest.FixtureRequest, ifname: str, subnet: str) -> Iterato
 
 @pytest.fixture
 def any_sock(ifname: str, subnet: str, any_dev: Tuple[Device, int]) -> Iterator[socket.socket]:
-    with bound_socket(ifname, subnet) as s:
+    with udp_socket(subnet, ifname) as s:
+        s.settimeout(5)
         yield s
 
 

@@ -18,7 +18,7 @@ from typing import IO, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 
-from conftest import IN_CI, RUN_TAG, delete_link, ip
+from tuntest import RUN_TAG, delete_link, ip, ipv6_of, need
 from tuntap_cffi import __version__
 from tuntap_cffi.decode import format_time
 
@@ -171,21 +171,6 @@ def workdir() -> Iterator[str]:
         shutil.rmtree(d)
 
 
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"CI=true and {tool} is missing (tests/run.sh installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
-
-
-def prefix6(subnet: str) -> str:
-    """An IPv6 /64 of fd00:7474::/32 unique like the IPv4 subnet: fd00:7474:cNNN::."""
-    _, second, third = subnet.split(".")
-    return f"fd00:7474:c{(int(second) - 18) * 256 + int(third):03x}:"
-
-
 def ping(*args: str) -> "subprocess.Popen[bytes]":
     """Start the system ping (no one answers: the echo requests are what the dump captures)."""
     return subprocess.Popen([need("ping"), "-n", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -286,23 +271,23 @@ def test_console_script_is_declared() -> None:
 @pytest.mark.device
 def test_tun_ping_v4_and_v6_printed_and_in_pcap(ifname: str, subnet: str, workdir: str, dumps: Callable[..., Dump]) -> None:
     need("tshark")
-    p6 = prefix6(subnet)
+    a6_1, a6_2 = ipv6_of(subnet, 1), ipv6_of(subnet, 2)
     pcap = os.path.join(workdir, "tun.pcap")
-    d = dumps(ifname, "--address", f"{subnet}.1/24", "--address", f"{p6}:1/64", "--pcap", pcap)
+    d = dumps(ifname, "--address", f"{subnet}.1/24", "--address", f"{a6_1}/64", "--pcap", pcap)
     assert d.listening() == ifname
     assert os.path.exists(f"/sys/class/net/{ifname}")
-    run_pings(ping("-c", "3", "-i", "0.2", "-W", "1", f"{subnet}.2"), ping("-6", "-c", "3", "-i", "0.2", "-W", "1", f"{p6}:2"))
+    run_pings(ping("-c", "3", "-i", "0.2", "-W", "1", f"{subnet}.2"), ping("-6", "-c", "3", "-i", "0.2", "-W", "1", a6_2))
     d.wait_for("3 + 3 echo requests", lambda: len(echo_requests(parse_lines(d.out_lines), "ICMP", f"{subnet}.2")) == 3
-               and len(echo_requests(parse_lines(d.out_lines), "ICMPv6", f"{p6}:2")) == 3)
+               and len(echo_requests(parse_lines(d.out_lines), "ICMPv6", a6_2)) == 3)
     assert d.stop() == 0, d.transcript()
     assert not os.path.exists(f"/sys/class/net/{ifname}"), "closing the device must remove the interface"
 
     packets = d.packets()
     assert count_line(d) == len(packets)
     v4 = echo_requests(packets, "ICMP", f"{subnet}.2")
-    v6 = echo_requests(packets, "ICMPv6", f"{p6}:2")
+    v6 = echo_requests(packets, "ICMPv6", a6_2)
     assert [(p.version, p.src) for p in v4] == [("IPv4", f"{subnet}.1")] * 3
-    assert [(p.version, p.src) for p in v6] == [("IPv6", f"{p6}:1")] * 3
+    assert [(p.version, p.src) for p in v6] == [("IPv6", a6_1)] * 3
     assert [p.rest.split()[-1] for p in v4] == ["seq=1", "seq=2", "seq=3"]
 
     rows = tshark_rows(pcap, *IP_FIELDS)
@@ -310,7 +295,7 @@ def test_tun_ping_v4_and_v6_printed_and_in_pcap(ifname: str, subnet: str, workdi
     pinged4 = [r for r in rows if r["frame.protocols"].startswith("raw:ip:icmp") and r["icmp.type"] == "8"]
     pinged6 = [r for r in rows if r["frame.protocols"].startswith("raw:ipv6:icmpv6") and r["icmpv6.type"] == "128"]
     assert [(r["ip.src"], r["ip.dst"]) for r in pinged4] == [(f"{subnet}.1", f"{subnet}.2")] * 3
-    assert [(r["ipv6.src"], r["ipv6.dst"]) for r in pinged6] == [(f"{p6}:1", f"{p6}:2")] * 3
+    assert [(r["ipv6.src"], r["ipv6.dst"]) for r in pinged6] == [(a6_1, a6_2)] * 3
     # Every line's length is the frame length.
     assert [int(m.group(1)) for m in (re.search(r" len=(\d+) ", p.line) for p in packets) if m] == [int(r["frame.len"]) for r in rows]
 

@@ -20,27 +20,16 @@ from typing import Callable, List
 
 import pytest
 
-from conftest import ip, join_task
-from packets import checksum, ipv4_udp
+from tuntest import bind_to_device, checksum, configure, ipv4_udp, join_task, wait_until
 from tuntap_cffi import Device, DeviceClosedError, open_tun
 
 pytestmark = pytest.mark.device
 
 PYPY = sys.implementation.name == "pypy"
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # (PyPy lacks the name)
 
 
 def open_count() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def freed(fd: int) -> bool:
@@ -73,7 +62,7 @@ def test_idle_background_threads_do_not_keep_closed_numbers(ifnames: Callable[..
             dev = open_tun(ifnames())
             dev.close()
             kept.append(dev)
-        assert wait_for(lambda: open_count() <= baseline + 2), (
+        assert wait_until(lambda: open_count() <= baseline + 2), (
             f"{open_count() - baseline} more fds than before 100 devices were opened and closed")
         assert all(not os.path.exists(f"/sys/class/net/{dev.name}") for dev in kept)
     finally:
@@ -108,7 +97,7 @@ def test_a_thread_announced_inside_keeps_the_number(ifname: str) -> None:
     finally:
         release.set()
         t.join()
-    assert wait_for(lambda: freed(fd)), "the number outlived the thread inside"
+    assert wait_until(lambda: freed(fd)), "the number outlived the thread inside"
 
 
 def close_beside_busy_thread(dev: Device, work: Callable[[threading.Event], None],
@@ -120,14 +109,14 @@ def close_beside_busy_thread(dev: Device, work: Callable[[threading.Event], None
     t = threading.Thread(target=work, args=(stop,), daemon=True)
     t.start()
     try:
-        assert wait_for(busy, 5)
+        assert wait_until(busy, 5)
         dev.close()
         if not PYPY:
-            assert wait_for(lambda: freed(fd), 5), f"the number stayed taken while a thread {what}"
+            assert wait_until(lambda: freed(fd), 5), f"the number stayed taken while a thread {what}"
     finally:
         stop.set()
         join_task(t)
-    assert wait_for(lambda: freed(fd), 5)
+    assert wait_until(lambda: freed(fd), 5)
 
 
 def test_a_thread_burning_cpu_in_c_does_not_keep_the_number(ifname: str) -> None:
@@ -177,10 +166,7 @@ def test_close_racing_io_never_reaches_a_file_that_reused_the_number(ifname: str
     sink = None
     for round_ in range(rounds):
         dev = open_tun(ifname)
-        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-            f.write("1")
-        ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
-        dev.up()
+        configure(dev, subnet)
         if sink is not None:
             sink.close()
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the written packets (no ICMP)
@@ -229,7 +215,7 @@ def test_close_racing_io_never_reaches_a_file_that_reused_the_number(ifname: str
 
         def sender() -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+                bind_to_device(s, ifname)
                 while not stop.is_set():
                     try:
                         s.sendto(b"P" * 32, (f"{subnet}.2", 9))

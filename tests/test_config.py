@@ -8,7 +8,7 @@ from typing import Iterator, List, Set, Tuple
 
 import pytest
 
-from conftest import fd_count, ip, link_info
+from tuntest import fd_count, ip, ipv6_of, link_info
 from tuntap_cffi import Device, open_tap, open_tun
 from tuntap_cffi.config import Address, Route, parse_mac
 
@@ -39,8 +39,7 @@ def tap(ifname: str) -> Iterator[Device]:
 
 
 def v6(subnet: str, host: int, prefix: int = 64) -> str:
-    third = subnet.split(".")[2]
-    return str(ipaddress.ip_interface(f"fd00:7474:{third}::{host:x}/{prefix}"))  # canonical, as the kernel prints it
+    return str(ipaddress.ip_interface(f"{ipv6_of(subnet, host)}/{prefix}"))  # canonical, as the kernel prints it
 
 
 def test_ipv4_and_ipv6_addresses(tun: Device, subnet: str) -> None:

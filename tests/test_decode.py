@@ -12,56 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packets import checksum, ethernet, ipv4_udp, mac_bytes
+from tuntest import (
+    A4, A6, ARP_REQUEST, B4, B6, ICMP_ECHO4, ICMP_ECHO6, MAC_A, MAC_B, arp, echo, ethernet, icmp, ipv4, ipv4_udp,
+    ipv6, tcp, udp
+)
 from tuntap_cffi.decode import format_time, hexdump, summarize_ethernet, summarize_ip
 
-A4, B4 = "198.18.7.1", "198.18.7.2"
-A6, B6 = "fd00:7474:7::1", "fd00:7474:7::2"
-MAC_A, MAC_B = "02:00:5e:10:00:01", "02:00:5e:10:00:02"
-
-
-# ------------------------------------------------------------------ builders
-
-
-def ipv4(proto: int, payload: bytes, src: str = A4, dst: str = B4, frag: int = 0x4000, ihl: int = 5) -> bytes:
-    options = bytes((ihl - 5) * 4)
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), 7, frag, 64, proto, 0,
-                      ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + options
-    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
-    return hdr + payload
-
-
-def ipv6(nxt: int, payload: bytes, src: str = A6, dst: str = B6) -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), nxt, 64,
-                       ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed) + payload
-
-
-def tcp(sport: int, dport: int, flags: int, seq: int = 1000, ack: int = 0, win: int = 65535, data: bytes = b"") -> bytes:
-    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, win, 0, 0) + data
-
-
-def udp(sport: int, dport: int, data: bytes) -> bytes:
-    return struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
-
-
-def icmp(kind: int, code: int, rest: bytes) -> bytes:
-    return struct.pack("!BBH", kind, code, 0) + rest
-
-
-def echo(kind: int, ident: int, seq: int, data: bytes = b"ping") -> bytes:
-    return icmp(kind, 0, struct.pack("!HH", ident, seq) + data)
-
-
-def arp(op: int, sha: str, spa: str, tha: str, tpa: str) -> bytes:
-    return struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac_bytes(sha) + ipaddress.IPv4Address(spa).packed \
-        + mac_bytes(tha) + ipaddress.IPv4Address(tpa).packed
-
-
 # ------------------------------------------------------------ exact summaries
-
-ICMP_ECHO4 = ipv4(1, echo(8, 0x1234, 3))
-ICMP_ECHO6 = ipv6(58, echo(128, 77, 9, b"x" * 56))
-ARP_REQUEST = ethernet("ff:ff:ff:ff:ff:ff", MAC_A, 0x0806, arp(1, MAC_A, A4, "00:00:00:00:00:00", B4))
 
 EXACT = [
     (ICMP_ECHO4, f"IPv4 len=32 ICMP {A4} > {B4}: echo request id=4660 seq=3"),

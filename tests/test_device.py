@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from conftest import fd_count, link_info, our_links
+from tuntest import fd_count, link_exists, link_info, our_links
 import tuntap_cffi
 from tuntap_cffi import (
     EVERYONE,
@@ -25,10 +25,6 @@ from tuntap_cffi import (
 pytestmark = pytest.mark.device
 
 
-def exists(name: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{name}")
-
-
 def test_open_tun_with_name(ifname: str) -> None:
     with open_tun(ifname) as dev:
         assert dev.name == ifname
@@ -37,7 +33,7 @@ def test_open_tun_with_name(ifname: str) -> None:
         assert dev.flags & TunFlags.TUN and dev.flags & TunFlags.NO_PI
         assert not dev.flags & TunFlags.TAP
         assert not dev.packet_info
-        assert exists(ifname)
+        assert link_exists(ifname)
         info = link_info(ifname)
         assert info["link_type"] == "none"  # a TUN has no link-layer header
         assert info["linkinfo"]["info_kind"] == "tun"
@@ -46,7 +42,7 @@ def test_open_tun_with_name(ifname: str) -> None:
         assert not dev.closed
     assert dev.closed
     assert repr(dev) == f"<Device tun {ifname!r} [closed]>"
-    assert not exists(ifname), "a non-persistent interface disappears on close"
+    assert not link_exists(ifname), "a non-persistent interface disappears on close"
 
 
 def test_open_tap_with_template(ifnames) -> None:  # type: ignore[no-untyped-def]
@@ -66,8 +62,8 @@ def test_kernel_chosen_name() -> None:
     with open_tun() as dev:
         name = dev.name
         assert name.startswith("tun") and name[3:].isdigit()
-        assert exists(name)
-    assert not exists(name)
+        assert link_exists(name)
+    assert not link_exists(name)
 
 
 def test_packet_info_flag(ifname: str) -> None:
@@ -113,13 +109,13 @@ def test_persist_reattach_and_delete(ifname: str) -> None:
     with open_tun(ifname, persist=True) as dev:
         assert dev.flags & TunFlags.PERSIST
         assert dev.persistent
-    assert exists(ifname), "a persistent interface outlives its fd"
+    assert link_exists(ifname), "a persistent interface outlives its fd"
     with open_tun(ifname) as again:  # reattach
         assert again.name == ifname
         assert again.persistent
-    assert exists(ifname)
+    assert link_exists(ifname)
     delete_persistent(ifname)
-    assert not exists(ifname)
+    assert not link_exists(ifname)
     with pytest.raises(DeviceNotFoundError):
         delete_persistent(ifname)
 
@@ -130,7 +126,7 @@ def test_persistent_setter(ifname: str) -> None:
         dev.persistent = True
         assert dev.persistent
         dev.persistent = False
-    assert not exists(ifname)
+    assert not link_exists(ifname)
 
 
 def owner_group(name: str) -> tuple:  # type: ignore[type-arg]
@@ -170,7 +166,7 @@ def test_persistent_setter_gives_an_owner_like_open(ifname: str, options: dict, 
         dev.persistent = True
         assert owner_group(ifname) == expected
     try:
-        assert exists(ifname)
+        assert link_exists(ifname)
     finally:
         delete_persistent(ifname)
 
@@ -187,9 +183,9 @@ def test_everyone_cannot_unset_an_owner(ifname: str) -> None:
         assert owner_group(ifname) == (os.geteuid(), -1)
         with open_tun(ifname, persist=False, owner=EVERYONE):  # going away anyway: no complaint
             pass
-        assert not exists(ifname)
+        assert not link_exists(ifname)
     finally:
-        if exists(ifname):
+        if link_exists(ifname):
             delete_persistent(ifname)
 
 
@@ -197,7 +193,7 @@ def test_persist_false_clears_on_reattach(ifname: str) -> None:
     open_tun(ifname, persist=True).close()
     with open_tun(ifname, persist=False) as dev:
         assert not dev.persistent
-    assert not exists(ifname)
+    assert not link_exists(ifname)
 
 
 def test_from_fd_and_detach(ifname: str) -> None:
@@ -206,7 +202,7 @@ def test_from_fd_and_detach(ifname: str) -> None:
     assert dev.closed
     with pytest.raises(ValueError):
         dev.fileno()
-    assert exists(ifname), "detach hands the fd over; the interface stays"
+    assert link_exists(ifname), "detach hands the fd over; the interface stays"
     try:
         other = Device.from_fd(fd)
     except BaseException:
@@ -217,7 +213,7 @@ def test_from_fd_and_detach(ifname: str) -> None:
         assert other.kind is DeviceKind.TAP
         assert other.packet_info
         assert other.fileno() == fd
-    assert not exists(ifname)
+    assert not link_exists(ifname)
 
 
 def test_from_fd_rejects_non_tun() -> None:
@@ -266,7 +262,7 @@ def test_unclosed_device_warns_and_closes(ifname: str) -> None:
         import gc
 
         gc.collect()
-    assert not exists(ifname)
+    assert not link_exists(ifname)
 
 
 def test_fds_are_cloexec_and_nonblocking(ifname: str) -> None:
@@ -301,7 +297,7 @@ def test_open_configure_close_cycles_leak_nothing(ifnames) -> None:  # type: ign
     assert fd_count() == fds_before
     # Only our own names are compared: other jobs on the box may add links meanwhile.
     assert len(ifnames.given) == 201
-    assert not [n for n in ifnames.given if exists(n)]
+    assert not [n for n in ifnames.given if link_exists(n)]
     assert not our_links()
 
 
@@ -316,7 +312,7 @@ def test_owner_and_group_reach_the_kernel(ifname: str) -> None:
         assert open(f"/sys/class/net/{ifname}/group").read().strip() == str(gid)
     finally:
         delete_persistent(ifname)
-    assert not exists(ifname)
+    assert not link_exists(ifname)
 
 
 def test_multi_queue_devices_share_one_interface(ifname: str) -> None:
@@ -325,4 +321,4 @@ def test_multi_queue_devices_share_one_interface(ifname: str) -> None:
         assert first.name == second.name == ifname
         assert first.fileno() != second.fileno()
         assert first.ifindex == second.ifindex
-    assert not exists(ifname)
+    assert not link_exists(ifname)

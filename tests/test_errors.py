@@ -15,8 +15,7 @@ from typing import Iterator, List
 import pytest
 
 import tuntap_cffi
-from conftest import delete_link, fd_count, ip, new_name
-from packets import ipv4_udp
+from tuntest import configure, delete_link, fd_count, ip, ipv4_udp, new_name
 from tuntap_cffi import (
     DeviceBusyError,
     DeviceNotReadyError,
@@ -134,7 +133,7 @@ def test_template_exhausted() -> None:
 
 
 def test_write_to_down_tun_is_not_ready(ifname: str) -> None:
-    from packets import ipv4_udp
+    from tuntest import ipv4_udp
 
     with open_tun(ifname) as dev:
         with pytest.raises(DeviceNotReadyError) as info:
@@ -470,10 +469,7 @@ def test_write_racing_ip_link_del_says_the_interface_is_gone(ifname: str, subnet
     for _ in range(5):
         dev = open_tun(ifname, nonblocking=True)
         try:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-                f.write("1")
-            ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
-            dev.up()
+            configure(dev, subnet)
             errors: List[OSError] = []
             started = threading.Event()
 

@@ -14,9 +14,10 @@ from typing import Iterator
 
 import pytest
 
+from tuntest import bind_to_device, ipv6_of
+
 pytestmark = pytest.mark.device
 
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks it (Linux: 25)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -96,19 +97,18 @@ def test_async_echo_serves_concurrent_flows(ifname: str, subnet: str) -> None:
 
 def test_dump_example_prints_total_length_for_ipv4_and_ipv6(ifname: str, subnet: str) -> None:
     """`Length:` is the whole packet's length for both versions (it once was the payload length for IPv6)."""
-    net6 = f"fd00:7474:{int(subnet.split('.')[1]) - 18:x}{int(subnet.split('.')[2]):02x}"
     payload = b"twelve bytes"
     out = ""
-    with example("dump.py", ifname, "--address", f"{net6}::1/64") as proc:
+    with example("dump.py", ifname, "--address", f"{ipv6_of(subnet, 1)}/64") as proc:
         subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", ifname], check=True)
         deadline = time.monotonic() + 10
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4:
             for s in (s4, s6):
-                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+                bind_to_device(s, ifname)
             while out.count(payload.hex()) < 2 and time.monotonic() < deadline:
                 s4.sendto(payload, (f"{subnet}.2", 4000))
                 try:
-                    s6.sendto(payload, (f"{net6}::2", 4000))
+                    s6.sendto(payload, (ipv6_of(subnet, 2), 4000))
                 except OSError:  # the address may still be tentative for a moment
                     pass
                 out += read_ready(proc, 0.2)

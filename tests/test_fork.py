@@ -26,7 +26,7 @@ PRELUDE = textwrap.dedent(
     import os, signal, socket, sys, threading, time, traceback
     sys.path[:0] = [sys.argv[1], sys.argv[2]]
     from tuntap_cffi import DeviceClosedError, PacketRing, open_tun
-    from packets import ipv4_udp, parse_ipv4_udp
+    from tuntest import ipv4_udp, parse_ipv4_udp
     name, net = sys.argv[3], sys.argv[4]
     dev = open_tun(name)
     with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:

@@ -7,18 +7,16 @@ then the test moves a into namespace A (198.18.X.1/24) and b into namespace B
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from conftest import RUN_TAG, ip, new_name
+from tuntest import ip, namespace, new_name
 
 pytestmark = pytest.mark.device
 
@@ -68,14 +66,8 @@ CLIENT = textwrap.dedent(
 
 @pytest.fixture
 def namespaces() -> Iterator[Tuple[str, str]]:
-    a, b = new_name("A"), new_name("B")
-    try:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
+    with namespace("A") as a, namespace("B") as b:
         yield a, b
-    finally:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def run_forwarder(args: List[str]) -> subprocess.Popen:  # type: ignore[type-arg]

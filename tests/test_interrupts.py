@@ -28,8 +28,7 @@ from typing import Any, List, Optional
 import pytest
 
 import tuntap_cffi
-from test_batch import DPORT, backend, batch_tun, fill, receiver, sequence_report, subnet, udp_socket  # noqa: F401
-from packets import ipv4_udp
+from tuntest import DPORT, batch_tun, fill_ring, ipv4_udp, receiver, sequence_report, tx_dropped, udp_socket
 
 device = pytest.mark.device
 PYPY = sys.implementation.name == "pypy"
@@ -97,11 +96,6 @@ class Interrupter:
     def __exit__(self, *exc: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
         signal.signal(signal.SIGALRM, self.old)
-
-
-def tx_dropped(name: str) -> int:
-    with open(f"/sys/class/net/{name}/statistics/tx_dropped") as f:
-        return int(f.read())
 
 
 class PacedSender:
@@ -200,7 +194,7 @@ def test_write_batch_interrupted_by_signal_handlers(ifname: str, subnet: str, ba
             for b in range(rounds):
                 k = sizes[b % len(sizes)]
                 numbers = list(range(seq, seq + k))
-                fill(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 40000, port, struct.pack("!I", i) + b"w" * (i % 50))
+                fill_ring(ring, [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 40000, port, struct.pack("!I", i) + b"w" * (i % 50))
                             for i in numbers])
                 seq += k
                 it.armed = True

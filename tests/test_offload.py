@@ -1,7 +1,7 @@
 """TUN offload packet logic: the virtio-net header, GSO split, GRO coalesce.
 
 The pure tests check tuntap_cffi.offload against packets built and verified
-here from the RFCs (``packets.checksum`` is RFC 1071 over struct-unpacked
+here from the RFCs (``tuntest.checksum`` is RFC 1071 over struct-unpacked
 words, independent of the module's bignum/array sums).  The device tests
 hand the results to the kernel: split segments written to a TUN without
 offloads must pass its own checksum checks (RSTs from a closed port, UDP
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import os
 import random
 import socket
 import struct
@@ -28,8 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ip
-from packets import checksum
+from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until
 from tuntap_cffi import Device, PacketRing, open_tun
 from tuntap_cffi import offload
 from tuntap_cffi.offload import (
@@ -833,9 +831,6 @@ def test_coalesce_garbage_passes_through(garbage: List[bytes], rnd: random.Rando
 
 
 needs_device = pytest.mark.device
-_ns_counter = itertools.count()
-
-
 def tcp_csum_errors(ns: Optional[str]) -> int:
     """Tcp InCsumErrors of a network namespace, from its /proc/net/snmp."""
     argv = ["cat", "/proc/net/snmp"] if ns is None else ["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]
@@ -847,37 +842,8 @@ def tcp_csum_errors(ns: Optional[str]) -> int:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace (its own TCP counters), deleted afterwards."""
-    name = f"tt{os.getpid()}o{next(_ns_counter)}"
-    ip("netns", "add", name)
-    try:
+    with namespace("o") as name:
         yield name
-    finally:
-        ip("netns", "del", name, check=False)
-
-
-def v6_prefix(subnet: str) -> str:
-    """A ULA /64 derived from the test's unique 198.18.X subnet."""
-    _, second, third = subnet.split(".")
-    return f"fd00:7474:{second}:{int(third):x}"
-
-
-def read_until(dev: Device, want: int, accept: "object", timeout: float = 5.0) -> List[bytes]:
-    """Read packets (header stripped) until *want* satisfy *accept* or the time is up."""
-    got: List[bytes] = []
-    buf = bytearray(dev.max_packet_size)
-    vh = dev.vnet_hdr_size
-    deadline = time.monotonic() + timeout
-    dev.blocking = False
-    while len(got) < want and time.monotonic() < deadline:
-        try:
-            n = dev.readinto(buf)
-        except BlockingIOError:
-            time.sleep(0.002)
-            continue
-        pkt = bytes(buf[vh:n])
-        if accept(pkt):  # type: ignore[operator]
-            got.append(pkt)
-    return got
 
 
 def is_tcp(pkt: bytes, flags: int = 0) -> bool:
@@ -893,7 +859,7 @@ def is_tcp(pkt: bytes, flags: int = 0) -> bool:
 @pytest.mark.parametrize("version", [4, 6])
 def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: str, netns: str, version: int) -> None:
     """Each split segment to a closed port draws a RST; a corrupt one draws none and counts as a checksum error."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     with open_tun(ifname) as dev:
         ip("link", "set", "dev", ifname, "netns", netns)
         ip("-n", netns, "addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
@@ -910,7 +876,7 @@ def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: st
         assert count == 21
         before = tcp_csum_errors(netns)
         assert dev.write_batch(ring) == count  # the ring goes to the device as it is
-        resets = read_until(dev, count, lambda p: is_tcp(p, RST) and Parsed(p).dport == 45678)
+        resets = read_until(dev, lambda p: is_tcp(p, RST) and Parsed(p).dport == 45678, count)
         assert len(resets) == count, f"{len(resets)} RSTs for {count} segments"
         assert all(Parsed(r).seq == 31337 and r[0] >> 4 == version for r in resets)  # RST seq = our ack
         assert tcp_csum_errors(netns) == before, "the kernel counted a bad TCP checksum"
@@ -924,18 +890,17 @@ def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: st
         while tcp_csum_errors(netns) == before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert tcp_csum_errors(netns) == before + 1
-        assert read_until(dev, 1, lambda p: is_tcp(p, RST) and Parsed(p).seq == 4242, timeout=0.3) == []
+        assert read_until(dev, lambda p: is_tcp(p, RST) and Parsed(p).seq == 4242, timeout=0.3) == []
 
 
 @needs_device
 @pytest.mark.parametrize("version", [4, 6])
 def test_uso_split_datagrams_arrive_byte_exact(ifname: str, subnet: str, version: int) -> None:
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     with open_tun(ifname) as dev, socket.socket(family, socket.SOCK_DGRAM) as sock:
         if version == 4:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-                f.write("1")
+            disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
         sock.bind((local, 0))
@@ -982,13 +947,12 @@ class MiniTcp:
 @pytest.mark.parametrize("version", [4, 6])
 def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str, subnet: str, version: int) -> None:
     """Our side of a TCP connection sends through gro_coalesce + TSO; the kernel socket receives the stream byte-exact."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     data = seeded_bytes(5, 400_000)
     with open_tun(ifname, vnet_hdr=True, offload=TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) as dev, socket.socket(family, socket.SOCK_STREAM) as srv:
         if version == 4:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-                f.write("1")
+            disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
         srv.bind((local, 0))
@@ -1011,7 +975,7 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
         tcp = MiniTcp(dev, version, peer, local, 40123, srv.getsockname()[1])
         isn = 1_000_000
         tcp.send(tcp.packet(isn, 0, SYN, options=struct.pack("!BBH", 2, 4, 1460)))  # MSS; no window scaling
-        synack = Parsed(read_until(dev, 1, lambda p: tcp.mine(p) and Parsed(p).flags & SYN)[0])
+        synack = Parsed(read_until(dev, lambda p: bool(tcp.mine(p) and Parsed(p).flags & SYN))[0])
         assert synack.flags & ACK and synack.ack == isn + 1
         rcv = synack.seq + 1
         una = nxt = isn + 1
@@ -1035,7 +999,7 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
                 n = gro_coalesce(batch, out, dev.vnet_hdr_size)
                 supers += sum(frame[1] != VIRTIO_NET_HDR_GSO_NONE for frame in out)
                 assert dev.write_batch(out) == n
-            for ack_pkt in read_until(dev, 1, tcp.mine, timeout=0.5):
+            for ack_pkt in read_until(dev, tcp.mine, timeout=0.5):
                 a = Parsed(ack_pkt)
                 if a.flags & ACK and a.ack > una:
                     una, wnd, last_progress = a.ack, a.window, time.monotonic()
@@ -1053,13 +1017,12 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
 @pytest.mark.parametrize("version", [4, 6])
 def test_kernel_tso_super_packets_split_into_the_stream(ifname: str, subnet: str, version: int) -> None:
     """The kernel sends a TCP stream to the TUN with TSO on; splitting its super-packets gives valid segments and the exact stream."""
-    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (f"{v6_prefix(subnet)}::1", f"{v6_prefix(subnet)}::2")
+    local, peer = (f"{subnet}.1", f"{subnet}.2") if version == 4 else (ipv6_of(subnet, 1), ipv6_of(subnet, 2))
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     data = seeded_bytes(6, 600_000)
     with open_tun(ifname, vnet_hdr=True, offload=TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) as dev, socket.socket(family, socket.SOCK_STREAM) as cli:
         if version == 4:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-                f.write("1")
+            disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
         cli.bind((local, 0))

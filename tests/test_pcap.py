@@ -15,9 +15,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from conftest import IN_CI
-from packets import ethernet, ipv4_udp
-from test_decode import ARP_REQUEST, ICMP_ECHO4, ICMP_ECHO6, MAC_A, MAC_B, ipv6, udp
+from tuntest import ARP_REQUEST, ICMP_ECHO4, ICMP_ECHO6, IN_CI, MAC_A, MAC_B, ethernet, ipv4_udp, ipv6, udp
 from tuntap_cffi.pcap import DEFAULT_SNAPLEN, LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 
 NATIVE = "<" if sys.byteorder == "little" else ">"

@@ -11,7 +11,7 @@ from typing import Set
 
 import pytest
 
-from conftest import IN_CI, ip
+from tuntest import IN_CI, ip
 from real_pytun import REPO
 
 pytestmark = pytest.mark.device

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import itertools
 import json
 import os
 import pickle
@@ -37,8 +36,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from conftest import fd_count, ip, link_info, new_name, open_fds, our_links
-from packets import ipv4_udp, parse_ipv4_udp
+from tuntest import (
+    disable_ipv6, fd_count, ip, ipv4_udp, link_info, namespace, new_name, open_fds, our_links, parse_ipv4_udp
+)
 from real_pytun import require_real_pytun
 from tuntap_cffi import (
     DeviceBusyError,
@@ -87,12 +87,6 @@ def devices() -> Iterator[Callable[..., pytun.TunTapDevice]]:
     yield make
     for dev in made:
         dev.close()
-
-
-def disable_ipv6(name: str) -> None:
-    """No router solicitations: tests that read packets expect only their own."""
-    with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-        f.write("1")
 
 
 def inet_addrs(name: str) -> List[Dict[str, Any]]:
@@ -967,9 +961,6 @@ for line in sys.stdin:
     print(sock.recv(65535).hex(), flush=True)
 '''
 
-_netns_counter = itertools.count()
-
-
 def run_in(ns: str, *argv: str, **kwargs: Any) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60, **kwargs)
 
@@ -1011,24 +1002,17 @@ class Underlay:
 def underlay(ifnames: Any, subnet: str) -> Iterator[Underlay]:
     """Two fresh network namespaces joined by a veth pair; both removed afterwards, whatever happens."""
     assert shutil.which("ip"), "iproute2 is needed"
-    n = next(_netns_counter)
-    namespaces = [f"tt{os.getpid()}a{n}", f"tt{os.getpid()}b{n}"]
     veth = [ifnames("v"), ifnames("v")]
-    made: List[str] = []
-    try:
-        for ns in namespaces:
-            ip("netns", "add", ns)
-            made.append(ns)
+    # Deleting a namespace takes its veth end, and so the pair, along.
+    with namespace("a") as ns_a, namespace("b") as ns_b:
+        namespaces = [ns_a, ns_b]
         ip("link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
         for ns, dev, host in zip(namespaces, veth, ("1", "2")):
             ip("link", "set", "dev", dev, "netns", ns)
             ip("-n", ns, "addr", "add", f"{subnet}.{host}/24", "dev", dev)
             ip("-n", ns, "link", "set", "dev", dev, "up")
             ip("-n", ns, "link", "set", "dev", "lo", "up")
-        yield Underlay(namespaces[0], namespaces[1], subnet)
-    finally:
-        for ns in made:
-            ip("netns", "del", ns, check=False)  # takes its veth end, and so the pair, along
+        yield Underlay(ns_a, ns_b, subnet)
     left = set(ip("netns", "list").split()) & set(namespaces)
     assert not left, f"namespaces left behind: {left}"
 

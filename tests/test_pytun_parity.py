@@ -18,8 +18,7 @@ from typing import Any, List
 
 import pytest
 
-from conftest import new_name
-from packets import ipv4_udp
+from tuntest import ipv4_udp, new_name
 from real_pytun import REPO, require_real_pytun
 
 pytestmark = pytest.mark.device

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -10,7 +9,7 @@ from typing import List
 
 import pytest
 
-from conftest import fd_count, ip
+from tuntest import configure, fd_count, link_exists
 from tuntap_cffi import Device, DeviceBusyError, DeviceClosedError, TunFlags, delete_persistent, open_queues, open_tun
 from tuntap_cffi.device import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6
 
@@ -23,11 +22,11 @@ def test_open_queues_share_one_interface(ifname: str) -> None:
         assert [q.name for q in queues] == [ifname] * 3
         assert len({q.fileno() for q in queues}) == 3
         assert all(q.flags & TunFlags.MULTI_QUEUE for q in queues)
-        assert os.path.exists(f"/sys/class/net/{ifname}")
+        assert link_exists(ifname)
     finally:
         for q in queues:
             q.close()
-    assert not os.path.exists(f"/sys/class/net/{ifname}")
+    assert not link_exists(ifname)
 
 
 @pytest.mark.parametrize("n, exc", [(0, ValueError), (257, ValueError), ("2", TypeError), (True, TypeError)])
@@ -52,17 +51,10 @@ def test_queue_ops_need_multi_queue(ifname: str) -> None:
             dev.detach_queue()
 
 
-def tun_up(dev: Device, subnet: str) -> None:
-    with open(f"/proc/sys/net/ipv6/conf/{dev.name}/disable_ipv6", "w") as f:
-        f.write("1")
-    ip("addr", "add", f"{subnet}.1/24", "dev", dev.name)
-    dev.up()
-
-
 def test_detached_queue_gets_no_packets(ifname: str, subnet: str) -> None:
     q0, q1 = open_queues(ifname, 2, nonblocking=True)
     try:
-        tun_up(q0, subnet)
+        configure(q0, subnet)
         q1.detach_queue()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for port in range(1000, 1032):  # 32 flows: with two queues some would hash to q1
@@ -90,7 +82,7 @@ def test_blocked_readers_on_two_queues_run_in_parallel(ifname: str, subnet: str)
     does not stop another thread from reading queue B meanwhile."""
     queues = open_queues(ifname, 2)
     try:
-        tun_up(queues[0], subnet)
+        configure(queues[0], subnet)
         results: List[object] = [None, None]
 
         def reader(i: int) -> None:
@@ -160,7 +152,7 @@ def test_bad_offload_options(ifname: str, options: dict, exc: type) -> None:  # 
     with pytest.raises(exc):
         open_tun(ifname, **options)
     assert fd_count() == before
-    assert not os.path.exists(f"/sys/class/net/{ifname}")
+    assert not link_exists(ifname)
 
 
 @pytest.mark.parametrize("held", ["attached", "detached"])
@@ -175,11 +167,11 @@ def test_delete_persistent_refuses_a_multi_queue_interface_still_held(ifname: st
         with pytest.raises(DeviceBusyError) as info:
             delete_persistent(ifname)
         assert info.value.filename == ifname and "close" in str(info.value), str(info.value)
-        assert os.path.exists(f"/sys/class/net/{ifname}")
+        assert link_exists(ifname)
         assert int(open(f"/sys/class/net/{ifname}/tun_flags").read(), 16) & TunFlags.PERSIST
     finally:
         for q in queues:
             q.close()
-    assert os.path.exists(f"/sys/class/net/{ifname}")  # still persistent after the last queue closed
+    assert link_exists(ifname)  # still persistent after the last queue closed
     delete_persistent(ifname)  # nothing holds it now
-    assert not os.path.exists(f"/sys/class/net/{ifname}")
+    assert not link_exists(ifname)

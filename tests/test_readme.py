@@ -36,7 +36,8 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import pytest
 
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # PyPy 3.9's socket module lacks it (Linux: 25)
+from tuntest import bind_to_device
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 TIMEOUT = 60
@@ -263,7 +264,7 @@ def test_detached_queue_behaviour(ifname: str, subnet: str) -> None:
     The packet written on the detached queue reaches the stack: a socket
     on the interface's address receives it.
     """
-    from packets import ipv4_udp
+    from tuntest import ipv4_udp
     from tuntap_cffi import DeviceClosedError, open_queues
 
     first, detached = open_queues(ifname, 2)
@@ -279,7 +280,7 @@ def test_detached_queue_behaviour(ifname: str, subnet: str) -> None:
             assert sock.recv(100) == b"from a detached queue"
         # Traffic into the interface goes to the attached queue only.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
-            out.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            bind_to_device(out, ifname)
             for port in range(5000, 5016):  # 16 flows: with two attached queues some would hash to the second
                 out.sendto(b"x", (f"{subnet}.2", port))
         deadline = time.monotonic() + 5

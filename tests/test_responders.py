@@ -4,7 +4,7 @@ examples/icmp_responder.py answers IPv4 and IPv6 pings routed into its TUN;
 examples/tap_responder.py impersonates a host behind its TAP, ARP included.
 The device tests run each example as a subprocess and the system ``ping``
 against it; the unit tests feed the reply builders hand-built packets and
-check the replies with this suite's own RFC 1071 checksum (tests/packets.py).
+check the replies with this suite's own RFC 1071 checksum (tests/tuntest.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import ipaddress
 import os
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -27,8 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import IN_CI, ip
-from packets import checksum, ethernet, mac_bytes
+from tuntest import checksum, ethernet, ip, ipv6_of, link_exists, mac_bytes, need, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,13 +240,6 @@ def test_reply_builders_survive_corruption(request: bytes, changes: List[Tuple[i
 # ------------------------------------------------------------ on devices
 
 
-def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        if IN_CI:
-            pytest.fail(f"CI=true and this test needs {tool!r} (apt-get install iputils-ping iproute2)")
-        pytest.skip(f"{tool} is not installed")
-
-
 def _default_sigint() -> None:
     # A runner started in the background may ignore SIGINT, and the child would inherit that.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -327,22 +318,6 @@ def ping(*args: str) -> Tuple[int, int, str]:
     return (int(m[1]), int(m[2]), out) if m else (0, 0, out)
 
 
-def ipv6_prefix(subnet: str) -> str:
-    """A ULA /64 unique to *subnet*: fd00:7474:X:: for 198.18.X (as in test_config), fd00:7474:1XXX:: for 198.19.X."""
-    _, second, third = subnet.split(".")
-    return f"fd00:7474:{third}::" if second == "18" else f"fd00:7474:1{int(third):03d}::"
-
-
-def wait_gone(name: str, timeout: float = 5.0) -> bool:
-    """Wait until the interface *name* no longer exists; return whether it is gone."""
-    deadline = time.monotonic() + timeout
-    while os.path.exists(f"/sys/class/net/{name}"):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def wait_ipv6_usable(name: str, timeout: float = 5.0) -> None:
     """Wait until the interface's IPv6 addresses have left the tentative state (bounded)."""
     deadline = time.monotonic() + timeout
@@ -353,8 +328,8 @@ def wait_ipv6_usable(name: str, timeout: float = 5.0) -> None:
 @pytest.mark.device
 def test_icmp_responder_answers_ping_and_ping6(ifname: str, subnet: str, run_example: List[Example]) -> None:
     need("ping")
-    v6 = ipv6_prefix(subnet)
-    example = Example("icmp_responder.py", ifname, "--address", f"{subnet}.1/24", "--address", f"{v6}1/64")
+    v6_local, v6_peer = ipv6_of(subnet, 1), ipv6_of(subnet, 2)
+    example = Example("icmp_responder.py", ifname, "--address", f"{subnet}.1/24", "--address", f"{v6_local}/64")
     run_example.append(example)
     assert example.wait_ready() == f"listening on {ifname}"
 
@@ -367,20 +342,20 @@ def test_icmp_responder_answers_ping_and_ping6(ifname: str, subnet: str, run_exa
     received_v6 = []
     deadline = time.monotonic() + 15
     for _ in range(3):
-        sent6, got6, out6 = ping("-6", "-c", "5", "-i", "0.2", "-W", "2", f"{v6}2")
+        sent6, got6, out6 = ping("-6", "-c", "5", "-i", "0.2", "-W", "2", v6_peer)
         received_v6.append(got6)
         if (sent6, got6) == (5, 5) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert (sent6, got6) == (5, 5), out6
-    assert "0% packet loss" in out6 and f"from {v6}2" in out6
+    assert "0% packet loss" in out6 and f"from {v6_peer}" in out6
 
     assert example.stop() == 0, example.stderr
     # Every reply ping got came from the example.  But the kernel hands the last reply to
     # ping inside the example's write(), so the Ctrl-C sent as ping exits can arrive before
     # write() returns and the example counts it (seen in ~30% of runs): allow one.
     assert example.replies() >= got + sum(received_v6) - 1 >= 9
-    assert wait_gone(ifname), f"{ifname} still exists after the example exited"
+    assert wait_until(lambda: not link_exists(ifname), 5.0, 0.02), f"{ifname} still exists after the example exited"
 
 
 @pytest.mark.device
@@ -399,7 +374,7 @@ def test_tap_responder_answers_arp_and_ping(ifname: str, subnet: str, run_exampl
 
     assert example.finish(10) == 0, example.stderr  # --count 5: it exits on its own
     assert example.replies() == 5
-    assert wait_gone(ifname), f"{ifname} still exists after the example exited"
+    assert wait_until(lambda: not link_exists(ifname), 5.0, 0.02), f"{ifname} still exists after the example exited"
 
 
 def test_examples_help_and_bad_arguments() -> None:

@@ -35,9 +35,8 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from conftest import IN_CI, RUN_TAG, delete_link, fd_count, ip, open_fds
-from packets import ipv4_udp
-from tuntap_cffi import Device, DeviceNotReadyError, batch, open_tun
+from tuntest import LOOPS, RUN_TAG, delete_link, fd_count, ip, ipv4_udp, loop_factory, open_fds, require_uring
+from tuntap_cffi import Device, DeviceNotReadyError, open_tun
 
 pytestmark = pytest.mark.device
 
@@ -47,24 +46,10 @@ assert _spec is not None and _spec.loader is not None
 soak: Any = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(soak)
 
-LOOPS = ["asyncio"] if platform.python_implementation() == "PyPy" else ["asyncio", "uvloop"]
 # "A few MB": a leaked buffer per packet would be hundreds of MB here, a leaked Device a few more
 # MB per 1,000.  PyPy's RSS wanders by 1-4 MB per 1,000 devices with no object left behind (its
 # JIT and GC arenas; measured: no Python object count grows), so it gets more room.
 RSS_SLACK = (8 if platform.python_implementation() == "PyPy" else 4) << 20
-
-
-def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop constructor for *kind*; uvloop must be installed in CI (CPython test extra)."""
-    if kind == "uvloop":
-        try:
-            import uvloop  # type: ignore[import-not-found]
-        except ImportError as exc:
-            if IN_CI:
-                pytest.fail(f"CI=true and uvloop is not importable ({exc}): it is in the CPython test extra")
-            pytest.skip(f"uvloop is not installed: {exc}")
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
 
 
 # ------------------------------------------------------------- 1. devices
@@ -128,11 +113,7 @@ def test_200k_packets_through_readinto_exactly_once(flow: Tuple[Device, socket.s
 
 
 def test_200k_packets_through_read_batch_io_uring_exactly_once(flow: Tuple[Device, socket.socket]) -> None:
-    usable, why = batch.uring_status()
-    if not usable:
-        if IN_CI:
-            pytest.fail(f"CI=true and io_uring is not usable here: {why}")
-        pytest.skip(f"io_uring is not usable here: {why}")
+    require_uring()
     dev, s = flow
     dev.batch_backend = "io_uring"
     soak.stream_read_batch(dev, s, 20_000)

@@ -15,14 +15,14 @@ import sys
 
 import pytest
 
-from conftest import ip, reserve_subnet
+from tuntest import ip, reserve_subnet
 from tuntap_cffi import open_tun
 
 pytestmark = pytest.mark.device
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOLDER = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from conftest import reserve_subnet; "
+    "import sys; sys.path.insert(0, sys.argv[1]); from tuntest import reserve_subnet; "
     "print(reserve_subnet(int(sys.argv[2]))[0], flush=True); sys.stdin.read()"
 )
 

@@ -13,53 +13,12 @@ from typing import Callable
 
 import pytest
 
-from conftest import ip
-from packets import ethernet, ipv4_udp, mac_bytes, parse_ipv4_udp
-from tuntap_cffi import Device, open_tap, open_tun
+from tuntest import (
+    PEER_MAC, ethernet, ipv4_udp, mac_bytes, parse_ipv4_udp, read_matching, tap_with_address, tun_with_address,
+    udp_flow
+)
 
 pytestmark = pytest.mark.device
-
-PEER_MAC = "02:00:5e:10:00:02"
-
-
-def tun_with_address(name: str, subnet: str, **options: object) -> Device:
-    dev = open_tun(name, **options)  # type: ignore[arg-type]
-    try:
-        # No IPv6 on test devices: router solicitations would interleave.
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-            f.write("1")
-        ip("addr", "add", f"{subnet}.1/24", "dev", name)
-        dev.up()
-    except BaseException:
-        dev.close()
-        raise
-    return dev
-
-
-def read_matching(dev: Device, buf: object, accept: Callable[[bytes], bool], timeout: float = 5.0) -> bytes:
-    """Read packets until one satisfies *accept*; return it (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    dev.blocking = False
-    while time.monotonic() < deadline:
-        try:
-            n = dev.readinto(buf)  # type: ignore[arg-type]
-        except BlockingIOError:
-            time.sleep(0.005)
-            continue
-        pkt = bytes(memoryview(buf).cast("B")[:n])  # type: ignore[arg-type]
-        if accept(pkt):
-            return pkt
-    raise AssertionError("the expected packet did not arrive")
-
-
-def is_udp4_to(dst: str, port: int) -> Callable[[bytes], bool]:
-    d = socket.inet_aton(dst)
-
-    def accept(pkt: bytes) -> bool:
-        return len(pkt) >= 28 and pkt[0] >> 4 == 4 and pkt[9] == 17 and pkt[16:20] == d and struct.unpack("!H", pkt[22:24])[0] == port
-
-    return accept
-
 
 BUFFER_MAKERS = {
     "bytearray": lambda n: bytearray(n),
@@ -80,7 +39,7 @@ def test_udp_from_socket_arrives_byte_exact(ifname: str, subnet: str, make_buffe
             s.bind((f"{subnet}.1", 0))
             s.sendto(payload, (f"{subnet}.2", 9999))
             sport = s.getsockname()[1]
-        pkt = read_matching(dev, buf, is_udp4_to(f"{subnet}.2", 9999))
+        pkt = read_matching(dev, udp_flow(f"{subnet}.2", 9999), buf=buf)
         dev.release_buffers()  # lets the mmap close below
         assert parse_ipv4_udp(pkt) == (f"{subnet}.1", f"{subnet}.2", sport, 9999, payload)
     if isinstance(buf, mmap.mmap):
@@ -92,7 +51,7 @@ def test_blocking_read_returns_packet(ifname: str, subnet: str) -> None:
         s.sendto(b"blocking", (f"{subnet}.2", 5))
         while True:  # blocking mode: returns as soon as a packet is queued
             pkt = dev.read()
-            if is_udp4_to(f"{subnet}.2", 5)(pkt):
+            if udp_flow(f"{subnet}.2", 5)(pkt):
                 break
         assert parse_ipv4_udp(pkt)[4] == b"blocking"
 
@@ -129,7 +88,7 @@ def test_packet_info_read_and_write(ifname: str, subnet: str) -> None:
                 assert time.monotonic() < deadline, "no packet"
                 time.sleep(0.005)
                 continue
-            if is_udp4_to(f"{subnet}.2", 77)(bytes(info.payload)):
+            if udp_flow(f"{subnet}.2", 77)(bytes(info.payload)):
                 break
         assert info.proto == 0x0800 and info.flags == 0
         assert parse_ipv4_udp(bytes(info.payload))[4] == b"with pi"
@@ -142,21 +101,6 @@ def test_packet_info_read_and_write(ifname: str, subnet: str) -> None:
         assert s.recvfrom(100) == (b"raw", (f"{subnet}.2", 98))
 
 
-def tap_with_address(name: str, subnet: str) -> Device:
-    dev = open_tap(name)
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
-            f.write("1")
-        ip("addr", "add", f"{subnet}.1/24", "dev", name)
-        # A static neighbour: the kernel sends straight to it, no ARP first.
-        ip("neigh", "add", f"{subnet}.2", "lladdr", PEER_MAC, "dev", name, "nud", "permanent")
-        dev.up()
-    except BaseException:
-        dev.close()
-        raise
-    return dev
-
-
 def test_tap_ethernet_both_ways(ifname: str, subnet: str) -> None:
     with tap_with_address(ifname, subnet) as dev, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         tap_mac = open(f"/sys/class/net/{ifname}/address").read().strip()
@@ -166,7 +110,7 @@ def test_tap_ethernet_both_ways(ifname: str, subnet: str) -> None:
         payload = os.urandom(100)
         s.sendto(payload, (f"{subnet}.2", 5555))
         buf = bytearray(dev.max_packet_size)
-        frame = read_matching(dev, buf, lambda f: f[12:14] == b"\x08\x00" and is_udp4_to(f"{subnet}.2", 5555)(f[14:]))
+        frame = read_matching(dev, lambda f: f[12:14] == b"\x08\x00" and udp_flow(f"{subnet}.2", 5555)(f[14:]), buf=buf)
         assert frame[:6] == mac_bytes(PEER_MAC) and frame[6:12] == mac_bytes(tap_mac)
         assert parse_ipv4_udp(frame[14:]) == (f"{subnet}.1", f"{subnet}.2", port, 5555, payload)
         reply = ethernet(tap_mac, PEER_MAC, 0x0800, ipv4_udp(f"{subnet}.2", f"{subnet}.1", 5555, port, b"reply"))

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ip
-from test_batch import require_uring
+from tuntest import bind_to_device, configure, require_uring
 from tuntap_cffi import TunTapError, open_tun
 from tuntap_cffi._syscalls import lib
 
@@ -156,15 +155,12 @@ def test_stray_completion_raises_a_tuntap_error_naming_the_device(ifname: str, s
     require_uring()
     dev = open_tun(ifname)
     try:
-        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-            f.write("1")  # no router solicitations
-        ip("addr", "add", f"{subnet}.1/24", "dev", ifname)
-        dev.up()
+        configure(dev, subnet)
         ring = dev.packet_ring(8)
         engine = dev._engine(ring, "read")
         assert engine.backend == "io_uring"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, 25, ifname.encode())  # SO_BINDTODEVICE (not in PyPy 3.9's socket)
+            bind_to_device(s, ifname)
             s.bind((f"{subnet}.1", 0))
             for i in range(8):
                 s.sendto(b"p%d" % i, (f"{subnet}.2", 9))
