@@ -1000,6 +1000,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--write-methods", nargs="*", default=[k for k, _ in WRITE_METHODS], choices=[k for k, _ in WRITE_METHODS],
         help="write methods to run (none: skip the writes)",
     )  # fmt: skip
+    p.add_argument("--results", help="where the raw per-trial results go (default: bench/_build/results.json)")
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)  # the worker's JSON result goes there
@@ -1038,7 +1039,7 @@ def main() -> None:
             raise SystemExit(why)
         log(f"{interp}: {python}, interface {name}")
         results.append(run_worker(python, name, args))
-    raw = BUILD_DIR / "results.json"
+    raw = Path(args.results) if args.results else BUILD_DIR / "results.json"
     raw.write_text(json.dumps({"args": vars(args), "results": results}))
     log(f"raw results: {raw}")
     print_report(results, gcc, args)

@@ -482,7 +482,7 @@ def counting_loop(new_loop: Callable[[], asyncio.AbstractEventLoop], fd: int, co
                 count[0] += 1
             super().add_reader(reader_fd, callback, *args)
 
-    return CountingLoop()  # type: ignore[no-any-return]
+    return CountingLoop()
 
 
 # --------------------------------------------------------------------- script

@@ -66,8 +66,7 @@ def main() -> None:
     p.add_argument("--subnet", default="198.19.222")
     args = p.parse_args()
     harness.check_subnet(args.subnet)
-    if not harness.FILL.exists():
-        harness.build_helpers()
+    harness.build_fill()
     read, write = lib.read, lib.write
     worker = harness.BenchTun(f"ttbuf{os.getpid() % 1000}", args.subnet, args.packets, 16, write_to="offlink")
     reads: List[Dict[str, float]] = []

@@ -98,8 +98,7 @@ def main() -> None:
     p.add_argument("--subnet", default="198.18.201")
     args = p.parse_args()
     harness.check_subnet(args.subnet)
-    if not harness.FILL.exists():
-        harness.build_helpers()
+    harness.build_fill()
 
     worker = harness.BenchTun(f"ttprof{os.getpid() % 1000}", args.subnet, args.packets, 16)
     rounds: List[Dict[str, float]] = []

@@ -27,28 +27,34 @@ LIBWRITELOOP = BUILD_DIR / "libwriteloop.so"
 FILL = BUILD_DIR / "fill"
 
 
+GCC = ["gcc", "-O2", "-Wall"]
+
+
 def build_helpers() -> str:
-    """Compile the C helpers into bench/_build; return gcc's version line."""
-    BUILD_DIR.mkdir(exist_ok=True)
-    gcc = ["gcc", "-O2", "-Wall"]
+    """Compile the C helpers into bench/_build (those older than their source); return gcc's version line."""
     for source, program, library in (
         ("drain_read.c", DRAIN_READ, LIBDRAIN),
         ("drain_uring.c", DRAIN_URING, LIBDRAINURING),
         ("write_loop.c", WRITE_LOOP, LIBWRITELOOP),
     ):
-        subprocess.run([*gcc, "-o", str(program), str(C_DIR / source)], check=True)
-        subprocess.run(
-            [*gcc, "-shared", "-fPIC", "-DDRAIN_LIBRARY", "-o", str(library), str(C_DIR / source)], check=True
-        )
-    subprocess.run([*gcc, "-o", str(FILL), str(C_DIR / "fill.c")], check=True)
+        compile_c(source, program)
+        compile_c(source, library, "-shared", "-fPIC", "-DDRAIN_LIBRARY")
+    build_fill()
     return subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
 def build_fill() -> None:
-    """Compile only the filler, if it is not built yet (for scripts that need nothing else)."""
-    if not FILL.exists():
-        BUILD_DIR.mkdir(exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(FILL), str(C_DIR / "fill.c")], check=True)
+    """Compile only the filler (for scripts that need nothing else), if it is older than its source."""
+    compile_c("fill.c", FILL)
+
+
+def compile_c(source: str, target: Path, *flags: str) -> None:
+    """gcc -O2 bench/c/SOURCE into *target*, unless *target* is newer than the source."""
+    path = C_DIR / source
+    if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
+        return
+    BUILD_DIR.mkdir(exist_ok=True)
+    subprocess.run([*GCC, *flags, "-o", str(target), str(path)], check=True)
 
 
 class CLibs:
