@@ -3,11 +3,11 @@
     bash bench/setup.sh && bench/.venv/bin/python bench/async_bench.py      # as root
 
 Fills a TUN's queue with N small UDP datagrams (bench/_build/fill, built by
-drain.py; built here too if missing) and times draining it, median of RUNS:
+the harness from bench/c/fill.c if missing) and times draining it, median of RUNS:
 sync `readinto`, sync `read_batch` (256 slots), `readinto_async` and
 `read_batch_async` in a coroutine on the default loop (and uvloop if
 installed).  Target: the async batch path within 1.3x of sync read_batch.
-Traffic stays on the TUN's own subnet 198.18.211.0/24.
+Traffic stays on the TUN's own subnet (--subnet, default 198.18.211.0/24).
 """
 
 from __future__ import annotations
@@ -23,23 +23,17 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+from harness import FILL, build_fill, check_subnet  # noqa: E402  (the harness puts the repository root first on sys.path)
 
 import tuntap_cffi  # noqa: E402
 
-FILL = BENCH / "_build" / "fill"
 NAME = f"ttab{os.getpid() % 10000:04d}"
 NET = "198.18.211"
 
 
-def build_fill() -> None:
-    if not FILL.exists():
-        FILL.parent.mkdir(exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-o", str(FILL), str(BENCH / "fill.c")], check=True)
-
-
-def fill(count: int) -> None:
-    out = subprocess.run([str(FILL), NAME, f"{NET}.2", "9", str(count), "16"], capture_output=True, text=True)
+def fill(count: int, net: str) -> None:
+    out = subprocess.run([str(FILL), NAME, f"{net}.2", "9", str(count), "16"], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
 
@@ -48,13 +42,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--subnet", default=NET, help="the TUN's /24, inside 198.18.0.0/15")
     args = parser.parse_args()
+    check_subnet(args.subnet)
     build_fill()
     dev = tuntap_cffi.open_tun(NAME, nonblocking=True)
     try:
         with open(f"/proc/sys/net/ipv6/conf/{NAME}/disable_ipv6", "w") as f:
             f.write("1")
-        dev.add_address(f"{NET}.1/24")
+        dev.add_address(f"{args.subnet}.1/24")
         dev.txqueuelen = args.packets + 10_000
         dev.up()
         ring = dev.packet_ring(256)
@@ -111,7 +107,7 @@ def main() -> int:
         for _ in range(args.runs):
             for name, fn in methods.items():
                 sync_batch()  # start from an empty queue
-                fill(args.packets)
+                fill(args.packets, args.subnet)
                 t0 = time.perf_counter_ns()
                 got = fn()
                 dt = time.perf_counter_ns() - t0

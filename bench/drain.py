@@ -37,7 +37,9 @@ before the whole drains and again before the interleaved turns.
 Each interpreter runs in its own worker process (``--worker``); the parent
 compiles the C helpers, picks the interface name, collects the workers'
 JSON results and prints the markdown tables.  The interface is removed on
-every exit path (the worker's ``finally``, then the parent's check).
+every exit path (the worker's ``finally``, then the parent's check).  The
+TUN set-up, fill and checks, the C helpers and the interleaved turns are
+the bench harness's (``bench/harness/``), shared with ``bench/diag/``.
 
 Entry point: ``bash bench/run.sh`` (= ``bash bench/setup.sh`` and
 ``bench/.venv/bin/python bench/drain.py --interp all``).
@@ -52,49 +54,28 @@ import fcntl
 import gc
 import importlib
 import io
-import ipaddress
 import json
 import os
 import platform
-import random
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-BUILD_DIR = BENCH_DIR / "_build"
-DRAIN_READ = BUILD_DIR / "drain_read"
-LIBDRAIN = BUILD_DIR / "libdrain.so"  # drain_read.c's loop as a library, for the interleaved run
-DRAIN_URING = BUILD_DIR / "drain_uring"  # the C io_uring floor (reads and writes)
-LIBDRAINURING = BUILD_DIR / "libdrainuring.so"
-WRITE_LOOP = BUILD_DIR / "write_loop"  # the C write() loop
-LIBWRITELOOP = BUILD_DIR / "libwriteloop.so"
-FILL = BUILD_DIR / "fill"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for the harness package
+from harness import (  # noqa: E402
+    BENCH_DIR, BIG_RING, BLOCK, BUF_SIZE, BUILD_DIR, DRAIN_READ, DRAIN_URING, JIT_LOOP_ITERATIONS, REPO_ROOT, RING,
+    TXQUEUELEN, WARM_CALLS, WRITE_KINDS, WRITE_LOOP, WRITE_PORT, BenchTun, block_cffi_cached_ptr,
+    block_device_readinto, block_os_write, block_read_batch, block_write, block_write_batch, build_helpers,
+    check_subnet, counter, delete_interface, implementation, interface_exists, log, shuffled,
+)  # fmt: skip
+
 PYPY_VENV_PYTHON = BENCH_DIR / ".venv-pypy" / "bin" / "python"
 PYTUN_PYPY_LOG = BENCH_DIR / ".venv-pypy" / "pytun-install.log"
 
-BUF_SIZE = 2048  # every single-packet read method reads into (or asks for) 2048 bytes
-TXQUEUELEN = 400_000
-UDP_PORT = 9  # discard; nothing listens: the datagrams only sit in the TUN queue
-RING = 256  # slots of the batch rows' ring (and SQEs of the C io_uring floor)
-BIG_RING = 1024
-WARM_CALLS = 1600  # untimed read_batch/write_batch calls, in whole turns, before the interleaved rounds (see warm_turns)
-# Packets per turn of the interleaved comparisons: 16 batches of 256.  The
-# first batch of a turn pays for what the other methods' turns left in the
-# caches: measured (bench/turn_cost.py, 2026-12-02) +25% for the C io_uring
-# floor and +39% for read_batch on CPython, against the turn's later batches.
-# With turns of 4 batches that switching cost was a quarter of every figure.
-BLOCK = 16 * RING
-JIT_LOOP_ITERATIONS = 1100  # PyPy compiles a loop after ~1,000 iterations (its default threshold: 1039)
-WRITE_PORT = 9  # destination port of the written packets (checked to have no socket, see --write-to)
-WRITE_KINDS = 256  # distinct packets written, cycled (source ports 40000..40255)
 
 # (key, label) in table order.
 METHODS: List[Tuple[str, str]] = [
@@ -260,27 +241,6 @@ def drain_c_uring(fd: int, entries: int, slot_size: int) -> Tuple[int, int]:
 # --------------------------------------------------------------------------
 
 
-def ip_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def udp4_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """A valid IPv4/UDP packet (DF set, TTL 64, both checksums right)."""
-    s, d = socket.inet_aton(src), socket.inet_aton(dst)
-    ulen = 8 + len(payload)
-    udp = struct.pack("!HHHH", sport, dport, ulen, 0)
-    csum = ip_checksum(s + d + struct.pack("!BBH", 0, socket.IPPROTO_UDP, ulen) + udp + payload) or 0xFFFF
-    udp = struct.pack("!HHHH", sport, dport, ulen, csum)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0x4000, 64, socket.IPPROTO_UDP, 0, s, d)
-    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
-    return ip + udp + payload
-
-
 def write_c_program(cmd: List[str], fd: int, blob: bytes) -> Tuple[int, int]:
     proc = subprocess.run(cmd, input=blob, pass_fds=(fd,), capture_output=True, check=False)
     if proc.returncode != 0:
@@ -338,147 +298,19 @@ def write_os(fd: int, sequence: List[bytes]) -> Tuple[int, int]:
 
 
 # --------------------------------------------------------------------------
-# The interleaved comparisons.  On a shared, noisy box whole-run times of
-# one method vary by +-30% between rounds, which swamps a 10% difference.
-# So the methods the targets compare also take turns: on one full queue
-# (reads) or one stream of writes, BLOCK packets each, and each turn is
-# compared with its neighbours.
+# Warm-up.  (The interleaved comparisons' turns are in harness/turns.py.)
 # --------------------------------------------------------------------------
 
 
-def block_device_readinto(dev: Any, buf: bytearray, k: int) -> int:
-    readinto = dev.readinto
-    t0 = time.perf_counter_ns()
-    for _ in range(k):
-        readinto(buf)  # raises BlockingIOError if the queue ran dry
-    return time.perf_counter_ns() - t0
-
-
-def block_cffi_cached_ptr(read: Callable[..., int], fd: int, ptr: Any, size: int, k: int) -> int:
-    t0 = time.perf_counter_ns()
-    for _ in range(k):
-        if read(fd, ptr, size) <= 0:
-            raise RuntimeError("the queue ran dry inside a block")
-    return time.perf_counter_ns() - t0
-
-
-def warmup_counts(method: str, packets: int) -> List[int]:
+def warmup_counts(method: str, packets: int, jit_calls: int = JIT_LOOP_ITERATIONS) -> List[int]:
     """Packets of the warm-up trials of *method*: one trial of *packets*, or for a batch method enough
-    batches for PyPy to compile its drain loop (~1,000 iterations, counted across calls), in trials
-    the TUN queue can hold."""
+    batches (*jit_calls*) for PyPy to compile its drain loop (~1,000 iterations, counted across calls), in
+    trials the TUN queue can hold."""
     if not method.startswith(("read_batch", "write_batch")) or method.endswith(("_loop", "_list")):
         return [packets]
-    total = max(packets, JIT_LOOP_ITERATIONS * (BIG_RING if method.endswith("_1024") else RING))
+    total = max(packets, jit_calls * (BIG_RING if method.endswith("_1024") else RING))
     per_trial = TXQUEUELEN // 2
     return [min(per_trial, total - done) for done in range(0, total, per_trial)]
-
-
-def block_read_batch(dev: Any, ring: Any, k: int) -> int:
-    read_batch = dev.read_batch
-    n = 0
-    t0 = time.perf_counter_ns()
-    for _ in range(k // ring.slots):
-        n += read_batch(ring)
-    t1 = time.perf_counter_ns()
-    if n != k:
-        raise RuntimeError(f"read_batch got {n} of {k} packets inside a block")
-    return t1 - t0
-
-
-def block_write_batch(dev: Any, ring: Any, k: int) -> int:
-    write_batch = dev.write_batch
-    n = 0
-    t0 = time.perf_counter_ns()
-    for _ in range(k // ring.slots):
-        n += write_batch(ring)
-    t1 = time.perf_counter_ns()
-    if n != k:
-        raise RuntimeError(f"write_batch wrote {n} of {k} packets inside a block")
-    return t1 - t0
-
-
-def block_write(write: Callable[..., int], sequence: List[bytes]) -> int:
-    t0 = time.perf_counter_ns()
-    for packet in sequence:
-        write(packet)
-    return time.perf_counter_ns() - t0
-
-
-def block_os_write(fd: int, sequence: List[bytes]) -> int:
-    write = os.write
-    t0 = time.perf_counter_ns()
-    for packet in sequence:
-        write(fd, packet)
-    return time.perf_counter_ns() - t0
-
-
-def shuffled(keys: Sequence[str], i: int) -> List[str]:
-    """The order of turns in round *i*: a fresh permutation each round.
-
-    (A rotation would give every method the same predecessor in every round,
-    and what the predecessor leaves in the caches biases its successor.)
-    """
-    order = list(keys)
-    random.Random(i).shuffle(order)
-    return order
-
-
-class CLibs:
-    """The C loops as libraries (libdrain, libdrainuring, libwriteloop), called in-process through cffi."""
-
-    def __init__(self) -> None:
-        import cffi
-
-        self.ffi = ffi = cffi.FFI()
-        ffi.cdef(
-            """
-            long drain_block(int fd, void *buf, size_t size, long max, long long *ns, int *stop_errno);
-            void *uring_new(int fd, unsigned n, unsigned slot, int write);
-            int uring_load(void *u, const unsigned char *blob, size_t len, size_t k);
-            long uring_block(void *u, long max, long long *ns, int *err);
-            long uring_write_block(void *u, long count, long long *ns, int *err);
-            void uring_free(void *u);
-            long write_block(int fd, const unsigned char *blob, size_t len, size_t k, long count,
-                             long long *ns, int *err);
-            """
-        )
-        self.drain = ffi.dlopen(str(LIBDRAIN))
-        self.uring = ffi.dlopen(str(LIBDRAINURING))
-        self.write = ffi.dlopen(str(LIBWRITELOOP))
-        self.ns = ffi.new("long long *")
-        self.err = ffi.new("int *")
-
-    def read_block(self, fd: int, ptr: Any, size: int, k: int) -> int:
-        """Read *k* packets with drain_read.c's loop; return its own nanoseconds."""
-        n = self.drain.drain_block(fd, ptr, size, k, self.ns, self.err)
-        if n != k:
-            raise RuntimeError(f"the queue ran dry inside a block ({n} of {k}, errno {self.err[0]})")
-        return int(self.ns[0])
-
-    def new_uring(self, fd: int, entries: int, slot_size: int, write: bool) -> Any:
-        u = self.uring.uring_new(fd, entries, slot_size, 1 if write else 0)
-        if u == self.ffi.NULL:
-            err = self.ffi.errno
-            raise OSError(err, f"C io_uring set-up failed: {os.strerror(err)}")
-        return self.ffi.gc(u, self.uring.uring_free)
-
-    def uring_read_block(self, u: Any, k: int) -> int:
-        n = self.uring.uring_block(u, k, self.ns, self.err)
-        if n != k:
-            raise RuntimeError(f"C io_uring read {n} of {k} packets inside a block (errno {self.err[0]})")
-        return int(self.ns[0])
-
-    def uring_write_block(self, u: Any, k: int) -> int:
-        n = self.uring.uring_write_block(u, k, self.ns, self.err)
-        if n != k:
-            raise RuntimeError(f"C io_uring wrote {n} of {k} packets inside a block (errno {self.err[0]})")
-        return int(self.ns[0])
-
-    def write_block(self, fd: int, blob: Any, size: int, kinds: int, k: int) -> int:
-        n = self.write.write_block(fd, blob, size, kinds, k, self.ns, self.err)
-        if n != k:
-            raise RuntimeError(f"the C write() loop wrote {n} of {k} packets (errno {self.err[0]})")
-        return int(self.ns[0])
 
 
 # --------------------------------------------------------------------------
@@ -486,165 +318,29 @@ class CLibs:
 # --------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def interface_exists(name: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{name}")
-
-
-def delete_interface(name: str) -> None:
-    if interface_exists(name):
-        subprocess.run(["ip", "link", "del", "dev", name], check=False, capture_output=True)
-
-
-def counter(name: str, key: str) -> int:
-    """/sys/class/net/NAME/statistics/KEY (rx_* = what user space wrote into the TUN)."""
-    with open(f"/sys/class/net/{name}/statistics/{key}") as f:
-        return int(f.read())
-
-
-def tx_dropped(name: str) -> int:
-    return counter(name, "tx_dropped")
-
-
-def udp_sockets_on_port(port: int) -> List[str]:
-    """Local addresses of the IPv4/IPv6 UDP sockets bound to *port*, from /proc/net/udp{,6}."""
-    found = []
-    for path in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local = line.split()[1]  # hex address:port
-            if int(local.rsplit(":", 1)[1], 16) == port:
-                found.append(f"{path}: {local}")
-    return found
-
-
-def implementation() -> str:
-    return "pypy" if platform.python_implementation() == "PyPy" else "cpython"
-
-
-class Worker:
-    """Owns the interface; fills its queue and drains it with each method; writes into it."""
+class Worker(BenchTun):
+    """The harness's TUN, drained with each read method and written into with each write method."""
 
     def __init__(
         self, name: str, subnet: str, packets: int, payload: int, write_to: str = "broadcast"
     ) -> None:
-        from tuntap_cffi import open_tun
-
-        self.open_tun = open_tun
-        self.name = name
-        self.subnet = subnet
-        self.local = f"{subnet}.1"
-        self.peer = f"{subnet}.2"
-        self.packets = packets
-        self.payload = payload
-        self.buf = bytearray(BUF_SIZE)  # the one reused buffer of the readinto methods
-        self.dev: Any = None
+        super().__init__(name, subnet, packets, payload, write_to)
         self.pytun: Any = None
         self.pytun_note = ""
-        self.write_to = write_to
-        self.sink: Optional[socket.socket] = None  # the never-read socket of --write-to socket
         self.rings: Dict[str, Any] = {}
-        self.write_packets: List[bytes] = []
-        self.write_ring: Any = None
-        self.clibs: Optional[CLibs] = None
         self.warm_reads = self.warm_writes = False  # warm_turns done for the interleaved read / write rounds
         try:
             self.pytun = importlib.import_module("pytun")  # a C extension without type hints
         except ImportError as exc:
             self.pytun_note = pytun_missing_reason(exc)
 
-    # ---- interface set-up and the queue
-
-    def create(self) -> None:
-        if interface_exists(self.name):
-            raise RuntimeError(f"interface {self.name} already exists; not touching it")
-        self.dev = self.open_tun(self.name, nonblocking=True)
-        conf = {
-            # before up: no router solicitations, no MLD
-            f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6": "1",
-            # Never route what we write back out of the TUN (and --write-to offlink relies on it:
-            # a packet that is not for this host is then dropped silently, no ICMP).
-            f"/proc/sys/net/ipv4/conf/{self.name}/forwarding": "0",
-        }
-        for path, value in conf.items():
-            if os.path.exists(path):
-                with open(path, "w") as f:
-                    f.write(value)
-        self.dev.txqueuelen = TXQUEUELEN
-        subprocess.run(["ip", "addr", "add", f"{self.local}/24", "dev", self.name], check=True)
-        self.dev.up()
-        got = self.dev.txqueuelen
-        if got != TXQUEUELEN:
-            raise RuntimeError(f"txqueuelen is {got}, not {TXQUEUELEN}")
-
-    def drain_leftovers(self) -> int:
-        """Empty the queue before a fill; return how many packets were there."""
-        n = 0
-        try:
-            while True:
-                self.dev.readinto(self.buf)
-                n += 1
-        except BlockingIOError:
-            pass
-        return n
-
-    def fill(self, count: int) -> Dict[str, int]:
-        """Queue *count* datagrams; check that the kernel dropped none."""
-        dropped_before = tx_dropped(self.name)
-        proc = subprocess.run(
-            [str(FILL), self.name, self.peer, str(UDP_PORT), str(count), str(self.payload)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"fill failed: {proc.stderr.strip()} {proc.stdout.strip()}")
-        report = {k: int(v) for k, v in (item.split("=") for item in proc.stdout.split())}
-        report["dropped"] = tx_dropped(self.name) - dropped_before
-        if report["sent"] != count or report["dropped"]:
-            raise RuntimeError(f"the queue does not hold {count} packets: {report}")
-        return report
+    # ---- reads
 
     def ring(self, key: str) -> Any:
         """The PacketRing of a read_batch method, made once per worker."""
         if key not in self.rings:
             self.rings[key] = self.dev.packet_ring(BIG_RING if key.endswith("_1024") else RING)
         return self.rings[key]
-
-    def use_backend(self, backend: str) -> None:
-        """Switch the Device's batch backend (its engines are dropped; the next batch call makes new ones)."""
-        self.dev.batch_backend = backend
-        if self.dev.batch_backend != backend:
-            raise RuntimeError(f"batch_backend={backend!r} did not take: {self.dev.batch_backend!r}")
-
-    def prime_read_batch(self, ring: Any) -> int:
-        """Make the ring's engine (io_uring set-up, buffer registration) before the clock starts.
-
-        Called on an empty queue: returns the stray packets it read, if any.
-        """
-        try:
-            return int(self.dev.read_batch(ring))
-        except BlockingIOError:
-            return 0
-
-    def uring_read_engine(self, ring: Any) -> Any:
-        """The Device's io_uring read engine for *ring*, made now (exits if the Device chose another)."""
-        from tuntap_cffi import batch
-
-        self.prime_read_batch(ring)
-        engine = self.dev._engine(ring, "read")
-        if not isinstance(engine, batch.ReadEngine):
-            raise SystemExit(f"the engine is {type(engine).__name__}, not the io_uring ReadEngine")
-        return engine
-
-    # ---- one read trial
 
     def trial(self, method: str, count: int) -> Tuple[int, int, Dict[str, int]]:
         """Fill the queue, drain it with *method*; return (packets, ns, sender report)."""
@@ -758,86 +454,7 @@ class Worker:
             clibs.ffi.release(uring)  # uring_free now, not whenever PyPy's GC runs
         return rounds
 
-    def warm_turns(self, turn: Callable[[], int], block: int, fill: bool) -> None:
-        """Run a batch method's turn untimed (WARM_CALLS calls in all) before the first interleaved round.
-
-        A turn of the batch methods is a loop of only block/256 calls, and
-        PyPy compiles a loop after ~1,000 iterations (counted across calls):
-        without this, PyPy's read_batch turns run interpreted for most of
-        the rounds, while every per-packet method's turn loops over
-        thousands of packets and is compiled in the first round.  The whole
-        drains have their warm-up round; this is the interleaved turns'
-        own.  Reads refill the queue as needed (the kernel holds TXQUEUELEN
-        packets).
-        """
-        per_fill = max(1, (TXQUEUELEN // 2) // block)
-        turns = -(-WARM_CALLS * RING // block)
-        done = 0
-        while done < turns:
-            k = min(per_fill, turns - done)
-            if fill:
-                self.drain_leftovers()
-                self.fill(k * block)
-            for _ in range(k):
-                turn()
-            done += k
-        self.drain_leftovers()
-
-    def c_libs(self) -> CLibs:
-        if self.clibs is None:
-            self.clibs = CLibs()
-        return self.clibs
-
     # ---- writes
-
-    def write_destination(self) -> Tuple[str, int]:
-        """Where the written packets go (see --write-to); set it up; return (address, port)."""
-        if self.write_to == "broadcast":
-            return f"{self.subnet}.255", WRITE_PORT
-        if self.write_to == "offlink":
-            return f"{self.subnet}.3", WRITE_PORT
-        if self.sink is None:
-            self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum
-            self.sink.bind((self.local, 0))
-        return self.local, self.sink.getsockname()[1]
-
-    def prepare_writes(self) -> None:
-        """The WRITE_KINDS packets every write method writes, and the write_batch ring holding them."""
-        if self.write_to == "broadcast":
-            # A socket bound to the port on any address would get every packet (the kernel's
-            # cheap path is "no socket"): refuse rather than flood it.
-            bound = udp_sockets_on_port(WRITE_PORT)
-            if bound:
-                raise RuntimeError(f"UDP port {WRITE_PORT} has sockets ({bound}); use --write-to socket")
-        dst, port = self.write_destination()
-        payload = b"\xab" * self.payload
-        self.write_packets = [udp4_packet(self.peer, dst, 40000 + i, port, payload) for i in range(WRITE_KINDS)]
-        ring = self.dev.packet_ring(RING)
-        for i in range(RING):
-            packet = self.write_packets[i % WRITE_KINDS]
-            ring.slot(i)[: len(packet)] = packet
-            ring.set_length(i, len(packet))
-        ring.count = RING
-        self.write_ring = ring
-
-    def write_checks_before(self) -> Dict[str, int]:
-        return {k: counter(self.name, k) for k in ("rx_packets", "rx_dropped", "rx_errors", "tx_packets")}
-
-    def write_checks_after(self, before: Dict[str, int], written: int) -> Dict[str, int]:
-        """Check that the kernel took exactly *written* packets, and nothing came back."""
-        after = self.write_checks_before()
-        delta = {k: after[k] - before[k] for k in after}
-        replies = self.drain_leftovers()
-        report = {
-            "rx": delta["rx_packets"],
-            "rx_dropped": delta["rx_dropped"] + delta["rx_errors"],
-            "tx": delta["tx_packets"],
-            "replies": replies,
-        }
-        if report["rx"] != written or report["rx_dropped"]:
-            raise RuntimeError(f"the kernel did not take the {written:,} packets written: {report}")
-        return report
 
     def write_trial(self, method: str, count: int) -> Tuple[int, int, Dict[str, int]]:
         """Write *count* packets with *method*; return (packets, ns, counter report)."""
@@ -915,16 +532,6 @@ class Worker:
             clibs.ffi.release(uring)
         return rounds, report
 
-    def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
-            self.sink = None
-        if self.dev is not None:
-            self.dev.close()
-            self.dev = None
-        delete_interface(self.name)  # still there if it was left persistent
-
-
 def pytun_missing_reason(exc: ImportError) -> str:
     """Why pytun cannot be imported here, from the setup script's install log if any."""
     if implementation() == "pypy" and PYTUN_PYPY_LOG.exists():
@@ -938,8 +545,7 @@ def pytun_missing_reason(exc: ImportError) -> str:
 
 def worker_main(args: argparse.Namespace) -> None:
     """Run every trial on this interpreter; print the results as one JSON line."""
-    sys.path.insert(0, str(REPO_ROOT))  # benchmark the working tree's tuntap_cffi
-    import tuntap_cffi
+    import tuntap_cffi  # the working tree's: harness put the repository first on sys.path
     from tuntap_cffi import batch
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -950,6 +556,7 @@ def worker_main(args: argparse.Namespace) -> None:
 
     interp = implementation()
     worker = Worker(args.name, args.subnet, args.packets, args.payload, args.write_to)
+    worker.warm_calls = args.warm_calls
     uring_ok, uring_why = batch.uring_status()
     notes: Dict[str, str] = {}
     if worker.pytun is None:
@@ -977,10 +584,10 @@ def worker_main(args: argparse.Namespace) -> None:
             worker.prepare_writes()
         # Warm-up: let the JIT (PyPy) and the specializing interpreter (CPython) settle.
         for method in methods:
-            for count in warmup_counts(method, args.warmup_packets):
+            for count in warmup_counts(method, args.warmup_packets, args.jit_calls):
                 worker.trial(method, count)
         for method in write_methods:
-            for count in warmup_counts(method, args.warmup_packets):
+            for count in warmup_counts(method, args.warmup_packets, args.jit_calls):
                 worker.write_trial(method, count)
         for run in range(args.runs):
             # Rotate the order so that no method always runs first or last in a round.
@@ -1066,27 +673,11 @@ def package_version(dist: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def build_helpers() -> str:
-    """Compile the C helpers into bench/_build; return gcc's version line."""
-    BUILD_DIR.mkdir(exist_ok=True)
-    gcc = ["gcc", "-O2", "-Wall"]
-    for source, program, library in (
-        ("drain_read.c", DRAIN_READ, LIBDRAIN),
-        ("drain_uring.c", DRAIN_URING, LIBDRAINURING),
-        ("write_loop.c", WRITE_LOOP, LIBWRITELOOP),
-    ):
-        subprocess.run([*gcc, "-o", str(program), str(BENCH_DIR / source)], check=True)
-        subprocess.run(
-            [*gcc, "-shared", "-fPIC", "-DDRAIN_LIBRARY", "-o", str(library), str(BENCH_DIR / source)], check=True
-        )
-    subprocess.run([*gcc, "-o", str(FILL), str(BENCH_DIR / "fill.c")], check=True)
-    return subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-
-
 def find_interpreter(interp: str) -> Optional[str]:
+    """The interpreter of *interp*'s worker: the running one if it is of that kind, else PyPy's venv or pypy3."""
+    if interp == implementation():
+        return sys.executable
     if interp == "cpython":
-        if implementation() == "cpython":
-            return sys.executable
         return None
     if PYPY_VENV_PYTHON.exists():
         return str(PYPY_VENV_PYTHON)
@@ -1096,17 +687,6 @@ def find_interpreter(interp: str) -> Optional[str]:
     return None
 
 
-def check_subnet(subnet: str) -> None:
-    net = ipaddress.IPv4Network(f"{subnet}.0/24")
-    if not net.subnet_of(ipaddress.IPv4Network("198.18.0.0/15")):
-        raise SystemExit(f"--subnet {subnet}: only 198.18.0.0/15 (benchmarking space) may be used")
-    used = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show", "to", str(net)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    if used:
-        raise SystemExit(f"{net} is already in use here; pick another with --subnet:\n{used}")
-
-
 def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, Any]:
     BUILD_DIR.mkdir(exist_ok=True)
     result = BUILD_DIR / f"worker-{os.getpid()}-{Path(python).parent.parent.name}.json"
@@ -1114,6 +694,7 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
     cmd = [
         python, str(Path(__file__).resolve()), "--worker", "--name", name, "--subnet", args.subnet,
         "--packets", str(args.packets), "--warmup-packets", str(args.warmup_packets),
+        "--jit-calls", str(args.jit_calls), "--warm-calls", str(args.warm_calls),
         "--runs", str(args.runs), "--payload", str(args.payload), "--block", str(args.block),
         "--write-packets", str(args.write_packets), "--write-to", args.write_to, "--paired", str(args.paired),
         "--methods", *args.methods, "--write-methods", *args.write_methods, "--result-file", str(result),
@@ -1395,6 +976,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="rounds of paired whole drains (the batch targets' methods back to back; 0: skip them)",
     )  # fmt: skip
     p.add_argument("--warmup-packets", type=int, default=20_000, help="one untimed round first")
+    p.add_argument(
+        "--jit-calls", type=int, default=JIT_LOOP_ITERATIONS,
+        help="untimed calls of each batch method before the whole drains (PyPy's JIT threshold; small: a smoke run)",
+    )  # fmt: skip
+    p.add_argument(
+        "--warm-calls", type=int, default=WARM_CALLS,
+        help="untimed calls of each batch method, in whole turns, before the interleaved rounds",
+    )  # fmt: skip
     p.add_argument("--payload", type=int, default=16, help="UDP payload bytes")
     p.add_argument(
         "--block", type=int, default=BLOCK,
@@ -1411,6 +1000,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--write-methods", nargs="*", default=[k for k, _ in WRITE_METHODS], choices=[k for k, _ in WRITE_METHODS],
         help="write methods to run (none: skip the writes)",
     )  # fmt: skip
+    p.add_argument("--results", help="where the raw per-trial results go (default: bench/_build/results.json)")
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)  # the worker's JSON result goes there
@@ -1449,7 +1039,7 @@ def main() -> None:
             raise SystemExit(why)
         log(f"{interp}: {python}, interface {name}")
         results.append(run_worker(python, name, args))
-    raw = BUILD_DIR / "results.json"
+    raw = Path(args.results) if args.results else BUILD_DIR / "results.json"
     raw.write_text(json.dumps({"args": vars(args), "results": results}))
     log(f"raw results: {raw}")
     print_report(results, gcc, args)

@@ -9,7 +9,7 @@ Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
 - examples/forward.py with offloads (virtio-net header, TSO/USO super-packets);
 - examples/forward.py with offloads and 2 queues, iperf3 -P 4;
 - a python-pytun forwarder (bench/pytun_forward.py), one packet per call;
-- the C baseline, bench/c_forward.c (compiled here with gcc -O2 into
+- the C baseline, bench/c/c_forward.c (compiled here with gcc -O2 into
   bench/_build/): the same wire as forward.py (same TUN flags, 10-byte
   virtio-net header, TUNSETOFFLOAD bits, non-blocking fds), one read() and
   one write() per packet or super-packet, without and with offloads, and
@@ -51,7 +51,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -71,8 +71,8 @@ def sh(*args: str, check: bool = True) -> str:
 
 
 def build_c_forward() -> None:
-    """Compile bench/c_forward.c into bench/_build/c_forward (gcc -O2); exit with gcc's words if it fails."""
-    source = BENCH / "c_forward.c"
+    """Compile bench/c/c_forward.c into bench/_build/c_forward (gcc -O2); exit with gcc's words if it fails."""
+    source = BENCH / "c" / "c_forward.c"
     if shutil.which("gcc") is None:
         raise SystemExit("forward_bench: gcc not found: it is needed to build the C forwarder (apt-get install gcc libc6-dev)")
     BUILD_DIR.mkdir(exist_ok=True)
@@ -90,6 +90,14 @@ def ensure_iperf3() -> str:
         path = shutil.which("iperf3")
     assert path, "iperf3 could not be installed"
     return path
+
+
+def pytun_interpreter() -> str:
+    """The Python that runs the pytun forwarder: bench/.venv's (setup.sh), else this one if it has pytun; "" if none."""
+    for python in (BENCH / ".venv" / "bin" / "python", Path(sys.executable)):
+        if python.exists() and subprocess.run([str(python), "-c", "import pytun"], capture_output=True).returncode == 0:
+            return str(python)
+    return ""
 
 
 def setup_namespaces() -> None:
@@ -112,13 +120,14 @@ def place(dev_a: str, dev_b: str) -> None:
         sh("ip", "-n", ns, "link", "set", "dev", dev, "up")
 
 
-def iperf(seconds: int, parallel: int) -> float:
-    """One iperf3 TCP run A -> B; the receiver's Gbit/s."""
+def iperf(seconds: int, parallel: int, size: str = "") -> float:
+    """One iperf3 TCP run A -> B (*seconds* long, or *size* bytes if given); the receiver's Gbit/s."""
     server = subprocess.Popen(["ip", "netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", f"{NET}.2"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        out = sh("ip", "netns", "exec", NS_A, "iperf3", "-c", f"{NET}.2", "-t", str(seconds), "-P", str(parallel), "-J")
+        amount = ["-n", size] if size else ["-t", str(seconds)]
+        out = sh("ip", "netns", "exec", NS_A, "iperf3", "-c", f"{NET}.2", *amount, "-P", str(parallel), "-J")
         result = json.loads(out)
         return float(result["end"]["sum_received"]["bits_per_second"]) / 1e9
     finally:
@@ -129,7 +138,7 @@ def iperf(seconds: int, parallel: int) -> float:
             server.wait()
 
 
-def with_forwarder(cmd: List[str], seconds: int, parallel: int) -> float:
+def with_forwarder(cmd: List[str], seconds: int, parallel: int, size: str = "") -> float:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -139,7 +148,7 @@ def with_forwarder(cmd: List[str], seconds: int, parallel: int) -> float:
             raise RuntimeError(f"forwarder did not start: {line} {proc.stderr.read() if proc.stderr else ''}")
         place(DEV_A, DEV_B)
         time.sleep(0.5)
-        return iperf(seconds, parallel)
+        return iperf(seconds, parallel, size)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -151,11 +160,11 @@ def with_forwarder(cmd: List[str], seconds: int, parallel: int) -> float:
             sh("ip", "-n", ns, "link", "del", dev, check=False)
 
 
-def with_veth(seconds: int, parallel: int) -> float:
+def with_veth(seconds: int, parallel: int, size: str = "") -> float:
     sh("ip", "link", "add", DEV_A, "type", "veth", "peer", "name", DEV_B)
     try:
         place(DEV_A, DEV_B)
-        return iperf(seconds, parallel)
+        return iperf(seconds, parallel, size)
     finally:
         sh("ip", "-n", NS_A, "link", "del", DEV_A, check=False)
 
@@ -164,6 +173,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--bytes", default="", help="iperf3 -n: each run moves this much (e.g. 20M) instead of --seconds")
     parser.add_argument("--c-threads", choices=("auto", "pair", "direction"), default="auto",
                         help="the C forwarder's threads: one per queue pair or one per direction; auto (default): "
                              "per direction without offloads, per pair with (as forward.py)")
@@ -172,7 +182,7 @@ def main() -> int:
     ensure_iperf3()
     py = sys.executable
     forward = str(REPO / "examples" / "forward.py")
-    pytun_py = str(BENCH / ".venv" / "bin" / "python")
+    pytun_py = pytun_interpreter()
     c_plain = "direction" if args.c_threads == "auto" else args.c_threads
     c_offload = "pair" if args.c_threads == "auto" else args.c_threads
     c_fwd = [str(C_FORWARD), DEV_A, DEV_B, "--threads"]
@@ -185,8 +195,12 @@ def main() -> int:
         "C forwarder, no offloads": ([*c_fwd, c_plain], 1),
         "C forwarder, offloads": ([*c_fwd, c_offload, "--offload"], 1),
         "C forwarder, offloads, 2 queues, -P 4": ([*c_fwd, c_offload, "--offload", "--queues", "2"], 4),
-        "python-pytun forwarder": ([pytun_py, str(BENCH / "pytun_forward.py"), DEV_A, DEV_B], 1),
     }
+    if pytun_py:
+        variants["python-pytun forwarder"] = ([pytun_py, str(BENCH / "pytun_forward.py"), DEV_A, DEV_B], 1)
+    else:
+        print("python-pytun is importable neither in bench/.venv nor here: no pytun row (bash bench/setup.sh)",
+              file=sys.stderr)
     results: Dict[str, List[float]] = {name: [] for name in variants}
     teardown()
     setup_namespaces()
@@ -194,16 +208,17 @@ def main() -> int:
         for run in range(args.runs):
             for name, (how, parallel) in variants.items():
                 if isinstance(how, str):
-                    gbit = with_veth(args.seconds, parallel)
+                    gbit = with_veth(args.seconds, parallel, args.bytes)
                 else:
-                    gbit = with_forwarder(how, args.seconds, parallel)
+                    gbit = with_forwarder(how, args.seconds, parallel, args.bytes)
                 results[name].append(gbit)
                 print(f"run {run + 1}/{args.runs} {name}: {gbit:.2f} Gbit/s", file=sys.stderr, flush=True)
     finally:
         teardown()
     med = {name: statistics.median(v) for name, v in results.items()}
     veth = med["veth pair (the limit)"]
-    print(f"\n## Forwarder benchmark: iperf3 TCP, {args.seconds} s, between two namespaces, median of {args.runs}\n")
+    amount = f"{args.bytes}B per run" if args.bytes else f"{args.seconds} s"
+    print(f"\n## Forwarder benchmark: iperf3 TCP, {amount}, between two namespaces, median of {args.runs}\n")
     print("| path | Gbit/s (median) | runs | ratio to veth |")
     print("| --- | ---: | --- | ---: |")
     veth4 = med["veth pair, -P 4"]
@@ -212,13 +227,14 @@ def main() -> int:
         print(f"| {name} | {med[name]:.2f} | {', '.join(f'{x:.2f}' for x in v)} | {med[name] / base:.2f}x |")
     off = med["forward.py, offloads"]
     off2 = med["forward.py, offloads, 2 queues, -P 4"]
-    pytun = med["python-pytun forwarder"]
+    pytun = med.get("python-pytun forwarder")
+    versus_pytun = f"{off / pytun:.1f}x" if pytun else "n/a (no python-pytun)"
     print(f"\n(-P 4 rows: ratio to the veth pair with -P 4.)\nTargets: offload forwarder / veth = {off / veth:.2f}x, "
           f"2 queues {off2 / veth4:.2f}x (target >= 0.8); "
-          f"offload forwarder / pytun forwarder = {off / pytun:.1f}x (target >= 5)")
+          f"offload forwarder / pytun forwarder = {versus_pytun} (target >= 5)")
     c_off = med["C forwarder, offloads"]
     c_off2 = med["C forwarder, offloads, 2 queues, -P 4"]
-    print(f"Against the C forwarder (bench/c_forward.c, gcc -O2; threads per {c_plain} without offloads, "
+    print(f"Against the C forwarder (bench/c/c_forward.c, gcc -O2; threads per {c_plain} without offloads, "
           f"per {c_offload} with): offload forwarder / C offload forwarder = "
           f"{off / c_off:.2f}x, 2 queues {off2 / c_off2:.2f}x; "
           f"C offload forwarder / veth = {c_off / veth:.2f}x, 2 queues {c_off2 / veth4:.2f}x")

@@ -17,10 +17,10 @@ the C floor in the same round.
   per batch plus the same kernel work.
 
 Before the timed rounds each Python variant runs untimed turns
-(drain.Worker.warm_turns) so that PyPy's JIT has compiled them.
+(harness.BenchTun.warm_turns) so that PyPy's JIT has compiled them.
 
-    bench/.venv/bin/python bench/profile_batch.py            # CPython
-    bench/.venv-pypy/bin/python bench/profile_batch.py       # PyPy
+    bench/.venv/bin/python bench/diag/profile_batch.py            # CPython
+    bench/.venv-pypy/bin/python bench/diag/profile_batch.py       # PyPy
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import drain  # noqa: E402
-
-sys.path.insert(0, str(drain.REPO_ROOT))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import harness  # noqa: E402  (it puts the repository root first on sys.path)
 from tuntap_cffi import batch  # noqa: E402
 
 
@@ -74,20 +72,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--fills", type=int, default=4, help="read fills (and write streams)")
     p.add_argument("--packets", type=int, default=300_000)
-    p.add_argument("--block", type=int, default=drain.BLOCK, help="packets per turn, a multiple of 256")
+    p.add_argument("--block", type=int, default=harness.BLOCK, help="packets per turn, a multiple of 256")
     p.add_argument("--subnet", default="198.18.202")
     p.add_argument("--only", choices=["read", "write"], help="profile one side only")
+    p.add_argument("--warm-calls", type=int, default=harness.WARM_CALLS,
+                   help="untimed calls of each Python variant, in whole turns, first (PyPy's JIT)")
     args = p.parse_args()
-    drain.check_subnet(args.subnet)
-    drain.build_helpers()
-    slots = drain.RING
+    harness.check_subnet(args.subnet)
+    harness.build_helpers()
+    slots = harness.RING
     per_turn = args.block // slots
 
-    worker = drain.Worker(f"ttprof{os.getpid() % 1000}", args.subnet, args.packets, 16)
+    worker = harness.BenchTun(f"ttprof{os.getpid() % 1000}", args.subnet, args.packets, 16)
+    worker.warm_calls = args.warm_calls
     try:
         worker.create()
         dev = worker.dev
-        clibs = drain.CLibs()
+        clibs = harness.CLibs()
         fd = dev.fileno()
         worker.use_backend("io_uring")
 
@@ -119,7 +120,7 @@ def main() -> None:
                 worker.fill(args.packets)
                 gc.collect()
                 for i in range(args.packets // (args.block * len(keys))):
-                    order = drain.shuffled(keys, len(rounds))
+                    order = harness.shuffled(keys, len(rounds))
                     rounds.append({key: variants[key]() / args.block for key in order})
                 clibs.ffi.release(cring)
             worker.drain_leftovers()
@@ -129,7 +130,7 @@ def main() -> None:
             worker.prepare_writes()
             wring = worker.write_ring
             dev.write_batch(wring)  # the engine, and the lengths of the SQEs enter_all submits
-            wengine = dev._engine(wring, "write")
+            wengine = harness.engine_of(dev, wring, "write")
             if not isinstance(wengine, batch.WriteEngine):
                 raise SystemExit(f"the engine is {type(wengine).__name__}, not the io_uring WriteEngine")
             write_batch = dev.write_batch
@@ -162,7 +163,7 @@ def main() -> None:
             for _ in range(args.fills):
                 gc.collect()
                 for i in range(args.packets // (args.block * len(wkeys))):
-                    order = drain.shuffled(wkeys, len(wrounds))
+                    order = harness.shuffled(wkeys, len(wrounds))
                     wrounds.append({key: wvariants[key]() / args.block for key in order})
             worker.write_checks_after(before, len(wrounds) * len(wkeys) * args.block)
             clibs.ffi.release(cw)

@@ -4,11 +4,11 @@
 Issue 13 item 1 made the buffer pointer cache depend on the interpreter and
 the buffer type (see device.py, "Buffers that move"); this measures what
 that costs.  Variants take turns in blocks of ``--block`` packets over a
-full TUN queue (drain.py's interface set-up and filler); each is reported
+full TUN queue (the harness's TUN set-up and filler, as drain.py's); each is reported
 as the median ns/packet and the median ratio to the bare cached-pointer
 call of the same round.  The first fill is a warm-up (PyPy's JIT).
 
-    bench/.venv/bin/python bench/buffer_cost.py        # or any venv with the package's deps
+    bench/.venv/bin/python bench/diag/buffer_cost.py        # or any venv with the package's deps
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import drain  # noqa: E402
-
-sys.path.insert(0, str(drain.REPO_ROOT))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import harness  # noqa: E402  (it puts the repository root first on sys.path)
 from tuntap_cffi._syscalls import ffi, lib  # noqa: E402
 
 
@@ -67,11 +65,10 @@ def main() -> None:
     p.add_argument("--fills", type=int, default=5)
     p.add_argument("--subnet", default="198.19.222")
     args = p.parse_args()
-    drain.check_subnet(args.subnet)
-    if not drain.FILL.exists():
-        drain.build_helpers()
+    harness.check_subnet(args.subnet)
+    harness.build_fill()
     read, write = lib.read, lib.write
-    worker = drain.Worker(f"ttbuf{os.getpid() % 1000}", args.subnet, args.packets, 16, write_to="offlink")
+    worker = harness.BenchTun(f"ttbuf{os.getpid() % 1000}", args.subnet, args.packets, 16, write_to="offlink")
     reads: List[Dict[str, float]] = []
     writes: List[Dict[str, float]] = []
     try:

@@ -7,7 +7,7 @@ two batch methods time each of their 256-packet batches on its own.  Prints
 the median time of the batch at each position of a turn: the first pays for
 what the other methods' turns left in the caches.
 
-    bench/.venv/bin/python bench/turn_cost.py [--block 1024]    # and bench/.venv-pypy/bin/python
+    bench/.venv/bin/python bench/diag/turn_cost.py [--block 1024]    # and bench/.venv-pypy/bin/python
 """
 
 from __future__ import annotations
@@ -20,25 +20,29 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import drain  # noqa: E402
-
-sys.path.insert(0, str(drain.REPO_ROOT))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import harness  # noqa: E402  (it puts the repository root first on sys.path)
 from tuntap_cffi._syscalls import ffi, lib  # noqa: E402
 
-FILL = 290_000
+PACKETS = 290_000  # per fill
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--block", type=int, default=4 * drain.RING, help="packets per turn, a multiple of 256")
+    p.add_argument("--block", type=int, default=4 * harness.RING, help="packets per turn, a multiple of 256")
     p.add_argument("--fills", type=int, default=4)
+    p.add_argument("--packets", type=int, default=PACKETS, help="datagrams per fill")
+    p.add_argument("--subnet", default="198.18.207", help="the TUN's /24, inside 198.18.0.0/15")
+    p.add_argument("--warm-calls", type=int, default=harness.WARM_CALLS,
+                   help="untimed calls of each Python variant, in whole turns, first (PyPy's JIT)")
     args = p.parse_args()
-    batches = args.block // drain.RING
-    if batches < 2 or args.block % drain.RING:
-        p.error(f"--block must be a multiple of {drain.RING}, at least {2 * drain.RING}")
-    drain.build_helpers()
-    w = drain.Worker(f"tt{os.getpid() % 10000}t", "198.18.207", FILL, 16)
+    batches = args.block // harness.RING
+    if batches < 2 or args.block % harness.RING:
+        p.error(f"--block must be a multiple of {harness.RING}, at least {2 * harness.RING}")
+    harness.build_helpers()
+    harness.check_subnet(args.subnet)
+    w = harness.BenchTun(f"tt{os.getpid() % 10000}t", args.subnet, args.packets, 16)
+    w.warm_calls = args.warm_calls
     by_position: Dict[str, List[List[int]]] = {"c_uring": [[] for _ in range(batches)], "read_batch": [[] for _ in range(batches)]}
     try:
         w.create()
@@ -46,11 +50,11 @@ def main() -> None:
         dev, buf = w.dev, w.buf
         fd = dev.fileno()
         read, ptr, size = lib.read, ffi.from_buffer(buf), len(buf)
-        ring = dev.packet_ring(drain.RING)
+        ring = dev.packet_ring(harness.RING)
         w.use_backend("io_uring")
         w.prime_read_batch(ring)
-        uring = clibs.new_uring(fd, drain.RING, dev.max_packet_size, False)
-        w.warm_turns(lambda: drain.block_read_batch(dev, ring, args.block), args.block, fill=True)
+        uring = clibs.new_uring(fd, harness.RING, dev.max_packet_size, False)
+        w.warm_turns(lambda: harness.block_read_batch(dev, ring, args.block), args.block, fill=True)
         clock, read_batch = time.perf_counter_ns, dev.read_batch
 
         def batch_turn() -> List[int]:
@@ -59,24 +63,24 @@ def main() -> None:
                 t0 = clock()
                 n = read_batch(ring)
                 times.append(clock() - t0)
-                if n != drain.RING:
+                if n != harness.RING:
                     raise RuntimeError(f"read_batch got {n} packets inside a turn")
             return times
 
         turns: Dict[str, Callable[[], Any]] = {
             "c_read": lambda: clibs.read_block(fd, ptr, size, args.block),
-            "device_readinto": lambda: drain.block_device_readinto(dev, buf, args.block),
-            "cffi_cached_ptr": lambda: drain.block_cffi_cached_ptr(read, fd, ptr, size, args.block),
+            "device_readinto": lambda: harness.block_device_readinto(dev, buf, args.block),
+            "cffi_cached_ptr": lambda: harness.block_cffi_cached_ptr(read, fd, ptr, size, args.block),
             "read_batch": batch_turn,
-            "c_uring": lambda: [clibs.uring_read_block(uring, drain.RING) for _ in range(batches)],
+            "c_uring": lambda: [clibs.uring_read_block(uring, harness.RING) for _ in range(batches)],
         }
         rounds = 0
         for fill in range(args.fills):
             w.drain_leftovers()
-            w.fill(FILL)
+            w.fill(args.packets)
             gc.collect()
-            for i in range(FILL // (args.block * len(turns))):
-                for key in drain.shuffled(list(turns), i + 1000 * fill):
+            for i in range(args.packets // (args.block * len(turns))):
+                for key in harness.shuffled(list(turns), i + 1000 * fill):
                     times = turns[key]()
                     if key in by_position:
                         for pos, ns in enumerate(times):
@@ -87,7 +91,7 @@ def main() -> None:
     finally:
         w.close()
     print(f"{sys.implementation.name} {sys.version.split()[0]}: {rounds} rounds, turns of {args.block} packets; "
-          f"median us per {drain.RING}-packet batch by its position in the turn")
+          f"median us per {harness.RING}-packet batch by its position in the turn")
     for key, positions in by_position.items():
         medians = [statistics.median(v) / 1e3 for v in positions]
         rest = statistics.median([ns for v in positions[1:] for ns in v]) / 1e3

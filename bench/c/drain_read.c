@@ -1,12 +1,12 @@
 /* The C baseline of the drain benchmark: read() a TUN fd until EAGAIN.
  *
- * Built twice by drain.py:
+ * Built twice by the harness (bench/harness/build.py), into bench/_build/:
  *   drain_read   (program)  usage: drain_read FD
  *       FD is an inherited O_NONBLOCK TUN fd.  Reads every queued packet into
  *       one 2048-byte buffer and prints "COUNT NS": the packets read and the
  *       nanoseconds the loop took (CLOCK_MONOTONIC around the loop only).
  *   libdrain.so  (-DDRAIN_LIBRARY)  the same loop as drain_block(), called
- *       in-process through cffi by the interleaved comparison in drain.py.
+ *       in-process through cffi (harness.CLibs) by the interleaved comparison in drain.py.
  */
 #include <errno.h>
 #include <fcntl.h>

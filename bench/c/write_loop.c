@@ -1,6 +1,6 @@
 /* The C baseline of the write benchmark: write() COUNT packets into a TUN.
  *
- * Built twice by drain.py:
+ * Built twice by the harness (bench/harness/build.py), into bench/_build/:
  *   write_loop   (program)  usage: write_loop FD COUNT PACKET_LEN < packets
  *       FD is an inherited TUN fd.  stdin holds K packets of PACKET_LEN
  *       bytes each, back to back (the same packets every Python method

@@ -23,7 +23,7 @@
  *           batch of k <= N likewise, k SQEs and CQEs: every CQE's res must
  *           be the packet's length.
  *
- * Built twice by drain.py:
+ * Built twice by the harness (bench/harness/build.py), into bench/_build/:
  *   drain_uring   (program)
  *       drain_uring FD N SLOT_SIZE
  *           FD is an inherited TUN fd.  Drains it and prints "COUNT NS":

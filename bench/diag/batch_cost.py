@@ -13,7 +13,7 @@ bench/README.md; run as root):
     engine's CQE check (``_reap``).
 
 ``--in-place`` (default)
-    A real drain (drain.Worker's TUN and fill): ``read_batch``, the engine's
+    A real drain (harness.BenchTun's TUN and fill): ``read_batch``, the engine's
     ``fill`` and its bare ``_enter`` take turns batch by batch (shuffled),
     the C io_uring floor (libdrainuring) after each round, and every
     ``io_uring_enter`` is timed: what a call spends outside the syscall is
@@ -22,8 +22,8 @@ bench/README.md; run as root):
     Also prints the syscall's time against the C floor's whole batch (the
     kernel's part: ~1.0x).
 
-    bench/.venv/bin/python bench/batch_cost.py            # in place
-    bench/.venv/bin/python bench/batch_cost.py --faked
+    bench/.venv/bin/python bench/diag/batch_cost.py            # in place
+    bench/.venv/bin/python bench/diag/batch_cost.py --faked
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ import time
 import timeit
 from typing import Any, Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import drain  # noqa: E402
-
-sys.path.insert(0, str(drain.REPO_ROOT))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import harness  # noqa: E402  (it puts the repository root first on sys.path)
 from tuntap_cffi import batch, open_tun  # noqa: E402
 
 SLOTS = 256
@@ -57,7 +55,7 @@ def faked() -> None:
             dev.read_batch(ring)  # makes the engine
         except BlockingIOError:
             pass
-        engine = dev._engine(ring, "read")
+        engine = harness.engine_of(dev, ring, "read")
         if not isinstance(engine, batch.ReadEngine):
             raise SystemExit(f"the engine is {type(engine).__name__}, not io_uring's")
         u = engine.uring
@@ -90,9 +88,10 @@ def faked() -> None:
         dev.close()
 
 
-def in_place(fills: int, rounds: int) -> None:
-    drain.build_helpers()
-    w = drain.Worker(f"tt{os.getpid() % 10000}c", "198.18.204", 250_000, 16)
+def in_place(fills: int, rounds: int, packets: int, subnet: str) -> None:
+    harness.build_helpers()
+    harness.check_subnet(subnet)
+    w = harness.BenchTun(f"tt{os.getpid() % 10000}c", subnet, packets, 16)
     saved = batch._ENTER
     try:
         w.create()
@@ -125,13 +124,13 @@ def in_place(fills: int, rounds: int) -> None:
         }
         outside: Dict[str, List[int]] = {k: [] for k in variants}
         syscall: List[float] = []
-        clibs = drain.CLibs()
+        clibs = harness.CLibs()
         keys = list(variants)
-        per_fill = min(rounds, 250_000 // (SLOTS * (len(keys) + 1)))
+        per_fill = min(rounds, packets // (SLOTS * (len(keys) + 1)))
         for _ in range(fills):
             w.drain_leftovers()
             cring = clibs.new_uring(dev.fileno(), SLOTS, ring.slot_size, False)
-            w.fill(250_000)
+            w.fill(packets)
             gc.collect()
             for _ in range(per_fill):
                 random.shuffle(keys)
@@ -164,11 +163,13 @@ def main() -> None:
     p.add_argument("--faked", action="store_true", help="take the kernel out (see above)")
     p.add_argument("--fills", type=int, default=5)
     p.add_argument("--rounds", type=int, default=240, help="rounds per fill (each: every variant, then the C floor)")
+    p.add_argument("--packets", type=int, default=250_000, help="datagrams per fill (in place)")
+    p.add_argument("--subnet", default="198.18.204", help="the TUN's /24 (in place), inside 198.18.0.0/15")
     args = p.parse_args()
     if args.faked:
         faked()
     else:
-        in_place(args.fills, args.rounds)
+        in_place(args.fills, args.rounds, args.packets, args.subnet)
 
 
 if __name__ == "__main__":
