@@ -18,7 +18,10 @@ every exit path (traffic stays in them):
    - ``write(pkt)`` of one 48-byte IPv4/UDP packet to 198.18.220.3 (not an
      address of the namespace, forwarding off: the kernel drops it after
      taking it; rx_packets checks every one arrived);
-   - the ``mtu`` getter.
+   - the ``mtu`` getter;
+   - and, in pytun_compat's turns only, ``lib.write(fd, pkt, len)``: one bare
+     cffi call per packet, the floor of a design that drives write through
+     cffi (its table line sets it beside pytun's write).
    The clock is the thread's CPU time (``time.thread_time_ns``: user and
    system time of this thread, so the load of other programs on the box
    does not count; nothing in these loops waits), around each loop only,
@@ -64,6 +67,7 @@ NET = "198.18.220"  # the calls' TUN (part 1)
 UNDER, OVER = "198.18.221", "198.18.222"  # the tunnel's veth underlay and overlay (part 2)
 IMPLS = ("pytun", "pytun_compat")
 ROWS = ("read, blocking loop", "read, after fileno()", "write", "mtu getter")
+FLOOR = "write, bare cffi call"  # measured in pytun_compat's turns only: the floor of a cffi design
 READ_SIZE = 1500
 COMPAT_IMPORT = "from tuntap_cffi import pytun_compat as pytun"  # pytun_tunnel.py's import line
 WARM = 1000  # packets read untimed by each device before its timed drain
@@ -170,7 +174,20 @@ def turn(mod: Any, name: str, sock: socket.socket, count: int) -> Dict[str, floa
                 write(packet)
 
         out[ROWS[2]] = per_call(writes, count)
-        if counter(name, "rx_packets") - before != count:
+        if mod.__name__.endswith("pytun_compat"):
+            # The design's floor: one bare cffi write() per packet, on the same fd.
+            from tuntap_cffi._syscalls import lib
+
+            def bare_writes(n: int, fd: int = tun.fileno(), size: int = len(packet)) -> None:
+                write = lib.write
+                for _ in range(n):
+                    write(fd, packet, size)
+
+            out[FLOOR] = per_call(bare_writes, count)
+            expected = 2 * count
+        else:
+            expected = count
+        if counter(name, "rx_packets") - before != expected:
             raise RuntimeError("the kernel did not take every written packet")
 
         def mtus(n: int) -> None:
@@ -187,7 +204,7 @@ def calls_worker(rounds: int, count: int) -> Dict[str, Any]:
     """Part 1, run inside the namespace: {impl: {row: [ns per call per round]}}."""
     name = f"ttpb{TAG}"
     mods = {impl: load(impl) for impl in IMPLS}
-    results: Dict[str, Dict[str, List[float]]] = {impl: {row: [] for row in ROWS} for impl in IMPLS}
+    results: Dict[str, Dict[str, List[float]]] = {impl: {row: [] for row in ROWS + (FLOOR,)} for impl in IMPLS}
     sh("ip", "link", "set", "dev", "lo", "up")
     sh("ip", "tuntap", "add", "dev", name, "mode", "tun")  # persistent, no packet info
     try:
@@ -306,6 +323,9 @@ def table(calls: Dict[str, Dict[str, List[float]]], tunnel: Dict[str, List[float
     for row in ROWS:
         c, p = median(calls["pytun_compat"][row]), median(calls["pytun"][row])
         lines.append(f"| {row} (ns/call) | {fmt(p)} | {fmt(c)} | {ratio(c, p)} |")
+        if row == "write" and calls["pytun_compat"].get(FLOOR):
+            f = median(calls["pytun_compat"][FLOOR])
+            lines.append(f"| (write floor: one bare cffi `lib.write`; pytun's write beside it) | {fmt(p)} | {fmt(f)} | {ratio(f, p)} |")
     if any(tunnel.values()):
         c, p = median(tunnel["pytun_compat"]), median(tunnel["pytun"])
         spread = {impl: f" [{min(v):.0f}-{max(v):.0f}]" if v else "" for impl, v in tunnel.items()}
