@@ -51,14 +51,15 @@ import sys
 import threading
 from array import array
 from itertools import islice, repeat, takewhile
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Literal, Optional, Protocol, Tuple, overload
 
 from . import _uring
 from ._syscalls import ffi, lib
 from .errors import BatchWriteError, error_from_errno  # BatchWriteError: still importable from here
 from .ring import PacketRing
 
-__all__ = ["ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "uring_status", "BatchWriteError"]
+__all__ = ["Engine", "Reader", "Writer", "ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "make_engine",
+           "uring_status", "BatchWriteError"]
 
 _RWF_NOWAIT = 0x8  # <linux/fs.h>: fail with EAGAIN instead of waiting (4.14)
 # On PyPy, memoryview slicing and bytes() of views run element by element
@@ -84,6 +85,36 @@ _BUSY = -1  # engine.pend: a call holds ring.count packets it has not returned (
 _POSITIVE = (0).__lt__  # takewhile's test, a C function: a read() that got a packet
 
 _status: Optional[Tuple[bool, str]] = None
+
+
+class Engine(Protocol):
+    """What every engine offers the device: its backend, its owner thread, its step record (see "Interrupts")."""
+
+    backend: str  #: "io_uring" or "loop"
+    owner: Optional[int]  #: the only thread that may use it (io_uring's single issuer), or None: any
+    pend: Any  #: None (idle), _BUSY (a call holds ring.count packets it has not returned) or the step under way
+
+    def settle(self, ring: PacketRing) -> int:
+        """Finish what an interrupted call left; return the packets (reads) or writes it holds."""
+    def close(self) -> None:
+        """Release the engine's ring and fds (idempotent)."""
+
+
+class Reader(Engine, Protocol):
+    """A read engine: ReadEngine (io_uring) or LoopReadEngine."""
+
+    cut: bool  #: a packet filled its slot: the caller re-checks the MTU
+
+    def fill(self, ring: PacketRing, first: int) -> int:
+        """Read what is queued into slots first..; the count, -errno, or CLOSED_SLOT."""
+
+
+class Writer(Engine, Protocol):
+    """A write engine: WriteEngine (io_uring) or LoopWriteEngine."""
+
+    def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
+        """Write packets 0..count-1 of *ring*; [(position, -errno)] of the refused ones."""
+
 
 
 def uring_status() -> Tuple[bool, str]:
@@ -887,12 +918,19 @@ class LoopWriteEngine:
         return written
 
 
-def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Any:
+@overload
+def make_engine(kind: Literal["read"], backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Reader: ...
+@overload
+def make_engine(kind: Literal["write"], backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Writer: ...
+@overload
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Engine: ...
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Engine:
     """An engine of *kind* 'read'/'write' for *backend* 'io_uring'/'loop' on device *name*'s *fd*."""
     if backend != "io_uring":
-        return (LoopReadEngine if kind == "read" else LoopWriteEngine)(fd, ring)
+        return LoopReadEngine(fd, ring) if kind == "read" else LoopWriteEngine(fd, ring)
+    engine: _UringEngine
     try:
-        engine = (ReadEngine if kind == "read" else WriteEngine)(fd, ring)
+        engine = ReadEngine(fd, ring) if kind == "read" else WriteEngine(fd, ring)
     except OSError as exc:
         err = exc.errno
         if err in (errno.EMFILE, errno.ENFILE):

@@ -82,10 +82,10 @@ from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Nam
                     TypeVar, Union, cast)
 
 from . import _backend, batch, config
+from ._engines import EngineTable
 from ._netlink import RtNetlink
-from ._uring import UringUnavailable
-from .batch import BatchWriteError
-from .ring import PacketRing, check_ring
+from .batch import BatchWriteError, Reader
+from .ring import PacketRing
 from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
 from .errors import DeviceClosedError, TunTapError, error_from_errno
 
@@ -279,13 +279,6 @@ def _check_owner(owner: object, group: object) -> Tuple[Optional[int], Optional[
             raise ValueError(f"owner=EVERYONE with group={group!r}: a group limits who may attach; pass one or the other")
         return None, None, True
     return _check_id("owner", owner), _check_id("group", group), False
-
-
-class _ThreadEngines(threading.local):
-    """A Device's batch engines of one thread, by (id(ring), kind); the registry is Device._engines."""
-
-    def __init__(self) -> None:
-        self.cache: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
 
 
 # ------------------------------------------------- freeing closed fd numbers
@@ -553,11 +546,13 @@ class Device:
         self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
-        # Batch engines by (id(ring), direction): (weakref to the ring, engine).
-        self._engines: Dict[Tuple[int, str, int], Tuple[Any, Any]] = {}
-        self._local = _ThreadEngines()  # this thread's view of _engines (see _engine)
-        self._stale_engines: List[Any] = []  # replaced while maybe in use: closed when safe
-        self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
+        # Batch engines by ring, direction and thread (see _engines).  The
+        # batch calls use these three as they did before the table: one
+        # call per lookup, one attribute load for the retired engines.
+        self._engines = EngineTable(self)
+        self._engine = self._engines.get
+        self._stale_engines = self._engines.stale  # (the table changes this list in place)
+        self._close_stale_engines = self._engines.close_stale
         # asyncio: (loop, future) of every coroutine waiting for the fd; close()
         # fails them and unregisters them before the fd number may be freed.
         self._async_waiters: "set[Tuple[Any, Any]]" = set()
@@ -597,13 +592,7 @@ class Device:
         """
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
-        engines, self._engines = self._engines, {}
-        stale, self._stale_engines = self._stale_engines, []
-        self._local = _ThreadEngines()
-        forgotten = stale + [engine for _ref, engine in engines.values()]
-        engines.clear()  # the rings' weakref callbacks find nothing to close later
-        for engine in forgotten:
-            engine.close()  # Uring.close(): munmap and close() only
+        self._engines.forget()
         for attr in ("_wake_fd", "_ctl", "_retired_fd"):  # (a retired number: no thread is left to use it)
             fd = getattr(self, attr)
             setattr(self, attr, -1)
@@ -1041,83 +1030,11 @@ class Device:
         TunTapError, EMFILE, that says which limit to raise).  A ring whose
         io_uring rings exceed RLIMIT_MEMLOCK gets a loop engine.
         """
-        if self._batch_backend == "loop" or batch.uring_usable() is False:
-            return "loop"
-        return "io_uring"
+        return self._engines.backend
 
     @batch_backend.setter
     def batch_backend(self, value: str) -> None:
-        if value not in ("auto", "io_uring", "loop"):
-            raise ValueError(f"batch_backend must be 'auto', 'io_uring' or 'loop', not {value!r}")
-        with self._lock:
-            # A thread may be inside a batch with one of these: retire them,
-            # close them once no other thread is inside (see _retire_engine).
-            self._stale_engines.extend(engine for _ref, engine in self._engines.values())
-            self._engines = {}
-            self._local = _ThreadEngines()
-            self._batch_backend = value
-        self._close_stale_engines()
-
-    def _engine(self, ring: PacketRing, kind: str) -> Any:
-        """The engine of *ring* for this thread (io_uring's single issuer is a thread).
-
-        Looked up in a thread-local cache: no gettid() syscall per batch, and
-        a new thread that reuses a dead one's pthread id starts empty.
-        """
-        entry = self._local.cache.get((id(ring), kind))
-        if entry is not None and entry[0]() is ring:
-            return entry[1]
-        return self._new_engine(ring, kind)
-
-    @_announced  # it hands the fd number to the new engine
-    def _new_engine(self, ring: PacketRing, kind: str) -> Any:
-        self._reap_engines()
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
-        backend = self.batch_backend
-        try:
-            engine = batch.make_engine(kind, backend, self._fd, ring, self._name)
-        except UringUnavailable:
-            engine = batch.make_engine(kind, "loop", self._fd, ring, self._name)
-        # Keyed by the kernel's thread id: pthread ids are reused at once
-        # for new threads, TIDs only after the pid space wraps.
-        key = (id(ring), kind, threading.get_native_id())
-        engines = self._engines
-
-        def forget(ref: Any, key: Tuple[int, str, int] = key, engines: Dict[Any, Any] = engines) -> None:
-            entry = engines.get(key)  # the ring is gone: no thread can be using its engine
-            if entry is not None and entry[0] is ref and engines.pop(key, None) is entry:
-                entry[1].close()
-
-        with self._lock:
-            if self._closed:
-                engine.close()
-                raise DeviceClosedError(self._name)
-            old = self._engines.get(key)
-            self._engines[key] = entry = (weakref.ref(ring, forget), engine)
-            self._local.cache[key[:2]] = entry
-        if old is not None:  # a ring that died and whose id was reused: its engine is idle
-            old[1].close()
-        return engine
-
-    def _reap_engines(self) -> None:
-        """Close the engines of threads that have exited (nothing of theirs can be running)."""
-        with self._lock:
-            dead = [key for key in self._engines if not os.path.exists(f"/proc/self/task/{key[2]}")]
-            gone = [self._engines.pop(key)[1] for key in dead]
-        for engine in gone:
-            engine.close()
-        self._close_stale_engines()
-
-    def _close_stale_engines(self) -> None:
-        """Close retired engines, unless another thread may still be using one."""
-        with self._lock:
-            if not self._stale_engines or self._others_inside():  # (a backend switch: rare)
-                return
-            stale, self._stale_engines = self._stale_engines, []
-        for engine in stale:
-            engine.close()
+        self._engines.choose(value)
 
     def read_batch(self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None) -> int:
         """Fill *ring* with up to ``ring.slots`` packets in arrival order; return the count.
@@ -1183,7 +1100,7 @@ class Device:
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
-        engine: Any, first_fill: Optional[int] = None,
+        engine: Reader, first_fill: Optional[int] = None,
     ) -> int:
         """read_batch's whole loop; the caller hands the packets over (``engine.pend = None``).
 
@@ -1227,7 +1144,7 @@ class Device:
             self._close_stale_engines()
         return got
 
-    def _settle_now(self, engine: Any, ring: PacketRing) -> int:
+    def _settle_now(self, engine: Reader, ring: PacketRing) -> int:
         """engine.settle(ring), announced (it may call io_uring_enter): for the asyncio batch loop."""
         me = self._enter()
         try:
@@ -1249,7 +1166,7 @@ class Device:
         finally:
             self._exit(me)
 
-    def _fill_ring(self, engine: Any, ring: PacketRing, got: int) -> int:
+    def _fill_ring(self, engine: Reader, ring: PacketRing, got: int) -> int:
         """One non-blocking pass reading what is queued into *ring* from slot *got* on.
 
         Returns how many packets it added, or -1 when the kernel failed after
@@ -1262,7 +1179,7 @@ class Device:
             raise ValueError("the PacketRing is closed")
         return self._filled(engine, ring, got, engine.fill(ring, got))
 
-    def _filled(self, engine: Any, ring: PacketRing, got: int, k: int) -> int:
+    def _filled(self, engine: Reader, ring: PacketRing, got: int, k: int) -> int:
         """_fill_ring's second half: *k* is what engine.fill(ring, got) returned.
 
         Before raising, it hands the ring over (``engine.pend = None``): the
@@ -1777,11 +1694,7 @@ class Device:
 
     def _release_helpers(self) -> None:
         """Close the engines, the wakeup and control fds (no thread may be using them)."""
-        engines, self._engines = self._engines, {}
-        self._local = _ThreadEngines()
-        stale, self._stale_engines = self._stale_engines, []
-        for engine in stale + [engine for _ref, engine in engines.values()]:
-            engine.close()
+        self._engines.close_all()
         for attr in ("_wake_fd", "_ctl"):
             fd = getattr(self, attr)
             setattr(self, attr, -1)
