@@ -477,14 +477,23 @@ class ReadEngine(_UringEngine):
             self.window = min(slots, 4 * want)
 
     def _reap(self, ring: PacketRing, first: int, count: int) -> int:
-        u = self.uring
+        """Take the completions of the reads into slots first..first+count-1; return the packets got (a prefix).
+
+        CPython's variant: the CQEs copied and checked as bytes (see
+        _copy_cqes, _judge); PyPy's is _reap_one_by_one, chosen at import.
+        """
         head = self._completed(count, "read")
-        if not _BULK:
-            return self._reap_each(ring, first, count, head)
         if first:  # the ring may read lengths from self.raw: keep them before it is overwritten
             ring._own_lengths()
         self._copy_cqes(head, count)
         return self._judge(ring, first, count)
+
+    def _reap_one_by_one(self, ring: PacketRing, first: int, count: int) -> int:
+        """_reap on PyPy: per completion, one JIT-compiled loop (see _reap_each)."""
+        return self._reap_each(ring, first, count, self._completed(count, "read"))
+
+    if not _BULK:  # chosen once, as selectors.py picks DefaultSelector
+        _reap = _reap_one_by_one
 
     def _copy_cqes(self, head: int, count: int) -> None:
         """Copy the *count* CQEs from *head* on into self.raw (CPython) and consume them.
