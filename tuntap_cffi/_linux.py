@@ -43,6 +43,7 @@ __all__ = [
     "set_offload",
     "set_queue",
     "get_vnet_hdr_size",
+    "ifreq",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -53,7 +54,8 @@ def _short(flags: int) -> int:
     return flags - 0x10000 if flags & 0x8000 else flags
 
 
-def _ifreq(name: str) -> Any:
+def ifreq(name: str) -> Any:
+    """A zeroed ``struct ifreq`` naming interface *name* (ASCII, checked by the caller)."""
     ifr = ffi.new("struct ifreq *")
     ifr.ifr_name = name.encode("ascii")
     return ifr
@@ -106,7 +108,7 @@ def set_iff(fd: int, name: str, flags: int, kind: str) -> str:
     A failure names what was tried: attaching when an interface of that name
     is there (a persistent one owned by someone else says EPERM), else creating.
     """
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
     op = "create_template" if "%" in name else "create"
     try:
@@ -188,7 +190,7 @@ def control_socket() -> int:
 
 def get_link_flags(ctl: int, name: str) -> int:
     """``SIOCGIFFLAGS``: the interface's IFF_UP/IFF_RUNNING/... flags."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, lib.SIOCGIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot read the flags of {name}")
     flags: int = ifr.ifr_flags & 0xFFFF
     return flags
@@ -196,7 +198,7 @@ def get_link_flags(ctl: int, name: str) -> int:
 
 def set_link_flags(ctl: int, name: str, flags: int) -> None:
     """``SIOCSIFFLAGS``: set the interface flags (needs CAP_NET_ADMIN)."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
     check(lib.ioctl, ctl, lib.SIOCSIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot set the flags of {name}")
 
@@ -212,7 +214,7 @@ INT_FIELDS = {
 def get_int(ctl: int, name: str, field: str) -> int:
     """Read an int-valued link setting (``mtu``, ``txqueuelen``, ``ifindex``)."""
     req, _, member, desc = INT_FIELDS[field]
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot read the {desc} of {name}")
     value: int = getattr(ifr, member)
     return value
@@ -222,7 +224,7 @@ def set_int(ctl: int, name: str, field: str, value: int) -> None:
     """Write an int-valued link setting (``mtu``, ``txqueuelen``)."""
     _, req, member, desc = INT_FIELDS[field]
     assert req is not None
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     setattr(ifr, member, value)
     check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot set the {desc} of {name} to {value}")
 
@@ -271,14 +273,14 @@ def _attached_queues(name: str) -> int:
 
 def get_hwaddr(ctl: int, name: str) -> bytes:
     """``SIOCGIFHWADDR``: the 6-byte MAC address of an Ethernet-type interface."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, lib.SIOCGIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot read the hardware address of {name}")
     return bytes(ffi.buffer(ifr.ifr_hwaddr.sa_data, 6))
 
 
 def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
     """``SIOCSIFHWADDR``: set the MAC address (sa_family must be the device type, ARPHRD_ETHER)."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_hwaddr.sa_family = lib.ARPHRD_ETHER
     ffi.memmove(ifr.ifr_hwaddr.sa_data, mac, 6)
     check(lib.ioctl, ctl, lib.SIOCSIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot set the hardware address of {name} to {mac.hex(':')}")
@@ -298,7 +300,7 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 
 def set_queue(fd: int, name: str, attach: bool) -> None:
     """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it."""
-    ifr = _ifreq("")
+    ifr = ifreq("")
     ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
     check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name,
           what=f"cannot {'attach' if attach else 'detach'} a queue of {name}")

@@ -76,13 +76,16 @@ _FEAT_CQE_SKIP = lib.IORING_FEAT_CQE_SKIP  # 5.17: without it, engines use the p
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 _SLOT_SHIFT = 24  # a read's user_data is its slot << 24 (see ReadEngine._judge)
 _U32 = 0xFFFF_FFFF  # the rings' head and tail are free-running uint32s: sums and differences mod 2**32
-_ENTER = _uring._ENTER
+_ENTER = _uring.ENTER
 _NR_ENTER = _uring.NR_ENTER
 _NULL = ffi.NULL
 # What an io_uring fault that should never happen tells the user to do.
 _REPORT = "a bug in tuntap_cffi or the kernel: please report it; Device.batch_backend = 'loop' avoids io_uring"
 _BUSY = -1  # engine.pend: a call holds ring.count packets it has not returned (see the module docstring)
 _POSITIVE = (0).__lt__  # takewhile's test, a C function: a read() that got a packet
+# The two sentinels under the names the device uses (explicitly internal).
+BUSY = _BUSY
+CLOSED_SLOT = _CLOSED_SLOT
 
 _status: Optional[Tuple[bool, str]] = None
 

@@ -86,7 +86,16 @@ from ._engines import EngineTable
 from ._netlink import RtNetlink
 from .batch import BatchWriteError, Reader
 from .ring import PacketRing
+from ._constants import GSO_OFFLOADS, MAX_IP_PACKET, MAX_MTU, MAX_QUEUES, MIN_MTU, Owner
+# Defined in _constants, importable from here as they always were.
+from ._constants import EVERYONE as EVERYONE, DeviceKind as DeviceKind, Everyone as Everyone
+from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLAN_HLEN
+from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6
+from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
+from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
+from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceClosedError, TunTapError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,16 +104,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
-
-
-class DeviceKind(str, enum.Enum):
-    """Which kind of interface a Device is: layer 3 (TUN) or layer 2 (TAP)."""
-
-    TUN = "tun"
-    TAP = "tap"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class TunFlags(enum.IntFlag):
@@ -121,24 +120,6 @@ class TunFlags(enum.IntFlag):
     ONE_QUEUE = lib.IFF_ONE_QUEUE
     VNET_HDR = lib.IFF_VNET_HDR
     TUN_EXCL = lib.IFF_TUN_EXCL
-
-
-class Everyone(enum.Enum):
-    """The type of :data:`EVERYONE` (an enum of one value, so type checkers know it)."""
-
-    EVERYONE = "everyone"
-
-    def __repr__(self) -> str:
-        return "EVERYONE"
-
-
-#: ``owner=EVERYONE``: a persistent interface with neither owner nor group,
-#: which any user who can open /dev/net/tun may attach to, un-persist and
-#: delete.  Without it a persistent interface gets an owner (see open_tun).
-EVERYONE = Everyone.EVERYONE
-
-#: What the *owner* option takes.
-Owner = Union[int, str, Everyone, None]
 
 
 class PacketInfo(NamedTuple):
@@ -201,85 +182,6 @@ def _cacheable(buffer: Any, ptr: Any) -> Any:
         if kind is memoryview:
             kind = type(buffer.obj)
     return ptr if kind in _PINNED else None
-ETH_HLEN = 14
-_MAX_MTU = 65535  # tun's max_mtu
-_MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
-
-# TUNSETOFFLOAD bits (<linux/if_tun.h>); USO4/USO6 arrived in 6.2, after our headers.
-TUN_F_CSUM = lib.TUN_F_CSUM
-TUN_F_TSO4 = lib.TUN_F_TSO4
-TUN_F_TSO6 = lib.TUN_F_TSO6
-TUN_F_TSO_ECN = lib.TUN_F_TSO_ECN
-TUN_F_UFO = lib.TUN_F_UFO
-TUN_F_USO4 = 0x20
-TUN_F_USO6 = 0x40
-_ALL_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
-_GSO_OFFLOADS = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
-VLAN_HLEN = 4
-PI_LEN = 4
-_MAX_NAME = 15  # IFNAMSIZ - 1
-
-
-def _check_name(name: object) -> str:
-    """Validate an interface name (or ``%d`` template) as the kernel would."""
-    if not isinstance(name, str):
-        raise TypeError(f"interface name must be str, not {type(name).__name__}")
-    if not name:
-        return name
-    try:
-        raw = name.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError(f"interface name {name!r} must be ASCII") from None
-    if len(raw) > _MAX_NAME:
-        raise ValueError(f"interface name {name!r} is {len(raw)} bytes long; the kernel allows at most {_MAX_NAME}")
-    if name in (".", ".."):
-        raise ValueError(f"interface name {name!r} is reserved")
-    for ch in name:
-        if ch in "/:\0" or ch.isspace() or not ch.isprintable():
-            raise ValueError(f"interface name {name!r} contains {ch!r}, which the kernel refuses")
-    pct = name.find("%")
-    if pct >= 0 and (name[pct + 1 : pct + 2] != "d" or "%" in name[pct + 2 :]):
-        raise ValueError(f"interface name {name!r}: the only template the kernel accepts is one '%d'")
-    return name
-
-
-def _check_bool(option: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{option} must be True or False, not {value!r}")
-    return value
-
-
-def _check_id(option: str, value: object) -> Optional[int]:
-    """Validate a uid/gid option; a user or group name is looked up (EVERYONE: see _check_owner)."""
-    if value is None:
-        return None
-    if value is EVERYONE:
-        raise TypeError(f"{option}=EVERYONE: EVERYONE is a value of owner only (owner=EVERYONE, group unset)")
-    if isinstance(value, str):
-        import grp
-        import pwd
-
-        try:
-            if option == "owner":
-                return pwd.getpwnam(value).pw_uid
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"{option}={value!r}: no such {'user' if option == 'owner' else 'group'}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{option} must be an int id or a name, not {value!r}")
-    if not 0 <= value < 2**32 - 1:
-        raise ValueError(f"{option}={value!r} is out of range for a {'uid' if option == 'owner' else 'gid'}")
-    return value
-
-
-def _check_owner(owner: object, group: object) -> Tuple[Optional[int], Optional[int], bool]:
-    """Validate owner and group together: (uid, gid, open to everyone)."""
-    if owner is EVERYONE:
-        if group is not None:
-            raise ValueError(f"owner=EVERYONE with group={group!r}: a group limits who may attach; pass one or the other")
-        return None, None, True
-    return _check_id("owner", owner), _check_id("group", group), False
-
 
 # ------------------------------------------------- freeing closed fd numbers
 #
@@ -489,20 +391,7 @@ def _take_back(frame_locals: Dict[str, Any]) -> None:
     """
     engine = frame_locals.get("engine")
     if engine is not None and engine.pend is None and "got" in frame_locals:
-        engine.pend = batch._BUSY
-
-
-def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
-    """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
-    if isinstance(min_packets, bool) or not isinstance(min_packets, int):
-        raise TypeError(f"min_packets must be an int, not {type(min_packets).__name__}")
-    if min_packets < 1:
-        raise ValueError(f"min_packets={min_packets} must be at least 1")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        if not timeout >= 0:  # also refuses NaN
-            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        engine.pend = batch.BUSY
 
 
 class Device:
@@ -622,13 +511,12 @@ class Device:
         closing it closes *fd* (use :meth:`detach` to give it back).  The fd
         is switched to O_NONBLOCK, which is shared by every duplicate of it.
         """
-        if isinstance(fd, bool) or not isinstance(fd, int):
-            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        check_int("fd", fd)
         if fd < 0:
             raise ValueError(f"fd must be a non-negative file descriptor, not {fd}")
-        _check_bool("nonblocking", nonblocking)
+        check_bool("nonblocking", nonblocking)
         if packet_info is not None:
-            _check_bool("packet_info", packet_info)
+            check_bool("packet_info", packet_info)
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
@@ -648,7 +536,7 @@ class Device:
         if vnet:
             # The offloads set by whoever opened it cannot be read back: assume
             # super-packets may come, so read buffers are sized for them.
-            dev._offload = _GSO_OFFLOADS & (TUN_F_TSO4 | TUN_F_TSO6)
+            dev._offload = GSO_OFFLOADS & (TUN_F_TSO4 | TUN_F_TSO6)
         return dev
 
     # --------------------------------------------------------------- properties
@@ -685,7 +573,7 @@ class Device:
 
     @blocking.setter
     def blocking(self, value: bool) -> None:
-        self._blocking = _check_bool("blocking", value)
+        self._blocking = check_bool("blocking", value)
 
     def fileno(self) -> int:
         """Return the file descriptor (always O_NONBLOCK), for select/poll/asyncio."""
@@ -720,8 +608,8 @@ class Device:
         with a segmentation offload on, 65535 instead of the MTU (GSO
         super-packets).  Read buffers must be at least this large.
         """
-        if self._offload & _GSO_OFFLOADS:
-            return _MAX_GSO + self._overhead
+        if self._offload & GSO_OFFLOADS:
+            return MAX_IP_PACKET + self._overhead
         return self._current_mtu() + self._overhead
 
     # ------------------------------------------------------ offloads, queues
@@ -745,14 +633,9 @@ class Device:
         without it.  With any segmentation offload on, reads may return
         64 KiB super-packets: :attr:`max_packet_size` grows accordingly.
         """
-        if isinstance(flags, bool) or not isinstance(flags, int):
-            raise TypeError(f"offload flags must be an int of TUN_F_* bits, not {type(flags).__name__}")
-        if flags & ~_ALL_OFFLOADS:
-            raise ValueError(f"unknown offload bits {flags & ~_ALL_OFFLOADS:#x}")
+        check_offload("offload flags", flags)
         if flags and not self._vnet_hdr_size:
             raise ValueError(f"{self._name} has no virtio-net header: open it with vnet_hdr=True for offloads")
-        if flags & _GSO_OFFLOADS and not flags & TUN_F_CSUM:
-            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
         if self._closed:
             raise DeviceClosedError(self._name)
         backend = _backend.current()
@@ -843,7 +726,7 @@ class Device:
         refused with ``ValueError`` rather than truncating.  Safe to call
         from several threads (they take turns on one internal buffer).
         """
-        if isinstance(size, bool) or not isinstance(size, int):
+        if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
             raise TypeError(f"size must be an int, not {type(size).__name__}")
         if self._closed:
             raise DeviceClosedError(self._name)
@@ -854,7 +737,7 @@ class Device:
         with self._read_lock:
             if self._scratch is None:
                 # The largest packet tun can ever deliver, so no MTU lookup per call.
-                self._scratch = bytearray(_MAX_MTU + self._overhead)
+                self._scratch = bytearray(MAX_MTU + self._overhead)
                 self._scratch_ptr = ffi.from_buffer(self._scratch)
             ptr, room = self._scratch_ptr, len(self._scratch)
             n: int = _read(self._fd, ptr, room)
@@ -873,7 +756,7 @@ class Device:
             raise ValueError(f"{self._name} was opened without packet_info=True: there is no tun_pi header")
         if buffer is None:
             if self._pi_buffer is None:
-                self._pi_buffer = bytearray(_MAX_MTU + self._overhead)
+                self._pi_buffer = bytearray(MAX_MTU + self._overhead)
             buffer = self._pi_buffer
         n = self.readinto(buffer)
         view = memoryview(buffer).cast("B")
@@ -1202,7 +1085,7 @@ class Device:
         if k >= 0:
             return k  # (the engine set ring.count)
         ring.count = got
-        if k == batch._CLOSED_SLOT:
+        if k == batch.CLOSED_SLOT:
             engine.pend = None
             self._leave_closed()
         if got:
@@ -1382,7 +1265,7 @@ class Device:
             local = self._abuf = threading.local()  # a racing first call makes two: harmless
         pair: Optional[Tuple[bytearray, memoryview]] = getattr(local, "pair", None)
         if pair is None:
-            buf = bytearray(_MAX_GSO + self._overhead)
+            buf = bytearray(MAX_IP_PACKET + self._overhead)
             pair = local.pair = (buf, memoryview(buf))
         return pair
 
@@ -1763,7 +1646,7 @@ class Device:
             # Not visible from here (moved to another namespace?): assume the
             # largest MTU tun allows unless we saw the real one before.
             if self._mtu_cache < 0:
-                return _MAX_MTU
+                return MAX_MTU
         return self._mtu_cache
 
     @property
@@ -1774,10 +1657,7 @@ class Device:
     @mtu.setter
     @_announced
     def mtu(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"mtu must be an int, not {type(value).__name__}")
-        if not 68 <= value <= _MAX_MTU:  # IPv4 minimum .. tun's max_mtu
-            raise ValueError(f"mtu={value} is outside 68..65535")
+        check_int_in("mtu", value, MIN_MTU, MAX_MTU)
         _backend.current().set_int(self._control(), self._name, "mtu", value)
         self._mtu_cache = value
         self._recheck_read_buffer()
@@ -1791,10 +1671,7 @@ class Device:
     @txqueuelen.setter
     @_announced
     def txqueuelen(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"txqueuelen must be an int, not {type(value).__name__}")
-        if not 0 <= value < 2**31:
-            raise ValueError(f"txqueuelen={value} is outside 0..2**31-1")
+        check_int_in("txqueuelen", value, 0, 2**31 - 1, "2**31-1")
         _backend.current().set_int(self._control(), self._name, "txqueuelen", value)
 
     @property
@@ -1921,10 +1798,8 @@ class Device:
             gw = config.parse_address(gateway, "gateway")
             if gw.version != dst.version:
                 raise ValueError(f"gateway {gw} and destination {dst} are of different IP versions")
-        if metric is not None and (isinstance(metric, bool) or not isinstance(metric, int)):
-            raise TypeError(f"metric must be an int, not {type(metric).__name__}")
-        if metric is not None and not 0 <= metric < 2**32:
-            raise ValueError(f"metric={metric} is outside 0..2**32-1")
+        if metric is not None:
+            metric = check_int_in("metric", metric, 0, 2**32 - 1, "2**32-1")
         return dst, gw, metric
 
     @property
@@ -1960,7 +1835,7 @@ class Device:
     @persistent.setter
     @_announced
     def persistent(self, value: bool) -> None:
-        _check_bool("persistent", value)
+        check_bool("persistent", value)
         if self._closed:
             raise DeviceClosedError(self._name)
         _backend.current().set_persist(self._fd, self._name, value, self._everyone)
@@ -1980,25 +1855,20 @@ def _open(
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
 ) -> Device:
-    name = _check_name(name)
-    _check_bool("packet_info", packet_info)
+    name = check_name(name)
+    check_bool("packet_info", packet_info)
     if persist is not None:
-        _check_bool("persist", persist)
-    uid, gid, everyone = _check_owner(owner, group)
-    _check_bool("nonblocking", nonblocking)
-    _check_bool("multi_queue", multi_queue)
-    _check_bool("vnet_hdr", vnet_hdr)
+        check_bool("persist", persist)
+    uid, gid, everyone = check_owner(owner, group)
+    check_bool("nonblocking", nonblocking)
+    check_bool("multi_queue", multi_queue)
+    check_bool("vnet_hdr", vnet_hdr)
     if vnet_hdr_size not in (10, 12) or isinstance(vnet_hdr_size, bool):
         raise ValueError(f"vnet_hdr_size must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf]), not {vnet_hdr_size!r}")
     if offload is not None:
-        if isinstance(offload, bool) or not isinstance(offload, int):
-            raise TypeError(f"offload must be an int of TUN_F_* bits, not {type(offload).__name__}")
-        if offload & ~_ALL_OFFLOADS:
-            raise ValueError(f"unknown offload bits {offload & ~_ALL_OFFLOADS:#x}")
+        check_offload("offload", offload)
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
-        if offload & _GSO_OFFLOADS and not offload & TUN_F_CSUM:
-            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -2102,10 +1972,7 @@ def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) ->
     :func:`open_tun`/:func:`open_tap` (``multi_queue`` is implied).  If any
     queue fails to open, those already open are closed.
     """
-    if isinstance(queues, bool) or not isinstance(queues, int):
-        raise TypeError(f"queues must be an int, not {type(queues).__name__}")
-    if not 1 <= queues <= 256:  # MAX_TAP_QUEUES
-        raise ValueError(f"queues={queues} is outside 1..256")
+    check_int_in("queues", queues, 1, MAX_QUEUES)
     options.pop("multi_queue", None)
     opener = open_tap if tap else open_tun
     devices: List[Device] = []
@@ -2129,7 +1996,7 @@ def delete_persistent(name: str) -> None:
     multi-queue interface: any queue, attached or detached), leaving it
     persistent.
     """
-    name = _check_name(name)
+    name = check_name(name)
     if not name or "%" in name:
         raise ValueError(f"delete_persistent() needs a full interface name, not {name!r}")
     _backend.current().delete_persistent(name)

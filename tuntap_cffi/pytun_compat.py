@@ -99,7 +99,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Type, cast
 
 from . import _backend, _ioctl, _linux
-from .device import Device, _check_name
+from ._validate import check_name
+from .device import Device
 from .ring import PacketRing
 from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from .errors import (
@@ -284,7 +285,7 @@ def _check_ifname(name: object) -> str:
     if not name.isascii():
         raise ArgumentError(f"Interface name {name!r} is not ASCII (tuntap_cffi needs ASCII names)")
     try:
-        return _check_name(name)
+        return check_name(name)
     except ValueError as exc:  # the kernel would answer EINVAL, which is what pytun shows
         raise ArgumentError(errno.EINVAL, os.strerror(errno.EINVAL)) from exc
 
@@ -336,7 +337,7 @@ _INET_FIELDS: Dict[str, Tuple[int, int, str]] = {
 def _get_inet(sock: int, name: str, field: str) -> str:
     """``SIOCGIF{ADDR,DSTADDR,NETMASK}`` on *sock*: the interface's IPv4 address field, dotted."""
     request, _, member = _INET_FIELDS[field]
-    ifr = _linux._ifreq(name)
+    ifr = _linux.ifreq(name)
     check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=f"cannot read the {field} of {name}")
     sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
     return socket.inet_ntoa(bytes(ffi.buffer(ffi.addressof(sin[0], "sin_addr"), 4)))
@@ -345,7 +346,7 @@ def _get_inet(sock: int, name: str, field: str) -> str:
 def _set_inet(sock: int, name: str, field: str, packed: bytes) -> None:
     """``SIOCSIF{ADDR,DSTADDR,NETMASK}`` on *sock* with an AF_INET sockaddr holding *packed*."""
     _, request, member = _INET_FIELDS[field]
-    ifr = _linux._ifreq(name)
+    ifr = _linux.ifreq(name)
     sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
     sin.sin_family = socket.AF_INET
     ffi.memmove(ffi.addressof(sin[0], "sin_addr"), packed, 4)
@@ -461,7 +462,7 @@ class TunTapDevice:
         self._dev = Device(fd, real_name, flags, blocking=False, everyone=True)
         self._fd = fd
         self._name = real_name
-        self._mtu_ifr = _linux._ifreq(real_name)
+        self._mtu_ifr = _linux.ifreq(real_name)
         if not _READ_AHEAD:
             self._share()  # one read() per call from the start
 
