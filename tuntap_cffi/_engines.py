@@ -35,6 +35,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Literal, Optional, Protocol, Tuple, overload
 
 from . import batch
+from ._announce import Announcer
 from ._uring import UringUnavailable
 from .batch import Engine, Reader, Writer
 from .errors import DeviceClosedError
@@ -49,12 +50,10 @@ _Key = Tuple[int, str, int]  # (id(ring), "read"/"write", kernel thread id)
 _Entry = Tuple["weakref.ref[PacketRing]", Engine]
 
 
-class EngineHost(Protocol):
-    """What a table needs of its device (Device meets it).
+class EngineHost(Announcer, Protocol):
+    """What a table needs of its device (Device meets it): public members and the announcement (_announce).
 
-    ``fileno()`` raises DeviceClosedError once closed; ``_enter``/``_exit``
-    announce a call that holds the fd number across Python code and
-    ``_others_inside`` says whether another thread is in one (device.py).
+    ``fileno()`` raises DeviceClosedError once closed.
     """
 
     @property
@@ -64,9 +63,6 @@ class EngineHost(Protocol):
     @property
     def max_packet_size(self) -> int: ...
     def fileno(self) -> int: ...
-    def _enter(self) -> int: ...
-    def _exit(self, me: int) -> None: ...
-    def _others_inside(self) -> bool: ...
 
 
 class _ThreadEngines(threading.local):
