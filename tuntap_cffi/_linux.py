@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _ioctl
 from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
@@ -44,6 +44,9 @@ __all__ = [
     "set_queue",
     "get_vnet_hdr_size",
     "ifreq",
+    "inet_socket",
+    "get_inet",
+    "set_inet",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -186,6 +189,46 @@ def control_socket() -> int:
         op="socket",
         what="cannot open a NETLINK_ROUTE control socket",
     )
+
+
+def inet_socket() -> int:
+    """Return a new AF_INET datagram socket for the IPv4 address ioctls (SIOCGIFADDR & co. need one)."""
+    return check(
+        lib.socket,
+        socket.AF_INET,
+        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+        0,
+        op="socket",
+        what="cannot open an AF_INET socket for interface ioctls",
+    )
+
+
+# The IPv4 address fields of an ifreq: (get request, set request, ifreq member).
+INET_FIELDS: Dict[str, Tuple[int, int, str]] = {
+    "addr": (lib.SIOCGIFADDR, lib.SIOCSIFADDR, "ifr_addr"),
+    "dstaddr": (lib.SIOCGIFDSTADDR, lib.SIOCSIFDSTADDR, "ifr_dstaddr"),
+    "netmask": (lib.SIOCGIFNETMASK, lib.SIOCSIFNETMASK, "ifr_netmask"),
+}
+
+
+def get_inet(sock: int, name: str, field: str) -> str:
+    """``SIOCGIF{ADDR,DSTADDR,NETMASK}`` on *sock*: the interface's IPv4 address field, dotted."""
+    request, _, member = INET_FIELDS[field]
+    ifr = ifreq(name)
+    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=f"cannot read the {field} of {name}")
+    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
+    return socket.inet_ntoa(bytes(ffi.buffer(ffi.addressof(sin[0], "sin_addr"), 4)))
+
+
+def set_inet(sock: int, name: str, field: str, packed: bytes) -> None:
+    """``SIOCSIF{ADDR,DSTADDR,NETMASK}`` on *sock* with an AF_INET sockaddr holding *packed*."""
+    _, request, member = INET_FIELDS[field]
+    ifr = ifreq(name)
+    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
+    sin.sin_family = socket.AF_INET
+    ffi.memmove(ffi.addressof(sin[0], "sin_addr"), packed, 4)
+    what = f"cannot set the {field} of {name} to {socket.inet_ntoa(packed)}"
+    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=what)
 
 
 def get_link_flags(ctl: int, name: str) -> int:
