@@ -48,7 +48,7 @@ from tuntap_cffi import (
     InvalidPacketError,
     TunTapError,
 )
-from tuntap_cffi import pytun_compat as pytun
+from tuntap_cffi import _linux, pytun_compat as pytun
 
 pytestmark = pytest.mark.device
 
@@ -275,8 +275,9 @@ def test_argument_errors_are_pytun_errors_and_value_errors(
     dev = devices(name=ifname)
     links = our_links()  # (other programs on the box may add links meanwhile)
     with monkeypatch.context():
-        for attr in ("open_cloexec", "check", "_inet_socket"):  # no system call may happen
-            monkeypatch.setattr(pytun, attr, lambda *a, **k: pytest.fail("reached the kernel despite bad input"))
+        # No system call may happen: pytun_compat's own, and its ioctls through _linux.
+        for module, attr in ((pytun, "open_cloexec"), (pytun, "_inet_socket"), (_linux, "check")):
+            monkeypatch.setattr(module, attr, lambda *a, **k: pytest.fail("reached the kernel despite bad input"))
         before = fd_count()
         with pytest.raises(pytun.ArgumentError) as info:
             action(dev)

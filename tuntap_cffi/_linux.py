@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _ioctl
 from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
@@ -43,6 +43,10 @@ __all__ = [
     "set_offload",
     "set_queue",
     "get_vnet_hdr_size",
+    "ifreq",
+    "inet_socket",
+    "get_inet",
+    "set_inet",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -53,7 +57,8 @@ def _short(flags: int) -> int:
     return flags - 0x10000 if flags & 0x8000 else flags
 
 
-def _ifreq(name: str) -> Any:
+def ifreq(name: str) -> Any:
+    """A zeroed ``struct ifreq`` naming interface *name* (ASCII, checked by the caller)."""
     ifr = ffi.new("struct ifreq *")
     ifr.ifr_name = name.encode("ascii")
     return ifr
@@ -106,7 +111,7 @@ def set_iff(fd: int, name: str, flags: int, kind: str) -> str:
     A failure names what was tried: attaching when an interface of that name
     is there (a persistent one owned by someone else says EPERM), else creating.
     """
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
     op = "create_template" if "%" in name else "create"
     try:
@@ -186,9 +191,49 @@ def control_socket() -> int:
     )
 
 
+def inet_socket() -> int:
+    """Return a new AF_INET datagram socket for the IPv4 address ioctls (SIOCGIFADDR & co. need one)."""
+    return check(
+        lib.socket,
+        socket.AF_INET,
+        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+        0,
+        op="socket",
+        what="cannot open an AF_INET socket for interface ioctls",
+    )
+
+
+# The IPv4 address fields of an ifreq: (get request, set request, ifreq member).
+INET_FIELDS: Dict[str, Tuple[int, int, str]] = {
+    "addr": (lib.SIOCGIFADDR, lib.SIOCSIFADDR, "ifr_addr"),
+    "dstaddr": (lib.SIOCGIFDSTADDR, lib.SIOCSIFDSTADDR, "ifr_dstaddr"),
+    "netmask": (lib.SIOCGIFNETMASK, lib.SIOCSIFNETMASK, "ifr_netmask"),
+}
+
+
+def get_inet(sock: int, name: str, field: str) -> str:
+    """``SIOCGIF{ADDR,DSTADDR,NETMASK}`` on *sock*: the interface's IPv4 address field, dotted."""
+    request, _, member = INET_FIELDS[field]
+    ifr = ifreq(name)
+    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=f"cannot read the {field} of {name}")
+    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
+    return socket.inet_ntoa(bytes(ffi.buffer(ffi.addressof(sin[0], "sin_addr"), 4)))
+
+
+def set_inet(sock: int, name: str, field: str, packed: bytes) -> None:
+    """``SIOCSIF{ADDR,DSTADDR,NETMASK}`` on *sock* with an AF_INET sockaddr holding *packed*."""
+    _, request, member = INET_FIELDS[field]
+    ifr = ifreq(name)
+    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
+    sin.sin_family = socket.AF_INET
+    ffi.memmove(ffi.addressof(sin[0], "sin_addr"), packed, 4)
+    what = f"cannot set the {field} of {name} to {socket.inet_ntoa(packed)}"
+    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=what)
+
+
 def get_link_flags(ctl: int, name: str) -> int:
     """``SIOCGIFFLAGS``: the interface's IFF_UP/IFF_RUNNING/... flags."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, lib.SIOCGIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot read the flags of {name}")
     flags: int = ifr.ifr_flags & 0xFFFF
     return flags
@@ -196,7 +241,7 @@ def get_link_flags(ctl: int, name: str) -> int:
 
 def set_link_flags(ctl: int, name: str, flags: int) -> None:
     """``SIOCSIFFLAGS``: set the interface flags (needs CAP_NET_ADMIN)."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
     check(lib.ioctl, ctl, lib.SIOCSIFFLAGS, ifr, op="ioctl", name=name, what=f"cannot set the flags of {name}")
 
@@ -212,7 +257,7 @@ INT_FIELDS = {
 def get_int(ctl: int, name: str, field: str) -> int:
     """Read an int-valued link setting (``mtu``, ``txqueuelen``, ``ifindex``)."""
     req, _, member, desc = INT_FIELDS[field]
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot read the {desc} of {name}")
     value: int = getattr(ifr, member)
     return value
@@ -222,7 +267,7 @@ def set_int(ctl: int, name: str, field: str, value: int) -> None:
     """Write an int-valued link setting (``mtu``, ``txqueuelen``)."""
     _, req, member, desc = INT_FIELDS[field]
     assert req is not None
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     setattr(ifr, member, value)
     check(lib.ioctl, ctl, req, ifr, op="ioctl", name=name, what=f"cannot set the {desc} of {name} to {value}")
 
@@ -271,14 +316,14 @@ def _attached_queues(name: str) -> int:
 
 def get_hwaddr(ctl: int, name: str) -> bytes:
     """``SIOCGIFHWADDR``: the 6-byte MAC address of an Ethernet-type interface."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     check(lib.ioctl, ctl, lib.SIOCGIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot read the hardware address of {name}")
     return bytes(ffi.buffer(ifr.ifr_hwaddr.sa_data, 6))
 
 
 def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
     """``SIOCSIFHWADDR``: set the MAC address (sa_family must be the device type, ARPHRD_ETHER)."""
-    ifr = _ifreq(name)
+    ifr = ifreq(name)
     ifr.ifr_hwaddr.sa_family = lib.ARPHRD_ETHER
     ffi.memmove(ifr.ifr_hwaddr.sa_data, mac, 6)
     check(lib.ioctl, ctl, lib.SIOCSIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot set the hardware address of {name} to {mac.hex(':')}")
@@ -298,7 +343,7 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 
 def set_queue(fd: int, name: str, attach: bool) -> None:
     """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it."""
-    ifr = _ifreq("")
+    ifr = ifreq("")
     ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
     check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name,
           what=f"cannot {'attach' if attach else 'detach'} a queue of {name}")

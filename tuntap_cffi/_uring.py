@@ -35,7 +35,7 @@ from typing import Any, List, Optional, Tuple
 
 from ._syscalls import ffi, lib
 
-__all__ = ["Uring", "UringUnavailable", "syscall_numbers", "probe", "TRANSIENT"]
+__all__ = ["Uring", "UringUnavailable", "syscall_numbers", "probe", "TRANSIENT", "ENTER", "NR_ENTER"]
 
 # Errnos that say something about this moment (fds or memory short), not
 # about io_uring: an answer with one of them must not be remembered.
@@ -65,7 +65,7 @@ def syscall_numbers(machine: Optional[str] = None) -> Tuple[int, int, int]:
 NR_SETUP, NR_ENTER, NR_REGISTER = syscall_numbers()
 _LONG_SETUP = ffi.cast("long", NR_SETUP)
 _LONG_REGISTER = ffi.cast("long", NR_REGISTER)
-_ENTER: Any = ffi.cast("long (*)(long, int, unsigned int, unsigned int, unsigned int, void *, size_t)", lib.syscall)
+ENTER: Any = ffi.cast("long (*)(long, int, unsigned int, unsigned int, unsigned int, void *, size_t)", lib.syscall)
 
 SQE_SIZE = ffi.sizeof("struct io_uring_sqe")
 CQE_SIZE = ffi.sizeof("struct io_uring_cqe")
@@ -155,7 +155,7 @@ class Uring:
 
     def enter(self, to_submit: int, min_complete: int, flags: int) -> int:
         """io_uring_enter; EINTR is returned as -1 with ffi.errno set, like any error."""
-        r: int = _ENTER(NR_ENTER, self.fd, to_submit, min_complete, flags, ffi.NULL, 0)
+        r: int = ENTER(NR_ENTER, self.fd, to_submit, min_complete, flags, ffi.NULL, 0)
         return r
 
     def register(self, opcode: int, arg: Any, nr_args: int) -> None:

@@ -51,14 +51,15 @@ import sys
 import threading
 from array import array
 from itertools import islice, repeat, takewhile
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Literal, Optional, Protocol, Tuple, overload
 
 from . import _uring
 from ._syscalls import ffi, lib
 from .errors import BatchWriteError, error_from_errno  # BatchWriteError: still importable from here
 from .ring import PacketRing
 
-__all__ = ["ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "uring_status", "BatchWriteError"]
+__all__ = ["Engine", "Reader", "Writer", "ReadEngine", "WriteEngine", "LoopReadEngine", "LoopWriteEngine", "make_engine",
+           "uring_status", "BatchWriteError"]
 
 _RWF_NOWAIT = 0x8  # <linux/fs.h>: fail with EAGAIN instead of waiting (4.14)
 # On PyPy, memoryview slicing and bytes() of views run element by element
@@ -75,15 +76,48 @@ _FEAT_CQE_SKIP = lib.IORING_FEAT_CQE_SKIP  # 5.17: without it, engines use the p
 _UPDATE_TAG = 0xFFFF_FFFF_FFFF_FFFF  # user_data of the FILES_UPDATE SQEs (a CQE only if one fails)
 _SLOT_SHIFT = 24  # a read's user_data is its slot << 24 (see ReadEngine._judge)
 _U32 = 0xFFFF_FFFF  # the rings' head and tail are free-running uint32s: sums and differences mod 2**32
-_ENTER = _uring._ENTER
+_ENTER = _uring.ENTER
 _NR_ENTER = _uring.NR_ENTER
 _NULL = ffi.NULL
 # What an io_uring fault that should never happen tells the user to do.
 _REPORT = "a bug in tuntap_cffi or the kernel: please report it; Device.batch_backend = 'loop' avoids io_uring"
 _BUSY = -1  # engine.pend: a call holds ring.count packets it has not returned (see the module docstring)
 _POSITIVE = (0).__lt__  # takewhile's test, a C function: a read() that got a packet
+# The two sentinels under the names the device uses (explicitly internal).
+BUSY = _BUSY
+CLOSED_SLOT = _CLOSED_SLOT
 
 _status: Optional[Tuple[bool, str]] = None
+
+
+class Engine(Protocol):
+    """What every engine offers the device: its backend, its owner thread, its step record (see "Interrupts")."""
+
+    backend: str  #: "io_uring" or "loop"
+    owner: Optional[int]  #: the only thread that may use it (io_uring's single issuer), or None: any
+    pend: Any  #: None (idle), _BUSY (a call holds ring.count packets it has not returned) or the step under way
+
+    def settle(self, ring: PacketRing) -> int:
+        """Finish what an interrupted call left; return the packets (reads) or writes it holds."""
+    def close(self) -> None:
+        """Release the engine's ring and fds (idempotent)."""
+
+
+class Reader(Engine, Protocol):
+    """A read engine: ReadEngine (io_uring) or LoopReadEngine."""
+
+    cut: bool  #: a packet filled its slot: the caller re-checks the MTU
+
+    def fill(self, ring: PacketRing, first: int) -> int:
+        """Read what is queued into slots first..; the count, -errno, or CLOSED_SLOT."""
+
+
+class Writer(Engine, Protocol):
+    """A write engine: WriteEngine (io_uring) or LoopWriteEngine."""
+
+    def send(self, ring: PacketRing, count: int) -> List[Tuple[int, int]]:
+        """Write packets 0..count-1 of *ring*; [(position, -errno)] of the refused ones."""
+
 
 
 def uring_status() -> Tuple[bool, str]:
@@ -446,14 +480,23 @@ class ReadEngine(_UringEngine):
             self.window = min(slots, 4 * want)
 
     def _reap(self, ring: PacketRing, first: int, count: int) -> int:
-        u = self.uring
+        """Take the completions of the reads into slots first..first+count-1; return the packets got (a prefix).
+
+        CPython's variant: the CQEs copied and checked as bytes (see
+        _copy_cqes, _judge); PyPy's is _reap_one_by_one, chosen at import.
+        """
         head = self._completed(count, "read")
-        if not _BULK:
-            return self._reap_each(ring, first, count, head)
         if first:  # the ring may read lengths from self.raw: keep them before it is overwritten
             ring._own_lengths()
         self._copy_cqes(head, count)
         return self._judge(ring, first, count)
+
+    def _reap_one_by_one(self, ring: PacketRing, first: int, count: int) -> int:
+        """_reap on PyPy: per completion, one JIT-compiled loop (see _reap_each)."""
+        return self._reap_each(ring, first, count, self._completed(count, "read"))
+
+    if not _BULK:  # chosen once, as selectors.py picks DefaultSelector
+        _reap = _reap_one_by_one
 
     def _copy_cqes(self, head: int, count: int) -> None:
         """Copy the *count* CQEs from *head* on into self.raw (CPython) and consume them.
@@ -887,12 +930,19 @@ class LoopWriteEngine:
         return written
 
 
-def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Any:
+@overload
+def make_engine(kind: Literal["read"], backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Reader: ...
+@overload
+def make_engine(kind: Literal["write"], backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Writer: ...
+@overload
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Engine: ...
+def make_engine(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> Engine:
     """An engine of *kind* 'read'/'write' for *backend* 'io_uring'/'loop' on device *name*'s *fd*."""
     if backend != "io_uring":
-        return (LoopReadEngine if kind == "read" else LoopWriteEngine)(fd, ring)
+        return LoopReadEngine(fd, ring) if kind == "read" else LoopWriteEngine(fd, ring)
+    engine: _UringEngine
     try:
-        engine = (ReadEngine if kind == "read" else WriteEngine)(fd, ring)
+        engine = ReadEngine(fd, ring) if kind == "read" else WriteEngine(fd, ring)
     except OSError as exc:
         err = exc.errno
         if err in (errno.EMFILE, errno.ENFILE):

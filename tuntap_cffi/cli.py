@@ -25,7 +25,9 @@ from typing import Any, BinaryIO, Optional, Sequence, TextIO, Tuple
 from . import __version__
 from .config import IPInterface, parse_interface
 from .decode import format_time, hexdump, summarize_ethernet, summarize_ip
-from .device import Device, DeviceKind, _check_name, open_tap, open_tun
+from ._constants import MAX_MTU, MIN_MTU, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6
+from ._validate import check_name
+from .device import Device, DeviceKind, open_tap, open_tun
 from .errors import TunTapError
 from .offload import gso_split_frame
 from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
@@ -34,8 +36,7 @@ from .ring import PacketRing
 __all__ = ["main", "build_parser"]
 
 PROG = "tuntap-cffi"
-_MAX_MTU = 65535  # tun's max_mtu: the read buffer is sized for it (see _capture)
-OFFLOADS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40  # TUN_F_CSUM|TSO4|TSO6|TSO_ECN|USO4|USO6
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6
 
 _DUMP_EPILOG = """\
 Each packet is printed on one line: local time, IP version, length, protocol,
@@ -70,7 +71,7 @@ def _interface(value: str) -> IPInterface:
 
 def _name(value: str) -> str:
     try:
-        return _check_name(value)
+        return check_name(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -119,7 +120,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="turn IPv6 off on the interface before it comes up, so that it sends nothing of its own "
         "(router solicitations, MLD reports) and --count counts only the traffic sent to it",
     )
-    dump.add_argument("--mtu", type=_int_in(68, _MAX_MTU), metavar="BYTES", help="set the interface MTU (68..65535)")
+    dump.add_argument("--mtu", type=_int_in(MIN_MTU, MAX_MTU), metavar="BYTES", help="set the interface MTU (68..65535)")
     dump.add_argument("--count", type=_int_in(1, 2**63 - 1), metavar="N", help="stop after N packets (default: until Ctrl-C)")
     dump.add_argument(
         "--offload", action="store_true",
@@ -274,7 +275,7 @@ def _capture(dev: Device, args: argparse.Namespace, stop: _Stop, writer: Optiona
     # Sized for the largest MTU a tun allows, not the current one: the device
     # checks a cached buffer against the MTU only when it is bound, and an
     # MTU raised under us must not truncate packets silently.
-    buf = bytearray(_MAX_MTU + dev.max_packet_size - dev.mtu)
+    buf = bytearray(MAX_MTU + dev.max_packet_size - dev.mtu)
     view = memoryview(buf)
     readinto = dev.readinto
     summarize = summarize_ethernet if dev.kind is DeviceKind.TAP else summarize_ip

@@ -42,6 +42,7 @@ __all__ = [
     "IPNetwork",
     "parse_interface",
     "parse_address",
+    "parse_address_for",
     "parse_network",
     "parse_mac",
     "format_mac",
@@ -112,6 +113,14 @@ def parse_address(value: object, option: str = "address") -> IPAddress:
         return ip_address(value.strip())
     except ValueError:
         raise ValueError(f"{option}={value!r} is not an IPv4/IPv6 address") from None
+
+
+def parse_address_for(value: object, option: str, other: Union[IPInterface, IPNetwork], other_option: str) -> IPAddress:
+    """parse_address(), and of the IP version of *other* (a peer of an address, a gateway of a route)."""
+    ip = parse_address(value, option)
+    if ip.version != other.version:
+        raise ValueError(f"{option} {ip} and {other_option} {other} are of different IP versions")
+    return ip
 
 
 def parse_network(value: object, option: str = "destination") -> IPNetwork:

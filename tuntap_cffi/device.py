@@ -68,8 +68,6 @@ from __future__ import annotations
 from array import array
 import enum
 import errno
-import functools
-from ipaddress import IPv4Interface, IPv6Interface
 import mmap
 import os
 import select
@@ -78,15 +76,25 @@ import threading
 import time
 import warnings
 import weakref
-from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple,
-                    TypeVar, Union, cast)
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import _backend, batch, config
+from . import _backend, batch
+from ._announce import announced
+from ._engines import EngineTable
+from ._link import LinkConfig
 from ._netlink import RtNetlink
-from ._uring import UringUnavailable
-from .batch import BatchWriteError
-from .ring import PacketRing, check_ring
+from .batch import BatchWriteError, Reader
+from .ring import PacketRing
+from ._constants import GSO_OFFLOADS, MAX_IP_PACKET, MAX_MTU, MAX_QUEUES, Owner
+# Defined in _constants, importable from here as they always were.
+from ._constants import EVERYONE as EVERYONE, DeviceKind as DeviceKind, Everyone as Everyone
+from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLAN_HLEN
+from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6
+from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
+from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
+from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceClosedError, TunTapError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,16 +103,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
-
-
-class DeviceKind(str, enum.Enum):
-    """Which kind of interface a Device is: layer 3 (TUN) or layer 2 (TAP)."""
-
-    TUN = "tun"
-    TAP = "tap"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class TunFlags(enum.IntFlag):
@@ -121,24 +119,6 @@ class TunFlags(enum.IntFlag):
     ONE_QUEUE = lib.IFF_ONE_QUEUE
     VNET_HDR = lib.IFF_VNET_HDR
     TUN_EXCL = lib.IFF_TUN_EXCL
-
-
-class Everyone(enum.Enum):
-    """The type of :data:`EVERYONE` (an enum of one value, so type checkers know it)."""
-
-    EVERYONE = "everyone"
-
-    def __repr__(self) -> str:
-        return "EVERYONE"
-
-
-#: ``owner=EVERYONE``: a persistent interface with neither owner nor group,
-#: which any user who can open /dev/net/tun may attach to, un-persist and
-#: delete.  Without it a persistent interface gets an owner (see open_tun).
-EVERYONE = Everyone.EVERYONE
-
-#: What the *owner* option takes.
-Owner = Union[int, str, Everyone, None]
 
 
 class PacketInfo(NamedTuple):
@@ -201,92 +181,6 @@ def _cacheable(buffer: Any, ptr: Any) -> Any:
         if kind is memoryview:
             kind = type(buffer.obj)
     return ptr if kind in _PINNED else None
-ETH_HLEN = 14
-_MAX_MTU = 65535  # tun's max_mtu
-_MAX_GSO = 65535  # a GSO super-packet is at most one IPv4 datagram (tun's gso_max_size is 64 KiB)
-
-# TUNSETOFFLOAD bits (<linux/if_tun.h>); USO4/USO6 arrived in 6.2, after our headers.
-TUN_F_CSUM = lib.TUN_F_CSUM
-TUN_F_TSO4 = lib.TUN_F_TSO4
-TUN_F_TSO6 = lib.TUN_F_TSO6
-TUN_F_TSO_ECN = lib.TUN_F_TSO_ECN
-TUN_F_UFO = lib.TUN_F_UFO
-TUN_F_USO4 = 0x20
-TUN_F_USO6 = 0x40
-_ALL_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
-_GSO_OFFLOADS = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
-VLAN_HLEN = 4
-PI_LEN = 4
-_MAX_NAME = 15  # IFNAMSIZ - 1
-
-
-def _check_name(name: object) -> str:
-    """Validate an interface name (or ``%d`` template) as the kernel would."""
-    if not isinstance(name, str):
-        raise TypeError(f"interface name must be str, not {type(name).__name__}")
-    if not name:
-        return name
-    try:
-        raw = name.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError(f"interface name {name!r} must be ASCII") from None
-    if len(raw) > _MAX_NAME:
-        raise ValueError(f"interface name {name!r} is {len(raw)} bytes long; the kernel allows at most {_MAX_NAME}")
-    if name in (".", ".."):
-        raise ValueError(f"interface name {name!r} is reserved")
-    for ch in name:
-        if ch in "/:\0" or ch.isspace() or not ch.isprintable():
-            raise ValueError(f"interface name {name!r} contains {ch!r}, which the kernel refuses")
-    pct = name.find("%")
-    if pct >= 0 and (name[pct + 1 : pct + 2] != "d" or "%" in name[pct + 2 :]):
-        raise ValueError(f"interface name {name!r}: the only template the kernel accepts is one '%d'")
-    return name
-
-
-def _check_bool(option: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{option} must be True or False, not {value!r}")
-    return value
-
-
-def _check_id(option: str, value: object) -> Optional[int]:
-    """Validate a uid/gid option; a user or group name is looked up (EVERYONE: see _check_owner)."""
-    if value is None:
-        return None
-    if value is EVERYONE:
-        raise TypeError(f"{option}=EVERYONE: EVERYONE is a value of owner only (owner=EVERYONE, group unset)")
-    if isinstance(value, str):
-        import grp
-        import pwd
-
-        try:
-            if option == "owner":
-                return pwd.getpwnam(value).pw_uid
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"{option}={value!r}: no such {'user' if option == 'owner' else 'group'}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{option} must be an int id or a name, not {value!r}")
-    if not 0 <= value < 2**32 - 1:
-        raise ValueError(f"{option}={value!r} is out of range for a {'uid' if option == 'owner' else 'gid'}")
-    return value
-
-
-def _check_owner(owner: object, group: object) -> Tuple[Optional[int], Optional[int], bool]:
-    """Validate owner and group together: (uid, gid, open to everyone)."""
-    if owner is EVERYONE:
-        if group is not None:
-            raise ValueError(f"owner=EVERYONE with group={group!r}: a group limits who may attach; pass one or the other")
-        return None, None, True
-    return _check_id("owner", owner), _check_id("group", group), False
-
-
-class _ThreadEngines(threading.local):
-    """A Device's batch engines of one thread, by (id(ring), kind); the registry is Device._engines."""
-
-    def __init__(self) -> None:
-        self.cache: Dict[Tuple[int, str], Tuple[Any, Any]] = {}
-
 
 # ------------------------------------------------- freeing closed fd numbers
 #
@@ -447,22 +341,6 @@ def _reap() -> None:
                 return
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _announced(method: _F) -> _F:
-    """Wrap a method that holds a device's fd numbers across Python code: it announces itself."""
-
-    def wrapper(self: "Device", *args: Any, **kwargs: Any) -> Any:
-        me = self._enter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._exit(me)
-
-    return cast(_F, functools.update_wrapper(wrapper, method))
-
-
 # Every Device not yet collected, for fork(): see _after_fork_in_child.
 _live: "weakref.WeakSet[Device]" = weakref.WeakSet()
 
@@ -496,23 +374,10 @@ def _take_back(frame_locals: Dict[str, Any]) -> None:
     """
     engine = frame_locals.get("engine")
     if engine is not None and engine.pend is None and "got" in frame_locals:
-        engine.pend = batch._BUSY
+        engine.pend = batch.BUSY
 
 
-def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
-    """Validate read_batch()'s *min_packets* and *timeout* before any syscall."""
-    if isinstance(min_packets, bool) or not isinstance(min_packets, int):
-        raise TypeError(f"min_packets must be an int, not {type(min_packets).__name__}")
-    if min_packets < 1:
-        raise ValueError(f"min_packets={min_packets} must be at least 1")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        if not timeout >= 0:  # also refuses NaN
-            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
-
-
-class Device:
+class Device(LinkConfig):
     """An open TUN or TAP device.
 
     Create one with :func:`open_tun`, :func:`open_tap` or
@@ -553,11 +418,13 @@ class Device:
         self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
-        # Batch engines by (id(ring), direction): (weakref to the ring, engine).
-        self._engines: Dict[Tuple[int, str, int], Tuple[Any, Any]] = {}
-        self._local = _ThreadEngines()  # this thread's view of _engines (see _engine)
-        self._stale_engines: List[Any] = []  # replaced while maybe in use: closed when safe
-        self._batch_backend = os.environ.get("TUNTAP_CFFI_BATCH", "auto")
+        # Batch engines by ring, direction and thread (see _engines).  The
+        # batch calls use these three as they did before the table: one
+        # call per lookup, one attribute load for the retired engines.
+        self._engines = EngineTable(self)
+        self._engine = self._engines.get
+        self._stale_engines = self._engines.stale  # (the table changes this list in place)
+        self._close_stale_engines = self._engines.close_stale
         # asyncio: (loop, future) of every coroutine waiting for the fd; close()
         # fails them and unregisters them before the fd number may be freed.
         self._async_waiters: "set[Tuple[Any, Any]]" = set()
@@ -597,13 +464,7 @@ class Device:
         """
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
-        engines, self._engines = self._engines, {}
-        stale, self._stale_engines = self._stale_engines, []
-        self._local = _ThreadEngines()
-        forgotten = stale + [engine for _ref, engine in engines.values()]
-        engines.clear()  # the rings' weakref callbacks find nothing to close later
-        for engine in forgotten:
-            engine.close()  # Uring.close(): munmap and close() only
+        self._engines.forget()
         for attr in ("_wake_fd", "_ctl", "_retired_fd"):  # (a retired number: no thread is left to use it)
             fd = getattr(self, attr)
             setattr(self, attr, -1)
@@ -633,13 +494,12 @@ class Device:
         closing it closes *fd* (use :meth:`detach` to give it back).  The fd
         is switched to O_NONBLOCK, which is shared by every duplicate of it.
         """
-        if isinstance(fd, bool) or not isinstance(fd, int):
-            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        check_int("fd", fd)
         if fd < 0:
             raise ValueError(f"fd must be a non-negative file descriptor, not {fd}")
-        _check_bool("nonblocking", nonblocking)
+        check_bool("nonblocking", nonblocking)
         if packet_info is not None:
-            _check_bool("packet_info", packet_info)
+            check_bool("packet_info", packet_info)
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
@@ -659,7 +519,7 @@ class Device:
         if vnet:
             # The offloads set by whoever opened it cannot be read back: assume
             # super-packets may come, so read buffers are sized for them.
-            dev._offload = _GSO_OFFLOADS & (TUN_F_TSO4 | TUN_F_TSO6)
+            dev._offload = GSO_OFFLOADS & (TUN_F_TSO4 | TUN_F_TSO6)
         return dev
 
     # --------------------------------------------------------------- properties
@@ -696,7 +556,7 @@ class Device:
 
     @blocking.setter
     def blocking(self, value: bool) -> None:
-        self._blocking = _check_bool("blocking", value)
+        self._blocking = check_bool("blocking", value)
 
     def fileno(self) -> int:
         """Return the file descriptor (always O_NONBLOCK), for select/poll/asyncio."""
@@ -731,8 +591,8 @@ class Device:
         with a segmentation offload on, 65535 instead of the MTU (GSO
         super-packets).  Read buffers must be at least this large.
         """
-        if self._offload & _GSO_OFFLOADS:
-            return _MAX_GSO + self._overhead
+        if self._offload & GSO_OFFLOADS:
+            return MAX_IP_PACKET + self._overhead
         return self._current_mtu() + self._overhead
 
     # ------------------------------------------------------ offloads, queues
@@ -747,7 +607,7 @@ class Device:
         """The TUN_F_* offloads in force (set with :meth:`set_offload`)."""
         return self._offload
 
-    @_announced
+    @announced
     def set_offload(self, flags: int) -> int:
         """Ask for TUN_F_* offloads; return those the kernel took.
 
@@ -756,14 +616,9 @@ class Device:
         without it.  With any segmentation offload on, reads may return
         64 KiB super-packets: :attr:`max_packet_size` grows accordingly.
         """
-        if isinstance(flags, bool) or not isinstance(flags, int):
-            raise TypeError(f"offload flags must be an int of TUN_F_* bits, not {type(flags).__name__}")
-        if flags & ~_ALL_OFFLOADS:
-            raise ValueError(f"unknown offload bits {flags & ~_ALL_OFFLOADS:#x}")
+        check_offload("offload flags", flags)
         if flags and not self._vnet_hdr_size:
             raise ValueError(f"{self._name} has no virtio-net header: open it with vnet_hdr=True for offloads")
-        if flags & _GSO_OFFLOADS and not flags & TUN_F_CSUM:
-            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
         if self._closed:
             raise DeviceClosedError(self._name)
         backend = _backend.current()
@@ -789,7 +644,7 @@ class Device:
         """Detach this queue: the kernel stops steering packets to it until attached."""
         self._set_queue(False)
 
-    @_announced
+    @announced
     def _set_queue(self, attach: bool) -> None:
         if not self._flags & lib.IFF_MULTI_QUEUE:
             raise ValueError(f"{self._name} was not opened with multi_queue=True")
@@ -854,7 +709,7 @@ class Device:
         refused with ``ValueError`` rather than truncating.  Safe to call
         from several threads (they take turns on one internal buffer).
         """
-        if isinstance(size, bool) or not isinstance(size, int):
+        if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
             raise TypeError(f"size must be an int, not {type(size).__name__}")
         if self._closed:
             raise DeviceClosedError(self._name)
@@ -865,7 +720,7 @@ class Device:
         with self._read_lock:
             if self._scratch is None:
                 # The largest packet tun can ever deliver, so no MTU lookup per call.
-                self._scratch = bytearray(_MAX_MTU + self._overhead)
+                self._scratch = bytearray(MAX_MTU + self._overhead)
                 self._scratch_ptr = ffi.from_buffer(self._scratch)
             ptr, room = self._scratch_ptr, len(self._scratch)
             n: int = _read(self._fd, ptr, room)
@@ -884,7 +739,7 @@ class Device:
             raise ValueError(f"{self._name} was opened without packet_info=True: there is no tun_pi header")
         if buffer is None:
             if self._pi_buffer is None:
-                self._pi_buffer = bytearray(_MAX_MTU + self._overhead)
+                self._pi_buffer = bytearray(MAX_MTU + self._overhead)
             buffer = self._pi_buffer
         n = self.readinto(buffer)
         view = memoryview(buffer).cast("B")
@@ -1041,83 +896,11 @@ class Device:
         TunTapError, EMFILE, that says which limit to raise).  A ring whose
         io_uring rings exceed RLIMIT_MEMLOCK gets a loop engine.
         """
-        if self._batch_backend == "loop" or batch.uring_usable() is False:
-            return "loop"
-        return "io_uring"
+        return self._engines.backend
 
     @batch_backend.setter
     def batch_backend(self, value: str) -> None:
-        if value not in ("auto", "io_uring", "loop"):
-            raise ValueError(f"batch_backend must be 'auto', 'io_uring' or 'loop', not {value!r}")
-        with self._lock:
-            # A thread may be inside a batch with one of these: retire them,
-            # close them once no other thread is inside (see _retire_engine).
-            self._stale_engines.extend(engine for _ref, engine in self._engines.values())
-            self._engines = {}
-            self._local = _ThreadEngines()
-            self._batch_backend = value
-        self._close_stale_engines()
-
-    def _engine(self, ring: PacketRing, kind: str) -> Any:
-        """The engine of *ring* for this thread (io_uring's single issuer is a thread).
-
-        Looked up in a thread-local cache: no gettid() syscall per batch, and
-        a new thread that reuses a dead one's pthread id starts empty.
-        """
-        entry = self._local.cache.get((id(ring), kind))
-        if entry is not None and entry[0]() is ring:
-            return entry[1]
-        return self._new_engine(ring, kind)
-
-    @_announced  # it hands the fd number to the new engine
-    def _new_engine(self, ring: PacketRing, kind: str) -> Any:
-        self._reap_engines()
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        check_ring(ring, self.max_packet_size if kind == "read" else 1, self._name)
-        backend = self.batch_backend
-        try:
-            engine = batch.make_engine(kind, backend, self._fd, ring, self._name)
-        except UringUnavailable:
-            engine = batch.make_engine(kind, "loop", self._fd, ring, self._name)
-        # Keyed by the kernel's thread id: pthread ids are reused at once
-        # for new threads, TIDs only after the pid space wraps.
-        key = (id(ring), kind, threading.get_native_id())
-        engines = self._engines
-
-        def forget(ref: Any, key: Tuple[int, str, int] = key, engines: Dict[Any, Any] = engines) -> None:
-            entry = engines.get(key)  # the ring is gone: no thread can be using its engine
-            if entry is not None and entry[0] is ref and engines.pop(key, None) is entry:
-                entry[1].close()
-
-        with self._lock:
-            if self._closed:
-                engine.close()
-                raise DeviceClosedError(self._name)
-            old = self._engines.get(key)
-            self._engines[key] = entry = (weakref.ref(ring, forget), engine)
-            self._local.cache[key[:2]] = entry
-        if old is not None:  # a ring that died and whose id was reused: its engine is idle
-            old[1].close()
-        return engine
-
-    def _reap_engines(self) -> None:
-        """Close the engines of threads that have exited (nothing of theirs can be running)."""
-        with self._lock:
-            dead = [key for key in self._engines if not os.path.exists(f"/proc/self/task/{key[2]}")]
-            gone = [self._engines.pop(key)[1] for key in dead]
-        for engine in gone:
-            engine.close()
-        self._close_stale_engines()
-
-    def _close_stale_engines(self) -> None:
-        """Close retired engines, unless another thread may still be using one."""
-        with self._lock:
-            if not self._stale_engines or self._others_inside():  # (a backend switch: rare)
-                return
-            stale, self._stale_engines = self._stale_engines, []
-        for engine in stale:
-            engine.close()
+        self._engines.choose(value)
 
     def read_batch(self, ring: PacketRing, *, min_packets: int = 1, timeout: Optional[float] = None) -> int:
         """Fill *ring* with up to ``ring.slots`` packets in arrival order; return the count.
@@ -1183,7 +966,7 @@ class Device:
 
     def _read_batch(
         self, ring: PacketRing, min_packets: int, timeout: Optional[float], blocking: bool,
-        engine: Any, first_fill: Optional[int] = None,
+        engine: Reader, first_fill: Optional[int] = None,
     ) -> int:
         """read_batch's whole loop; the caller hands the packets over (``engine.pend = None``).
 
@@ -1227,7 +1010,7 @@ class Device:
             self._close_stale_engines()
         return got
 
-    def _settle_now(self, engine: Any, ring: PacketRing) -> int:
+    def _settle_now(self, engine: Reader, ring: PacketRing) -> int:
         """engine.settle(ring), announced (it may call io_uring_enter): for the asyncio batch loop."""
         me = self._enter()
         try:
@@ -1249,7 +1032,7 @@ class Device:
         finally:
             self._exit(me)
 
-    def _fill_ring(self, engine: Any, ring: PacketRing, got: int) -> int:
+    def _fill_ring(self, engine: Reader, ring: PacketRing, got: int) -> int:
         """One non-blocking pass reading what is queued into *ring* from slot *got* on.
 
         Returns how many packets it added, or -1 when the kernel failed after
@@ -1262,7 +1045,7 @@ class Device:
             raise ValueError("the PacketRing is closed")
         return self._filled(engine, ring, got, engine.fill(ring, got))
 
-    def _filled(self, engine: Any, ring: PacketRing, got: int, k: int) -> int:
+    def _filled(self, engine: Reader, ring: PacketRing, got: int, k: int) -> int:
         """_fill_ring's second half: *k* is what engine.fill(ring, got) returned.
 
         Before raising, it hands the ring over (``engine.pend = None``): the
@@ -1285,7 +1068,7 @@ class Device:
         if k >= 0:
             return k  # (the engine set ring.count)
         ring.count = got
-        if k == batch._CLOSED_SLOT:
+        if k == batch.CLOSED_SLOT:
             engine.pend = None
             self._leave_closed()
         if got:
@@ -1465,7 +1248,7 @@ class Device:
             local = self._abuf = threading.local()  # a racing first call makes two: harmless
         pair: Optional[Tuple[bytearray, memoryview]] = getattr(local, "pair", None)
         if pair is None:
-            buf = bytearray(_MAX_GSO + self._overhead)
+            buf = bytearray(MAX_IP_PACKET + self._overhead)
             pair = local.pair = (buf, memoryview(buf))
         return pair
 
@@ -1777,11 +1560,7 @@ class Device:
 
     def _release_helpers(self) -> None:
         """Close the engines, the wakeup and control fds (no thread may be using them)."""
-        engines, self._engines = self._engines, {}
-        self._local = _ThreadEngines()
-        stale, self._stale_engines = self._stale_engines, []
-        for engine in stale + [engine for _ref, engine in engines.values()]:
-            engine.close()
+        self._engines.close_all()
         for attr in ("_wake_fd", "_ctl"):
             fd = getattr(self, attr)
             setattr(self, attr, -1)
@@ -1827,232 +1606,6 @@ class Device:
                 or getattr(self, "_ctl", -1) >= 0 or getattr(self, "_engines", None)):
             self._release_fds()
 
-    # ------------------------------------------------------------ link control
-
-    def _control(self) -> int:
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        ctl = self._ctl
-        if ctl < 0:
-            with self._lock:
-                if self._ctl < 0:
-                    self._ctl = _backend.current().control_socket()
-                ctl = self._ctl
-        return ctl
-
-    @_announced
-    def _current_mtu(self) -> int:
-        """The MTU, read from the kernel (it can change under us), cached on failure."""
-        ctl = self._control()
-        try:
-            self._mtu_cache = _backend.current().get_int(ctl, self._name, "mtu")
-        except OSError:
-            # Not visible from here (moved to another namespace?): assume the
-            # largest MTU tun allows unless we saw the real one before.
-            if self._mtu_cache < 0:
-                return _MAX_MTU
-        return self._mtu_cache
-
-    @property
-    def mtu(self) -> int:
-        """The interface MTU in bytes (settable; setting needs CAP_NET_ADMIN)."""
-        return self._current_mtu()
-
-    @mtu.setter
-    @_announced
-    def mtu(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"mtu must be an int, not {type(value).__name__}")
-        if not 68 <= value <= _MAX_MTU:  # IPv4 minimum .. tun's max_mtu
-            raise ValueError(f"mtu={value} is outside 68..65535")
-        _backend.current().set_int(self._control(), self._name, "mtu", value)
-        self._mtu_cache = value
-        self._recheck_read_buffer()
-
-    @property
-    @_announced
-    def txqueuelen(self) -> int:
-        """The transmit queue length: packets the kernel holds for a slow reader (settable)."""
-        return _backend.current().get_int(self._control(), self._name, "txqueuelen")
-
-    @txqueuelen.setter
-    @_announced
-    def txqueuelen(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"txqueuelen must be an int, not {type(value).__name__}")
-        if not 0 <= value < 2**31:
-            raise ValueError(f"txqueuelen={value} is outside 0..2**31-1")
-        _backend.current().set_int(self._control(), self._name, "txqueuelen", value)
-
-    @property
-    @_announced
-    def ifindex(self) -> int:
-        """The kernel's interface index."""
-        return _backend.current().get_int(self._control(), self._name, "ifindex")
-
-    @property
-    @_announced
-    def is_up(self) -> bool:
-        """True if the interface is administratively up (IFF_UP)."""
-        return bool(_backend.current().get_link_flags(self._control(), self._name) & lib.IFF_UP)
-
-    def up(self) -> None:
-        """Bring the interface up (``ip link set NAME up``); harmless if it is up."""
-        self._set_up(True)
-
-    def down(self) -> None:
-        """Take the interface down; harmless if it is down."""
-        self._set_up(False)
-
-    @_announced
-    def _set_up(self, on: bool) -> None:
-        backend = _backend.current()
-        ctl = self._control()
-        flags = backend.get_link_flags(ctl, self._name)
-        new = flags | lib.IFF_UP if on else flags & ~lib.IFF_UP
-        if new != flags:
-            backend.set_link_flags(ctl, self._name, new)
-
-    # ----------------------------------------------------------- configuration
-
-    def _netlink(self) -> RtNetlink:
-        nl = self._rtnl
-        if nl is None:
-            ctl = self._control()
-            with self._lock:
-                if self._rtnl is None:
-                    self._rtnl = RtNetlink(ctl)
-                nl = self._rtnl
-        return nl
-
-    @_announced
-    def add_address(self, address: "Union[str, config.IPInterface, config.IPAddress]", peer: "Union[str, config.IPAddress, None]" = None) -> None:
-        """Add an IPv4 or IPv6 address, e.g. ``"10.8.0.1/24"`` or ``"fd00::1/64"``.
-
-        With *peer* (``"10.8.0.2"``) the address is point-to-point: the
-        prefix, /32 or /128 if none is given, is the peer's.  Adding an
-        address that is already there is harmless.  Needs CAP_NET_ADMIN.
-        """
-        local = config.parse_interface(address)
-        peer_ip = None
-        if peer is not None:
-            peer_ip = config.parse_address(peer, "peer")
-            if peer_ip.version != local.version:
-                raise ValueError(f"peer {peer_ip} and address {local} are of different IP versions")
-        config.add_address(self._netlink(), self.ifindex, self._name, local, peer_ip)
-
-    @_announced
-    def remove_address(self, address: "Union[str, config.IPInterface, config.IPAddress]") -> None:
-        """Remove an address; without a /prefix, every prefix of that address.
-
-        Removing an address the interface does not have is harmless.
-        """
-        given = config.parse_interface(address)
-        exact = isinstance(address, (IPv4Interface, IPv6Interface)) or (
-            isinstance(address, str) and "/" in address
-        )
-        nl, index = self._netlink(), self.ifindex
-        if exact:
-            targets = [given]
-        else:
-            targets = [a.interface for a in config.list_addresses(nl, index, self._name) if a.interface.ip == given.ip]
-        for target in targets:
-            config.remove_address(nl, index, self._name, target)
-
-    @property
-    @_announced
-    def addresses(self) -> "List[config.Address]":
-        """Every IPv4 and IPv6 address of the interface (link-local ones too)."""
-        return config.list_addresses(self._netlink(), self.ifindex, self._name)
-
-    @_announced
-    def add_route(self, destination: "Union[str, config.IPNetwork]", gateway: "Union[str, config.IPAddress, None]" = None, metric: Optional[int] = None) -> None:
-        """Route *destination* (``"10.9.0.0/16"``, ``"::/0"``) out of this interface.
-
-        Main table; *gateway* optional; *metric* the route priority.  An
-        identical route is harmless; a route to the same destination through
-        another interface is left alone (no replace).  Needs CAP_NET_ADMIN.
-        """
-        dst, gw, prio = self._route_args(destination, gateway, metric)
-        config.add_route(self._netlink(), self.ifindex, self._name, dst, gw, prio)
-
-    @_announced
-    def remove_route(self, destination: "Union[str, config.IPNetwork]", gateway: "Union[str, config.IPAddress, None]" = None, metric: Optional[int] = None) -> None:
-        """Remove a route out of this interface; an absent route is harmless."""
-        dst, gw, prio = self._route_args(destination, gateway, metric)
-        config.remove_route(self._netlink(), self.ifindex, self._name, dst, gw, prio)
-
-    @property
-    @_announced
-    def routes(self) -> "List[config.Route]":
-        """The main table's unicast routes out of this interface, IPv4 then IPv6."""
-        return config.list_routes(self._netlink(), self.ifindex, self._name)
-
-    def disable_ipv6(self) -> None:
-        """Turn IPv6 off on this interface: once up, it sends nothing of its own.
-
-        A TUN that is up sends IPv6 router solicitations and MLD reports,
-        which a capture counts as packets; call this before :meth:`up` to
-        keep it quiet.  It also drops the interface's IPv6 addresses.
-        Harmless when the kernel has no IPv6.  Needs CAP_NET_ADMIN.
-        """
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        config.set_ipv6(self._name, False)
-
-    @staticmethod
-    def _route_args(destination: object, gateway: object, metric: object) -> "Tuple[config.IPNetwork, Optional[config.IPAddress], Optional[int]]":
-        dst = config.parse_network(destination)
-        gw = None
-        if gateway is not None:
-            gw = config.parse_address(gateway, "gateway")
-            if gw.version != dst.version:
-                raise ValueError(f"gateway {gw} and destination {dst} are of different IP versions")
-        if metric is not None and (isinstance(metric, bool) or not isinstance(metric, int)):
-            raise TypeError(f"metric must be an int, not {type(metric).__name__}")
-        if metric is not None and not 0 <= metric < 2**32:
-            raise ValueError(f"metric={metric} is outside 0..2**32-1")
-        return dst, gw, metric
-
-    @property
-    @_announced
-    def hwaddr(self) -> Optional[str]:
-        """The MAC address of a TAP (``"02:00:5e:..."``), settable; None for a TUN."""
-        if self._kind is DeviceKind.TUN:
-            if self._closed:
-                raise DeviceClosedError(self._name)
-            return None
-        return config.format_mac(_backend.current().get_hwaddr(self._control(), self._name))
-
-    @hwaddr.setter
-    @_announced
-    def hwaddr(self, value: "Union[str, bytes]") -> None:
-        mac = config.parse_mac(value)
-        if self._kind is DeviceKind.TUN:
-            raise ValueError(f"{self._name} is a TUN device: it has no hardware address")
-        _backend.current().set_hwaddr(self._control(), self._name, mac)
-
-    @property
-    def persistent(self) -> bool:
-        """True if the interface outlives its last fd (``TUNSETPERSIST``); settable.
-
-        Setting True on an interface that is not persistent and has neither
-        owner nor group also makes this process's effective uid its owner,
-        as ``open_tun(persist=True)`` does, unless the device was opened with
-        ``owner=EVERYONE``.
-        """
-        flags = _backend.current().sysfs_tun_flags(self._name)
-        return bool((flags if flags is not None else self._flags) & lib.IFF_PERSIST)
-
-    @persistent.setter
-    @_announced
-    def persistent(self, value: bool) -> None:
-        _check_bool("persistent", value)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        _backend.current().set_persist(self._fd, self._name, value, self._everyone)
-        self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
-
 
 def _open(
     kind: DeviceKind,
@@ -2067,25 +1620,20 @@ def _open(
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
 ) -> Device:
-    name = _check_name(name)
-    _check_bool("packet_info", packet_info)
+    name = check_name(name)
+    check_bool("packet_info", packet_info)
     if persist is not None:
-        _check_bool("persist", persist)
-    uid, gid, everyone = _check_owner(owner, group)
-    _check_bool("nonblocking", nonblocking)
-    _check_bool("multi_queue", multi_queue)
-    _check_bool("vnet_hdr", vnet_hdr)
+        check_bool("persist", persist)
+    uid, gid, everyone = check_owner(owner, group)
+    check_bool("nonblocking", nonblocking)
+    check_bool("multi_queue", multi_queue)
+    check_bool("vnet_hdr", vnet_hdr)
     if vnet_hdr_size not in (10, 12) or isinstance(vnet_hdr_size, bool):
         raise ValueError(f"vnet_hdr_size must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf]), not {vnet_hdr_size!r}")
     if offload is not None:
-        if isinstance(offload, bool) or not isinstance(offload, int):
-            raise TypeError(f"offload must be an int of TUN_F_* bits, not {type(offload).__name__}")
-        if offload & ~_ALL_OFFLOADS:
-            raise ValueError(f"unknown offload bits {offload & ~_ALL_OFFLOADS:#x}")
+        check_offload("offload", offload)
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
-        if offload & _GSO_OFFLOADS and not offload & TUN_F_CSUM:
-            raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -2189,10 +1737,7 @@ def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) ->
     :func:`open_tun`/:func:`open_tap` (``multi_queue`` is implied).  If any
     queue fails to open, those already open are closed.
     """
-    if isinstance(queues, bool) or not isinstance(queues, int):
-        raise TypeError(f"queues must be an int, not {type(queues).__name__}")
-    if not 1 <= queues <= 256:  # MAX_TAP_QUEUES
-        raise ValueError(f"queues={queues} is outside 1..256")
+    check_int_in("queues", queues, 1, MAX_QUEUES)
     options.pop("multi_queue", None)
     opener = open_tap if tap else open_tun
     devices: List[Device] = []
@@ -2216,7 +1761,7 @@ def delete_persistent(name: str) -> None:
     multi-queue interface: any queue, attached or detached), leaving it
     persistent.
     """
-    name = _check_name(name)
+    name = check_name(name)
     if not name or "%" in name:
         raise ValueError(f"delete_persistent() needs a full interface name, not {name!r}")
     _backend.current().delete_persistent(name)

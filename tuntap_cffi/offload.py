@@ -43,6 +43,11 @@ import sys
 from array import array
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union, overload
 
+from ._constants import MAX_IP_PACKET
+from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6  # (defined there)
+from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
+from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
+from ._validate import check_int
 from .ring import PacketRing
 
 __all__ = [
@@ -88,15 +93,6 @@ VIRTIO_NET_HDR_GSO_TCPV6 = 4  # IPv6 TCP segmentation
 VIRTIO_NET_HDR_GSO_UDP_L4 = 5  # UDP segmentation (USO), IPv4 or IPv6 (uapi since 6.2)
 VIRTIO_NET_HDR_GSO_ECN = 0x80  # or-ed in: the TCP super-packet has CWR set (first segment only)
 
-# TUNSETOFFLOAD bits, include/uapi/linux/if_tun.h
-TUN_F_CSUM = 0x01  # we accept partial checksums (NEEDS_CSUM) (since 2.6.27)
-TUN_F_TSO4 = 0x02  # we accept IPv4 TCP super-packets
-TUN_F_TSO6 = 0x04  # we accept IPv6 TCP super-packets
-TUN_F_TSO_ECN = 0x08  # we accept TSO with the ECN (CWR) bit
-TUN_F_UFO = 0x10  # UDP fragmentation offload (accepted for compatibility, never produced)
-TUN_F_USO4 = 0x20  # we accept IPv4 UDP super-packets (since 6.2)
-TUN_F_USO6 = 0x40  # we accept IPv6 UDP super-packets (since 6.2)
-
 _GSO_KINDS = (VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4)
 _KNOWN_FLAGS = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_RSC_INFO
 
@@ -111,7 +107,6 @@ _URG = 0x20
 _CWR = 0x80
 _TCP_CSUM = 16  # offsetof(struct tcphdr, check)
 _UDP_CSUM = 6  # offsetof(struct udphdr, check)
-_MAX_IP = 65535  # an IP packet's length field: the super-packet ceiling
 
 # --- checksums ---------------------------------------------------------------
 
@@ -150,8 +145,7 @@ def internet_checksum(data: Buffer, initial: int = 0) -> int:
 
     A buffer that includes a correct checksum field checksums to 0.
     """
-    if isinstance(initial, bool) or not isinstance(initial, int):
-        raise TypeError(f"initial must be an int, not {type(initial).__name__}")
+    check_int("initial", initial)
     if initial < 0:
         raise ValueError(f"initial={initial}: a partial sum is not negative")
     return -(initial + _sum16(_byte_view(data))) % 0xFFFF
@@ -183,8 +177,7 @@ _TCP_TAIL = struct.Struct("!IBBHHH")  # ack, data offset, flags, window, checksu
 
 
 def _check_u(name: str, value: object, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    value = check_int(name, value)
     if not 0 <= value < 1 << bits:
         raise ValueError(f"{name}={value} does not fit in {bits} bits")
     return value
@@ -249,8 +242,7 @@ class VirtioNetHdr:
 
     def __init__(self, buf: Optional[Buffer] = None, size: int = 10) -> None:
         """View the first *size* (10 or 12) bytes of *buf*, or of a new zeroed buffer."""
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        check_int("size", size)
         if size not in (10, 12):
             raise ValueError(f"a virtio-net header is 10 or 12 bytes, not {size}")
         view = _byte_view(bytearray(size) if buf is None else buf)
@@ -618,8 +610,7 @@ def gro_coalesce(packets: Union[PacketRing, Sequence[Buffer]], out: PacketRing, 
     ValueError ``out.count`` is unchanged.
     """
     ring = _check_out(out)
-    if isinstance(vnet_hdr_size, bool) or not isinstance(vnet_hdr_size, int):
-        raise TypeError(f"vnet_hdr_size must be an int, not {type(vnet_hdr_size).__name__}")
+    check_int("vnet_hdr_size", vnet_hdr_size)
     if vnet_hdr_size not in (10, 12):
         raise ValueError(f"vnet_hdr_size must be 10 or 12, not {vnet_hdr_size}")
     if packets is ring:
@@ -630,7 +621,7 @@ def gro_coalesce(packets: Union[PacketRing, Sequence[Buffer]], out: PacketRing, 
         raise ValueError(f"{count} packets may need {count} positions; the ring has {ring.slots - base} free")
     vh = vnet_hdr_size
     cap = ring.slot_size - vh
-    limit = min(_MAX_IP, cap)
+    limit = min(MAX_IP_PACKET, cap)
     zero = _ZERO_HDR[:vh]
     slot_of = ring.slot
     set_length = ring.set_length

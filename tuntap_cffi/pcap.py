@@ -24,6 +24,8 @@ import struct
 import time
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
+from ._validate import check_int_in
+
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer
 
@@ -58,8 +60,8 @@ class PcapWriter:
     """
 
     def __init__(self, file: BinaryIO, linktype: int, *, snaplen: int = DEFAULT_SNAPLEN, flush: Optional[bool] = None) -> None:
-        _check_int("linktype", linktype, 0, _MAX_LINKTYPE)
-        _check_int("snaplen", snaplen, 1, 2**31 - 1)
+        check_int_in("linktype", linktype, 0, _MAX_LINKTYPE)
+        check_int_in("snaplen", snaplen, 1, 2**31 - 1)
         if flush is not None and not isinstance(flush, bool):
             raise TypeError(f"flush must be True, False or None, not {flush!r}")
         self._file = file
@@ -169,13 +171,6 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _check_int(option: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{option} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{option}={value!r} is outside {low}..{high}")
 
 
 def _is_stream(file: BinaryIO) -> bool:

@@ -98,10 +98,11 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _backend, _ioctl, _linux
-from .device import Device, _check_name
+from . import _backend, _linux
+from ._validate import check_name
+from .device import Device
 from .ring import PacketRing
-from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
+from ._syscalls import close_quietly, ffi, lib, open_cloexec
 from .errors import (
     DeviceBusyError,
     DeviceClosedError,
@@ -284,7 +285,7 @@ def _check_ifname(name: object) -> str:
     if not name.isascii():
         raise ArgumentError(f"Interface name {name!r} is not ASCII (tuntap_cffi needs ASCII names)")
     try:
-        return _check_name(name)
+        return check_name(name)
     except ValueError as exc:  # the kernel would answer EINVAL, which is what pytun shows
         raise ArgumentError(errno.EINVAL, os.strerror(errno.EINVAL)) from exc
 
@@ -303,54 +304,14 @@ def _parse_ipv4(value: object) -> bytes:
 # ------------------------------------------------------ interface ioctls
 
 
-def _open_inet_socket() -> int:
-    """A new AF_INET datagram socket for interface ioctls (SIOCGIFADDR & co. need IPv4)."""
-    return check(
-        lib.socket,
-        socket.AF_INET,
-        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-        0,
-        op="socket",
-        what="cannot open an AF_INET socket for interface ioctls",
-    )
-
-
 @contextlib.contextmanager
 def _inet_socket() -> Iterator[int]:
     """A fresh AF_INET socket, closed afterwards (pytun makes one per access; we, after close())."""
-    fd = _open_inet_socket()
+    fd = _linux.inet_socket()
     try:
         yield fd
     finally:
         close_quietly(fd)
-
-
-# attribute: (get request, set request, ifreq member)
-_INET_FIELDS: Dict[str, Tuple[int, int, str]] = {
-    "addr": (lib.SIOCGIFADDR, lib.SIOCSIFADDR, "ifr_addr"),
-    "dstaddr": (lib.SIOCGIFDSTADDR, lib.SIOCSIFDSTADDR, "ifr_dstaddr"),
-    "netmask": (lib.SIOCGIFNETMASK, lib.SIOCSIFNETMASK, "ifr_netmask"),
-}
-
-
-def _get_inet(sock: int, name: str, field: str) -> str:
-    """``SIOCGIF{ADDR,DSTADDR,NETMASK}`` on *sock*: the interface's IPv4 address field, dotted."""
-    request, _, member = _INET_FIELDS[field]
-    ifr = _linux._ifreq(name)
-    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=f"cannot read the {field} of {name}")
-    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
-    return socket.inet_ntoa(bytes(ffi.buffer(ffi.addressof(sin[0], "sin_addr"), 4)))
-
-
-def _set_inet(sock: int, name: str, field: str, packed: bytes) -> None:
-    """``SIOCSIF{ADDR,DSTADDR,NETMASK}`` on *sock* with an AF_INET sockaddr holding *packed*."""
-    _, request, member = _INET_FIELDS[field]
-    ifr = _linux._ifreq(name)
-    sin = ffi.cast("struct sockaddr_in *", ffi.addressof(ifr[0], member))
-    sin.sin_family = socket.AF_INET
-    ffi.memmove(ffi.addressof(sin[0], "sin_addr"), packed, 4)
-    what = f"cannot set the {field} of {name} to {socket.inet_ntoa(packed)}"
-    check(lib.ioctl, sock, request, ifr, op="ioctl", name=name, what=what)
 
 
 # ------------------------------------------------------------------ device
@@ -461,7 +422,7 @@ class TunTapDevice:
         self._dev = Device(fd, real_name, flags, blocking=False, everyone=True)
         self._fd = fd
         self._name = real_name
-        self._mtu_ifr = _linux._ifreq(real_name)
+        self._mtu_ifr = _linux.ifreq(real_name)
         if not _READ_AHEAD:
             self._share()  # one read() per call from the start
 
@@ -666,11 +627,8 @@ class TunTapDevice:
         return bytes(out)
 
     def _vnet_hdr_size(self) -> int:
-        size = ffi.new("int *")
         with _as_pytun_errors():
-            check(lib.ioctl, self._dev.fileno(), _ioctl.TUNGETVNETHDRSZ, size, op="ioctl", name=self._name)
-        value: int = size[0]
-        return value
+            return _linux.get_vnet_hdr_size(self._dev.fileno(), self._name)
 
     def write(self, data: "ReadableBuffer", /) -> int:
         """Write one packet (any bytes-like object; a str as UTF-8, as pytun); return the bytes written."""
@@ -704,7 +662,7 @@ class TunTapDevice:
                     yield sock
                 return
             if self._ctl < 0:
-                self._ctl = _open_inet_socket()
+                self._ctl = _linux.inet_socket()
             yield self._ctl
 
     # ------------------------------------------------------- device control
@@ -725,11 +683,8 @@ class TunTapDevice:
     def mq_attach(self, flag: bool = True, /) -> None:
         """Attach (True) or detach (False) this queue of a multi-queue device (``TUNSETQUEUE``)."""
         attach = _check_flag("mq_attach", flag)
-        ifr = ffi.new("struct ifreq *")
-        ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
-        what = f"cannot {'attach' if attach else 'detach'} this queue of {self.name}"
         with _as_pytun_errors():
-            check(lib.ioctl, self._dev.fileno(), _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=self.name, what=what)
+            _linux.set_queue(self._dev.fileno(), self.name, attach)
 
     def up(self) -> None:
         """Bring the interface up (``SIOCSIFFLAGS``); harmless if it is up."""
@@ -752,37 +707,37 @@ class TunTapDevice:
     def addr(self) -> str:
         """The interface's IPv4 address (``SIOCGIFADDR``/``SIOCSIFADDR``), e.g. ``"10.8.0.1"``."""
         with _as_pytun_errors(), self._control() as sock:
-            return _get_inet(sock, self._name, "addr")
+            return _linux.get_inet(sock, self._name, "addr")
 
     @addr.setter
     def addr(self, value: str) -> None:
         packed = _parse_ipv4(value)
         with _as_pytun_errors(), self._control() as sock:
-            _set_inet(sock, self._name, "addr", packed)
+            _linux.set_inet(sock, self._name, "addr", packed)
 
     @property
     def dstaddr(self) -> str:
         """The point-to-point peer address (``SIOCGIFDSTADDR``/``SIOCSIFDSTADDR``)."""
         with _as_pytun_errors(), self._control() as sock:
-            return _get_inet(sock, self._name, "dstaddr")
+            return _linux.get_inet(sock, self._name, "dstaddr")
 
     @dstaddr.setter
     def dstaddr(self, value: str) -> None:
         packed = _parse_ipv4(value)
         with _as_pytun_errors(), self._control() as sock:
-            _set_inet(sock, self._name, "dstaddr", packed)
+            _linux.set_inet(sock, self._name, "dstaddr", packed)
 
     @property
     def netmask(self) -> str:
         """The netmask of the address (``SIOCGIFNETMASK``/``SIOCSIFNETMASK``), e.g. ``"255.255.255.0"``."""
         with _as_pytun_errors(), self._control() as sock:
-            return _get_inet(sock, self._name, "netmask")
+            return _linux.get_inet(sock, self._name, "netmask")
 
     @netmask.setter
     def netmask(self, value: str) -> None:
         packed = _parse_ipv4(value)
         with _as_pytun_errors(), self._control() as sock:
-            _set_inet(sock, self._name, "netmask", packed)
+            _linux.set_inet(sock, self._name, "netmask", packed)
 
     @property
     def hwaddr(self) -> bytes:

@@ -14,6 +14,7 @@ from array import array
 from typing import Any, Iterator
 
 from ._syscalls import ffi
+from ._validate import check_int_in
 
 __all__ = ["PacketRing"]
 
@@ -33,14 +34,8 @@ class PacketRing:
                  "count", "__weakref__")
 
     def __init__(self, slots: int, slot_size: int) -> None:
-        if isinstance(slots, bool) or not isinstance(slots, int):
-            raise TypeError(f"slots must be an int, not {type(slots).__name__}")
-        if isinstance(slot_size, bool) or not isinstance(slot_size, int):
-            raise TypeError(f"slot_size must be an int, not {type(slot_size).__name__}")
-        if not 1 <= slots <= 32768:  # io_uring's SQ limit
-            raise ValueError(f"slots={slots} is outside 1..32768")
-        if not 1 <= slot_size <= 1 << 20:
-            raise ValueError(f"slot_size={slot_size} is outside 1..1048576")
+        check_int_in("slots", slots, 1, 32768)  # io_uring's SQ limit
+        check_int_in("slot_size", slot_size, 1, 1 << 20)
         self.slots = slots
         self.slot_size = slot_size
         # Private: a fork()ed child's packets land in its own copy of the slab.

@@ -1,0 +1,72 @@
+"""Constants of TUN/TAP and the packets through it, each defined once.
+
+Internal: the public names are re-exported where users import them
+(``tuntap_cffi``, ``tuntap_cffi.device``, ``tuntap_cffi.offload``).  Pure:
+no cffi, so the pure modules (offload, pcap, the validators) can use it.
+Plain ints: these are ABI values that never change, and the installed
+headers may lack the newer ones (USO arrived in 6.2).  The ``IFF_*`` flags,
+which build_ffi.py declares, stay with ``lib`` (device.TunFlags).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Union
+
+__all__ = [
+    "DeviceKind", "Everyone", "EVERYONE", "Owner",
+    "TUN_F_CSUM", "TUN_F_TSO4", "TUN_F_TSO6", "TUN_F_TSO_ECN", "TUN_F_UFO", "TUN_F_USO4", "TUN_F_USO6",
+    "ALL_OFFLOADS", "GSO_OFFLOADS", "MAX_MTU", "MAX_IP_PACKET", "MIN_MTU", "ETH_HLEN", "VLAN_HLEN", "PI_LEN",
+    "MAX_NAME", "MAX_QUEUES",
+]
+
+
+class DeviceKind(str, enum.Enum):
+    """Which kind of interface a Device is: layer 3 (TUN) or layer 2 (TAP)."""
+
+    TUN = "tun"
+    TAP = "tap"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Everyone(enum.Enum):
+    """The type of :data:`EVERYONE` (an enum of one value, so type checkers know it)."""
+
+    EVERYONE = "everyone"
+
+    def __repr__(self) -> str:
+        return "EVERYONE"
+
+
+#: ``owner=EVERYONE``: a persistent interface with neither owner nor group,
+#: which any user who can open /dev/net/tun may attach to, un-persist and
+#: delete.  Without it a persistent interface gets an owner (see open_tun).
+EVERYONE = Everyone.EVERYONE
+
+#: What the *owner* option takes.
+Owner = Union[int, str, Everyone, None]
+
+# TUNSETOFFLOAD bits, include/uapi/linux/if_tun.h
+TUN_F_CSUM = 0x01  # we accept partial checksums (NEEDS_CSUM) (since 2.6.27)
+TUN_F_TSO4 = 0x02  # we accept IPv4 TCP super-packets
+TUN_F_TSO6 = 0x04  # we accept IPv6 TCP super-packets
+TUN_F_TSO_ECN = 0x08  # we accept TSO with the ECN (CWR) bit
+TUN_F_UFO = 0x10  # UDP fragmentation offload (accepted for compatibility, never produced)
+TUN_F_USO4 = 0x20  # we accept IPv4 UDP super-packets (since 6.2)
+TUN_F_USO6 = 0x40  # we accept IPv6 UDP super-packets (since 6.2)
+ALL_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
+GSO_OFFLOADS = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6  # those that bring super-packets
+
+# Sizes.  65535 is two limits that happen to agree: tun's max_mtu, and the
+# 16-bit length field of an IP packet (so of a GSO super-packet: tun's
+# gso_max_size is 64 KiB).
+MAX_MTU = 65535  # drivers/net/tun.c: dev->max_mtu
+MIN_MTU = 68  # the IPv4 minimum (RFC 791)
+MAX_IP_PACKET = 65535  # an IP packet's length field: a super-packet's ceiling
+ETH_HLEN = 14  # Ethernet header
+VLAN_HLEN = 4  # one 802.1Q tag
+PI_LEN = 4  # struct tun_pi
+MAX_NAME = 15  # IFNAMSIZ - 1: an interface name's bytes
+MAX_QUEUES = 256  # MAX_TAP_QUEUES: queues of one multi-queue interface
