@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .device import Device
     from .ring import PacketRing
 
-__all__ = ["readinto", "read", "write", "read_batch", "packets", "running_loop", "abort_waiter"]
+__all__ = ["readinto", "read", "write", "read_batch", "packets"]
 
 
 def running_loop() -> Optional[asyncio.AbstractEventLoop]:
@@ -48,51 +48,26 @@ def _wake_all(futures: "List[asyncio.Future[None]]") -> None:
             fut.set_result(None)
 
 
-def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
-    """Unregister *fd* for the waiter's loop and fail its future (runs in the loop's thread)."""
-    if not loop.is_closed():
-        loop.remove_reader(fd)
-        loop.remove_writer(fd)
-    if not fut.done():
-        fut.set_exception(DeviceClosedError(name))
-
-
 async def _wait(dev: "Device", write: bool = False, timeout: Optional[float] = None) -> None:
     """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes.
 
     With *timeout*, also return (as if woken) after that many seconds.
-
-    A loop keeps one reader callback per fd, so the coroutines waiting on
-    one device and loop share a list: one callback wakes them all, and the
-    fd stays registered until the last of them is done.
+    The device's close protocol keeps the registration (see _lifecycle's
+    "asyncio"): one reader callback per loop wakes all its coroutines, and
+    a close fails the future and unregisters the fd.
     """
     loop = asyncio.get_running_loop()
     fut: "asyncio.Future[None]" = loop.create_future()
-    waiter = (loop, fut)
-    key = (loop, write)
-    with dev._lock:
-        if dev._closed:
-            raise DeviceClosedError(dev.name)
-        fd = dev._fd
-        futures = dev._async_lists.get(key)
-        if futures is None:
-            futures = dev._async_lists[key] = []
-            (loop.add_writer if write else loop.add_reader)(fd, _wake_all, futures)
-        futures.append(fut)
-        dev._async_waiters.add(waiter)
+    life = dev._life
+    fd = dev.fileno()  # (DeviceClosedError once closed)
+    futures = life.add_async_waiter(loop, fut, write, fd, _wake_all)
     timer = None if timeout is None else loop.call_later(timeout, _wake_all, [fut])
     try:
         await fut
     finally:
         if timer is not None:
             timer.cancel()
-        with dev._lock:
-            dev._async_waiters.discard(waiter)
-            if fut in futures:
-                futures.remove(fut)
-            if not futures and dev._async_lists.get(key) is futures:
-                del dev._async_lists[key]  # the last waiter: unregister (unless close() did)
-                (loop.remove_writer if write else loop.remove_reader)(fd)
+        life.remove_async_waiter(loop, fut, write, fd, futures)
 
 
 async def readinto(dev: "Device", buffer: "WriteableBuffer") -> int:
