@@ -737,8 +737,8 @@ class Device:
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
             n = _read(self._fd, ptr, size)
 
-    def _readinto_nowait(self, buffer: object) -> int:
-        """One non-blocking read attempt whatever :attr:`blocking` says; -1 if nothing is queued."""
+    def readinto_nowait(self, buffer: "WriteableBuffer") -> int:
+        """One non-blocking :meth:`readinto`: the packet's length, or -1 if nothing is queued."""
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
@@ -1234,8 +1234,24 @@ class Device:
 
         return aio.packets(self)
 
-    def _async_buffer(self) -> Tuple[bytearray, memoryview]:
-        """read_async()'s buffer and a view of it: one per thread (loops in two threads may share a device)."""
+    # --------------------------------------- the non-blocking seam (aio.Pollable)
+    #
+    # One attempt each, whatever :attr:`blocking` says: asyncio's
+    # sock_recv_into shape, so an event-loop layer needs nothing else of a
+    # Device (it waits through :attr:`lifecycle` when nothing is queued).
+
+    @property
+    def lifecycle(self) -> FdLife:
+        """The close protocol of this device's fd (internal: event-loop layers register their waiters there)."""
+        return self._life
+
+    def read_nowait(self) -> Optional[bytes]:
+        """One non-blocking read: a packet as bytes, or None if nothing is queued.
+
+        Read into a buffer of this thread's and copied out in one call, so
+        callers on one thread never share it mid-read (loops in two threads
+        may share a device).
+        """
         local = self._abuf
         if local is None:
             local = self._abuf = threading.local()  # a racing first call makes two: harmless
@@ -1243,10 +1259,11 @@ class Device:
         if pair is None:
             buf = bytearray(_MAX_GSO + self._overhead)
             pair = local.pair = (buf, memoryview(buf))
-        return pair
+        n = self.readinto_nowait(pair[0])
+        return None if n < 0 else bytes(pair[1][:n])
 
-    def _write_nowait(self, data: object, nbytes: Optional[int]) -> int:
-        """One non-blocking write attempt; BlockingIOError if the kernel cannot take it now."""
+    def write_nowait(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+        """One non-blocking :meth:`write`: BlockingIOError if the kernel cannot take the packet now."""
         if type(data) is bytes and nbytes is None:
             ptr: Any = data
             size = len(data)
