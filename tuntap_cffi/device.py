@@ -708,12 +708,13 @@ class Device:
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None) -> int:
+    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False) -> int:
         """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
 
-        *buffer*, if given, is what *ptr* points into: after a wait, an
-        uncached one (see _cacheable) is looked up again, as another thread
-        may have resized it meanwhile.
+        Nothing queued: -1 with *nowait*, else BlockingIOError on a
+        non-blocking device, else a wait.  *buffer*, if given, is what *ptr*
+        points into: after a wait, an uncached one (see _cacheable) is
+        looked up again, as another thread may have resized it meanwhile.
         """
         while True:
             if n > 0:
@@ -726,6 +727,8 @@ class Device:
                 return 0
             err = ffi.errno
             if err == errno.EAGAIN:
+                if nowait:
+                    return -1
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
                 self._wait(select.POLLIN)
@@ -742,21 +745,10 @@ class Device:
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
-        while True:
-            n: int = _read(self._fd, ptr, size)
-            if n > 0:
-                if n == size:
-                    self._check_full_read(ptr, size)
-                return n
-            if self._closed:
-                self._leave_closed()
-            if n == 0:
-                return 0
-            err = ffi.errno
-            if err == errno.EAGAIN:
-                return -1
-            if err != errno.EINTR:
-                raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
+        n: int = _read(self._fd, ptr, size)
+        if n > 0 and n < size:
+            return n
+        return self._read_again(n, ptr, size, None, True)
 
     def _check_full_read(self, ptr: Any, size: int) -> None:
         """A read filled the *size*-byte buffer: raise ValueError if the packet was cut short.
@@ -1275,17 +1267,10 @@ class Device:
                 if not 0 <= nbytes <= size:
                     raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
                 size = nbytes
-        while True:
-            n: int = _write(self._fd, ptr, size)
-            if n >= 0:
-                return n
-            if self._closed:
-                self._leave_closed()
-            err = ffi.errno
-            if err == errno.EAGAIN:
-                raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
-            if err != errno.EINTR:
-                raise self._write_error(err, f"write to {self._name} failed")
+        n: int = _write(self._fd, ptr, size)
+        if n >= 0:
+            return n
+        return self._write_again(ptr, size, True)
 
     # ----------------------------------------------------------------- writing
 
@@ -1372,14 +1357,14 @@ class Device:
         self._wcache = entry = (data, pinned, size)
         return entry
 
-    def _check_write_error(self) -> None:
-        """Raise for the errno of a failed write, unless it is EAGAIN/EINTR (blocking)."""
+    def _check_write_error(self, nowait: bool = False) -> None:
+        """Raise for the errno of a failed write, unless it is EINTR or EAGAIN (blocking, not *nowait*: wait)."""
         if self._closed:
             self._leave_closed()
         err = ffi.errno
         if err == errno.EINTR:
             return
-        if err == errno.EAGAIN and self._blocking:
+        if err == errno.EAGAIN and self._blocking and not nowait:
             return
         if err == errno.EAGAIN:
             raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
@@ -1401,9 +1386,10 @@ class Device:
                     err = errno.EBADFD  # gone, not down
         return error_from_errno(err, "write", self._name, what)
 
-    def _write_again(self, ptr: Any, size: int) -> int:
+    def _write_again(self, ptr: Any, size: int, nowait: bool = False) -> int:
+        """The slow path of a write whose first attempt failed: retry, wait (unless *nowait*) or raise."""
         while True:
-            self._check_write_error()
+            self._check_write_error(nowait)
             if ffi.errno == errno.EAGAIN:
                 self._wait(select.POLLOUT)
             n: int = _write(self._fd, ptr, size)
