@@ -258,7 +258,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def announced(method: _F) -> _F:
-    """Wrap a method of an owner that holds its fd numbers across Python code: it announces itself."""
+    """Wrap a method of an owner that holds its fd numbers across Python code: it announces itself.
+
+    The owner keeps its FdLife as ``_life`` (a Device does).
+    """
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         life = self._life

@@ -381,16 +381,7 @@ class Device:
         """
         self._lock = self._life.lock  # (a new one)
         self._read_lock = threading.Lock()
-        engines, self._engines = self._engines, {}
-        stale, self._stale_engines = self._stale_engines, []
-        self._local = _ThreadEngines()
-        forgotten = stale + [engine for _ref, engine in engines.values()]
-        engines.clear()  # the rings' weakref callbacks find nothing to close later
-        for engine in forgotten:
-            engine.close()  # Uring.close(): munmap and close() only
-        ctl, self._ctl = self._ctl, -1
-        close_quietly(ctl)
-        self._rtnl = None
+        self._release_helpers()
         if self._closed and self._fd >= 0:  # fork() raced a close() in another thread: finish it here
             fd, self._fd = self._fd, -1
             close_quietly(fd)
@@ -1459,8 +1450,10 @@ class Device:
         engines, self._engines = self._engines, {}
         self._local = _ThreadEngines()
         stale, self._stale_engines = self._stale_engines, []
-        for engine in stale + [engine for _ref, engine in engines.values()]:
-            engine.close()
+        forgotten = stale + [engine for _ref, engine in engines.values()]
+        engines.clear()  # the rings' weakref callbacks find nothing to close later
+        for engine in forgotten:
+            engine.close()  # Uring.close(): munmap and close() only (a fork()ed child's copies too)
         ctl, self._ctl = self._ctl, -1
         close_quietly(ctl)
         self._rtnl = None
@@ -1472,7 +1465,7 @@ class Device:
             fd, self._fd = self._fd, -1
             close_quietly(fd)
         # Unreachable: no thread is inside a call of ours, nothing can use the numbers.
-        if getattr(self, "_ctl", -1) >= 0 or getattr(self, "_engines", None) or getattr(self, "_stale_engines", None):
+        if hasattr(self, "_stale_engines") and self._helpers_open():  # (the last helper __init__ sets)
             self._release_helpers()
         life = getattr(self, "_life", None)
         if life is not None:
