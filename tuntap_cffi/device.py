@@ -1326,13 +1326,10 @@ class Device:
         iov = ffi.new("struct iovec[2]")
         iov[0].iov_base, iov[0].iov_len = pi, PI_LEN
         iov[1].iov_base, iov[1].iov_len = ptr, size
-        while True:
-            n: int = lib.writev(self._fd, iov, 2)
-            if n >= 0:
-                return n - PI_LEN
-            self._check_write_error()
-            if ffi.errno == errno.EAGAIN:
-                self._wait(select.POLLOUT)
+        n: int = lib.writev(self._fd, iov, 2)
+        if n < 0:
+            n = self._write_again(iov, 2, False, lib.writev)
+        return n - PI_LEN
 
     def _bind_write_buffer(self, data: object) -> Tuple[object, Any, int]:
         if self._closed:
@@ -1377,13 +1374,17 @@ class Device:
                     err = errno.EBADFD  # gone, not down
         return error_from_errno(err, "write", self._name, what)
 
-    def _write_again(self, ptr: Any, size: int, nowait: bool = False) -> int:
-        """The slow path of a write whose first attempt failed: retry, wait (unless *nowait*) or raise."""
+    def _write_again(self, ptr: Any, size: int, nowait: bool = False, call: Any = _write) -> int:
+        """The slow path of a write whose first attempt failed: retry, wait (unless *nowait*) or raise.
+
+        *call* is the syscall of the first attempt, ``call(fd, ptr, size)``:
+        write(), or writev() of an iovec array of *size* entries.
+        """
         while True:
             self._check_write_error(nowait)
             if ffi.errno == errno.EAGAIN:
                 self._wait(select.POLLOUT)
-            n: int = _write(self._fd, ptr, size)
+            n: int = call(self._fd, ptr, size)
             if n >= 0:
                 return n
 
