@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import Callable, TYPE_CHECKING, List, Optional, Tuple, Union
 
 from . import _backend, config
 from ._announce import announced
@@ -44,10 +44,12 @@ class LinkConfig:
     _rtnl: Optional[RtNetlink]  # rtnetlink over _ctl, made on first use
     _mtu_cache: int  # the last MTU read, -1 before
 
+    # The announcements: the Device binds its FdLife's methods here (see _lifecycle).
+    _enter: Callable[[], int]
+    _exit: Callable[[int], None]
+    _others_inside: Callable[[], bool]
+
     if TYPE_CHECKING:  # (the Device's own)
-        def _enter(self) -> int: ...
-        def _exit(self, me: int) -> None: ...
-        def _others_inside(self) -> bool: ...
         def _recheck_read_buffer(self) -> None: ...
 
     def _control(self) -> int:

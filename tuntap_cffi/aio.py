@@ -1,18 +1,20 @@
-"""asyncio: awaitable reads and writes on the device's non-blocking fd.
+"""asyncio: awaitable reads and writes over a device's non-blocking seam.
 
 Facts and the design they force:
-- The fd is always O_NONBLOCK, so a coroutine tries the syscall first and
-  only on EAGAIN waits for ``loop.add_reader`` to fire (no threads, no
-  polling); the packet is read after the wait, with no ``await`` between the
-  read and the return, so a cancelled wait has consumed nothing and a
-  cancelled read loses no packet.
+- The fd is always O_NONBLOCK, so a coroutine tries the non-blocking call
+  first and only when nothing is queued waits for ``loop.add_reader`` to
+  fire (no threads, no polling): asyncio's ``sock_recv_into`` shape.  The
+  packet is read after the wait, with no ``await`` between the read and the
+  return, so a cancelled wait has consumed nothing and a cancelled read
+  loses no packet.
+- This module needs only the small seam :class:`Pollable` (the non-blocking
+  calls, ``fileno()`` and the device's close protocol, which keeps the
+  waiters) and imports nothing of :mod:`tuntap_cffi.device`.
 - Every wait registers the fd with the loop only for its duration and
   removes it in ``finally``: a cancelled or finished read leaves no reader.
 - ``close()`` (from any thread) fails every waiting future with
   :class:`DeviceClosedError` and unregisters the fd from each loop before
-  the fd number can be freed: on another thread's loop this is scheduled
-  with ``call_soon_threadsafe`` and the number is freed by that callback, so
-  a loop never holds a registration for a number that was reused.
+  the fd number can be freed (see :mod:`tuntap_cffi._lifecycle`).
 - Works on any loop with ``add_reader``/``add_writer`` (the default
   selector loop, uvloop).
 """
@@ -20,25 +22,53 @@ Facts and the design they force:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, List, Optional, Protocol
 
 from .errors import DeviceClosedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-    from .device import Device
     from .ring import PacketRing
 
-__all__ = ["readinto", "read", "write", "read_batch", "packets", "running_loop", "abort_waiter"]
+__all__ = ["Pollable", "readinto", "read", "write", "read_batch", "packets"]
 
 
-def running_loop() -> Optional[asyncio.AbstractEventLoop]:
-    """The event loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+class Waiters(Protocol):
+    """A device's close protocol as a waiting coroutine sees it (``_lifecycle.FdLife``)."""
+
+    def add_async_waiter(
+        self, loop: Any, fut: Any, write: bool, fd: int, ready: Callable[[List[Any]], None]
+    ) -> List[Any]: ...
+
+    def remove_async_waiter(self, loop: Any, fut: Any, write: bool, fd: int, futures: List[Any]) -> None: ...
+
+
+class Pollable(Protocol):
+    """What this module needs of a device: non-blocking calls and a close that wakes waiters."""
+
+    def fileno(self) -> int: ...
+
+    def readinto_nowait(self, buffer: "WriteableBuffer") -> int: ...  # -1: nothing queued
+
+    def read_nowait(self) -> Optional[bytes]: ...  # None: nothing queued
+
+    def write_nowait(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int: ...  # BlockingIOError
+
+    @property
+    def lifecycle(self) -> Waiters: ...
+
+
+class BatchPollable(Pollable, Protocol):
+    """What :func:`read_batch` needs besides: the batch layer's announced passes and engine upkeep."""
+
+    _stale_engines: List[Any]
+
+    def _settle_now(self, engine: Any, ring: "PacketRing") -> int: ...
+
+    def _fill_ring_now(self, ring: "PacketRing", got: int) -> int: ...
+
+    def _close_stale_engines(self) -> None: ...
 
 
 def _wake_all(futures: "List[asyncio.Future[None]]") -> None:
@@ -48,87 +78,56 @@ def _wake_all(futures: "List[asyncio.Future[None]]") -> None:
             fut.set_result(None)
 
 
-def abort_waiter(loop: Any, fut: Any, fd: int, name: str) -> None:
-    """Unregister *fd* for the waiter's loop and fail its future (runs in the loop's thread)."""
-    if not loop.is_closed():
-        loop.remove_reader(fd)
-        loop.remove_writer(fd)
-    if not fut.done():
-        fut.set_exception(DeviceClosedError(name))
-
-
-async def _wait(dev: "Device", write: bool = False, timeout: Optional[float] = None) -> None:
+async def _wait(dev: Pollable, write: bool = False, timeout: Optional[float] = None) -> None:
     """Wait until the device's fd is readable (or writable); DeviceClosedError if it closes.
 
     With *timeout*, also return (as if woken) after that many seconds.
-
-    A loop keeps one reader callback per fd, so the coroutines waiting on
-    one device and loop share a list: one callback wakes them all, and the
-    fd stays registered until the last of them is done.
+    The device's close protocol keeps the registration: one reader callback
+    per loop wakes all its coroutines, and a close fails the future and
+    unregisters the fd.
     """
     loop = asyncio.get_running_loop()
     fut: "asyncio.Future[None]" = loop.create_future()
-    waiter = (loop, fut)
-    key = (loop, write)
-    with dev._lock:
-        if dev._closed:
-            raise DeviceClosedError(dev.name)
-        fd = dev._fd
-        futures = dev._async_lists.get(key)
-        if futures is None:
-            futures = dev._async_lists[key] = []
-            (loop.add_writer if write else loop.add_reader)(fd, _wake_all, futures)
-        futures.append(fut)
-        dev._async_waiters.add(waiter)
+    waiters = dev.lifecycle
+    fd = dev.fileno()  # (DeviceClosedError once closed)
+    futures = waiters.add_async_waiter(loop, fut, write, fd, _wake_all)
     timer = None if timeout is None else loop.call_later(timeout, _wake_all, [fut])
     try:
         await fut
     finally:
         if timer is not None:
             timer.cancel()
-        with dev._lock:
-            dev._async_waiters.discard(waiter)
-            if fut in futures:
-                futures.remove(fut)
-            if not futures and dev._async_lists.get(key) is futures:
-                del dev._async_lists[key]  # the last waiter: unregister (unless close() did)
-                (loop.remove_writer if write else loop.remove_reader)(fd)
+        waiters.remove_async_waiter(loop, fut, write, fd, futures)
 
 
-async def readinto(dev: "Device", buffer: "WriteableBuffer") -> int:
+async def readinto(dev: Pollable, buffer: "WriteableBuffer") -> int:
     """Read one packet into *buffer* without blocking the loop; return its length."""
     while True:
-        n = dev._readinto_nowait(buffer)
+        n = dev.readinto_nowait(buffer)
         if n >= 0:
             return n
         await _wait(dev)
 
 
-async def read(dev: "Device") -> bytes:
-    """Read one packet and return it as bytes.
-
-    The packet is read into a buffer of this thread's and copied out with no
-    ``await`` in between, so coroutines on one loop never share it mid-read
-    and loops in other threads have their own.
-    """
-    buf, view = dev._async_buffer()
+async def read(dev: Pollable) -> bytes:
+    """Read one packet and return it as bytes."""
     while True:
-        n = dev._readinto_nowait(buf)
-        if n >= 0:
-            return bytes(view[:n])
+        packet = dev.read_nowait()
+        if packet is not None:
+            return packet
         await _wait(dev)
 
 
-async def write(dev: "Device", data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+async def write(dev: Pollable, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
     """Write one packet; waits (without blocking the loop) in the rare case the queue is full."""
     while True:
         try:
-            return dev._write_nowait(data, nbytes)
+            return dev.write_nowait(data, nbytes)
         except BlockingIOError:
             await _wait(dev, write=True)
 
 
-async def read_batch(dev: "Device", ring: "PacketRing", engine: Any, min_packets: int = 1, timeout: Optional[float] = None) -> int:
+async def read_batch(dev: BatchPollable, ring: "PacketRing", engine: Any, min_packets: int = 1, timeout: Optional[float] = None) -> int:
     """Fill *ring* with what is queued until *min_packets* (or a full ring, or *timeout*); return the count.
 
     Cancelled (or interrupted by a signal handler's exception), the call
@@ -161,7 +160,7 @@ async def read_batch(dev: "Device", ring: "PacketRing", engine: Any, min_packets
     return got
 
 
-async def packets(dev: "Device") -> AsyncIterator[bytes]:
+async def packets(dev: Pollable) -> AsyncIterator[bytes]:
     """``async for packet in dev``: each packet as bytes, until the device closes."""
     while True:
         try:

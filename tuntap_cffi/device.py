@@ -25,28 +25,16 @@ Facts that shape this module:
   program, as in C; the window is one non-blocking syscall).
 - Blocking.  The fd is always O_NONBLOCK.  A blocking read tries the read
   first and only on EAGAIN polls the device beside a wakeup eventfd; that is
-  what lets ``close()`` from another thread wake a blocked reader.  In the
-  main thread the poll is cut into slices so a Ctrl-C whose signal landed on
-  another thread still interrupts promptly; EINTR is retried in Python.
-- Closing without fd-number reuse.  Closing an fd that another thread is
-  about to read would let that read hit whatever file next gets the number.
-  ``close()`` therefore (1) marks the device closed, (2) wakes waiters, (3)
-  dup3()s /dev/null over the number, which releases the TUN file (the
-  interface goes away) while keeping the number taken, and (4) frees the
-  number once no thread can be about to use it.  Calls that hold a number
-  across Python code (batches, waits, link settings) announce themselves
-  (a dict entry per call: nothing per packet); the per-packet calls load
-  the number and make the syscall with no Python code in between, so a
-  thread that was alive at close() and is not announced is done with the
-  number once /proc shows it exited, or slept without running for 50 ms
-  (100 on PyPy), or (CPython) made a read/write syscall or ran 1 ms of CPU
-  since; or once it runs code of the device (see "freeing closed fd
-  numbers" below).  close() checks at once (a single-threaded program gets
-  the number back at once) and a daemon thread, started on demand, checks
-  again every 15 ms until all is freed; the wakeup and control fds and the
-  io_uring engines go as soon as no other thread is inside an announced
-  call.  At the latest the finalizer frees them.  A racing reader reads
-  end-of-file from /dev/null and then sees ``closed``.
+  what lets ``close()`` from another thread wake a blocked reader.  EINTR is
+  retried in Python.
+- Closing without fd-number reuse.  ``close()`` marks the device closed,
+  wakes every waiter, puts /dev/null over the fd number (the interface goes
+  away) and frees the number only once no thread can be about to use it;
+  ``detach()`` is the same sequence handing the number back.  The protocol,
+  and why the per-packet calls need no announcement for it, is
+  :mod:`tuntap_cffi._lifecycle`: a Device holds one ``FdLife`` and calls
+  that hold a number across Python code announce themselves there.  A
+  racing reader reads end-of-file from /dev/null and then sees ``closed``.
 - fork().  A child forgets the parent's engines, wakeup eventfd, control
   socket and asyncio registrations (it closes its own copies only) and
   makes its own on demand: it may use an inherited Device (both processes
@@ -80,6 +68,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, NamedTuple, Op
 
 from . import _backend, batch
 from ._announce import announced
+from ._lifecycle import FdLife, pending_retirements as pending_retirements  # (still importable here)
 from ._engines import EngineTable
 from ._link import LinkConfig
 from ._netlink import RtNetlink
@@ -92,14 +81,12 @@ from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLA
 from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6
 from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
-from ._syscalls import WAIT_SLICE_MS, check, close_quietly, dead_fd, ffi, lib
+from ._syscalls import check, close_quietly, ffi, lib
 from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceClosedError, TunTapError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import NoReturn
-
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
@@ -182,188 +169,6 @@ def _cacheable(buffer: Any, ptr: Any) -> Any:
             kind = type(buffer.obj)
     return ptr if kind in _PINNED else None
 
-# ------------------------------------------------- freeing closed fd numbers
-#
-# Which thread may still be about to use a closed number.  The calls that
-# hold a number (or an engine, the wakeup or control fd) across Python code
-# announce themselves in Device._inside.  The per-packet calls do not: they
-# load self._fd and call cffi in one expression, with no point in between
-# where CPython 3.11 runs other Python code (no eval-breaker check between
-# LOAD_ATTR and CALL; cffi converts the arguments, releases the GIL and
-# makes the syscall).  A thread in that window while close() runs is
-# therefore past its GIL release, runnable or in the syscall, and its next
-# read/write-family syscall is the window's (made on /dev/null by then).
-# So a thread alive at close() and not announced can no longer use the
-# number once /proc shows that it: has exited; or (CPython) made a read or
-# write syscall since (io: syscr + syscw); or (CPython) ran >= 1 ms of CPU
-# since (the window needs microseconds); or has slept (state S) for
-# _QUIET_NS without being scheduled once (schedstat's run count): a thread
-# in the window never sleeps that long (CPython signals a GIL dropper when
-# the GIL is next taken, a GIL waiter wakes every 5 ms).  Or it ran code of
-# the device since (it finds the device closed).  PyPy checks for thread
-# switches, signals and finalizers between bytecodes, so arbitrary code
-# (syscalls, CPU) may run inside the window there: only exit, the long
-# sleep (a longer one) and the device's own code count on PyPy.
-
-_CPYTHON = sys.implementation.name == "cpython"
-_QUIET_NS = 50_000_000 if _CPYTHON else 100_000_000
-_CPU_NS = 1_000_000
-_RECHECK_S = 0.015  # how often the reaper thread looks again
-
-
-def _read_proc(path: str) -> bytes:
-    """A small /proc file; FileNotFoundError/ProcessLookupError once the task is gone."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, 1024)
-    finally:
-        os.close(fd)
-    if not data:
-        raise ProcessLookupError(path)
-    return data
-
-
-def _task_sample(tid: int) -> Optional[Tuple[bytes, int, int, int]]:
-    """(state, CPU ns, times scheduled, read+write syscalls) of thread *tid*; None once it exited.
-
-    Raises OSError when /proc cannot tell (no fd free, say): assume nothing then.
-    """
-    base = f"/proc/self/task/{tid}/"
-    try:
-        stat = _read_proc(base + "stat")
-        run_ns, _wait_ns, runs = _read_proc(base + "schedstat").split()[:3]
-        syscalls = 0
-        if _CPYTHON:
-            for line in _read_proc(base + "io").splitlines():
-                if line.startswith((b"syscr:", b"syscw:")):
-                    syscalls += int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    state = stat.rpartition(b")")[2].split(None, 1)[0]  # (the name before it may hold anything)
-    return state, int(run_ns), int(runs), syscalls
-
-
-class _Watched:
-    """A thread alive at close(), with what /proc said of it then (see above)."""
-
-    __slots__ = ("tid", "syscalls", "cpu", "state", "runs", "since")
-
-    def __init__(self, tid: int, sample: Optional[Tuple[bytes, int, int, int]]) -> None:
-        self.tid = tid
-        state, self.cpu, self.runs, self.syscalls = sample or (b"?", 1 << 62, -1, 1 << 62)  # unknown: only exit counts
-        self.state = state
-        self.since = time.monotonic_ns()
-
-    def done(self) -> bool:
-        """True once the thread cannot be about to use the number (exited, or proof in /proc)."""
-        try:
-            sample = _task_sample(self.tid)
-        except OSError:
-            return False
-        if sample is None:
-            return True
-        state, cpu, runs, syscalls = sample
-        if _CPYTHON and (syscalls > self.syscalls or cpu - self.cpu >= _CPU_NS):
-            return True
-        now = time.monotonic_ns()
-        if state == b"S" and self.state == b"S" and runs == self.runs:
-            return now - self.since >= _QUIET_NS  # one sleep, not scheduled since
-        self.state, self.runs, self.since = state, runs, now
-        return False
-
-
-def _watch_others() -> List[_Watched]:
-    """Every other thread of this process (kernel tasks: threads not made by ``threading`` too)."""
-    me = threading.get_native_id()
-    try:
-        tids = [int(name) for name in os.listdir("/proc/self/task")]
-    except OSError:  # no fd free: the threads Python knows of
-        tids = [t.native_id for t in threading.enumerate() if t.native_id is not None]
-    watched = []
-    for tid in tids:
-        if tid == me:
-            continue
-        try:
-            sample = _task_sample(tid)
-        except OSError:
-            sample = None
-        else:
-            if sample is None:
-                continue  # exited already
-        watched.append(_Watched(tid, sample))
-    return watched
-
-
-# Devices whose fds wait to be freed; one daemon thread re-checks them.
-_retiring: "weakref.WeakSet[Device]" = weakref.WeakSet()
-_retire_lock = threading.Lock()
-_reaper: Optional[threading.Thread] = None
-
-
-def _retire_later(dev: "Device") -> None:
-    """Have the reaper thread free *dev*'s fds once it is safe."""
-    global _reaper
-    with _retire_lock:
-        _retiring.add(dev)
-        if _reaper is None:
-            thread = threading.Thread(target=_reap, name="tuntap_cffi-reaper", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # no thread to spare: the other triggers and the finalizer remain
-                return
-            _reaper = thread
-
-
-def pending_retirements() -> int:
-    """How many closed devices still wait for the reaper to free their fds (for tests and diagnostics)."""
-    with _retire_lock:
-        return len(_retiring)
-
-
-def _reap() -> None:
-    """The reaper: re-check every retiring device every _RECHECK_S; exit when none is left."""
-    global _reaper
-    while True:
-        time.sleep(_RECHECK_S)
-        # Weak references only, one Device held at a time: a Device the
-        # program dropped stays collectable during and between passes.
-        with _retire_lock:
-            pending = [weakref.ref(dev) for dev in _retiring]
-        for ref in pending:
-            dev = ref()
-            if dev is not None and dev._free_number_if_unused():
-                with _retire_lock:
-                    _retiring.discard(dev)
-            dev = None
-        with _retire_lock:
-            if not _retiring:
-                _reaper = None
-                return
-
-
-# Every Device not yet collected, for fork(): see _after_fork_in_child.
-_live: "weakref.WeakSet[Device]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """Make every inherited Device the child's own: forget the parent's engines and wakeup fd.
-
-    The child may then use a Device it inherited (both processes share the
-    TUN queue: each packet goes to whichever reads first) or close it (that
-    closes the child's fd; the interface stays while the parent holds its
-    own).  Nothing the child does reaches the parent's rings or wakeup.
-    """
-    global _reaper, _retire_lock
-    _retire_lock = threading.Lock()
-    _reaper = None  # (not running in the child)
-    _retiring.clear()
-    for dev in list(_live):
-        dev._forget_parent()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def _take_back(frame_locals: Dict[str, Any]) -> None:
     """A batch read raises: if it had handed its packets over (in *frame_locals*: got bound, pend None), keep them.
 
@@ -405,17 +210,21 @@ class Device(LinkConfig):
         """
         self._fd = fd
         self._everyone = everyone
-        self._retired_fd = -1  # the number after close(), until it is freed
-        self._watch: List[_Watched] = []  # threads alive at close() that may still hold the number
-        self._inside: Dict[int, int] = {}  # ident -> depth of threads in a call that announces itself
         self._name = name
+        # The close protocol (see _lifecycle).  Its lock and announcements are
+        # also ours under the old names, bound once: the batch calls use them
+        # with no layer in between.
+        self._life = life = FdLife(name, self)
+        self._lock = life.lock  # slow paths only: wakeup setup, release, engines, control socket
+        self._inside = life.inside
+        self._enter = life.enter
+        self._exit = life.exit
+        self._others_inside = life.others_inside
+        self._leave_closed = life.leave_closed
         self._flags = flags
         self._kind = DeviceKind.TAP if flags & lib.IFF_TAP else DeviceKind.TUN
         self._closed = False
         self._blocking = blocking
-        self._lock = threading.Lock()  # slow paths only: wakeup setup, release
-        self._wake_fd = -1
-        self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._ctl = -1  # control socket for link ioctls, made on first use
         self._rtnl: Optional[RtNetlink] = None  # rtnetlink over that socket
         # Batch engines by ring, direction and thread (see _engines).  The
@@ -425,11 +234,6 @@ class Device(LinkConfig):
         self._engine = self._engines.get
         self._stale_engines = self._engines.stale  # (the table changes this list in place)
         self._close_stale_engines = self._engines.close_stale
-        # asyncio: (loop, future) of every coroutine waiting for the fd; close()
-        # fails them and unregisters them before the fd number may be freed.
-        self._async_waiters: "set[Tuple[Any, Any]]" = set()
-        self._async_pending = 0  # close-callbacks scheduled on other threads' loops
-        self._async_lists: Dict[Tuple[Any, bool], List[Any]] = {}  # (loop, write) -> waiting futures
         self._abuf: Optional[threading.local] = None  # read_async()'s buffer per thread
         # (buffer, cffi pointer, size) of the last buffer read into / written
         # from.  One tuple, read with one attribute load, so threads sharing
@@ -449,33 +253,23 @@ class Device(LinkConfig):
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
         ) + self._vnet_hdr_size
         self._mtu_cache = -1
-        _live.add(self)
 
     def _forget_parent(self) -> None:
-        """In a fork()ed child: drop what is the parent's (see _after_fork_in_child).
+        """In a fork()ed child, after the FdLife forgot its part: drop what is the parent's.
 
         The child is single-threaded here: the locks may have been held by
-        parent threads that do not exist in it, so they are replaced.  Rings,
-        the wakeup eventfd, the control socket and asyncio registrations are
-        shared with the parent: the child closes only its own copies (munmap
-        and close() change nothing for the parent; submitting to a ring,
-        io_uring_register, writing the eventfd or epoll_ctl on the parent's
-        loop would) and makes its own on demand.
+        parent threads that do not exist in it, so they are replaced.  Rings
+        and the control socket are shared with the parent: the child closes
+        only its own copies (munmap and close() change nothing for the
+        parent; submitting to a ring or io_uring_register would) and makes
+        its own on demand.
         """
-        self._lock = threading.Lock()
+        self._lock = self._life.lock  # (a new one)
         self._read_lock = threading.Lock()
         self._engines.forget()
-        for attr in ("_wake_fd", "_ctl", "_retired_fd"):  # (a retired number: no thread is left to use it)
-            fd = getattr(self, attr)
-            setattr(self, attr, -1)
-            close_quietly(fd)
-        self._pollfds = None
+        ctl, self._ctl = self._ctl, -1
+        close_quietly(ctl)
         self._rtnl = None
-        self._async_waiters = set()
-        self._async_lists = {}
-        self._async_pending = 0
-        self._watch = []
-        self._inside = {}
         if self._closed and self._fd >= 0:  # fork() raced a close() in another thread: finish it here
             fd, self._fd = self._fd, -1
             close_quietly(fd)
@@ -787,12 +581,13 @@ class Device(LinkConfig):
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None) -> int:
+    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False) -> int:
         """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
 
-        *buffer*, if given, is what *ptr* points into: after a wait, an
-        uncached one (see _cacheable) is looked up again, as another thread
-        may have resized it meanwhile.
+        Nothing queued: -1 with *nowait*, else BlockingIOError on a
+        non-blocking device, else a wait.  *buffer*, if given, is what *ptr*
+        points into: after a wait, an uncached one (see _cacheable) is
+        looked up again, as another thread may have resized it meanwhile.
         """
         while True:
             if n > 0:
@@ -805,6 +600,8 @@ class Device(LinkConfig):
                 return 0
             err = ffi.errno
             if err == errno.EAGAIN:
+                if nowait:
+                    return -1
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
                 self._wait(select.POLLIN)
@@ -816,26 +613,15 @@ class Device(LinkConfig):
                 raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
             n = _read(self._fd, ptr, size)
 
-    def _readinto_nowait(self, buffer: object) -> int:
-        """One non-blocking read attempt whatever :attr:`blocking` says; -1 if nothing is queued."""
+    def readinto_nowait(self, buffer: "WriteableBuffer") -> int:
+        """One non-blocking :meth:`readinto`: the packet's length, or -1 if nothing is queued."""
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
-        while True:
-            n: int = _read(self._fd, ptr, size)
-            if n > 0:
-                if n == size:
-                    self._check_full_read(ptr, size)
-                return n
-            if self._closed:
-                self._leave_closed()
-            if n == 0:
-                return 0
-            err = ffi.errno
-            if err == errno.EAGAIN:
-                return -1
-            if err != errno.EINTR:
-                raise error_from_errno(err, "read", self._name, f"read from {self._name} failed")
+        n: int = _read(self._fd, ptr, size)
+        if n > 0 and n < size:
+            return n
+        return self._read_again(n, ptr, size, None, True)
 
     def _check_full_read(self, ptr: Any, size: int) -> None:
         """A read filled the *size*-byte buffer: raise ValueError if the packet was cut short.
@@ -1241,8 +1027,24 @@ class Device(LinkConfig):
 
         return aio.packets(self)
 
-    def _async_buffer(self) -> Tuple[bytearray, memoryview]:
-        """read_async()'s buffer and a view of it: one per thread (loops in two threads may share a device)."""
+    # --------------------------------------- the non-blocking seam (aio.Pollable)
+    #
+    # One attempt each, whatever :attr:`blocking` says: asyncio's
+    # sock_recv_into shape, so an event-loop layer needs nothing else of a
+    # Device (it waits through :attr:`lifecycle` when nothing is queued).
+
+    @property
+    def lifecycle(self) -> FdLife:
+        """The close protocol of this device's fd (internal: event-loop layers register their waiters there)."""
+        return self._life
+
+    def read_nowait(self) -> Optional[bytes]:
+        """One non-blocking read: a packet as bytes, or None if nothing is queued.
+
+        Read into a buffer of this thread's and copied out in one call, so
+        callers on one thread never share it mid-read (loops in two threads
+        may share a device).
+        """
         local = self._abuf
         if local is None:
             local = self._abuf = threading.local()  # a racing first call makes two: harmless
@@ -1250,10 +1052,11 @@ class Device(LinkConfig):
         if pair is None:
             buf = bytearray(MAX_IP_PACKET + self._overhead)
             pair = local.pair = (buf, memoryview(buf))
-        return pair
+        n = self.readinto_nowait(pair[0])
+        return None if n < 0 else bytes(pair[1][:n])
 
-    def _write_nowait(self, data: object, nbytes: Optional[int]) -> int:
-        """One non-blocking write attempt; BlockingIOError if the kernel cannot take it now."""
+    def write_nowait(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+        """One non-blocking :meth:`write`: BlockingIOError if the kernel cannot take the packet now."""
         if type(data) is bytes and nbytes is None:
             ptr: Any = data
             size = len(data)
@@ -1265,17 +1068,10 @@ class Device(LinkConfig):
                 if not 0 <= nbytes <= size:
                     raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
                 size = nbytes
-        while True:
-            n: int = _write(self._fd, ptr, size)
-            if n >= 0:
-                return n
-            if self._closed:
-                self._leave_closed()
-            err = ffi.errno
-            if err == errno.EAGAIN:
-                raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
-            if err != errno.EINTR:
-                raise self._write_error(err, f"write to {self._name} failed")
+        n: int = _write(self._fd, ptr, size)
+        if n >= 0:
+            return n
+        return self._write_again(ptr, size, True)
 
     # ----------------------------------------------------------------- writing
 
@@ -1340,13 +1136,10 @@ class Device(LinkConfig):
         iov = ffi.new("struct iovec[2]")
         iov[0].iov_base, iov[0].iov_len = pi, PI_LEN
         iov[1].iov_base, iov[1].iov_len = ptr, size
-        while True:
-            n: int = lib.writev(self._fd, iov, 2)
-            if n >= 0:
-                return n - PI_LEN
-            self._check_write_error()
-            if ffi.errno == errno.EAGAIN:
-                self._wait(select.POLLOUT)
+        n: int = lib.writev(self._fd, iov, 2)
+        if n < 0:
+            n = self._write_again(iov, 2, False, lib.writev)
+        return n - PI_LEN
 
     def _bind_write_buffer(self, data: object) -> Tuple[object, Any, int]:
         if self._closed:
@@ -1362,14 +1155,14 @@ class Device(LinkConfig):
         self._wcache = entry = (data, pinned, size)
         return entry
 
-    def _check_write_error(self) -> None:
-        """Raise for the errno of a failed write, unless it is EAGAIN/EINTR (blocking)."""
+    def _check_write_error(self, nowait: bool = False) -> None:
+        """Raise for the errno of a failed write, unless it is EINTR or EAGAIN (blocking, not *nowait*: wait)."""
         if self._closed:
             self._leave_closed()
         err = ffi.errno
         if err == errno.EINTR:
             return
-        if err == errno.EAGAIN and self._blocking:
+        if err == errno.EAGAIN and self._blocking and not nowait:
             return
         if err == errno.EAGAIN:
             raise BlockingIOError(errno.EAGAIN, f"{self._name} cannot take a packet now")
@@ -1391,56 +1184,25 @@ class Device(LinkConfig):
                     err = errno.EBADFD  # gone, not down
         return error_from_errno(err, "write", self._name, what)
 
-    def _write_again(self, ptr: Any, size: int) -> int:
+    def _write_again(self, ptr: Any, size: int, nowait: bool = False, call: Any = _write) -> int:
+        """The slow path of a write whose first attempt failed: retry, wait (unless *nowait*) or raise.
+
+        *call* is the syscall of the first attempt, ``call(fd, ptr, size)``:
+        write(), or writev() of an iovec array of *size* entries.
+        """
         while True:
-            self._check_write_error()
+            self._check_write_error(nowait)
             if ffi.errno == errno.EAGAIN:
                 self._wait(select.POLLOUT)
-            n: int = _write(self._fd, ptr, size)
+            n: int = call(self._fd, ptr, size)
             if n >= 0:
                 return n
 
-    # ---------------------------------------------------------------- waiting
+    # ------------------------------------------------------- waiting, closing
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
-        """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms*.
-
-        Returns after any wakeup; the caller retries its syscall and checks
-        ``closed``.  Raises :class:`DeviceClosedError` if closed meanwhile.
-        """
-        me = self._enter()  # the poll set holds the fd and the wakeup fd across Python code
-        try:
-            if self._closed:
-                self._leave_closed()
-            pfd = self._pollfds
-            if pfd is None:
-                pfd = self._setup_wakeup()
-            # Separate pairs for reading and writing: a reader and a writer may wait at once.
-            pair = pfd if events == select.POLLIN else pfd + 2
-            pair[0].fd = self._fd
-            timeout = timeout_ms
-            if threading.current_thread() is threading.main_thread() and not 0 <= timeout < WAIT_SLICE_MS:
-                timeout = WAIT_SLICE_MS  # see WAIT_SLICE_MS: Ctrl-C must not wait
-            lib.poll(pair, 2, timeout)  # EINTR or a timeout: the caller retries
-        finally:
-            self._exit(me)
-
-    def _setup_wakeup(self) -> Any:
-        with self._lock:
-            if self._pollfds is None:
-                if self._closed:
-                    self._leave_closed()
-                # eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): EFD_* equal O_* on every architecture
-                wake = check(lib.eventfd, 0, os.O_CLOEXEC | os.O_NONBLOCK, op="eventfd", name=self._name)
-                pfd = ffi.new("struct pollfd[4]")
-                pfd[0].events, pfd[2].events = select.POLLIN, select.POLLOUT
-                pfd[1].fd = pfd[3].fd = wake
-                pfd[1].events = pfd[3].events = select.POLLIN
-                self._wake_fd = wake
-                self._pollfds = pfd
-            return self._pollfds
-
-    # ---------------------------------------------------------------- closing
+        """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms* (see FdLife.wait)."""
+        self._life.wait(self._fd, events, timeout_ms)
 
     def close(self) -> None:
         """Close the device; a non-persistent interface disappears.  Idempotent.
@@ -1453,148 +1215,53 @@ class Device(LinkConfig):
         tens of milliseconds of the others sleeping, exiting or (CPython)
         making any read or write.
         """
-        with self._lock:
-            fd = -1 if self._closed else self._fd  # closed already: only free what is left
-            self._closed = True
-            if fd >= 0:  # (-1: detached)
-                wake = self._wake_fd
-                if wake >= 0:
-                    lib.write(wake, ffi.new("uint64_t *", 1), 8)
-                self._close_async_waiters(fd)
-                # Release the TUN file now, keep the number (see the module docstring).
-                lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
-                self._retired_fd = fd
-                self._fd = -1
-                self.release_buffers()
-                self._watch = _watch_others()  # after the number left self._fd: what each had done by then
-        if not self._free_number_if_unused():
-            _retire_later(self)
-
-    def _close_async_waiters(self, fd: int) -> None:
-        """Fail every asyncio waiter and unregister its reader/writer (under self._lock)."""
-        from . import aio
-
-        waiters, self._async_waiters = self._async_waiters, set()
-        self._async_lists = {}  # abort_waiter unregisters the fd from each loop
-        for loop, fut in waiters:
-            if loop.is_closed():
-                continue
-            if aio.running_loop() is loop:
-                aio.abort_waiter(loop, fut, fd, self._name)
-            else:
-                self._async_pending += 1
-                loop.call_soon_threadsafe(self._abort_waiter_later, loop, fut, fd)
-
-    def _abort_waiter_later(self, loop: Any, fut: Any, fd: int) -> None:
-        from . import aio
-
-        aio.abort_waiter(loop, fut, fd, self._name)
-        with self._lock:
-            self._async_pending -= 1
-        if not self._free_number_if_unused():
-            _retire_later(self)
-
-    def _leave_closed(self) -> "NoReturn":
-        """Called by a thread that found the device closed: free what it can, raise."""
-        self._free_number_if_unused()  # (close() has the reaper look again if this cannot)
-        raise DeviceClosedError(self._name)
-
-    def _enter(self) -> int:
-        """Announce that this thread is in a call that holds fd numbers across Python code.
-
-        An announced thread is never taken for one that cannot use the
-        number; the announcer checks ``closed`` after announcing, so a
-        close() either sees it or it sees the close.  Returns the ident
-        for :meth:`_exit`.
-        """
-        me = _get_ident()
-        inside = self._inside
-        inside[me] = inside.get(me, 0) + 1  # (only this thread writes its key)
-        return me
-
-    def _exit(self, me: int) -> None:
-        inside = self._inside
-        depth = inside.get(me, 1) - 1
-        if depth:
-            inside[me] = depth
-        else:
-            inside.pop(me, None)
-
-    def _others_inside(self) -> bool:
-        """Whether another thread is in a call that announced itself."""
-        inside = self._inside
-        return len(inside) > (threading.get_ident() in inside)
-
-    def _free_number_if_unused(self) -> bool:
-        """Free what close()/detach() left as soon as it is safe; False while something must wait.
-
-        The engines, wakeup and control fds are used only by announced
-        calls: they go once no other thread is inside one.  The retired
-        number also waits for every thread alive at close() (see
-        :class:`_Watched`).  True also when an event loop has yet to
-        unregister the fd: its callback calls this again.
-        """
-        with self._lock:
-            if not self._closed or self._async_pending:
-                return True
-            if (self._wake_fd >= 0 or self._ctl >= 0 or self._engines or self._stale_engines) and not self._others_inside():
-                self._release_helpers()
-            if self._retired_fd >= 0 and not self._others_inside() and not self._others_may_hold_number():
-                fd, self._retired_fd = self._retired_fd, -1
-                close_quietly(fd)
-            return self._retired_fd < 0 and self._wake_fd < 0 and self._ctl < 0 and not self._engines
-
-    def _others_may_hold_number(self) -> bool:
-        """Whether a thread alive at close() may still be about to use the retired number (under _lock).
-
-        The calling thread is running code of this device, so it is not
-        (a call made after close() loads -1).  Threads started later never
-        saw the number.  (Frame inspection would be sharper, but
-        ``sys._current_frames()`` and walking other threads' frames deadlock
-        or corrupt memory on CPython 3.11 under GC pressure: gh-106883.)
-        """
-        if self._watch:
-            me = threading.get_native_id()
-            self._watch = [w for w in self._watch if w.tid != me and not w.done()]
-        return bool(self._watch)
-
-    def _release_helpers(self) -> None:
-        """Close the engines, the wakeup and control fds (no thread may be using them)."""
-        self._engines.close_all()
-        for attr in ("_wake_fd", "_ctl"):
-            fd = getattr(self, attr)
-            setattr(self, attr, -1)
-            close_quietly(fd)
-        self._pollfds = None
-        self._rtnl = None
-
-    def _release_fds(self) -> None:
-        self._release_helpers()
-        fd, self._retired_fd = self._retired_fd, -1
-        close_quietly(fd)
+        self._shut(detach=False)
 
     def detach(self) -> int:
         """Give up ownership of the fd and return it; the Device is then closed.
 
         The fd is returned in blocking mode if the device was blocking.
         """
-        with self._lock:
-            if self._closed:
-                raise DeviceClosedError(self._name)
-            fd, self._fd = self._fd, -1
-            self._closed = True
-            self._close_async_waiters(fd)
-            wake = self._wake_fd
-            if wake >= 0:
-                lib.write(wake, ffi.new("uint64_t *", 1), 8)
-            self.release_buffers()
+        fd = self._shut(detach=True)
         if self._blocking:
             fl = lib.fcntl(fd, ffi.cast("int", 3))  # F_GETFL
             if fl >= 0:
                 lib.fcntl(fd, ffi.cast("int", 4), ffi.cast("int", fl & ~os.O_NONBLOCK))  # F_SETFL
-        if not self._free_number_if_unused():  # the wakeup and control fds, once no waiter is inside
-            _retire_later(self)
         return fd
+
+    def _shut(self, detach: bool) -> int:
+        """close() and detach() in trio's order; return the fd (-1: closed already).
+
+        1. mark closed, 2. wake every waiter (blocking and asyncio), 3. keep
+        the number on /dev/null until it is safe to free (close), or hand it
+        back (detach); then free what no thread is using (the wakeup and
+        control fds, the engines) now or from the reaper thread.
+        """
+        life = self._life
+        with life.lock:
+            if detach and self._closed:
+                raise DeviceClosedError(self._name)
+            fd = -1 if self._closed else self._fd  # closed already: only free what is left
+            self._closed = True
+            self._fd = -1
+            life.notify_closing(fd)
+            if fd >= 0:
+                if not detach:
+                    life.retire(fd)
+                self.release_buffers()
+        life.free_when_safe()
+        return fd
+
+    def _helpers_open(self) -> bool:
+        """Whether the control socket or an engine is still open (FdLife's question, under the lock)."""
+        return self._ctl >= 0 or len(self._engines) > 0
+
+    def _release_helpers(self) -> None:
+        """Close the engines and the control socket (no other thread may be using them; under the lock)."""
+        self._engines.close_all()
+        ctl, self._ctl = self._ctl, -1
+        close_quietly(ctl)
+        self._rtnl = None
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if not getattr(self, "_closed", True):
@@ -1602,9 +1269,12 @@ class Device(LinkConfig):
             self._closed = True
             fd, self._fd = self._fd, -1
             close_quietly(fd)
-        if (getattr(self, "_retired_fd", -1) >= 0 or getattr(self, "_wake_fd", -1) >= 0
-                or getattr(self, "_ctl", -1) >= 0 or getattr(self, "_engines", None)):
-            self._release_fds()
+        # Unreachable: no thread is inside a call of ours, nothing can use the numbers.
+        if hasattr(self, "_stale_engines") and self._helpers_open():  # (the last helper __init__ sets)
+            self._release_helpers()
+        life = getattr(self, "_life", None)
+        if life is not None:
+            life.release()
 
 
 def _open(
