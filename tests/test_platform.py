@@ -227,6 +227,13 @@ def test_darwin_table_says_what_works_today_and_what_is_planned() -> None:
     assert "several utun devices" in DARWIN.reasons[Feature.MULTI_QUEUE]
 
 
+def test_a_table_cannot_contradict_itself() -> None:
+    with pytest.raises(ValueError, match="both there and planned"):
+        Platform("X", {Feature.TUN}, planned={Feature.TUN})
+    with pytest.raises(ValueError, match="reason given for a feature that is there"):
+        Platform("X", {Feature.TUN}, reasons={Feature.TUN: "why"})
+
+
 def test_darwin_utun_framing_constants() -> None:
     # XNU: the protocol family, big-endian, in front of each packet; AF_INET6 is 30 on macOS.
     assert utun.AF_HEADER_LEN == 4
