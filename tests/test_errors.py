@@ -430,19 +430,6 @@ def test_missing_dev_net_tun(ifname: str) -> None:
 
 
 
-def test_unsupported_platform_fails_at_open_not_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuntap_cffi import UnsupportedPlatformError, _backend
-
-    monkeypatch.setattr(_backend, "_backend", None)
-    monkeypatch.setattr(sys, "platform", "sunos5")
-    before = fd_count()
-    with pytest.raises(UnsupportedPlatformError) as info:
-        open_tun("")
-    assert "sunos5" in str(info.value)
-    assert isinstance(info.value, TunTapError)
-    assert fd_count() == before
-
-
 def test_batch_write_error_is_a_tuntap_error_naming_the_device() -> None:
     from tuntap_cffi import BatchWriteError, batch, errors
 

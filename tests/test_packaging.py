@@ -128,8 +128,8 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "tuntap_cffi/py.typed" in names
     compiled = [n for n in names if n.endswith((".so", ".c", ".pyd", ".o", ".dll", ".dylib"))]
     assert compiled == [], f"compiled files in the wheel: {compiled}"
-    # Every module of the source package ships; the build script and tests do not.
-    modules = sorted(f"tuntap_cffi/{p.name}" for p in (REPO_ROOT / "tuntap_cffi").glob("*.py"))
+    # Every module of the source package and its subpackages (_darwin/) ships; the build script and tests do not.
+    modules = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "tuntap_cffi").rglob("*.py"))
     assert [m for m in modules if m not in names] == []
     assert [n for n in names if n == "build_ffi.py" or n.startswith("tests/")] == []
 

@@ -1,20 +1,30 @@
-"""The platform boundary: which backend module drives devices on this OS.
+"""The platform boundary: which platform this is, what it can do, which backend drives it.
 
-A backend is a module with the functions ``_linux`` defines (``create``,
-``get_iff``, ``set_persist``, ``control_socket``, link ioctls).  A macOS
-backend slots in here.  On other systems opening a device raises
-:class:`UnsupportedPlatformError`; importing the package still works.
+Facts that shape this module:
+
+- The platform is chosen once, at import, from ``sys.platform`` (as
+  ``selectors.py`` picks ``DefaultSelector``): :data:`PLATFORM` is its
+  declared capability table (:class:`~tuntap_cffi._capabilities.Platform`,
+  with the display name used in messages).  :func:`require` checks a
+  feature against it and raises the one ``UnsupportedPlatformError``.
+- The backend module is imported on first use (:func:`current`), not at
+  import: importing the package works on any OS, and on one without a
+  backend only opening a device fails, with that same error.
+- A backend is a module with the functions of :class:`Backend`; ``_linux``
+  is the reference and ``_darwin.backend`` the declared macOS boundary
+  (every function raises until the macOS backend lands).  mypy checks
+  each module against the Protocol where :func:`_load` returns it.
 """
 
 from __future__ import annotations
 
-import errno
 import sys
-from typing import Optional, Protocol, Tuple, cast
+from typing import Optional, Protocol, Tuple
 
-from .errors import UnsupportedPlatformError
+from . import _darwin
+from ._capabilities import Feature, Platform
 
-__all__ = ["Backend", "current"]
+__all__ = ["Backend", "Feature", "Platform", "LINUX", "PLATFORM", "current", "require", "supports"]
 
 
 class Backend(Protocol):
@@ -41,6 +51,40 @@ class Backend(Protocol):
     def get_vnet_hdr_size(self, fd: int, name: str) -> int: ...
 
 
+#: Linux has everything the library offers.  (This table moves into the
+#: Linux package when ``_linux.py`` becomes one, as ``_darwin/`` is.)
+LINUX = Platform("Linux", frozenset(Feature))
+
+
+def _choose(system: str) -> Platform:
+    """The capability table for ``sys.platform`` *system*."""
+    if system.startswith("linux"):
+        return LINUX
+    if system == "darwin":
+        return _darwin.PLATFORM
+    return Platform(system, frozenset(), fallback="tuntap_cffi drives TUN/TAP devices on Linux only (macOS is planned)")
+
+
+#: This platform's capability table, chosen once at import.
+PLATFORM: Platform = _choose(sys.platform)
+#: ``require(feature, name=None)``: raise UnsupportedPlatformError unless this platform has *feature*.
+require = PLATFORM.require
+#: ``supports(feature)``: True if this platform has *feature*.
+supports = PLATFORM.supports
+
+
+def _load() -> Backend:
+    if PLATFORM is LINUX:
+        from . import _linux
+
+        return _linux
+    if PLATFORM is _darwin.PLATFORM:
+        from ._darwin import backend
+
+        return backend
+    raise PLATFORM.unsupported(None)
+
+
 _backend: Optional[Backend] = None
 
 
@@ -48,13 +92,5 @@ def current() -> Backend:
     """Return the backend module for this platform, or raise UnsupportedPlatformError."""
     global _backend
     if _backend is None:
-        if sys.platform.startswith("linux"):
-            from . import _linux
-
-            _backend = cast(Backend, _linux)
-        else:
-            raise UnsupportedPlatformError(
-                errno.EOPNOTSUPP,
-                f"TUN/TAP devices are not supported on {sys.platform!r} by tuntap_cffi yet (Linux only)",
-            )
+        _backend = _load()
     return _backend

@@ -1,0 +1,365 @@
+"""The platform boundary: capability tables, the one "unsupported here" error, the darwin skeleton.
+
+Linux's table is checked against what a real device does: every declared
+feature has an exercise below that makes the real calls on a real TUN/TAP.
+The darwin package is checked on Linux: it imports, its table says what it
+says, and every feature and backend function fails with
+UnsupportedPlatformError naming macOS, before any syscall.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import inspect
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Callable, Dict
+
+import pytest
+
+from conftest import NameFactory
+from tuntest import PEER_MAC, disable_ipv6, fd_count, ipv4_udp, require_uring
+from tuntap_cffi import (Device, DeviceKind, TunTapError, UnsupportedPlatformError, open_queues, open_tap,
+                         open_tun)
+from tuntap_cffi import _backend, _darwin
+from tuntap_cffi._capabilities import Feature, Platform
+from tuntap_cffi._darwin import backend as darwin_backend, utun
+from tuntap_cffi.device import TUN_F_CSUM
+
+REPO = str(pathlib.Path(__file__).resolve().parent.parent)
+
+
+# ------------------------------------------------------------------ Linux
+
+
+def test_linux_is_this_platform_and_declares_every_feature() -> None:
+    assert _backend.PLATFORM is _backend.LINUX
+    assert _backend.PLATFORM.name == "Linux"
+    assert _backend.LINUX.features == frozenset(Feature)
+    for feature in Feature:
+        assert _backend.supports(feature)
+        _backend.require(feature)  # returns: Linux has it
+
+
+def _tun(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        assert dev.name == name and dev.kind is DeviceKind.TUN
+
+
+def _tap(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        assert dev.name == name and dev.kind is DeviceKind.TAP
+
+
+def _packet_info(name: str, subnet: str) -> None:
+    with open_tun(name, packet_info=True) as dev:
+        disable_ipv6(name)
+        dev.up()
+        pkt = ipv4_udp(f"{subnet}.2", f"{subnet}.1", 9, 9, b"pi")
+        assert dev.packet_info and dev.write_packet(pkt) == len(pkt)
+
+
+def _persist(name: str, subnet: str) -> None:
+    open_tun(name, persist=True).close()
+    assert os.path.exists(f"/sys/class/net/{name}")  # outlived its fd
+    with open_tun(name) as dev:  # reattached
+        assert dev.persistent
+    from tuntap_cffi import delete_persistent
+
+    delete_persistent(name)
+    assert not os.path.exists(f"/sys/class/net/{name}")
+
+
+def _owner(name: str, subnet: str) -> None:
+    with open_tun(name, owner=os.geteuid(), group=os.getegid()):
+        got = tuple(int(open(f"/sys/class/net/{name}/{attr}").read()) for attr in ("owner", "group"))
+        assert got == (os.geteuid(), os.getegid())
+
+
+def _from_fd(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        with Device.from_fd(os.dup(dev.fileno())) as twin:
+            assert twin.name == name and twin.kind is DeviceKind.TUN
+
+
+def _multi_queue(name: str, subnet: str) -> None:
+    queues = open_queues(name, 2)
+    try:
+        assert [q.name for q in queues] == [name, name]
+        queues[1].detach_queue()
+        queues[1].attach_queue()
+    finally:
+        for q in queues:
+            q.close()
+
+
+def _vnet_hdr(name: str, subnet: str) -> None:
+    with open_tun(name, vnet_hdr=True, vnet_hdr_size=12) as dev:
+        assert dev.vnet_hdr_size == 12
+
+
+def _offload(name: str, subnet: str) -> None:
+    with open_tun(name, vnet_hdr=True, offload=TUN_F_CSUM) as dev:
+        assert dev.offload == TUN_F_CSUM
+
+
+def _batch(backend: str) -> Callable[[str, str], None]:
+    def exercise(name: str, subnet: str) -> None:
+        if backend == "io_uring":
+            require_uring()
+        with open_tun(name) as dev:
+            disable_ipv6(name)
+            dev.up()
+            dev.batch_backend = backend
+            assert dev.batch_backend == backend
+            pkts = [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 9, 9, bytes([i])) for i in range(3)]
+            assert dev.write_batch(pkts) == 3
+    return exercise
+
+
+def _link(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        dev.mtu = 1400
+        assert dev.mtu == 1400
+        assert dev.ifindex == int(open(f"/sys/class/net/{name}/ifindex").read())
+        disable_ipv6(name)
+        dev.up()
+        assert dev.is_up
+        dev.down()
+        assert not dev.is_up
+
+
+def _txqueuelen(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        dev.txqueuelen = 321
+        assert dev.txqueuelen == 321
+
+
+def _hwaddr(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        dev.hwaddr = PEER_MAC
+        assert dev.hwaddr == PEER_MAC
+
+
+def _addresses(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        disable_ipv6(name)
+        dev.add_address(f"{subnet}.1/24")
+        assert [str(a.interface) for a in dev.addresses] == [f"{subnet}.1/24"]
+        dev.remove_address(f"{subnet}.1/24")
+        assert dev.addresses == []
+
+
+def _routes(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        disable_ipv6(name)
+        dev.up()
+        dev.add_route(f"{subnet}.128/25")
+        assert f"{subnet}.128/25" in [str(r.destination) for r in dev.routes]
+        dev.remove_route(f"{subnet}.128/25")
+        assert f"{subnet}.128/25" not in [str(r.destination) for r in dev.routes]
+
+
+def _disable_ipv6(name: str, subnet: str) -> None:
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        pytest.skip("this kernel has no IPv6")
+    with open_tun(name) as dev:
+        dev.disable_ipv6()
+        assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
+
+
+#: One real exercise per feature Linux declares.
+EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
+    Feature.TUN: _tun,
+    Feature.TAP: _tap,
+    Feature.PACKET_INFO: _packet_info,
+    Feature.PERSIST: _persist,
+    Feature.OWNER: _owner,
+    Feature.FROM_FD: _from_fd,
+    Feature.MULTI_QUEUE: _multi_queue,
+    Feature.VNET_HDR: _vnet_hdr,
+    Feature.OFFLOAD: _offload,
+    Feature.IO_URING: _batch("io_uring"),
+    Feature.LOOP_BATCH: _batch("loop"),
+    Feature.LINK: _link,
+    Feature.TXQUEUELEN: _txqueuelen,
+    Feature.HWADDR: _hwaddr,
+    Feature.ADDRESSES: _addresses,
+    Feature.ROUTES: _routes,
+    Feature.DISABLE_IPV6: _disable_ipv6,
+}
+
+
+def test_every_linux_feature_has_an_exercise() -> None:
+    assert set(EXERCISES) == set(_backend.LINUX.features)
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("feature", list(Feature), ids=lambda f: f.name)
+def test_linux_feature_works_on_a_real_device(feature: Feature, ifnames: NameFactory, subnet: str) -> None:
+    if not _backend.LINUX.supports(feature):  # a feature Linux lacks needs no exercise
+        pytest.skip(f"Linux does not declare {feature.name}")
+    ifname = ifnames()
+    with open_tun(ifnames("w")):  # warm-up: the process-wide /dev/null fd close() uses
+        pass
+    before = fd_count()
+    EXERCISES[feature](ifname, subnet)
+    assert fd_count() == before
+
+
+# ------------------------------------------------------------------ macOS
+
+DARWIN = _darwin.PLATFORM
+PLANNED = {Feature.TUN, Feature.TAP, Feature.FROM_FD, Feature.LOOP_BATCH, Feature.LINK, Feature.HWADDR,
+           Feature.ADDRESSES, Feature.ROUTES}
+
+
+def test_darwin_table_says_what_works_today_and_what_is_planned() -> None:
+    assert isinstance(DARWIN, Platform) and DARWIN.name == "macOS"
+    assert DARWIN.features == frozenset()  # nothing opens in this version
+    assert DARWIN.planned == PLANNED
+    assert set(DARWIN.reasons) == set(Feature)  # every missing feature says why
+    for feature in PLANNED:
+        assert "not implemented in this version" in DARWIN.reasons[feature]
+    assert "several utun devices" in DARWIN.reasons[Feature.MULTI_QUEUE]
+
+
+def test_a_table_cannot_contradict_itself() -> None:
+    with pytest.raises(ValueError, match="both there and planned"):
+        Platform("X", {Feature.TUN}, planned={Feature.TUN})
+    with pytest.raises(ValueError, match="reason given for a feature that is there"):
+        Platform("X", {Feature.TUN}, reasons={Feature.TUN: "why"})
+
+
+def test_darwin_utun_framing_constants() -> None:
+    # XNU: the protocol family, big-endian, in front of each packet; AF_INET6 is 30 on macOS.
+    assert utun.AF_HEADER_LEN == 4
+    assert utun.AF_HEADER == {4: b"\x00\x00\x00\x02", 6: b"\x00\x00\x00\x1e"}
+    assert utun.UTUN_CONTROL_NAME == "com.apple.net.utun_control"
+
+
+@pytest.mark.parametrize("feature", list(Feature), ids=lambda f: f.name)
+def test_darwin_feature_fails_with_the_one_error(feature: Feature) -> None:
+    assert not DARWIN.supports(feature)
+    before = fd_count()
+    with pytest.raises(UnsupportedPlatformError) as info:
+        DARWIN.require(feature, "utun7")
+    err = info.value
+    assert isinstance(err, TunTapError) and err.errno == errno.EOPNOTSUPP and err.filename == "utun7"
+    text = str(err)
+    assert "macOS" in text and feature.value in text and DARWIN.reasons[feature] in text
+    assert ("planned" if feature in PLANNED else "not available") in text
+    assert fd_count() == before
+
+
+def _call_args(method: Callable[..., object]) -> Dict[str, object]:
+    """Arguments for a Backend method, by parameter name (any values: the skeleton must not use them)."""
+    values = {"name": "utun7", "flags": 0, "owner": None, "group": None, "persist": None, "kind": "TUN",
+              "everyone": False, "fd": 99999, "on": True, "ctl": 99999, "field": "mtu", "value": 1400,
+              "mac": bytes(6), "size": 10, "attach": True}
+    params = [p for p in inspect.signature(method).parameters if p != "self"]
+    return {p: values[p] for p in params}
+
+
+BACKEND_METHODS = sorted(name for name, _ in inspect.getmembers(_backend.Backend, inspect.isfunction)
+                         if not name.startswith("_"))
+EXPECTED_FEATURE = {
+    "create": Feature.TUN, "get_iff": Feature.FROM_FD, "set_persist": Feature.PERSIST,
+    "sysfs_tun_flags": Feature.PERSIST, "delete_persistent": Feature.PERSIST, "control_socket": Feature.LINK,
+    "get_link_flags": Feature.LINK, "set_link_flags": Feature.LINK, "get_int": Feature.LINK,
+    "set_int": Feature.LINK, "get_hwaddr": Feature.HWADDR, "set_hwaddr": Feature.HWADDR,
+    "set_vnet_hdr_size": Feature.VNET_HDR, "get_vnet_hdr_size": Feature.VNET_HDR,
+    "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
+}
+
+
+def test_darwin_backend_has_every_backend_function() -> None:
+    assert set(BACKEND_METHODS) == set(EXPECTED_FEATURE)
+    for name in BACKEND_METHODS:
+        assert callable(getattr(darwin_backend, name)), name
+
+
+@pytest.mark.parametrize("method", BACKEND_METHODS)
+def test_darwin_backend_function_raises_naming_macos_and_its_feature(method: str) -> None:
+    func = getattr(darwin_backend, method)
+    args = _call_args(getattr(_backend.Backend, method))
+    before = fd_count()
+    with pytest.raises(UnsupportedPlatformError) as info:
+        func(**args)
+    assert fd_count() == before
+    text = str(info.value)
+    assert "macOS" in text and EXPECTED_FEATURE[method].value in text, text
+
+
+@pytest.mark.parametrize("kind, feature", [("TAP", Feature.TAP), ("TUN", Feature.TUN)])
+def test_darwin_create_names_the_kind_asked_for(kind: str, feature: Feature) -> None:
+    with pytest.raises(UnsupportedPlatformError) as info:
+        darwin_backend.create("utun7", 0, None, None, None, kind)
+    assert feature.value in str(info.value) and "not implemented in this version" in str(info.value)
+
+
+def test_darwin_txqueuelen_is_its_own_feature() -> None:
+    for call in (lambda: darwin_backend.get_int(-1, "utun7", "txqueuelen"),
+                 lambda: darwin_backend.set_int(-1, "utun7", "txqueuelen", 100)):
+        with pytest.raises(UnsupportedPlatformError) as info:
+            call()
+        assert Feature.TXQUEUELEN.value in str(info.value) and "not available" in str(info.value)
+
+
+def test_darwin_package_reaches_no_c_call() -> None:
+    """By design, not by luck: the skeleton imports no module that can reach libc or cffi."""
+    allowed = {"__future__", "typing", "tuntap_cffi._capabilities", "tuntap_cffi._darwin"}
+    package = pathlib.Path(_darwin.__file__).parent
+    files = sorted(package.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "backend.py", "utun.py"}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "tuntap_cffi" if node.level == 2 else "tuntap_cffi._darwin" if node.level == 1 else ""
+                names = [f"{base}.{node.module}".strip(".") if node.module else base]
+            else:
+                continue
+            assert set(names) <= allowed, f"{path.name} imports {names}"
+
+
+# ------------------------------------------------- another OS, in a child
+
+CHILD = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+sys.platform = sys.argv[2]
+from tuntap_cffi import *  # must import on any OS
+from tuntap_cffi import _backend
+print(_backend.PLATFORM.name, len(_backend.PLATFORM.features))
+before = len(os.listdir("/proc/self/fd"))
+for call in (lambda: open_tun(""), lambda: open_tap("")):
+    try:
+        dev = call()
+    except UnsupportedPlatformError as exc:
+        print(type(exc).__name__, exc.errno, isinstance(exc, TunTapError), exc.strerror)
+    else:
+        dev.close()
+        print("opened")
+print(len(os.listdir("/proc/self/fd")) == before)
+"""
+
+
+@pytest.mark.parametrize("system, name, says", [
+    ("sunos5", "sunos5", "Linux only"),
+    ("darwin", "macOS", "not implemented in this version"),
+])
+def test_package_imports_on_another_os_and_opening_fails_cleanly(system: str, name: str, says: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", CHILD, REPO, system], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{name} 0", lines
+    for line in lines[1:3]:
+        assert line.startswith(f"UnsupportedPlatformError {errno.EOPNOTSUPP} True "), lines
+        assert name in line and says in line, line
+    assert "TUN" in lines[1] and "TAP" in lines[2]
+    assert lines[3] == "True", lines  # no fd opened on the way to the error

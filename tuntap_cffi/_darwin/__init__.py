@@ -1,0 +1,72 @@
+"""macOS: the declared platform boundary (the backend itself comes in a later version).
+
+Nothing opens on macOS yet: :data:`PLATFORM` declares no working feature,
+lists what the macOS backend is planned to deliver, and gives every other
+feature its reason; :mod:`.backend` holds the ``_backend.Backend`` functions,
+each raising the one ``UnsupportedPlatformError`` until that backend lands.
+This package makes no C call and loads no library: it imports on any OS.
+
+Facts that shape this package (checked against XNU xnu-11417.101.15; the
+numbers are in :mod:`.utun`):
+
+- TUN is utun: ``socket(PF_SYSTEM, SOCK_DGRAM, SYSPROTO_CONTROL)`` connected
+  to the kernel control ``com.apple.net.utun_control`` (bsd/net/if_utun.h).
+  One interface per connected socket, named ``utun<unit - 1>``; unit 0 asks
+  the kernel for the first free one (``utun_ctl_setup``, if_utun.c).
+- The interface goes away when its socket closes (``utun_ctl_disconnect``
+  detaches it): no persistence, no reattaching, no multi-queue.
+- The control is ``CTL_FLAG_PRIVILEGED``: connecting needs root, EPERM
+  otherwise (``ctl_setup_kctl``, bsd/kern/kern_control.c); there is no
+  per-device owner or group.
+- Every packet is preceded by its protocol family as a 4-byte big-endian
+  integer (``utun_output`` swaps it with ``htonl``, ``utun_ctl_send`` with
+  ``ntohl``): no tun_pi header, no virtio-net header, no offloads.
+- No io_uring and no rtnetlink: batches go through the loop engine;
+  addresses are ``SIOCAIFADDR``/``SIOCAIFADDR_IN6`` ioctls and routes
+  ``PF_ROUTE`` messages (bsd/net/route.h, RTM_VERSION 5).
+- TAP has no utun equivalent: a ``feth`` pair (bsd/net/if_fake.c, peered
+  with ``SIOCSDRVSPEC`` ``IF_FAKE_S_CMD_SET_PEER``, its MAC set with
+  ``SIOCSIFLLADDR``) read through BPF is the planned way.
+- No ioctl sets an interface's send-queue length (bsd/sys/sockio.h has
+  none): Linux's txqueuelen has no counterpart.
+"""
+
+from __future__ import annotations
+
+from .._capabilities import Feature, Platform
+
+__all__ = ["PLATFORM"]
+
+_NOT_YET = "the macOS backend is not implemented in this version of tuntap_cffi"
+
+#: macOS's capability table: nothing works in this version; *planned* is
+#: what the macOS backend will deliver.
+PLATFORM = Platform(
+    "macOS",
+    features=frozenset(),
+    planned=frozenset({
+        Feature.TUN, Feature.TAP, Feature.FROM_FD, Feature.LOOP_BATCH, Feature.LINK, Feature.HWADDR,
+        Feature.ADDRESSES, Feature.ROUTES,
+    }),
+    reasons={
+        Feature.TUN: _NOT_YET + "; TUN devices will be utun interfaces",
+        Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
+        Feature.FROM_FD: _NOT_YET + "; it will adopt a connected utun socket",
+        Feature.LOOP_BATCH: _NOT_YET + "; batches will use the loop engine",
+        Feature.LINK: _NOT_YET + "; these will be SIOCGIF*/SIOCSIF* ioctls",
+        Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
+        Feature.ADDRESSES: _NOT_YET + "; these will be SIOCAIFADDR/SIOCAIFADDR_IN6 ioctls",
+        Feature.ROUTES: _NOT_YET + "; these will be PF_ROUTE messages (macOS has no rtnetlink)",
+        Feature.PACKET_INFO: "utun has no tun_pi header: each packet carries a 4-byte address family "
+                             "instead, which the macOS backend will add and strip",
+        Feature.PERSIST: "a utun interface lives only as long as its socket: keep the Device open",
+        Feature.OWNER: "utun has no per-device owner or group: opening one needs root",
+        Feature.MULTI_QUEUE: "utun has no multi-queue: open several utun devices",
+        Feature.VNET_HDR: "utun has no virtio-net header",
+        Feature.OFFLOAD: "utun has no TUN_F_* offloads (they need a virtio-net header)",
+        Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
+        Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
+        Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
+    },
+    fallback=_NOT_YET,
+)
