@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bind_to_device
-from packets import ipv4_udp, parse_ipv4_udp
+from tuntest import bind_to_device, ipv4_udp, parse_ipv4_udp
 from tuntap_cffi import DeviceClosedError, aio, open_tun
 
 
