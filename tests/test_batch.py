@@ -32,6 +32,7 @@ from tuntest import (
     parse_ipv4_udp, receiver, require_uring, sequence_report, udp_flow, udp_socket
 )
 from tuntap_cffi import BatchWriteError, Device, DeviceClosedError, InvalidPacketError, PacketRing, batch, open_tun
+from tuntap_cffi._engines import table_of
 from tuntap_cffi._syscalls import lib
 
 device = pytest.mark.device
@@ -1138,7 +1139,7 @@ def test_windows_that_leave_the_completion_ring_unaligned(ifname: str, subnet: s
     rng = random.Random(4242)
     with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, udp_socket(subnet) as s:
         ring = dev.packet_ring(64)
-        engine = dev._engine(ring, "read")
+        engine = table_of(dev).get(ring, "read")
         seq = 0
         got: List[Tuple[int, int]] = []
         sent: List[Tuple[int, int]] = []
@@ -1210,12 +1211,12 @@ def test_batches_go_through_the_registered_file_and_leave_it_empty(ifname: str, 
     with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, \
             udp_socket(subnet) as s, receiver(subnet) as r:
         ring = dev.packet_ring(256)
-        reader = dev._engine(ring, "read")
+        reader = table_of(dev).get(ring, "read")
         assert reader.fixed_file, "this kernel (6.x) takes a registered file table"
         for engine_sqe in (reader.uring.sqes[0], reader.uring.sqes[255]):
             assert engine_sqe.flags & lib.IOSQE_FIXED_FILE and engine_sqe.fd == 0
         round_trip(dev, ring, s, r, subnet, lambda: registered_files(reader) == [])
-        writer = dev._engine(ring, "write")
+        writer = table_of(dev).get(ring, "write")
         assert writer.fixed_file and writer.uring.sqes[0].flags & lib.IOSQE_FIXED_FILE
         # The last submission, as the SQ array says: install, the 200 writes, uninstall.
         u = writer.uring
@@ -1326,7 +1327,7 @@ def test_plain_fd_engines_where_the_kernel_has_no_cqe_skip(ifname: str, subnet: 
     with batch_tun(ifname, subnet, "io_uring", txqueuelen=4000, nonblocking=True) as dev, \
             udp_socket(subnet) as s, receiver(subnet) as r:
         ring = dev.packet_ring(256)
-        reader = dev._engine(ring, "read")
+        reader = table_of(dev).get(ring, "read")
         assert not reader.fixed_file and reader.extra == 0 and reader.uring.sqes[0].fd == dev.fileno()
         round_trip(dev, ring, s, r, subnet, lambda: True)
-        assert not dev._engine(ring, "write").fixed_file
+        assert not table_of(dev).get(ring, "write").fixed_file

@@ -363,3 +363,32 @@ def test_package_imports_on_another_os_and_opening_fails_cleanly(system: str, na
         assert name in line and says in line, line
     assert "TUN" in lines[1] and "TAP" in lines[2]
     assert lines[3] == "True", lines  # no fd opened on the way to the error
+
+
+WIRED = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+sys.platform = "darwin"
+from tuntap_cffi import UnsupportedPlatformError, open_queues, Device
+from tuntap_cffi.device import delete_persistent
+before = len(os.listdir("/proc/self/fd"))
+for call in (lambda: open_queues("ttq0", 2), lambda: delete_persistent("ttq0"), lambda: Device.from_fd(0)):
+    try:
+        call()
+    except UnsupportedPlatformError as exc:
+        print(exc.strerror)
+    else:
+        print("no error")
+print(len(os.listdir("/proc/self/fd")) == before)
+"""
+
+
+def test_the_entry_points_of_a_missing_feature_name_it_on_macos() -> None:
+    """open_queues, delete_persistent and from_fd check the platform first: the error names the feature."""
+    proc = subprocess.run([sys.executable, "-c", WIRED, REPO], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("multi-queue devices") and "on macOS: not available" in lines[0], lines
+    assert lines[1].startswith("persistent devices") and "on macOS: not available" in lines[1], lines
+    assert lines[2].startswith("Device.from_fd on macOS: planned"), lines
+    assert lines[3] == "True", lines  # no fd opened on the way to the errors

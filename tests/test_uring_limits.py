@@ -21,6 +21,7 @@ import pytest
 
 from tuntest import bind_to_device, configure, require_uring
 from tuntap_cffi import TunTapError, open_tun
+from tuntap_cffi._engines import table_of
 from tuntap_cffi._syscalls import lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +87,7 @@ def test_engine_creation_short_of_fds_names_the_device_and_the_limit(free: int, 
     out = run(f"""
         import json
         from tuntap_cffi import TunTapError, batch, open_tun
+        from tuntap_cffi._engines import table_of
         assert batch.uring_status() == (True, "io_uring")
         dev = open_tun({ifname!r})
         ring = dev.packet_ring(8)
@@ -102,7 +104,7 @@ def test_engine_creation_short_of_fds_names_the_device_and_the_limit(free: int, 
         for fd in held:
             os.close(fd)
         after = dev.read_batch(ring, timeout=0)
-        print(json.dumps([result, leaked, after, dev.batch_backend, dev._engine(ring, "read").backend]))
+        print(json.dumps([result, leaked, after, dev.batch_backend, table_of(dev).get(ring, "read").backend]))
         dev.close()
     """)
     result, leaked, after, backend, engine = out
@@ -123,10 +125,11 @@ def test_batch_backend_says_loop_once_io_uring_is_refused(ifname: str) -> None:
     out = run(f"""
         import ctypes, json, struct
         from tuntap_cffi import batch, open_tun
+        from tuntap_cffi._engines import table_of
         dev = open_tun({ifname!r})
         first = dev.packet_ring(8)
         dev.read_batch(first, timeout=0)
-        before = [dev.batch_backend, dev._engine(first, "read").backend]
+        before = [dev.batch_backend, table_of(dev).get(first, "read").backend]
         # seccomp: io_uring_setup (425) fails with EPERM, every other syscall runs (this thread only).
         code = [(0x20, 0, 0, 0), (0x15, 0, 1, 425), (0x06, 0, 0, 0x00050000 | 1), (0x06, 0, 0, 0x7FFF0000)]
         raw = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *c) for c in code))
@@ -138,7 +141,7 @@ def test_batch_backend_says_loop_once_io_uring_is_refused(ifname: str) -> None:
         assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()  # PR_SET_SECCOMP, FILTER
         second = dev.packet_ring(8)
         dev.read_batch(second, timeout=0)
-        after = [dev.batch_backend, dev._engine(second, "read").backend, batch.uring_status()[0]]
+        after = [dev.batch_backend, table_of(dev).get(second, "read").backend, batch.uring_status()[0]]
         print(json.dumps([before, after]))
         dev.close()
     """)
@@ -157,7 +160,7 @@ def test_stray_completion_raises_a_tuntap_error_naming_the_device(ifname: str, s
     try:
         configure(dev, subnet)
         ring = dev.packet_ring(8)
-        engine = dev._engine(ring, "read")
+        engine = table_of(dev).get(ring, "read")
         assert engine.backend == "io_uring"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             bind_to_device(s, ifname)

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from tuntap_cffi._engines import table_of
+
 from .build import FILL, CLibs
 
 BUF_SIZE = 2048  # every single-packet read method reads into (or asks for) 2048 bytes
@@ -119,10 +121,10 @@ def udp4_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> b
 def engine_of(dev: Any, ring: Any, kind: str) -> Any:
     """The batch engine *dev* uses for *ring* in this thread (*kind* "read" or "write"), made if need be.
 
-    The bench's one reach into the Device's engine table (``Device._engine``):
-    tuntap_cffi has no public way to it yet; when it has, only this line changes.
+    Through ``tuntap_cffi._engines.table_of``, the explicitly internal way
+    to a Device's engine table (tests and diagnostics use it).
     """
-    return dev._engine(ring, kind)
+    return table_of(dev).get(ring, kind)
 
 
 class BenchTun:
