@@ -14,6 +14,7 @@ behind it.
 from __future__ import annotations
 
 import asyncio
+import dis
 import linecache
 import os
 import random
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import pytest
 
@@ -38,6 +39,25 @@ PYPY = sys.implementation.name == "pypy"
 LIBRARY = os.path.dirname(os.path.abspath(tuntap_cffi.__file__)) + os.sep
 INTERVAL = 0.0005  # seconds between SIGALRMs
 MIN_RAISED = 100  # fewer exceptions than this inside the library and the test proves little
+
+
+_WINDOWS: Dict[Any, Tuple[FrozenSet[int], FrozenSet[int]]] = {}
+
+
+def _pypy_windows(code: Any) -> Tuple[FrozenSet[int], FrozenSet[int]]:
+    """(offsets between a ``with`` block's POP_BLOCK and its ``__exit__`` call, offsets of RETURN_VALUE) of *code*."""
+    found = _WINDOWS.get(code)
+    if found is None:
+        ins = list(dis.get_instructions(code))
+        unsafe = set()
+        for i, x in enumerate(ins):
+            after = ins[i + 1 : i + 5]
+            if x.opname == "POP_BLOCK" and [y.opname for y in after] == ["LOAD_CONST", "DUP_TOP", "DUP_TOP", "CALL_FUNCTION"] \
+                    and after[0].argval is None:
+                unsafe.update(y.offset for y in after)
+        returns = frozenset(x.offset for x in ins if x.opname == "RETURN_VALUE")
+        found = _WINDOWS[code] = (frozenset(unsafe), returns)
+    return found
 
 
 class Boom(Exception):
@@ -77,18 +97,24 @@ class Interrupter:
 
     @staticmethod
     def returning(frame: FrameType) -> bool:
-        """Whether *frame* is the library's outermost and stands on a ``return`` line.
+        """PyPy: whether *frame* is in one of the two windows its bytecode leaves open (README, "Signals").
 
-        The documented limit on PyPy (README, "Signals"): its bytecode leaves
-        the ``try`` block (POP_BLOCK) before RETURN_VALUE and checks for
-        signals between the two, so an exception there leaves the call after
-        it handed its packets over and outside the clause that takes them
-        back; the caller loses that count as it would lose any function's
-        result at that moment.  CPython checks no signal there.
+        PyPy runs Python 3.9 bytecode and checks for signals before every
+        instruction.  1. A ``with`` block's exit is POP_BLOCK, then the
+        ``__exit__`` call: an exception between the two leaves the block
+        without calling ``__exit__`` (a lock stays held; the next acquire
+        hangs).  2. The outermost library frame about to execute
+        RETURN_VALUE has finished the call (a batch handed its packets over,
+        after POP_BLOCK left the ``try`` that takes them back): an exception
+        there loses the result as it would any function's.  CPython 3.11
+        checks for signals at neither point.
         """
+        unsafe, returns = _pypy_windows(frame.f_code)
+        if frame.f_lasti in unsafe:
+            return True
         caller = frame.f_back
         outermost = caller is None or not caller.f_code.co_filename.startswith(LIBRARY)
-        return outermost and Interrupter.line(frame).startswith("return ")
+        return outermost and frame.f_lasti in returns
 
     @staticmethod
     def line(frame: FrameType) -> str:

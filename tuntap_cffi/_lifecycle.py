@@ -446,6 +446,12 @@ class FdLife:
         global _reaper
         if self.free_if_unused():
             return
+        if sys.is_finalizing():
+            # Interpreter shutdown (a finalizer closing a device): a new thread
+            # would never start (start() waits for ever on CPython 3.11) and no
+            # other thread runs Python code any more: free the number now.
+            self.release()
+            return
         with _retire_lock:
             _retiring.add(self)
             if _reaper is None:

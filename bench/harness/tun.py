@@ -21,8 +21,6 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from tuntap_cffi._engines import table_of
-
 from .build import FILL, CLibs
 
 BUF_SIZE = 2048  # every single-packet read method reads into (or asks for) 2048 bytes
@@ -124,6 +122,8 @@ def engine_of(dev: Any, ring: Any, kind: str) -> Any:
     Through ``tuntap_cffi._engines.table_of``, the explicitly internal way
     to a Device's engine table (tests and diagnostics use it).
     """
+    from tuntap_cffi._engines import table_of  # (after harness put the working tree first on sys.path)
+
     return table_of(dev).get(ring, kind)
 
 
