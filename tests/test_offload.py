@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until
+from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until, wait_until
 from tuntap_cffi import Device, PacketRing, open_tun
 from tuntap_cffi import offload
 from tuntap_cffi.offload import (
@@ -903,6 +903,9 @@ def test_uso_split_datagrams_arrive_byte_exact(ifname: str, subnet: str, version
             disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
+        # The kernel installs an IPv6 address's local route from a work queue:
+        # datagrams written before it exists are not ours to the kernel (dropped).
+        assert wait_until(lambda: version == 4 or local in ip("-6", "route", "show", "table", "local", "dev", ifname))
         sock.bind((local, 0))
         sock.settimeout(5)
         port = sock.getsockname()[1]
