@@ -25,7 +25,7 @@ from tuntap_cffi import (
     open_tap,
     open_tun,
 )
-from tuntap_cffi import _linux
+from tuntap_cffi._linux import backend as _linux
 
 pytestmark = pytest.mark.device
 

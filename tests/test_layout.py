@@ -390,7 +390,7 @@ def test_ifr_flags_holds_all_sixteen_flag_bits(flags: int) -> None:
     if flags & 0x8000:
         with pytest.raises(OverflowError):
             p.ifr_flags = flags
-    from tuntap_cffi._linux import _short
+    from tuntap_cffi._linux.backend import _short
 
     p.ifr_flags = _short(flags)  # what the backend does before every TUNSETIFF/SIOCSIFFLAGS
     assert p.ifr_flags & 0xFFFF == flags

@@ -48,7 +48,8 @@ from tuntap_cffi import (
     InvalidPacketError,
     TunTapError,
 )
-from tuntap_cffi import _linux, pytun_compat as pytun
+from tuntap_cffi import pytun_compat as pytun
+from tuntap_cffi._linux import backend as _linux
 
 pytestmark = pytest.mark.device
 

@@ -10,7 +10,7 @@ Facts that shape this module:
 - The backend module is imported on first use (:func:`current`), not at
   import: importing the package works on any OS, and on one without a
   backend only opening a device fails, with that same error.
-- A backend is a module with the functions of :class:`Backend`; ``_linux``
+- A backend is a module with the functions of :class:`Backend`; ``_linux.backend``
   is the reference and ``_darwin.backend`` the declared macOS boundary
   (every function raises until the macOS backend lands).  mypy checks
   each module against the Protocol where :func:`_load` returns it.
@@ -21,14 +21,14 @@ from __future__ import annotations
 import sys
 from typing import Optional, Protocol, Tuple
 
-from . import _darwin
+from . import _darwin, _linux
 from ._capabilities import Feature, Platform
 
 __all__ = ["Backend", "Feature", "Platform", "LINUX", "PLATFORM", "current", "require", "supports"]
 
 
 class Backend(Protocol):
-    """What device.py needs from a platform; ``_linux`` is the reference."""
+    """What device.py needs from a platform; ``_linux.backend`` is the reference."""
 
     def create(
         self, name: str, flags: int, owner: Optional[int], group: Optional[int], persist: Optional[bool], kind: str,
@@ -51,9 +51,8 @@ class Backend(Protocol):
     def get_vnet_hdr_size(self, fd: int, name: str) -> int: ...
 
 
-#: Linux has everything the library offers.  (This table moves into the
-#: Linux package when ``_linux.py`` becomes one, as ``_darwin/`` is.)
-LINUX = Platform("Linux", frozenset(Feature))
+#: Linux has everything the library offers (its table is ``_linux.PLATFORM``).
+LINUX = _linux.PLATFORM
 
 
 def _choose(system: str) -> Platform:
@@ -75,13 +74,13 @@ supports = PLATFORM.supports
 
 def _load() -> Backend:
     if PLATFORM is LINUX:
-        from . import _linux
+        from ._linux import backend as linux
 
-        return _linux
+        return linux
     if PLATFORM is _darwin.PLATFORM:
-        from ._darwin import backend
+        from ._darwin import backend as darwin
 
-        return backend
+        return darwin
     raise PLATFORM.unsupported(None)
 
 

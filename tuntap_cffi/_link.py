@@ -5,7 +5,7 @@ which is where these members are documented and used.  Each one reaches the
 kernel through the platform backend (``_backend``: link ioctls on a control
 socket, TUNSETPERSIST on the device's fd) or rtnetlink on that same socket
 (``config`` builds and reads the messages), so this module is the device's
-side of config.py and _linux.py.
+side of config.py and _linux/backend.py.
 
 The control socket is made on first use and closed with the device; calls
 that hold it (or the device's fd) across Python code announce themselves

@@ -270,7 +270,7 @@ class Device(BatchIO, LinkConfig):
 
         The name and flags are learned with ``TUNGETIFF``.  That answer cannot
         tell whether packets carry a ``tun_pi`` header (a kernel quirk: see
-        ``_linux.get_iff``), so *packet_info* None reads it from sysfs, which
+        ``_linux.backend.get_iff``), so *packet_info* None reads it from sysfs, which
         works when the interface is in this process's network namespace;
         pass True/False to say it yourself.  The Device takes ownership:
         closing it closes *fd* (use :meth:`detach` to give it back).  The fd

@@ -98,7 +98,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _backend, _linux
+from . import _backend
+from ._linux import backend as _linux
 from ._validate import check_name
 from .device import Device
 from .ring import PacketRing

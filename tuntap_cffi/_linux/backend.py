@@ -19,9 +19,9 @@ import os
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _ioctl
-from ._syscalls import check, close_quietly, ffi, lib, open_cloexec
-from .errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
+from .. import _ioctl
+from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
+from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
 
 __all__ = [
     "TUN_PATH",
