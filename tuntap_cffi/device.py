@@ -40,12 +40,16 @@ Facts that shape this module:
   makes its own on demand: it may use an inherited Device (both processes
   then share the TUN queue) or close it (its own fd only).
 - Interrupts.  A signal handler may raise between two bytecodes of a batch
-  call.  The engines record each step first and the next call settles it
-  (batch's "Interrupts"); a call hands its packets over with its last
-  store before returning (``engine.pend = None``), and an except clause
-  takes that back if a handler ran after it (PyPy can): the next call
-  returns them.  write_batch finishes an interrupted ring batch in its
-  except clause and puts the count on the exception (``.written``).
+  call (the batch calls live in :mod:`tuntap_cffi._batchio`).  The engines
+  record each step first and the next call settles it (batch's
+  "Interrupts"); a call hands its packets over with its last store before
+  returning (``engine.pend = None``), and an except clause takes that back
+  if a handler ran after it: the next call returns them.  PyPy can also run
+  one after the ``try`` block is left (POP_BLOCK) and before RETURN_VALUE:
+  that batch's count is lost, as any function's result would be (the
+  README's documented limit; CPython checks no signal there).  write_batch
+  finishes an interrupted ring batch in its except clause and puts the
+  count on the exception (``.written``).
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that
   does not fit the buffer and says nothing, so buffers smaller than
   :attr:`Device.max_packet_size` are refused before any read.
