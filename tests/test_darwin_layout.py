@@ -8,6 +8,7 @@ against the XNU headers; every one must equal what the cdef and the BSD
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
 from typing import Any, Dict
@@ -18,7 +19,8 @@ from hypothesis import given, strategies as st
 
 from tuntap_cffi._darwin import cdefs, utun
 
-GOLDEN: Dict[str, Any] = json.loads((pathlib.Path(__file__).parent / "darwin_golden.json").read_text())
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+GOLDEN: Dict[str, Any] = json.loads((ROOT / "tests" / "darwin_golden.json").read_text())
 FFI = cffi.FFI()
 cdefs.declare(FFI)
 
@@ -53,6 +55,18 @@ def test_every_cdef_struct_is_in_the_golden_file() -> None:
         name = struct.split()[0]
         if struct.split()[1] == "{":
             assert name in declared, f"struct {name} is declared but has no golden layout"
+
+
+def test_golden_file_is_what_the_generator_asks_for() -> None:
+    """A struct, field, constant or ioctl added to the generator without regenerating fails here."""
+    spec = importlib.util.spec_from_file_location("darwin_golden", ROOT / "tools" / "darwin_golden.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert set(GOLDEN["sizeof"]) == set(GOLDEN["alignof"]) == set(generator.STRUCTS)
+    assert set(GOLDEN["offsetof"]) == {f"{s}:{f}" for s, fields in generator.STRUCTS.items() for f in fields}
+    assert set(GOLDEN["constants"]) == set(generator.CONSTANTS)
+    assert set(GOLDEN["ioctls"]) == set(generator.IOCTLS)
 
 
 def test_ioc_rejects_a_length_too_long() -> None:

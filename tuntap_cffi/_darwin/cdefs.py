@@ -88,6 +88,31 @@ struct rt_msghdr {
     int rtm_flags; int rtm_addrs; int rtm_pid; int rtm_seq; int rtm_errno; int rtm_use; uint32_t rtm_inits;
     struct rt_metrics rtm_rmx;
 };
+struct timeval32 { int32_t tv_sec; int32_t tv_usec; };   /* BPF_TIMEVAL and IF_DATA_TIMEVAL on LP64 */
+struct if_data {
+    unsigned char ifi_type; unsigned char ifi_typelen; unsigned char ifi_physical; unsigned char ifi_addrlen;
+    unsigned char ifi_hdrlen; unsigned char ifi_recvquota; unsigned char ifi_xmitquota; unsigned char ifi_unused1;
+    uint32_t ifi_mtu; uint32_t ifi_metric; uint32_t ifi_baudrate;
+    uint32_t ifi_ipackets; uint32_t ifi_ierrors; uint32_t ifi_opackets; uint32_t ifi_oerrors;
+    uint32_t ifi_collisions; uint32_t ifi_ibytes; uint32_t ifi_obytes; uint32_t ifi_imcasts; uint32_t ifi_omcasts;
+    uint32_t ifi_iqdrops; uint32_t ifi_noproto; uint32_t ifi_recvtiming; uint32_t ifi_xmittiming;
+    struct timeval32 ifi_lastchange;
+    uint32_t ifi_unused2; uint32_t ifi_hwassist; uint32_t ifi_reserved1; uint32_t ifi_reserved2;
+};
+struct if_msghdr {
+    unsigned short ifm_msglen; unsigned char ifm_version; unsigned char ifm_type; int ifm_addrs; int ifm_flags;
+    unsigned short ifm_index; struct if_data ifm_data;
+};
+struct if_fake_media { int32_t iffm_current; uint32_t iffm_count; uint32_t iffm_reserved[3]; int32_t iffm_list[27]; };
+struct if_fake_request {
+    uint64_t iffr_reserved[4];
+    union {
+        char iffru_buf[128]; struct if_fake_media iffru_media; char iffru_peer_name[16];
+        uint32_t iffru_dequeue_stall;
+    } iffr_u;
+};
+struct bpf_hdr { struct timeval32 bh_tstamp; uint32_t bh_caplen; uint32_t bh_datalen; unsigned short bh_hdrlen; };
+struct sockaddr_ndrv { unsigned char snd_len; unsigned char snd_family; unsigned char snd_name[16]; };
 """
 
 #: Declared under ``#pragma pack(4)`` in bsd/net/if.h.
@@ -142,6 +167,9 @@ RTF_GATEWAY = 0x2
 RTF_HOST = 0x4
 RTF_STATIC = 0x800
 RTF_IFSCOPE = 0x1000000
+IF_FAKE_S_CMD_SET_PEER = 1  # bsd/net/if_fake_var.h: ifdrv.ifd_cmd of SIOCSDRVSPEC
+IF_FAKE_G_CMD_GET_PEER = 1  # ... of SIOCGDRVSPEC
+BPF_ALIGNMENT = 4  # bpf records start on 4-byte boundaries (BPF_WORDALIGN)
 
 # bsd/sys/ioccom.h
 IOCPARM_MASK = 0x1FFF  # 13 bits of argument length
@@ -181,6 +209,14 @@ def ioctl_numbers(sizeof: Callable[[str], int]) -> Dict[str, int]:
         "SIOCIFDESTROY": ioc(IOC_IN, "i", 121, ifreq),
         "SIOCIFCREATE2": ioc(IOC_INOUT, "i", 122, ifreq),
         "SIOCSDRVSPEC": ioc(IOC_IN, "i", 123, sizeof("struct ifdrv")),
+        # net/bpf.h: u_int arguments; BIOCPROMISC takes none.
+        "BIOCGBLEN": ioc(IOC_OUT, "B", 102, sizeof("unsigned int")),
+        "BIOCSBLEN": ioc(IOC_INOUT, "B", 102, sizeof("unsigned int")),
+        "BIOCPROMISC": ioc(IOC_VOID, "B", 105, 0),
+        "BIOCSETIF": ioc(IOC_IN, "B", 108, ifreq),
+        "BIOCIMMEDIATE": ioc(IOC_IN, "B", 112, sizeof("unsigned int")),
+        "BIOCSHDRCMPLT": ioc(IOC_IN, "B", 117, sizeof("unsigned int")),
+        "BIOCSSEESENT": ioc(IOC_IN, "B", 119, sizeof("unsigned int")),
     }
 
 
