@@ -1,0 +1,110 @@
+"""The macOS cdef against XNU's own headers (pure: no device, no Mac; runs on Linux).
+
+``tests/darwin_golden.json`` holds the sizes, offsets, constants and
+ioctl numbers that ``tools/darwin_golden.py`` printed from a probe compiled
+against the XNU headers; every one must equal what the cdef and the BSD
+``_IOC`` encoding in ``tuntap_cffi/_darwin/cdefs.py`` give.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+from typing import Any, Dict
+
+import cffi
+import pytest
+from hypothesis import given, strategies as st
+
+from tuntap_cffi._darwin import cdefs, utun
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+GOLDEN: Dict[str, Any] = json.loads((ROOT / "tests" / "darwin_golden.json").read_text())
+FFI = cffi.FFI()
+cdefs.declare(FFI)
+
+
+def test_golden_names_its_source() -> None:
+    assert GOLDEN["xnu"]["tag"].startswith("xnu-") and len(GOLDEN["xnu"]["commit"]) == 40
+
+
+@pytest.mark.parametrize("struct", sorted(GOLDEN["sizeof"]))
+def test_struct_size_and_alignment(struct: str) -> None:
+    assert FFI.sizeof(struct) == GOLDEN["sizeof"][struct]
+    assert FFI.alignof(struct) == GOLDEN["alignof"][struct]
+
+
+@pytest.mark.parametrize("key", sorted(GOLDEN["offsetof"]))
+def test_field_offset(key: str) -> None:
+    struct, path = key.split(":")
+    assert FFI.offsetof(struct, *path.split(".")) == GOLDEN["offsetof"][key]
+
+
+def test_ioctl_numbers_match_the_headers() -> None:
+    assert cdefs.ioctl_numbers(FFI.sizeof) == GOLDEN["ioctls"]
+
+
+def test_constants_match_the_headers() -> None:
+    assert cdefs.CONSTANTS == GOLDEN["constants"]
+
+
+def test_every_cdef_struct_is_in_the_golden_file() -> None:
+    declared = {key.split(" ", 1)[1] for key in GOLDEN["sizeof"]}
+    for struct in cdefs.CDEF.split("struct ")[1:] + cdefs.CDEF_PACK4.split("struct ")[1:]:
+        name = struct.split()[0]
+        if struct.split()[1] == "{":
+            assert name in declared, f"struct {name} is declared but has no golden layout"
+
+
+def test_golden_file_is_what_the_generator_asks_for() -> None:
+    """A struct, field, constant or ioctl added to the generator without regenerating fails here."""
+    spec = importlib.util.spec_from_file_location("darwin_golden", ROOT / "tools" / "darwin_golden.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert set(GOLDEN["sizeof"]) == set(GOLDEN["alignof"]) == set(generator.STRUCTS)
+    assert set(GOLDEN["offsetof"]) == {f"{s}:{f}" for s, fields in generator.STRUCTS.items() for f in fields}
+    assert set(GOLDEN["constants"]) == set(generator.CONSTANTS)
+    assert set(GOLDEN["ioctls"]) == set(generator.IOCTLS)
+
+
+def test_ioc_rejects_a_length_too_long() -> None:
+    with pytest.raises(ValueError):
+        cdefs.ioc(cdefs.IOC_IN, "i", 1, cdefs.IOCPARM_MASK + 1)
+
+
+# ------------------------------------------------- sockaddrs and the AF header, through the cdef
+
+@given(addr=st.binary(min_size=4, max_size=4), port=st.integers(0, 0xFFFF))
+def test_sockaddr_in_round_trip(addr: bytes, port: int) -> None:
+    sa = FFI.new("struct sockaddr_in *")
+    cdefs.fill_sockaddr_in(sa, addr, port)
+    assert bytes(FFI.buffer(sa)) == bytes([16, 2]) + port.to_bytes(2, "big") + addr + bytes(8)
+    assert cdefs.read_sockaddr_in(sa) == (addr, port)
+
+
+@given(addr=st.binary(min_size=16, max_size=16), port=st.integers(0, 0xFFFF),
+       flowinfo=st.integers(0, 0xFFFFFFFF), scope_id=st.integers(0, 0xFFFFFFFF))
+def test_sockaddr_in6_round_trip(addr: bytes, port: int, flowinfo: int, scope_id: int) -> None:
+    sa = FFI.new("struct sockaddr_in6 *")
+    cdefs.fill_sockaddr_in6(sa, addr, port, flowinfo, scope_id)
+    wire = bytes(FFI.buffer(sa))
+    assert wire[:8] == bytes([28, 30]) + port.to_bytes(2, "big") + flowinfo.to_bytes(4, "big")
+    assert wire[8:24] == addr and wire[24:] == scope_id.to_bytes(4, "little")
+    assert cdefs.read_sockaddr_in6(sa) == (addr, port, flowinfo, scope_id)
+
+
+@given(family=st.integers(0, 0xFFFFFFFF))
+def test_af_header_round_trip(family: int) -> None:
+    scratch = FFI.new("uint32_t *")
+    cdefs.af_header_into(scratch, family)
+    assert bytes(FFI.buffer(scratch)) == family.to_bytes(4, "big")
+    assert cdefs.af_of(scratch) == family
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_af_header_of_each_ip_version(version: int) -> None:
+    scratch = FFI.new("uint32_t *")
+    cdefs.af_header_into(scratch, {4: cdefs.AF_INET, 6: cdefs.AF_INET6}[version])
+    assert bytes(FFI.buffer(scratch)) == utun.AF_HEADER[version]
