@@ -1,24 +1,43 @@
-"""The macOS backend's functions, declared: each raises until the backend lands.
+"""The macOS backend's functions: utun opens; the rest raise until they land.
 
-This is the declared boundary, not a pretend backend: every function of
-``_backend.Backend`` is here with its signature (mypy checks the module
-against the Protocol), and each raises the one ``UnsupportedPlatformError``
-naming macOS and the feature it serves, before any syscall.  The macOS
-backend (utun for TUN, feth + BPF for TAP, ioctls and PF_ROUTE for
-configuration) replaces these bodies; the functions whose feature macOS
+Every function of ``_backend.Backend`` is here with its signature (mypy
+checks the module against the Protocol).  :func:`open_utun` opens a TUN;
+the others raise the one ``UnsupportedPlatformError`` naming macOS and the
+feature they serve, before any syscall.  The functions whose feature macOS
 lacks for good (persistence, queues, vnet_hdr, offloads, txqueuelen) keep
 raising.
+
+Facts that shape this module (XNU xnu-11417.101.15):
+
+- A utun is a ``PF_SYSTEM`` datagram socket connected to the kernel control
+  ``com.apple.net.utun_control``: ``CTLIOCGINFO`` turns the name into the
+  control id (``ctl_ioctl``, bsd/kern/kern_control.c), ``connect`` with a
+  ``sockaddr_ctl`` makes the interface, and ``getsockopt(UTUN_OPT_IFNAME)``
+  names it (``utun_ctl_getopt``, bsd/net/if_utun.c).
+- ``sc_unit`` 0 lets the kernel pick the first free unit, ``N + 1`` asks for
+  ``utunN`` (``utun_ctl_setup``); units stop below ``ctl_maxunit`` 65536, so
+  ``utun65534`` is the last name.  A taken unit is EBUSY.
+- The control is ``CTL_FLAG_PRIVILEGED``: ``connect`` is EPERM unless root
+  (``ctl_setup_kctl``).  There is no capability to grant instead.
+- ``socket()`` on macOS has no ``SOCK_CLOEXEC``/``SOCK_NONBLOCK``: both are
+  set afterwards with ``fcntl`` (bsd/sys/fcntl.h numbers below, which differ
+  from Linux's ``O_NONBLOCK``).
+- EBUSY, EPERM, EACCES, ENOENT and EINVAL have the same numbers on macOS and
+  Linux, so the ``errno`` module's names serve on either (the simulated
+  kernel of the tests runs on Linux).
 """
 
 from __future__ import annotations
 
+import errno as _errno
 from typing import NoReturn, Optional, Tuple
 
 from .._capabilities import Feature
-from . import PLATFORM
+from ..errors import DeviceBusyError, TunTapPermissionError, error_from_errno
+from . import PLATFORM, cdefs, libc, utun
 
 __all__ = [
-    "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
+    "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
     "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
 ]
@@ -32,12 +51,96 @@ def _link_feature(field: str) -> Feature:
     return Feature.TXQUEUELEN if field == "txqueuelen" else Feature.LINK
 
 
+# bsd/sys/fcntl.h
+F_GETFD = 1
+F_SETFD = 2
+F_GETFL = 3
+F_SETFL = 4
+FD_CLOEXEC = 1
+O_NONBLOCK = 0x4
+
+_UTUN_PREFIX = "utun"
+_MAX_UNIT = 65536  # ctl_maxunit (kern_control.c): the kernel hands out units below it
+
+_ROOT = ("utun control is privileged (CTL_FLAG_PRIVILEGED in the kernel): run as root (sudo); "
+         "macOS has no capability to grant instead")
+
+
+def utun_unit(name: str) -> int:
+    """The ``sc_unit`` that asks for *name*: 0 for ``""`` (the kernel picks), ``N + 1`` for ``utunN``."""
+    if not isinstance(name, str):
+        raise TypeError(f"a utun name is a str, not {type(name).__name__}")
+    if name == "":
+        return 0
+    digits = name[len(_UTUN_PREFIX):]
+    # The kernel prints the name as utun%d: a leading zero or a sign could never come back.
+    if not name.startswith(_UTUN_PREFIX) or not digits.isdecimal() or not digits.isascii() \
+            or (digits != "0" and digits.startswith("0")):
+        raise ValueError(f"a macOS TUN device is named utunN (N a number) or \"\" for the next free one, "
+                         f"not {name!r}")
+    unit = int(digits) + 1
+    if unit >= _MAX_UNIT:
+        raise ValueError(f"{name!r}: utun numbers stop at utun{_MAX_UNIT - 2}")
+    return unit
+
+
+def _utun_error(err: int, name: str) -> OSError:
+    """The library's error for a failed step of opening utun *name* (``""``: the kernel's pick)."""
+    what = f"cannot open utun device {name}" if name else "cannot open a utun device"
+    if err == _errno.EBUSY:
+        advice = (f"{name} is held by another socket: ask for another utunN, or \"\" for a free one" if name
+                  else "every utun unit is taken: close some")
+        return DeviceBusyError(err, f"{what}: {advice}", name or None)
+    if err in (_errno.EPERM, _errno.EACCES):
+        return TunTapPermissionError(err, f"{what}: {_ROOT}", name or None)
+    return error_from_errno(err, "utun", name or None, what)
+
+
+def open_utun(name: str) -> Tuple[int, str]:
+    """Open utun *name* (``""``: the first free unit): the connected, non-blocking, close-on-exec fd and its name."""
+    unit = utun_unit(name)
+    lib = libc.get()
+    if lib is None:
+        _lacks(Feature.TUN, name)
+    ffi = lib.ffi
+    fd = lib.socket(cdefs.PF_SYSTEM, cdefs.SOCK_DGRAM, cdefs.SYSPROTO_CONTROL)
+    if fd < 0:
+        raise _utun_error(lib.errno(), name)
+    try:
+        info = ffi.new("struct ctl_info *")
+        info.ctl_name = utun.UTUN_CONTROL_NAME.encode()
+        if lib.ioctl(fd, cdefs.ioctl_numbers(ffi.sizeof)["CTLIOCGINFO"], info) < 0:
+            raise _utun_error(lib.errno(), name)
+        addr = ffi.new("struct sockaddr_ctl *")
+        addr.sc_len = ffi.sizeof(addr[0])
+        addr.sc_family = cdefs.AF_SYSTEM
+        addr.ss_sysaddr = cdefs.AF_SYS_CONTROL
+        addr.sc_id = info.ctl_id
+        addr.sc_unit = unit
+        if lib.connect(fd, ffi.cast("struct sockaddr *", addr), ffi.sizeof(addr[0])) < 0:
+            raise _utun_error(lib.errno(), name)
+        ifname = ffi.new("char[]", cdefs.IFNAMSIZ)
+        length = ffi.new("uint32_t *", cdefs.IFNAMSIZ)
+        if lib.getsockopt(fd, cdefs.SYSPROTO_CONTROL, cdefs.UTUN_OPT_IFNAME, ifname, length) < 0:
+            raise _utun_error(lib.errno(), name)
+        status = lib.fcntl(fd, F_GETFL, ffi.cast("int", 0))
+        if status < 0 or lib.fcntl(fd, F_SETFL, ffi.cast("int", status | O_NONBLOCK)) < 0 \
+                or lib.fcntl(fd, F_SETFD, ffi.cast("int", FD_CLOEXEC)) < 0:
+            raise _utun_error(lib.errno(), name)
+        return fd, ffi.string(ifname).decode("ascii")
+    except BaseException:
+        lib.close(fd)  # the interface goes with its socket (utun_ctl_disconnect)
+        raise
+
+
 def create(
     name: str, flags: int, owner: Optional[int], group: Optional[int], persist: Optional[bool], kind: str,
     everyone: bool = False,
 ) -> Tuple[int, str]:
-    """Open a TUN (utun) or TAP (feth + BPF) device: not in this version."""
-    _lacks(Feature.TAP if kind == "TAP" else Feature.TUN, name)
+    """Open a TUN (utun); a TAP (feth + BPF) is not in this version."""
+    if kind == "TAP":
+        _lacks(Feature.TAP, name)
+    return open_utun(name)
 
 
 def get_iff(fd: int) -> Tuple[str, int]:

@@ -1,0 +1,112 @@
+"""The macOS libc boundary: the C functions the backend calls, made on first use.
+
+Facts that shape this module:
+
+- This package must import on any OS without reaching cffi or libc
+  (``tests/test_platform.py`` checks it): ``cffi`` is imported inside
+  :func:`_load`, the first time the backend asks for the functions on macOS.
+- ABI mode, as on Linux: an ``FFI()`` with :func:`.cdefs.declare`'s structs
+  plus the function declarations below, and ``dlopen(None)`` (libSystem is
+  already in every macOS process).  ``ioctl`` and ``fcntl`` stay variadic:
+  Apple arm64 passes variadic arguments on the stack, so a fixed-argument
+  declaration would hand the kernel garbage there.
+- ``socklen_t`` is ``__uint32_t`` on macOS (bsd/sys/_types/_socklen_t.h).
+- One object carries every function and the FFI its structs come from, so a
+  stand-in (``tests/darwin_kernel.py``, a simulated XNU kernel on Linux) is
+  installed with :func:`use` and the backend cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from . import cdefs
+
+__all__ = ["Libc", "FUNCTIONS", "get", "use"]
+
+#: The C functions, as macOS's headers declare them (bsd/sys/socket.h, uio.h, fcntl.h, ioctl.h, unistd.h).
+FUNCTIONS = """
+struct iovec { void *iov_base; size_t iov_len; };
+int socket(int domain, int type, int protocol);
+int connect(int fd, const struct sockaddr *addr, uint32_t addrlen);
+int getsockopt(int fd, int level, int name, void *value, uint32_t *len);
+int ioctl(int fd, unsigned long request, ...);
+int fcntl(int fd, int cmd, ...);
+int close(int fd);
+ssize_t read(int fd, void *buf, size_t count);
+ssize_t write(int fd, const void *buf, size_t count);
+ssize_t readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt);
+"""
+
+
+class Libc(Protocol):
+    """What the macOS backend calls: C's signatures, -1 and :meth:`errno` on failure."""
+
+    @property
+    def ffi(self) -> Any:
+        """The FFI that declared the structs (``new``, ``cast``, ``sizeof``, ``string``)."""
+
+    def socket(self, domain: int, type: int, protocol: int) -> int: ...
+    def connect(self, fd: int, addr: Any, addrlen: int) -> int: ...
+    def getsockopt(self, fd: int, level: int, name: int, value: Any, length: Any) -> int: ...
+    def ioctl(self, fd: int, request: int, arg: Any) -> int: ...
+    def fcntl(self, fd: int, cmd: int, arg: Any) -> int: ...
+    def close(self, fd: int) -> int: ...
+    def read(self, fd: int, buf: Any, count: int) -> int: ...
+    def write(self, fd: int, buf: Any, count: int) -> int: ...
+    def readv(self, fd: int, iov: Any, iovcnt: int) -> int: ...
+    def writev(self, fd: int, iov: Any, iovcnt: int) -> int: ...
+    def errno(self) -> int:
+        """The errno of the last failed call on this thread."""
+
+
+class _CLibc:
+    """libSystem through cffi: the functions are the library's own (no Python layer in between)."""
+
+    def __init__(self, ffi: Any) -> None:
+        lib = ffi.dlopen(None)
+        self.ffi = ffi
+        self.socket = lib.socket
+        self.connect = lib.connect
+        self.getsockopt = lib.getsockopt
+        self.ioctl = lib.ioctl
+        self.fcntl = lib.fcntl
+        self.close = lib.close
+        self.read = lib.read
+        self.write = lib.write
+        self.readv = lib.readv
+        self.writev = lib.writev
+
+    def errno(self) -> int:
+        return int(self.ffi.errno)
+
+
+_current: Optional[Libc] = None
+
+
+def _load() -> Optional[Libc]:
+    import sys
+
+    if sys.platform != "darwin":
+        return None  # another OS's libc has other numbers: only a stand-in may serve here
+    import cffi
+
+    ffi = cffi.FFI()
+    cdefs.declare(ffi)
+    ffi.cdef(FUNCTIONS)
+    return _CLibc(ffi)
+
+
+def get() -> Optional[Libc]:
+    """macOS's C functions (loaded on first use), the stand-in of :func:`use`, or None on another OS."""
+    global _current
+    if _current is None:
+        _current = _load()
+    return _current
+
+
+def use(stand_in: Optional[Libc]) -> None:
+    """Make *stand_in* what :func:`get` returns (None: load the real one again on next use)."""
+    global _current
+    _current = stand_in
