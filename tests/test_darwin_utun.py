@@ -12,9 +12,9 @@ from typing import Iterator
 
 import pytest
 
-from darwin_kernel import CONTROLS, UTUN_CONTROL, XnuKernel
+from darwin_kernel import CONTROLS, CTL_MAXUNIT, UTUN_CONTROL, XnuKernel
 from tuntest import fd_count
-from tuntap_cffi import DeviceBusyError, TunTapPermissionError, UnsupportedPlatformError
+from tuntap_cffi import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError
 from tuntap_cffi._darwin import backend, cdefs, libc
 
 
@@ -66,6 +66,16 @@ def test_a_taken_unit_is_busy_and_leaks_nothing(xnu: XnuKernel) -> None:
     assert info.value.errno == errno.EBUSY and info.value.filename == "utun2"
     assert "held by another socket" in str(info.value)
     assert fd_count() == before and len(xnu.sockets) == 1
+
+
+def test_no_free_unit_is_exhaustion_and_leaks_nothing(xnu: XnuKernel) -> None:
+    """Every unit taken (utun_ctl_setup finds none: EBUSY for unit 0): the seed's ErrExhausted."""
+    xnu.units.update((unit, -1) for unit in range(1, CTL_MAXUNIT))  # (held by other processes' sockets)
+    before = fd_count()
+    with pytest.raises(DevicesExhaustedError) as info:
+        backend.open_utun("")
+    assert info.value.errno == errno.EBUSY and "every utun unit is taken" in str(info.value)
+    assert fd_count() == before and not xnu.sockets
 
 
 def test_without_root_permission_error_says_run_as_root(xnu: XnuKernel) -> None:

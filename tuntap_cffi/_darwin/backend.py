@@ -33,7 +33,7 @@ import errno as _errno
 from typing import NoReturn, Optional, Tuple
 
 from .._capabilities import Feature
-from ..errors import DeviceBusyError, TunTapPermissionError, error_from_errno
+from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
 from . import PLATFORM, cdefs, libc, utun
 
 __all__ = [
@@ -88,9 +88,10 @@ def _utun_error(err: int, name: str) -> OSError:
     """The library's error for a failed step of opening utun *name* (``""``: the kernel's pick)."""
     what = f"cannot open utun device {name}" if name else "cannot open a utun device"
     if err == _errno.EBUSY:
-        advice = (f"{name} is held by another socket: ask for another utunN, or \"\" for a free one" if name
-                  else "every utun unit is taken: close some")
-        return DeviceBusyError(err, f"{what}: {advice}", name or None)
+        if not name:  # the kernel found no free unit (the seed's ErrExhausted)
+            return DevicesExhaustedError(err, f"{what}: every utun unit is taken: close some", None)
+        return DeviceBusyError(err, f"{what}: {name} is held by another socket: ask for another utunN, "
+                                    "or \"\" for a free one", name)
     if err in (_errno.EPERM, _errno.EACCES):
         return TunTapPermissionError(err, f"{what}: {_ROOT}", name or None)
     return error_from_errno(err, "utun", name or None, what)
