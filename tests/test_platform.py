@@ -408,3 +408,31 @@ def test_the_entry_points_of_a_missing_feature_name_it_on_macos() -> None:
     assert lines[1].startswith("persistent devices") and "on macOS: not available" in lines[1], lines
     assert lines[2].startswith("Device.from_fd on macOS: planned"), lines
     assert lines[3] == "True", lines  # no fd opened on the way to the errors
+
+
+ENGINES = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.platform = "darwin"
+from tuntap_cffi import UnsupportedPlatformError
+from tuntap_cffi._engines import EngineTable
+class Host:  # (the table reads nothing of it for these two)
+    pass
+table = EngineTable(Host())
+print(table.backend)
+try:
+    table.choose("io_uring")
+except UnsupportedPlatformError as exc:
+    print(exc.strerror)
+else:
+    print("no error")
+"""
+
+
+def test_a_platform_without_io_uring_batches_with_the_loop_engine() -> None:
+    """The engine table asks the capability table: 'auto' means the loop engine there, 'io_uring' is refused."""
+    proc = subprocess.run([sys.executable, "-c", ENGINES, REPO], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "loop", lines
+    assert lines[1].startswith("the io_uring batch engine") and "on macOS: not available" in lines[1], lines

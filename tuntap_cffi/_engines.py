@@ -34,7 +34,8 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, List, Literal, Optional, Protocol, Tuple, overload
 
-from . import batch
+from . import _backend, batch
+from ._capabilities import Feature
 from ._announce import Announcer
 from ._uring import UringUnavailable
 from .batch import Engine, Reader, Writer
@@ -45,6 +46,8 @@ __all__ = ["EngineHost", "EngineTable", "table_of", "BACKENDS"]
 
 #: What ``Device.batch_backend`` may be set to.
 BACKENDS = ("auto", "io_uring", "loop")
+# Whether this platform has io_uring at all (macOS does not): decided once, at import.
+_URING_HERE = _backend.supports(Feature.IO_URING)
 
 _Key = Tuple[int, str, int]  # (id(ring), "read"/"write", kernel thread id)
 _Entry = Tuple["weakref.ref[PacketRing]", Engine]
@@ -112,7 +115,7 @@ class EngineTable:
     @property
     def backend(self) -> str:
         """``"io_uring"`` or ``"loop"``: the backend of the engines made from now on (see Device.batch_backend)."""
-        if self._choice == "loop" or batch.uring_usable() is False:
+        if self._choice == "loop" or not _URING_HERE or batch.uring_usable() is False:
             return "loop"
         return "io_uring"
 
@@ -120,6 +123,8 @@ class EngineTable:
         """Make engines for *value* (one of BACKENDS) from now on; retire those made so far."""
         if value not in BACKENDS:
             raise ValueError(f"batch_backend must be 'auto', 'io_uring' or 'loop', not {value!r}")
+        if value == "io_uring":
+            _backend.require(Feature.IO_URING)
         with self._lock:
             # A thread may be inside a batch with one of these: retire them,
             # close them once no other thread is inside (see close_stale).
