@@ -12,6 +12,7 @@ the kernel itself sends with TSO must split into a byte-exact stream.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import random
@@ -27,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until, wait_until
+from tuntest import checksum, disable_ipv6, ip, ipv6_of, namespace, read_until, wait_ipv6_local
 from tuntap_cffi import Device, PacketRing, open_tun
 from tuntap_cffi import offload
 from tuntap_cffi.offload import (
@@ -864,6 +865,8 @@ def test_split_segments_pass_the_kernels_checksum_checks(ifname: str, subnet: st
         ip("link", "set", "dev", ifname, "netns", netns)
         ip("-n", netns, "addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         ip("-n", netns, "link", "set", ifname, "up")
+        if version == 6:
+            wait_ipv6_local(ifname, local, netns)
         src, dst = ipaddress.ip_address(peer).packed, ipaddress.ip_address(local).packed
         payload = seeded_bytes(version, 20 * 1000 + 321)
         l4 = tcp_header(45678, 9, 7777, 31337, ACK | PSH, options=TS_OPTION) + payload  # port 9: nothing listens in the fresh namespace
@@ -903,9 +906,8 @@ def test_uso_split_datagrams_arrive_byte_exact(ifname: str, subnet: str, version
             disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
-        # The kernel installs an IPv6 address's local route from a work queue:
-        # datagrams written before it exists are not ours to the kernel (dropped).
-        assert wait_until(lambda: version == 4 or local in ip("-6", "route", "show", "table", "local", "dev", ifname))
+        if version == 6:
+            wait_ipv6_local(ifname, local)
         sock.bind((local, 0))
         sock.settimeout(5)
         port = sock.getsockname()[1]
@@ -958,6 +960,8 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
             disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
+        if version == 6:
+            wait_ipv6_local(ifname, local)
         srv.bind((local, 0))
         srv.listen(1)
         srv.settimeout(10)
@@ -975,45 +979,50 @@ def test_coalesced_super_packets_carry_a_tcp_stream_into_the_kernel(ifname: str,
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
-        tcp = MiniTcp(dev, version, peer, local, 40123, srv.getsockname()[1])
-        isn = 1_000_000
-        tcp.send(tcp.packet(isn, 0, SYN, options=struct.pack("!BBH", 2, 4, 1460)))  # MSS; no window scaling
-        synack = Parsed(read_until(dev, lambda p: bool(tcp.mine(p) and Parsed(p).flags & SYN))[0])
-        assert synack.flags & ACK and synack.ack == isn + 1
-        rcv = synack.seq + 1
-        una = nxt = isn + 1
-        end = una + len(data)
-        wnd = synack.window
-        mss = 1448 if version == 4 else 1428
-        out = PacketRing(64, 65535 + dev.vnet_hdr_size)
-        supers = 0
-        deadline = time.monotonic() + 30
-        last_progress = time.monotonic()
-        while una < end and time.monotonic() < deadline:
-            limit = min(una + wnd, end)
-            batch = []
-            while nxt < limit:
-                n = min(mss, limit - nxt)
-                off = nxt - isn - 1
-                batch.append(tcp.packet(nxt, rcv, ACK | (PSH if nxt + n == end else 0), data[off : off + n]))
-                nxt += n
-            if batch:
-                out.clear()
-                n = gro_coalesce(batch, out, dev.vnet_hdr_size)
-                supers += sum(frame[1] != VIRTIO_NET_HDR_GSO_NONE for frame in out)
-                assert dev.write_batch(out) == n
-            for ack_pkt in read_until(dev, tcp.mine, timeout=0.5):
-                a = Parsed(ack_pkt)
-                if a.flags & ACK and a.ack > una:
-                    una, wnd, last_progress = a.ack, a.window, time.monotonic()
-            if time.monotonic() - last_progress > 1:
-                nxt = una  # nothing acknowledged for a while: go back (never seen here, but keeps the test honest)
-                last_progress = time.monotonic()
-        server.join(10)
-        tcp.send(tcp.packet(end, rcv, RST | ACK))
-        assert una == end, f"acknowledged {una - isn - 1} of {len(data)} bytes"
-        assert bytes(received) == data
-        assert supers >= 2, "no super-packet was written: the test did not exercise coalescing"
+        try:
+            tcp = MiniTcp(dev, version, peer, local, 40123, srv.getsockname()[1])
+            isn = 1_000_000
+            tcp.send(tcp.packet(isn, 0, SYN, options=struct.pack("!BBH", 2, 4, 1460)))  # MSS; no window scaling
+            synack = Parsed(read_until(dev, lambda p: bool(tcp.mine(p) and Parsed(p).flags & SYN))[0])
+            assert synack.flags & ACK and synack.ack == isn + 1
+            rcv = synack.seq + 1
+            una = nxt = isn + 1
+            end = una + len(data)
+            wnd = synack.window
+            mss = 1448 if version == 4 else 1428
+            out = PacketRing(64, 65535 + dev.vnet_hdr_size)
+            supers = 0
+            deadline = time.monotonic() + 30
+            last_progress = time.monotonic()
+            while una < end and time.monotonic() < deadline:
+                limit = min(una + wnd, end)
+                batch = []
+                while nxt < limit:
+                    n = min(mss, limit - nxt)
+                    off = nxt - isn - 1
+                    batch.append(tcp.packet(nxt, rcv, ACK | (PSH if nxt + n == end else 0), data[off : off + n]))
+                    nxt += n
+                if batch:
+                    out.clear()
+                    n = gro_coalesce(batch, out, dev.vnet_hdr_size)
+                    supers += sum(frame[1] != VIRTIO_NET_HDR_GSO_NONE for frame in out)
+                    assert dev.write_batch(out) == n
+                for ack_pkt in read_until(dev, tcp.mine, timeout=0.5):
+                    a = Parsed(ack_pkt)
+                    if a.flags & ACK and a.ack > una:
+                        una, wnd, last_progress = a.ack, a.window, time.monotonic()
+                if time.monotonic() - last_progress > 1:
+                    nxt = una  # nothing acknowledged for a while: go back (never seen here, but keeps the test honest)
+                    last_progress = time.monotonic()
+            server.join(10)
+            tcp.send(tcp.packet(end, rcv, RST | ACK))
+            assert una == end, f"acknowledged {una - isn - 1} of {len(data)} bytes"
+            assert bytes(received) == data
+            assert supers >= 2, "no super-packet was written: the test did not exercise coalescing"
+        finally:  # whatever failed, no thread of this test outlives it (it would close fds under later tests)
+            with contextlib.suppress(OSError):
+                srv.shutdown(socket.SHUT_RDWR)  # wakes a pending accept()
+            server.join(15)
 
 
 @needs_device
@@ -1028,6 +1037,8 @@ def test_kernel_tso_super_packets_split_into_the_stream(ifname: str, subnet: str
             disable_ipv6(ifname)
         ip("addr", "add", f"{local}/{24 if version == 4 else 64}", "dev", ifname, *(["nodad"] if version == 6 else []))
         dev.up()
+        if version == 6:
+            wait_ipv6_local(ifname, local)
         cli.bind((local, 0))
         tcp = MiniTcp(dev, version, peer, local, 8080, cli.getsockname()[1])
         cli.setblocking(False)

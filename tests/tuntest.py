@@ -187,6 +187,19 @@ def ipv6_of(subnet: str, host: int) -> str:
     return str(ipaddress.IPv6Address(f"fd00:7474:{n:x}::{host:x}"))
 
 
+def wait_ipv6_local(name: str, address: str, netns: Optional[str] = None, timeout: float = 10.0) -> None:
+    """Wait until the kernel delivers packets for IPv6 *address* on *name* (fail the test otherwise).
+
+    Even with nodad the kernel installs an address's local route from a work
+    queue after the link comes up; a packet written before that is not ours
+    to the kernel and is dropped, which on a loaded box made a SYN go
+    unanswered.
+    """
+    where = ["-n", netns] if netns else []
+    assert wait_until(lambda: address in ip(*where, "-6", "route", "show", "table", "local", "dev", name), timeout), (
+        f"{address} never became local on {name}")
+
+
 # --------------------------------------------------------- devices and rings
 
 
