@@ -16,7 +16,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, List
 
 import pytest
 
@@ -171,6 +171,16 @@ def _disable_ipv6(name: str, subnet: str) -> None:
         assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
 
 
+def _pytun_compat(name: str, subnet: str) -> None:
+    from tuntap_cffi import pytun_compat
+
+    dev = pytun_compat.TunTapDevice(name)
+    try:
+        assert dev.name == name
+    finally:
+        dev.close()
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -190,6 +200,7 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ADDRESSES: _addresses,
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
+    Feature.PYTUN_COMPAT: _pytun_compat,
 }
 
 
@@ -345,6 +356,13 @@ def test_darwin_package_reaches_no_c_call() -> None:
 
 # ------------------------------------------------- another OS, in a child
 
+
+def _child(script: str, *args: str) -> List[str]:
+    """Run *script* in a fresh interpreter (the repo on its path, then *args*); its output lines."""
+    proc = subprocess.run([sys.executable, "-c", script, REPO, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
 CHILD = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])
@@ -370,9 +388,7 @@ print(len(os.listdir("/proc/self/fd")) == before)
     ("darwin", "macOS", "not implemented in this version"),
 ])
 def test_package_imports_on_another_os_and_opening_fails_cleanly(system: str, name: str, says: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", CHILD, REPO, system], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _child(CHILD, system)
     assert lines[0] == f"{name} 0", lines
     for line in lines[1:3]:
         assert line.startswith(f"UnsupportedPlatformError {errno.EOPNOTSUPP} True "), lines
@@ -401,9 +417,7 @@ print(len(os.listdir("/proc/self/fd")) == before)
 
 def test_the_entry_points_of_a_missing_feature_name_it_on_macos() -> None:
     """open_queues, delete_persistent and from_fd check the platform first: the error names the feature."""
-    proc = subprocess.run([sys.executable, "-c", WIRED, REPO], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _child(WIRED)
     assert lines[0].startswith("multi-queue devices") and "on macOS: not available" in lines[0], lines
     assert lines[1].startswith("persistent devices") and "on macOS: not available" in lines[1], lines
     assert lines[2].startswith("Device.from_fd on macOS: planned"), lines
@@ -431,8 +445,32 @@ else:
 
 def test_a_platform_without_io_uring_batches_with_the_loop_engine() -> None:
     """The engine table asks the capability table: 'auto' means the loop engine there, 'io_uring' is refused."""
-    proc = subprocess.run([sys.executable, "-c", ENGINES, REPO], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = _child(ENGINES)
     assert lines[0] == "loop", lines
     assert lines[1].startswith("the io_uring batch engine") and "on macOS: not available" in lines[1], lines
+
+
+PYTUN_ON_MACOS = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+sys.platform = "darwin"
+from tuntap_cffi import UnsupportedPlatformError, pytun_compat
+before = len(os.listdir("/proc/self/fd"))
+try:
+    pytun_compat.TunTapDevice("utun3")
+except pytun_compat.Error as exc:
+    cause = exc.__cause__  # pytun's shape is (errno, strerror); the library's explanation is the cause
+    print(isinstance(exc, UnsupportedPlatformError), exc.args == (exc.errno, os.strerror(exc.errno)), cause.filename)
+    print(cause.strerror)
+else:
+    print("opened")
+print(len(os.listdir("/proc/self/fd")) == before)
+"""
+
+
+def test_pytun_compat_on_macos_says_what_to_use_instead() -> None:
+    """pytun's API is Linux's: on macOS its TunTapDevice is the one error (a pytun Error), before any syscall."""
+    lines = _child(PYTUN_ON_MACOS)
+    assert lines[0] == "True True utun3", lines
+    assert "pytun_compat" in lines[1] and "on macOS" in lines[1] and "open_tun()" in lines[1], lines
+    assert lines[2] == "True", lines  # no fd opened on the way to the error

@@ -55,6 +55,7 @@ class Feature(str, enum.Enum):
     ADDRESSES = "addresses (add_address/remove_address/addresses)"
     ROUTES = "routes (add_route/remove_route/routes)"
     DISABLE_IPV6 = "Device.disable_ipv6"
+    PYTUN_COMPAT = "tuntap_cffi.pytun_compat (python-pytun's TunTapDevice)"
 
 
 @dataclass(frozen=True, eq=False)

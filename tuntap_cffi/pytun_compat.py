@@ -415,7 +415,8 @@ class TunTapDevice:
         self._ctl_lock = threading.Lock()
         self._fd = -1
         with _as_pytun_errors():
-            _backend.current()  # UnsupportedPlatformError off Linux
+            # Off Linux, before any syscall: the one UnsupportedPlatformError, as a pytun Error.
+            _backend.require(_backend.Feature.PYTUN_COMPAT, name or None)
             fd, real_name = self._attach(name, flags, dev)
         # blocking=False: read_batch returns what is queued (BlockingIOError
         # when nothing is) and this class does the waiting (see the class doc).
