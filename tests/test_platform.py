@@ -171,6 +171,23 @@ def _disable_ipv6(name: str, subnet: str) -> None:
         assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
 
 
+def _napi(name: str, subnet: str) -> None:
+    with open_tap(name, napi=True, napi_frags=True) as dev:
+        assert dev.napi and int(open(f"/sys/class/net/{name}/tun_flags").read(), 16) & 0x30 == 0x30
+
+
+def _sndbuf(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        dev.sndbuf = 65536
+        assert dev.sndbuf == 65536
+
+
+def _link_type(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        dev.link_type = 0xFFFE  # ARPHRD_NONE
+        assert dev.link_type == 0xFFFE == int(open(f"/sys/class/net/{name}/type").read())
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -190,6 +207,9 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ADDRESSES: _addresses,
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
+    Feature.NAPI: _napi,
+    Feature.SNDBUF: _sndbuf,
+    Feature.LINK_TYPE: _link_type,
 }
 
 
@@ -273,6 +293,8 @@ EXPECTED_FEATURE = {
     "set_int": Feature.LINK, "get_hwaddr": Feature.HWADDR, "set_hwaddr": Feature.HWADDR,
     "set_vnet_hdr_size": Feature.VNET_HDR, "get_vnet_hdr_size": Feature.VNET_HDR,
     "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
+    "get_sndbuf": Feature.SNDBUF, "set_sndbuf": Feature.SNDBUF,
+    "get_link_type": Feature.LINK_TYPE, "set_link_type": Feature.LINK_TYPE,
 }
 
 

@@ -55,6 +55,9 @@ class Feature(str, enum.Enum):
     ADDRESSES = "addresses (add_address/remove_address/addresses)"
     ROUTES = "routes (add_route/remove_route/routes)"
     DISABLE_IPV6 = "Device.disable_ipv6"
+    NAPI = "napi=/napi_frags= (IFF_NAPI, IFF_NAPI_FRAGS)"
+    SNDBUF = "Device.sndbuf (TUNGETSNDBUF/TUNSETSNDBUF)"
+    LINK_TYPE = "Device.link_type of a TAP (TUNSETLINK)"
 
 
 @dataclass(frozen=True, eq=False)

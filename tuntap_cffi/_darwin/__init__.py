@@ -67,6 +67,9 @@ PLATFORM = Platform(
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
+        Feature.NAPI: "utun has no NAPI mode: XNU takes each written packet through its own input path",
+        Feature.SNDBUF: "utun has no TUNSETSNDBUF: its buffering is the kernel-control socket's (SO_SNDBUF)",
+        Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
     },
     fallback=_NOT_YET,
 )
