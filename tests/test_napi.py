@@ -16,17 +16,19 @@ import struct
 import subprocess
 import sys
 import textwrap
-from typing import Iterator, Tuple
+from typing import Iterator, NamedTuple
 
 import pytest
 
 from conftest import NameFactory
-from tuntest import (PEER_MAC, delete_link, disable_ipv6, ethernet, fd_count, ip, ipv4_udp, link_exists,
+from tuntest import (PEER_MAC, checksum, delete_link, disable_ipv6, ethernet, fd_count, ip, ipv4_udp, link_exists,
                      mac_bytes, parse_ipv4_udp, read_matching, receiver, udp_flow, udp_socket)
-from tuntap_cffi import Device, DeviceBusyError, open_tap, open_tun
+from tuntap_cffi import Device, DeviceBusyError, InvalidPacketError, open_tap, open_tun
 from tuntap_cffi.device import TunFlags
 from tuntap_cffi.offload import (TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_UDP_TUNNEL_GSO,
-                                 TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4, TUN_F_USO6, VirtioNetHdr)
+                                 TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4, TUN_F_USO6,
+                                 VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4,
+                                 VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4, VirtioNetHdr)
 
 pytestmark = pytest.mark.device
 
@@ -212,35 +214,46 @@ def test_udp_tunnel_offload_rules_are_enforced_before_any_syscall(size: int, fla
         assert dev.offload == 0
 
 
+class Vxlan(NamedTuple):
+    tap: Device
+    name: str  # of the VXLAN device
+    inner: str  # its /24 prefix
+    port: int  # its UDP port
+    vni: int
+
+
 @pytest.fixture
-def vxlan(ifnames: NameFactory, subnet: str) -> Iterator[Tuple[Device, str, str]]:
+def vxlan(ifnames: NameFactory, subnet: str) -> Iterator[Vxlan]:
     """A TAP (SUBNET.1, neighbour SUBNET.2) under a VXLAN device whose remote end is SUBNET.2.
 
-    Yields (tap, vxlan name, inner prefix): the inner subnet is SUBNET's
-    198.19 twin, on the VXLAN device, with a permanent neighbour .2.
+    The inner subnet is SUBNET's twin in the other /16 of 198.18.0.0/15, on
+    the VXLAN device, with a permanent neighbour .2; port and VNI are drawn
+    from the subnet's number, so two runs at once do not share them.
     """
     if not TUNNEL_KERNEL:
         pytest.skip(f"kernel {os.uname().release} has no UDP-tunnel offloads for tun (6.17+)")
     tap_name, vx = ifnames("t"), ifnames("x")
-    inner = ("198.19." if subnet.startswith("198.18.") else "198.18.") + subnet.split(".")[2]
+    third = int(subnet.split(".")[2])
+    inner = ("198.19." if subnet.startswith("198.18.") else "198.18.") + str(third)
+    port, vni = 40000 + third + (256 if subnet.startswith("198.19.") else 0), 7000 + third
     dev = open_tap(tap_name, vnet_hdr=True, vnet_hdr_size=24, offload=PLAIN | TUNNEL)
     try:
         up_with_address(dev, subnet)
-        ip("link", "add", vx, "type", "vxlan", "id", "42", "remote", f"{subnet}.2", "local", f"{subnet}.1",
-           "dstport", "4789", "dev", tap_name, "udpcsum")
+        ip("link", "add", vx, "type", "vxlan", "id", str(vni), "remote", f"{subnet}.2", "local", f"{subnet}.1",
+           "dstport", str(port), "dev", tap_name, "udpcsum")
         disable_ipv6(vx)
         ip("addr", "add", f"{inner}.1/24", "dev", vx)
         ip("neigh", "add", f"{inner}.2", "lladdr", PEER_MAC, "dev", vx, "nud", "permanent")
         ip("link", "set", vx, "up")
-        yield dev, vx, inner
+        yield Vxlan(dev, vx, inner, port, vni)
     finally:
         delete_link(vx)
         dev.close()
 
 
-def test_udp_tunnel_gso_packets_read_with_their_tunnel_offsets(vxlan: Tuple[Device, str, str]) -> None:
+def test_udp_tunnel_gso_packets_read_with_their_tunnel_offsets(vxlan: Vxlan) -> None:
     """The selftest's read side: a USO datagram sent into a VXLAN leaves the TAP as one tunnel super-packet."""
-    dev, vx, inner = vxlan
+    dev, vx, inner = vxlan.tap, vxlan.name, vxlan.inner
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, 25, vx.encode())  # SO_BINDTODEVICE
@@ -252,7 +265,8 @@ def test_udp_tunnel_gso_packets_read_with_their_tunnel_offsets(vxlan: Tuple[Devi
     buf = bytearray(dev.max_packet_size)
 
     def tunnelled(frame: bytes) -> bool:  # IPv4/UDP to 4789 after the Ethernet header
-        return len(frame) > 50 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == 17 and frame[36:38] == b"\x12\xb5"
+        return (len(frame) > 50 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == 17
+                and frame[36:38] == vxlan.port.to_bytes(2, "big"))
 
     frame = read_matching(dev, tunnelled, buf=buf)
     hdr = VirtioNetHdr(buf, 24)
@@ -316,3 +330,52 @@ def test_link_type_of_a_tun_is_read_only(ifname: str) -> None:
         with pytest.raises(ValueError, match="TAP only"):
             dev.link_type = ARPHRD_ETHER
         assert dev.link_type == ARPHRD_NONE
+
+
+def _ipv4(src: str, dst: str, payload_len: int) -> bytes:
+    """An IPv4 header for a UDP payload of *payload_len* bytes, DF, its checksum filled in."""
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, 0, 0x4000, 64, 17, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst))
+    return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+
+
+def test_udp_tunnel_gso_super_packet_written_arrives_as_datagrams(vxlan: Vxlan, subnet: str) -> None:
+    """The selftest's write side: one VXLAN-wrapped USO super-packet written with a 24-byte header
+    reaches a socket behind the VXLAN device as the datagrams it stands for."""
+    dev, inner = vxlan.tap, vxlan.inner
+    payload = bytes(range(256)) * 16  # 4096 bytes: segments of 1000, 1000, 1000, 1000, 96
+    with receiver(inner) as rx:
+        rx_port = rx.getsockname()[1]
+        # Inner: IPv4/UDP to the socket, its checksum field holding the pseudo-header sum (NEEDS_CSUM).
+        ulen = 8 + len(payload)
+        seed = (sum(struct.unpack("!4H", socket.inet_aton(f"{inner}.2") + socket.inet_aton(f"{inner}.1")))
+                + 17 + ulen)
+        while seed > 0xFFFF:
+            seed = (seed & 0xFFFF) + (seed >> 16)
+        inner_pkt = _ipv4(f"{inner}.2", f"{inner}.1", ulen) + struct.pack("!HHHH", 4000, rx_port, ulen, seed) + payload
+        inner_frame = mac_bytes(ip_link_mac(vxlan.name)) + mac_bytes(PEER_MAC) + b"\x08\x00" + inner_pkt
+        # Outer: VXLAN (flags I, the VNI) in UDP without a checksum, in IPv4, in Ethernet to the TAP.
+        vx_hdr = struct.pack("!II", 0x08000000, vxlan.vni << 8)
+        olen = 8 + len(vx_hdr) + len(inner_frame)
+        outer = (mac_bytes(dev.hwaddr) + mac_bytes(PEER_MAC) + b"\x08\x00" + _ipv4(f"{subnet}.2", f"{subnet}.1", olen)
+                 + struct.pack("!HHHH", 5555, vxlan.port, olen, 0) + vx_hdr + inner_frame)
+        outer_th, inner_nh = 14 + 20, 14 + 20 + 8 + 8 + 14
+        hdr = VirtioNetHdr(bytearray(24), 24)
+        hdr.set(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                gso_type=VIRTIO_NET_HDR_GSO_UDP_L4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4,
+                hdr_len=inner_nh + 28, gso_size=1000, csum_start=inner_nh + 20, csum_offset=6)
+        hdr.outer_th_offset, hdr.inner_nh_offset = outer_th - 20, inner_nh  # the outer UDP inside its IP header
+        with pytest.raises(InvalidPacketError):
+            dev.write(bytes(hdr) + outer)  # the kernel reads the tunnel fields: it refuses the lie
+        hdr.outer_th_offset = outer_th
+        hdr.check(len(outer))
+        assert dev.write(bytes(hdr) + outer) == 24 + len(outer)
+        got = [rx.recvfrom(2000) for _ in range(5)]
+    assert [len(data) for data, _ in got] == [1000, 1000, 1000, 1000, 96]
+    assert b"".join(data for data, _ in got) == payload  # in order, checksums accepted by the stack
+    assert {peer for _, peer in got} == {(f"{inner}.2", 4000)}
+
+
+def ip_link_mac(name: str) -> str:
+    with open(f"/sys/class/net/{name}/address") as f:
+        return f.read().strip()
