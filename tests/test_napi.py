@@ -23,7 +23,7 @@ import pytest
 from conftest import NameFactory
 from tuntest import (PEER_MAC, checksum, delete_link, disable_ipv6, ethernet, fd_count, ip, ipv4_udp, link_exists,
                      mac_bytes, parse_ipv4_udp, read_matching, receiver, udp_flow, udp_socket)
-from tuntap_cffi import Device, DeviceBusyError, InvalidPacketError, open_tap, open_tun
+from tuntap_cffi import Device, DeviceBusyError, InvalidPacketError, open_queues, open_tap, open_tun
 from tuntap_cffi.device import TunFlags
 from tuntap_cffi.offload import (TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_UDP_TUNNEL_GSO,
                                  TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4, TUN_F_USO6,
@@ -89,6 +89,28 @@ def test_napi_devices_open_and_carry_traffic_both_ways(kind: str, frags: bool, i
         assert sysfs_flags(ifname) & 0x30 == (0x30 if frags else 0x10)  # the kernel's own record
         up_with_address(dev, subnet)
         exchange(dev, subnet)
+
+
+def test_napi_queues_detach_reattach_and_delete(ifname: str, subnet: str) -> None:
+    """The selftest's queue cases on a multi-queue NAPI/NAPI_FRAGS TAP: traffic through the attached queue
+    while the other is detached, reattach, then delete the interface under a detached queue and close."""
+    queues = open_queues(ifname, 2, tap=True, napi=True, napi_frags=True)
+    try:
+        assert all(q.napi and TunFlags.NAPI_FRAGS in q.flags and TunFlags.MULTI_QUEUE in q.flags for q in queues)
+        queues[1].detach_queue()
+        up_with_address(queues[0], subnet)
+        exchange(queues[0], subnet)  # the kernel steers the reply to the one attached queue
+        queues[1].attach_queue()
+        queues[1].detach_queue()
+        delete_link(ifname)
+        assert not link_exists(ifname)
+        with pytest.raises(OSError) as info:
+            queues[1].attach_queue()  # nothing left to attach to
+        assert info.value.errno == errno.EINVAL
+    finally:
+        for q in queues:
+            q.close()
+    assert not link_exists(ifname)
 
 
 def test_a_plain_device_is_not_napi(ifname: str) -> None:
