@@ -44,7 +44,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 from ._constants import MAX_IP_PACKET
 from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6  # (defined there)
@@ -213,17 +213,16 @@ class _Field:
         self.width = bits // 8
         self.bits = bits
         self.since = since
-        self.order: Literal["little", "big"] = "little" if order == "little" else "big"
+        # (hash_value's two __le16 halves, lo first, are one little-endian 32-bit number.)
+        self.codec = struct.Struct(("<" if order == "little" else ">") + ("I" if bits == 32 else "H"))
         self.name = ""
         self.__doc__ = doc
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def _span(self, obj: "VirtioNetHdr") -> memoryview:
-        if obj.size < self.since:
-            raise AttributeError(f"a {obj.size}-byte virtio-net header has no {self.name} (it needs {self.since} bytes)")
-        return obj._view[self.offset : self.offset + self.width]
+    def _missing(self, obj: "VirtioNetHdr") -> AttributeError:
+        return AttributeError(f"a {obj.size}-byte virtio-net header has no {self.name} (it needs {self.since} bytes)")
 
     @overload
     def __get__(self, obj: None, owner: type) -> "_Field": ...
@@ -234,12 +233,21 @@ class _Field:
     def __get__(self, obj: Optional["VirtioNetHdr"], owner: type) -> Union[int, "_Field"]:
         if obj is None:
             return self
-        return int.from_bytes(self._span(obj), self.order)
+        if obj.size < self.since:
+            raise self._missing(obj)
+        if self.width == 1:
+            return obj._view[self.offset]
+        return int(self.codec.unpack_from(obj._view, self.offset)[0])
 
     def __set__(self, obj: "VirtioNetHdr", value: int) -> None:
-        span = self._span(obj)
+        if obj.size < self.since:
+            raise self._missing(obj)
+        v = _check_u(self.name, value, self.bits)
         # Slice assignment, not pack_into: PyPy's pack_into refuses a slice of a cast memoryview.
-        span[:] = _check_u(self.name, value, self.bits).to_bytes(self.width, self.order)
+        if self.width == 1:
+            obj._view[self.offset] = v
+        else:
+            obj._view[self.offset : self.offset + self.width] = self.codec.pack(v)
 
 
 class VirtioNetHdr:
