@@ -269,6 +269,35 @@ struct virtio_net_hdr_mrg_rxbuf {
     uint16_t num_buffers;
 };
 
+/* The virtio 1.0 forms: TUNSETVNETHDRSZ 12, 20 and 24.  tun reads and writes
+   the first 12 bytes of each (the hash fields stay zero: tun reports no hash);
+   the tunnel offsets are filled for TUN_F_UDP_TUNNEL_GSO packets (6.17).  The
+   hash and tunnel fields are __le16 whatever the host's byte order.  6.17 split
+   __le32 hash_value into two __le16 halves, so the struct's alignment is 2. */
+struct virtio_net_hdr_v1 {
+    uint8_t  flags;
+    uint8_t  gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+    uint16_t num_buffers;
+};
+
+struct virtio_net_hdr_v1_hash {
+    struct virtio_net_hdr_v1 hdr;
+    uint16_t hash_value_lo;
+    uint16_t hash_value_hi;
+    uint16_t hash_report;               /* VIRTIO_NET_HASH_REPORT_* */
+    uint16_t padding;
+};
+
+struct virtio_net_hdr_v1_hash_tunnel {
+    struct virtio_net_hdr_v1_hash hash_hdr;
+    uint16_t outer_th_offset;           /* the outer UDP header, from the packet's start */
+    uint16_t inner_nh_offset;           /* the inner IP header, from the packet's start */
+};
+
 /* TUNSETIFF flags (ifr_flags) */
 #define IFF_TUN         0x0001
 #define IFF_TAP         0x0002

@@ -114,21 +114,42 @@ for _kind, _name in RECORDS:
             Field(_kind, _name, _fname, _f.offset, ffi.sizeof(_f.type), _integer_signedness(_f.type))
         )
 
+# Records of kernel headers newer than the installed ones may be: 6.17 split
+# virtio_net_hdr_v1_hash's __le32 hash_value into two __le16 halves (so its
+# alignment became 2) and added virtio_net_hdr_v1_hash_tunnel.  gcc compares
+# them when the installed <linux/virtio_net.h> has that form (a probe says:
+# the field named here); otherwise the values pinned here, read off the 6.17
+# uapi header, stand in for gcc's: size, alignment, then (offset, size,
+# signedness: 0 unsigned, -1 not an integer) per field.
+NEWER_RECORDS: Dict[str, Tuple[str, Tuple[int, int], Dict[str, Tuple[int, int, int]]]] = {
+    "struct virtio_net_hdr_v1_hash": ("hash_value_lo", (20, 2), {
+        "hdr": (0, 12, -1), "hash_value_lo": (12, 2, 0), "hash_value_hi": (14, 2, 0),
+        "hash_report": (16, 2, 0), "padding": (18, 2, 0),
+    }),
+    "struct virtio_net_hdr_v1_hash_tunnel": ("inner_nh_offset", (24, 2), {
+        "hash_hdr": (0, 20, -1), "outer_th_offset": (20, 2, 0), "inner_nh_offset": (22, 2, 0),
+    }),
+}
+
 CONSTANT_NAMES = sorted(set(re.findall(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_][A-Za-z0-9_]*)", build_ffi.CDEF, re.M)))
 REQUEST_NAMES = sorted(_ioctl.TUN_REQUESTS)
 
 
-def c_program() -> str:
-    """C source printing one tab-separated line per value to compare."""
+def c_program(pinned: Tuple[str, ...] = ()) -> str:
+    """C source printing one tab-separated line per value to compare (the *pinned* records left out)."""
     out: List[str] = [f"#include <{h}>" for h in HEADERS]
     out.append("#define TT_SIGNED(lvalue) (((__typeof__(lvalue))-1) < 0)")
     out.append("int main(void) {")
     out.append('    printf("abi\\tvoid*\\t%zu\\n", sizeof(void *));')
     for kind, name in RECORDS:
         t = f"{kind} {name}"
+        if t in pinned:
+            continue
         out.append(f'    printf("record\\t{t}\\t%zu\\t%zu\\n", sizeof({t}), _Alignof({t}));')
     for f in FIELDS:
         t = f"{f.ckind} {f.cname}"
+        if t in pinned:
+            continue
         member = f"((({t} *)0)->{f.name})"
         out.append(
             f'    printf("field\\t{f.cname}.{f.name}\\t%zu\\t%zu\\t%d\\n", '
@@ -168,9 +189,10 @@ def c_values(tmp_path_factory: pytest.TempPathFactory) -> CValues:
     if gcc is None:
         _unavailable("gcc is not installed: cannot compare the cffi declarations with the C headers")
     tmp = tmp_path_factory.mktemp("layout")
+    pinned = tuple(t for t, (field, _, _) in NEWER_RECORDS.items() if not _header_has(gcc, tmp, t, field))
     src = tmp / "layout.c"
     exe = tmp / "layout"
-    src.write_text(c_program())
+    src.write_text(c_program(pinned))
     cmd = [gcc, "-std=gnu11", "-Wall", "-Werror=implicit-function-declaration", "-o", str(exe), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
@@ -183,6 +205,11 @@ def c_values(tmp_path_factory: pytest.TempPathFactory) -> CValues:
     for line in run.stdout.splitlines():
         kind, name, *rest = line.split("\t")
         values[(kind, name)] = rest
+    for t in pinned:
+        _, (size, align), fields = NEWER_RECORDS[t]
+        values[("record", t)] = [str(size), str(align)]
+        for fname, numbers in fields.items():
+            values[("field", f"{t.split()[1]}.{fname}")] = [str(n) for n in numbers]
     c_pointer = int(values[("abi", "void*")][0])
     if c_pointer != ffi.sizeof("void *"):
         _unavailable(
@@ -190,6 +217,22 @@ def c_values(tmp_path_factory: pytest.TempPathFactory) -> CValues:
             f"{8 * ffi.sizeof('void *')}-bit: the sizes would not be comparable"
         )
     return values
+
+
+def _header_has(gcc: str, tmp: Path, record: str, field: str) -> bool:
+    """Whether the installed headers declare *record* with *field* (see NEWER_RECORDS)."""
+    src = tmp / f"probe_{record.split()[1]}.c"
+    src.write_text("".join(f"#include <{h}>\n" for h in HEADERS) + f"int probe = offsetof({record}, {field});\n")
+    proc = subprocess.run([gcc, "-std=gnu11", "-c", "-o", str(src.with_suffix(".o")), str(src)],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode == 0
+
+
+def test_pinned_records_are_declared_as_pinned() -> None:
+    """Every field of a pinned record is pinned, and nothing else: the stand-in covers the whole declaration."""
+    for record, (_, (size, align), fields) in NEWER_RECORDS.items():
+        assert (ffi.sizeof(record), ffi.alignof(record)) == (size, align), record
+        assert [name for name, _ in ffi.typeof(record).fields] == list(fields), record
 
 
 def test_generated_lists_are_not_empty() -> None:
@@ -750,3 +793,59 @@ def test_rtattr_parser_never_reads_past_the_end(garbage: bytes) -> None:
 
     for _kind, value in _netlink.parse_attrs(memoryview(garbage)):
         assert len(value) <= len(garbage)
+
+
+# ---- the virtio-net header forms: offload.VirtioNetHdr against the declarations ----
+
+# Each size, the struct tun reads and writes at it, and where the 10 fields of
+# struct virtio_net_hdr live in it (the _v1 forms nest it as .hdr / .hash_hdr.hdr).
+VNET_FORMS = [
+    (10, "struct virtio_net_hdr", ""),
+    (12, "struct virtio_net_hdr_v1", ""),
+    (20, "struct virtio_net_hdr_v1_hash", "hdr."),
+    (24, "struct virtio_net_hdr_v1_hash_tunnel", "hash_hdr.hdr."),
+]
+VNET_BASE = ["flags", "gso_type", "hdr_len", "gso_size", "csum_start", "csum_offset"]
+
+
+@pytest.mark.parametrize("size, cdecl, base", VNET_FORMS, ids=[f[1] for f in VNET_FORMS])
+def test_virtio_net_header_forms_agree_with_the_declarations(size: int, cdecl: str, base: str) -> None:
+    from tuntap_cffi.offload import VirtioNetHdr
+
+    assert ffi.sizeof(cdecl) == size
+
+    @PROPS
+    @given(head=st.tuples(u8, u8, u16, u16, u16, u16), num=u16, hash_value=u32, report=u16, outer=u16, inner=u16)
+    def round_trip(head: Tuple[int, ...], num: int, hash_value: int, report: int, outer: int, inner: int) -> None:
+        buf = bytearray(size)
+        hdr = VirtioNetHdr(buf, size)
+        hdr.set(*head)
+        if size >= 12:
+            hdr.num_buffers = num
+        if size >= 20:
+            hdr.hash_value, hdr.hash_report = hash_value, report
+        if size >= 24:
+            hdr.outer_th_offset, hdr.inner_nh_offset = outer, inner
+        p = _cast_from(cdecl, bytes(buf))
+        seen = tuple(_get_path(p, base + name, 0) for name in VNET_BASE)
+        assert seen == head
+        if size >= 12:
+            assert _get_path(p, ("hdr." if size == 20 else "hash_hdr.hdr." if size == 24 else "") + "num_buffers", 0) == num
+        if size >= 20:
+            hh = "hash_hdr." if size == 24 else ""
+            # __le16 halves whatever the host's order: the C fields hold them little-endian.
+            lo, hi = (int.from_bytes(bytes(buf[o : o + 2]), "little") for o in (12, 14))
+            assert (lo | hi << 16) == hash_value
+            assert _get_path(p, hh + "hash_report", 0) == int.from_bytes(report.to_bytes(2, "little"), sys.byteorder)
+        if size >= 24:
+            assert (_get_path(p, "outer_th_offset", 0), _get_path(p, "inner_nh_offset", 0)) == tuple(
+                int.from_bytes(v.to_bytes(2, "little"), sys.byteorder) for v in (outer, inner))
+        # And back: the bytes C would write read the same through VirtioNetHdr.
+        again = VirtioNetHdr(bytes(buf), size)
+        assert again.unpack() == head and bytes(again) == bytes(buf)
+        if size >= 20:
+            assert (again.hash_value, again.hash_report) == (hash_value, report)
+        if size >= 24:
+            assert (again.outer_th_offset, again.inner_nh_offset) == (outer, inner)
+
+    round_trip()

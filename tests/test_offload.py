@@ -1112,3 +1112,98 @@ def test_kernel_tso_super_packets_split_into_the_stream(ifname: str, subnet: str
         assert rcv_nxt == rcv_base + len(data), f"received {rcv_nxt - rcv_base} of {len(data)} bytes"
         assert bytes(stream) == data
         assert gso_frames >= 1, "the kernel sent no super-packet: the test did not exercise the split of real TSO output"
+
+
+# ------------------------------------------------ the 20- and 24-byte header forms
+
+
+def test_header_forms_of_20_and_24_bytes() -> None:
+    for size in (20, 24):
+        buf = bytearray(size + 3)
+        hdr = VirtioNetHdr(buf, size)
+        hdr.set(1, 5, 42, 1000, 34, 6)
+        hdr.num_buffers, hdr.hash_value, hdr.hash_report = 1, 0xDEADBEEF, 3
+        # __le16 whatever the host: hash_value_lo, hash_value_hi, hash_report.
+        assert bytes(buf[12:18]) == b"\xef\xbe\xad\xde\x03\x00"
+        if size == 24:
+            hdr.outer_th_offset, hdr.inner_nh_offset = 34, 64
+            assert bytes(buf[20:24]) == b"\x22\x00\x40\x00"
+            assert "outer_th_offset=34 inner_nh_offset=64" in repr(hdr)
+        else:
+            with pytest.raises(AttributeError, match="needs 24 bytes"):
+                hdr.outer_th_offset
+        assert "hash_value=0xdeadbeef hash_report=3" in repr(hdr) and bytes(buf[size:]) == bytes(3)
+        assert hdr.unpack() == (1, 5, 42, 1000, 34, 6) and len(bytes(hdr)) == size
+        hdr.set()  # everything after csum_offset too
+        assert bytes(hdr) == bytes(size)
+    small = VirtioNetHdr(bytearray(12), 12)
+    for name in ("hash_value", "hash_report", "inner_nh_offset"):
+        with pytest.raises(AttributeError):
+            getattr(small, name)
+    with pytest.raises(ValueError):
+        VirtioNetHdr(bytearray(24), 24).hash_value = 1 << 32
+    with pytest.raises(ValueError, match="10, 12, 20 or 24"):
+        VirtioNetHdr(bytearray(30), 16)
+
+
+TUNNEL4, TUNNEL6 = offload.VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4, offload.VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6
+
+
+@pytest.mark.parametrize("size, flags, gso, offsets, why", [
+    (24, 1, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, (34, 64), None),
+    (24, 1 | 8, VIRTIO_NET_HDR_GSO_TCPV6 | TUNNEL6, (54, 84), None),  # UDP_TUNNEL_CSUM goes with a tunnel
+    (24, 1, VIRTIO_NET_HDR_GSO_TCPV4 | TUNNEL4 | TUNNEL6, (34, 64), "not both"),
+    (24, 1, VIRTIO_NET_HDR_GSO_NONE | TUNNEL4, (34, 64), "TSO or USO packets only"),
+    (24, 1, VIRTIO_NET_HDR_GSO_UDP | TUNNEL4, (34, 64), "TSO or USO packets only"),
+    (24, 1, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, (0, 64), "do not fit"),
+    (24, 1, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, (34, 40), "do not fit"),
+    (24, 1, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, (34, 200), "do not fit"),
+    (12, 1, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, (0, 0), "unknown gso_type"),
+    (24, 1 | 8, VIRTIO_NET_HDR_GSO_UDP_L4, (0, 0), "unknown virtio-net header flags"),
+])
+def test_header_check_knows_the_tunnel_form(size: int, flags: int, gso: int, offsets: Tuple[int, int],
+                                             why: Optional[str]) -> None:
+    hdr = VirtioNetHdr(bytearray(size), size)
+    hdr.set(flags, gso, 100, 1000, 90, 6)
+    if size == 24:
+        hdr.outer_th_offset, hdr.inner_nh_offset = offsets
+    if why is None:
+        hdr.check(200)
+    else:
+        with pytest.raises(ValueError, match=why):
+            hdr.check(200)
+
+
+@pytest.mark.parametrize("size", [20, 24])
+def test_split_and_coalesce_take_the_larger_headers(size: int) -> None:
+    payload = seeded_bytes(size, 3000)
+    hdr10, pkt = super_packet(4, TCP, payload, 1000)
+    ring10, ring = PacketRing(8, 2048), PacketRing(8, 2048)
+    try:
+        assert gso_split_frame(hdr10 + pkt, ring10) == 3
+        assert gso_split_frame(hdr10 + bytes(size - 10) + pkt, ring, size) == 3
+        segments = ring_packets(ring)
+        assert segments == ring_packets(ring10)
+        assert [len(f) for _, f in coalesce(segments, size)] == [len(pkt)]
+        assert coalesce(segments, size) == coalesce(segments, 10)  # the same header fields and packet ...
+        out = PacketRing(4, 65535 + size)
+        assert gro_coalesce(segments, out, size) == 1
+        assert bytes(out[0][10:size]) == bytes(size - 10)  # ... and zeros after them
+        out.close()
+    finally:
+        ring10.close()
+        ring.close()
+
+
+def test_split_refuses_udp_tunnel_packets() -> None:
+    hdr = VirtioNetHdr(bytearray(24), 24)
+    _, pkt = super_packet(4, UDP, b"x" * 3000, 1000)
+    hdr.set(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4 | TUNNEL4, 28, 1000, 20, 6)
+    hdr.outer_th_offset, hdr.inner_nh_offset = 8, 16
+    ring = PacketRing(8, 2048)
+    try:
+        with pytest.raises(ValueError, match="not split here"):
+            gso_split(pkt, hdr, ring)
+        assert ring.count == 0
+    finally:
+        ring.close()

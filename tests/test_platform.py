@@ -181,6 +181,23 @@ def _pytun_compat(name: str, subnet: str) -> None:
         dev.close()
 
 
+def _napi(name: str, subnet: str) -> None:
+    with open_tap(name, napi=True, napi_frags=True) as dev:
+        assert dev.napi and int(open(f"/sys/class/net/{name}/tun_flags").read(), 16) & 0x30 == 0x30
+
+
+def _sndbuf(name: str, subnet: str) -> None:
+    with open_tun(name) as dev:
+        dev.sndbuf = 65536
+        assert dev.sndbuf == 65536
+
+
+def _link_type(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        dev.link_type = 0xFFFE  # ARPHRD_NONE
+        assert dev.link_type == 0xFFFE == int(open(f"/sys/class/net/{name}/type").read())
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -201,6 +218,9 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
     Feature.PYTUN_COMPAT: _pytun_compat,
+    Feature.NAPI: _napi,
+    Feature.SNDBUF: _sndbuf,
+    Feature.LINK_TYPE: _link_type,
 }
 
 
@@ -284,6 +304,8 @@ EXPECTED_FEATURE = {
     "set_int": Feature.LINK, "get_hwaddr": Feature.HWADDR, "set_hwaddr": Feature.HWADDR,
     "set_vnet_hdr_size": Feature.VNET_HDR, "get_vnet_hdr_size": Feature.VNET_HDR,
     "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
+    "get_sndbuf": Feature.SNDBUF, "set_sndbuf": Feature.SNDBUF,
+    "get_link_type": Feature.LINK_TYPE, "set_link_type": Feature.LINK_TYPE,
 }
 
 

@@ -56,6 +56,9 @@ class Feature(str, enum.Enum):
     ROUTES = "routes (add_route/remove_route/routes)"
     DISABLE_IPV6 = "Device.disable_ipv6"
     PYTUN_COMPAT = "tuntap_cffi.pytun_compat (python-pytun's TunTapDevice)"
+    NAPI = "napi=/napi_frags= (IFF_NAPI, IFF_NAPI_FRAGS)"
+    SNDBUF = "Device.sndbuf (TUNGETSNDBUF/TUNSETSNDBUF)"
+    LINK_TYPE = "Device.link_type of a TAP (TUNSETLINK)"
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,8 @@ from typing import Union
 __all__ = [
     "DeviceKind", "Everyone", "EVERYONE", "Owner",
     "TUN_F_CSUM", "TUN_F_TSO4", "TUN_F_TSO6", "TUN_F_TSO_ECN", "TUN_F_UFO", "TUN_F_USO4", "TUN_F_USO6",
-    "ALL_OFFLOADS", "GSO_OFFLOADS", "MAX_MTU", "MAX_IP_PACKET", "MIN_MTU", "ETH_HLEN", "VLAN_HLEN", "PI_LEN",
+    "TUN_F_UDP_TUNNEL_GSO", "TUN_F_UDP_TUNNEL_GSO_CSUM", "TUNNEL_OFFLOADS", "VNET_HDR_SIZES", "VNET_HDR_TUNNEL",
+    "ALL_OFFLOADS", "GSO_OFFLOADS", "MAX_SNDBUF", "MAX_MTU", "MAX_IP_PACKET", "MIN_MTU", "ETH_HLEN", "VLAN_HLEN", "PI_LEN",
     "MAX_NAME", "MAX_QUEUES",
 ]
 
@@ -56,8 +57,22 @@ TUN_F_TSO_ECN = 0x08  # we accept TSO with the ECN (CWR) bit
 TUN_F_UFO = 0x10  # UDP fragmentation offload (accepted for compatibility, never produced)
 TUN_F_USO4 = 0x20  # we accept IPv4 UDP super-packets (since 6.2)
 TUN_F_USO6 = 0x40  # we accept IPv6 UDP super-packets (since 6.2)
-ALL_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
-GSO_OFFLOADS = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6  # those that bring super-packets
+# Since 6.17: TSO/USO super-packets inside a UDP tunnel (VXLAN, GENEVE), their
+# virtio-net header carrying the tunnel offsets (24 bytes); the kernel takes
+# them only with TUN_F_CSUM and a plain TSO/USO offload, _CSUM only with the first.
+TUN_F_UDP_TUNNEL_GSO = 0x80  # we accept UDP-tunnelled super-packets
+TUN_F_UDP_TUNNEL_GSO_CSUM = 0x100  # ... whose outer UDP checksum is left to us (VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM)
+TUNNEL_OFFLOADS = TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM
+ALL_OFFLOADS = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
+                | TUNNEL_OFFLOADS)
+GSO_OFFLOADS = (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6
+                | TUN_F_UDP_TUNNEL_GSO)  # those that bring super-packets
+
+# The virtio-net header sizes (TUNSETVNETHDRSZ), include/uapi/linux/virtio_net.h:
+# virtio_net_hdr (10), _v1 / _mrg_rxbuf (12: num_buffers), _v1_hash (20: the
+# hash report; tun never fills it), _v1_hash_tunnel (24: the UDP-tunnel offsets).
+VNET_HDR_SIZES = (10, 12, 20, 24)
+VNET_HDR_TUNNEL = 24  # the size whose header carries outer_th_offset/inner_nh_offset
 
 # Sizes.  65535 is two limits that happen to agree: tun's max_mtu, and the
 # 16-bit length field of an IP packet (so of a GSO super-packet: tun's
@@ -70,3 +85,4 @@ VLAN_HLEN = 4  # one 802.1Q tag
 PI_LEN = 4  # struct tun_pi
 MAX_NAME = 15  # IFNAMSIZ - 1: an interface name's bytes
 MAX_QUEUES = 256  # MAX_TAP_QUEUES: queues of one multi-queue interface
+MAX_SNDBUF = 2**31 - 1  # TUNSETSNDBUF takes a positive int (INT_MAX, the default, means unlimited)

@@ -82,6 +82,7 @@ def iow(kind: str, nr: int, ctype: str, enc: IocEncoding = ENCODING) -> int:
 TUNSETIFF = iow("T", 202, "int")  # struct ifreq *: name + IFF_* flags
 TUNSETPERSIST = iow("T", 203, "int")  # value: 0 or 1
 TUNSETOWNER = iow("T", 204, "int")  # value: uid_t
+TUNSETLINK = iow("T", 205, "int")  # value: ARPHRD_* type (EBUSY while the interface is up)
 TUNSETGROUP = iow("T", 206, "int")  # value: gid_t
 TUNGETFEATURES = ior("T", 207, "unsigned int")  # unsigned int *: IFF_* flags supported
 TUNSETOFFLOAD = iow("T", 208, "unsigned int")  # value: TUN_F_* (offload issue)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from ._constants import ALL_OFFLOADS, EVERYONE, GSO_OFFLOADS, MAX_NAME, TUN_F_CSUM
+from ._constants import ALL_OFFLOADS, EVERYONE, GSO_OFFLOADS, MAX_NAME, MAX_SNDBUF, TUN_F_CSUM
+from ._constants import TUN_F_TSO4, TUN_F_TSO6, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4
+from ._constants import TUN_F_USO6, TUNNEL_OFFLOADS, VNET_HDR_SIZES, VNET_HDR_TUNNEL
 
 __all__ = ["check_int", "check_int_in", "check_bool", "check_name", "check_id", "check_owner", "check_offload",
-           "check_min_packets"]
+           "check_min_packets", "check_vnet_hdr_size", "check_tunnel_offload", "check_napi", "check_sndbuf",
+           "check_link_type"]
 
 
 def check_int(option: str, value: object, what: str = "an int") -> int:
@@ -100,7 +103,49 @@ def check_offload(option: str, flags: object) -> int:
         raise ValueError(f"unknown offload bits {bits & ~ALL_OFFLOADS:#x}")
     if bits & GSO_OFFLOADS and not bits & TUN_F_CSUM:
         raise ValueError("segmentation offloads (TSO/UFO/USO) need TUN_F_CSUM too")
+    # tun.c's set_offload (6.17) takes the tunnel bits only on top of a plain
+    # segmentation offload, and the checksum variant only with the first.
+    if bits & TUN_F_UDP_TUNNEL_GSO_CSUM and not bits & TUN_F_UDP_TUNNEL_GSO:
+        raise ValueError("TUN_F_UDP_TUNNEL_GSO_CSUM needs TUN_F_UDP_TUNNEL_GSO too")
+    if bits & TUN_F_UDP_TUNNEL_GSO and not bits & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6):
+        raise ValueError("TUN_F_UDP_TUNNEL_GSO needs a plain segmentation offload too (TUN_F_TSO4/TSO6/USO4+USO6)")
     return bits
+
+
+def check_vnet_hdr_size(size: object) -> int:
+    """Validate a virtio-net header size: one of the four structs of <linux/virtio_net.h>."""
+    value = check_int("vnet_hdr_size", size)
+    if value not in VNET_HDR_SIZES:
+        raise ValueError(f"vnet_hdr_size must be 10, 12, 20 or 24 (struct virtio_net_hdr, _v1, _v1_hash, "
+                         f"_v1_hash_tunnel), not {value!r}")
+    return value
+
+
+def check_tunnel_offload(flags: int, vnet_hdr_size: int) -> None:
+    """The UDP-tunnel offloads need the 24-byte header: only it carries the tunnel's offsets."""
+    if flags & TUNNEL_OFFLOADS and vnet_hdr_size != VNET_HDR_TUNNEL:
+        raise ValueError(f"the UDP-tunnel offloads ({flags & TUNNEL_OFFLOADS:#x}) need vnet_hdr_size=24 "
+                         f"(struct virtio_net_hdr_v1_hash_tunnel), not {vnet_hdr_size}")
+
+
+def check_napi(napi: object, napi_frags: object, tap: bool) -> None:
+    """IFF_NAPI/IFF_NAPI_FRAGS as tun_set_iff() allows them: NAPI_FRAGS only on a TAP, and only with NAPI."""
+    check_bool("napi", napi)
+    check_bool("napi_frags", napi_frags)
+    if napi_frags and not tap:
+        raise ValueError("napi_frags=True is for TAP devices only (the kernel refuses it on a TUN)")
+    if napi_frags and not napi:
+        raise ValueError("napi_frags=True needs napi=True too (IFF_NAPI_FRAGS builds on IFF_NAPI)")
+
+
+def check_sndbuf(value: object) -> int:
+    """A TUNSETSNDBUF size: a positive C int of bytes."""
+    return check_int_in("sndbuf", value, 1, MAX_SNDBUF, "2**31-1")
+
+
+def check_link_type(value: object) -> int:
+    """A TUNSETLINK type: an ARPHRD_* number (16 bits: net_device.type)."""
+    return check_int_in("link_type", value, 0, 0xFFFF)
 
 
 def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:

@@ -86,10 +86,13 @@ from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLA
 from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6
 from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
+from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, TUNNEL_OFFLOADS
+from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
 from ._syscalls import check, close_quietly, ffi, lib
 from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_link_type, check_napi, check_sndbuf, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
-from .errors import DeviceClosedError, error_from_errno
+from .errors import DeviceClosedError, TunTapPermissionError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -111,6 +114,11 @@ class TunFlags(enum.IntFlag):
     ONE_QUEUE = lib.IFF_ONE_QUEUE
     VNET_HDR = lib.IFF_VNET_HDR
     TUN_EXCL = lib.IFF_TUN_EXCL
+
+
+# The offloads set_offload() probes, newest first, each dropped in turn when
+# the kernel says EINVAL: the UDP-tunnel ones (6.17), then USO (6.2).
+_PROBED_OFFLOADS = (TUNNEL_OFFLOADS, TUN_F_USO4 | TUN_F_USO6)
 
 
 class PacketInfo(NamedTuple):
@@ -396,29 +404,95 @@ class Device(BatchIO, LinkConfig):
         """The TUN_F_* offloads in force (set with :meth:`set_offload`)."""
         return self._offload
 
+    @property
+    def napi(self) -> bool:
+        """True if the device was opened with ``napi=True`` (IFF_NAPI): writes go through NAPI and GRO."""
+        return bool(self._flags & lib.IFF_NAPI)
+
+    @property
+    @announced
+    def sndbuf(self) -> int:
+        """Bytes of written packets the kernel may hold for the interface at once (``TUNGETSNDBUF``; settable).
+
+        2**31-1, the default, means no limit.  With a limit, a write that
+        would pass it waits (or raises ``BlockingIOError`` on a non-blocking
+        device) until the kernel has passed earlier packets on.  It is the
+        interface's: every queue and fd of it shares the value.
+        """
+        _backend.require(Feature.SNDBUF, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        return _backend.current().get_sndbuf(self._fd, self._name)
+
+    @sndbuf.setter
+    @announced
+    def sndbuf(self, value: int) -> None:
+        size = check_sndbuf(value)
+        _backend.require(Feature.SNDBUF, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_sndbuf(self._fd, self._name, size)
+
+    @property
+    @announced
+    def link_type(self) -> int:
+        """The interface's ARPHRD_* type: 1 (Ethernet) for a TAP, 65534 (ARPHRD_NONE) for a TUN; settable on a TAP.
+
+        Setting it (``TUNSETLINK``) changes what the interface tells the
+        stack and tools it carries, e.g. ``ARPHRD_NONE`` for raw IP over a
+        TAP; the frames still move as the TAP moves them.  The kernel takes it
+        only while the interface is down: else :class:`DeviceBusyError`.
+        A TUN's type is refused with ValueError: a TUN has no link layer to name.
+        """
+        _backend.require(Feature.LINK_TYPE, self._name)
+        return _backend.current().get_link_type(self._control(), self._name)
+
+    @link_type.setter
+    @announced
+    def link_type(self, value: int) -> None:
+        kind = check_link_type(value)
+        _backend.require(Feature.LINK_TYPE, self._name)
+        if self._kind is not DeviceKind.TAP:
+            raise ValueError(f"{self._name} is a TUN: link_type can be set on a TAP only (a TUN is ARPHRD_NONE)")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_link_type(self._fd, self._name, kind)
+
     @announced
     def set_offload(self, flags: int) -> int:
         """Ask for TUN_F_* offloads; return those the kernel took.
 
-        Needs ``vnet_hdr=True``.  TSO and UFO/USO need TUN_F_CSUM.  USO
-        (6.2) is probed: a kernel that refuses it with EINVAL gets the rest
-        without it.  With any segmentation offload on, reads may return
-        64 KiB super-packets: :attr:`max_packet_size` grows accordingly.
+        Needs ``vnet_hdr=True``.  TSO and UFO/USO need TUN_F_CSUM.  The
+        newer offloads are probed, newest first: a kernel that refuses one
+        with EINVAL gets the rest without it, and the result says so (compare
+        it with what you asked): TUN_F_UDP_TUNNEL_GSO/_CSUM (6.17: TSO/USO
+        inside a UDP tunnel; they need ``vnet_hdr_size=24`` and a plain
+        TSO/USO offload), then USO (6.2).  With any segmentation offload on,
+        reads may return 64 KiB super-packets: :attr:`max_packet_size` grows
+        accordingly.
         """
         check_offload("offload flags", flags)
         _backend.require(Feature.OFFLOAD, self._name)
         if flags and not self._vnet_hdr_size:
             raise ValueError(f"{self._name} has no virtio-net header: open it with vnet_hdr=True for offloads")
+        check_tunnel_offload(flags, self._vnet_hdr_size)
         if self._closed:
             raise DeviceClosedError(self._name)
         backend = _backend.current()
-        try:
-            backend.set_offload(self._fd, self._name, flags)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not flags & (TUN_F_USO4 | TUN_F_USO6):
-                raise
-            flags &= ~(TUN_F_USO4 | TUN_F_USO6)  # before 6.2: no UDP segmentation offload
-            backend.set_offload(self._fd, self._name, flags)
+        while True:
+            try:
+                backend.set_offload(self._fd, self._name, flags)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # EINVAL is how set_offload() says "a bit I do not know": the
+                # newest offload asked for goes first (a kernel without USO
+                # has no tunnel offloads either).
+                newest = next((bits for bits in _PROBED_OFFLOADS if flags & bits), 0)
+                if not newest:
+                    raise
+                flags &= ~newest
         self._offload = flags
         self._recheck_read_buffer()  # the largest packet changed
         return flags
@@ -968,7 +1042,7 @@ class Device(BatchIO, LinkConfig):
 
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
-    multi_queue: bool, vnet_hdr: bool, offload: bool,
+    multi_queue: bool, vnet_hdr: bool, offload: bool, napi: bool = False,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -978,7 +1052,7 @@ def _require_open_features(
     asked = (
         (True, Feature.TUN if kind is DeviceKind.TUN else Feature.TAP), (packet_info, Feature.PACKET_INFO),
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
-        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD),
+        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (napi, Feature.NAPI),
     )
     for wanted, feature in asked:
         if wanted:
@@ -997,6 +1071,8 @@ def _open(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    napi: bool = False,
+    napi_frags: bool = False,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1006,14 +1082,15 @@ def _open(
     check_bool("nonblocking", nonblocking)
     check_bool("multi_queue", multi_queue)
     check_bool("vnet_hdr", vnet_hdr)
-    if vnet_hdr_size not in (10, 12) or isinstance(vnet_hdr_size, bool):
-        raise ValueError(f"vnet_hdr_size must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf]), not {vnet_hdr_size!r}")
+    check_vnet_hdr_size(vnet_hdr_size)
     if offload is not None:
         check_offload("offload", offload)
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
+        check_tunnel_offload(offload, vnet_hdr_size)
+    check_napi(napi, napi_frags, kind is DeviceKind.TAP)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload))
+                           multi_queue, vnet_hdr, bool(offload), napi)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1021,8 +1098,18 @@ def _open(
         flags |= lib.IFF_MULTI_QUEUE
     if vnet_hdr:
         flags |= lib.IFF_VNET_HDR
+    if napi:
+        flags |= lib.IFF_NAPI | (lib.IFF_NAPI_FRAGS if napi_frags else 0)
     backend = _backend.current()
-    fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+    try:
+        fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+    except TunTapPermissionError as exc:
+        if not napi_frags:
+            raise
+        # tun_set_iff() asks capable(CAP_NET_ADMIN) for IFF_NAPI_FRAGS, before anything else.
+        raise TunTapPermissionError(exc.errno, f"{exc.strerror}; napi_frags=True in particular needs "
+                                    "CAP_NET_ADMIN in the initial user namespace (the root of a user "
+                                    "namespace is not enough), even to attach", exc.filename) from None
     try:
         # TUNGETIFF adds what the kernel holds (IFF_PERSIST of a reattached
         # device); its bit 0x1000 is ambiguous, ours is what TUNSETIFF set.
@@ -1055,6 +1142,8 @@ def open_tun(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    napi: bool = False,
+    napi_frags: bool = False,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1073,9 +1162,13 @@ def open_tun(
     *nonblocking* makes reads raise ``BlockingIOError`` instead of waiting.
     *multi_queue* allows several Devices on one interface (see
     :func:`open_queues`).  *vnet_hdr* puts a ``struct virtio_net_hdr`` of
-    *vnet_hdr_size* bytes (10, or 12 with ``num_buffers``) in front of
-    every packet; *offload* then asks for TUN_F_* offloads (see
-    :meth:`Device.set_offload`).
+    *vnet_hdr_size* bytes in front of every packet: 10, 12 (``_v1``, with
+    ``num_buffers``), 20 (``_v1_hash``) or 24 (``_v1_hash_tunnel``, the one
+    the UDP-tunnel offloads need); *offload* then asks for TUN_F_* offloads
+    (see :meth:`Device.set_offload`).  *napi* (IFF_NAPI) feeds written
+    packets to the stack through NAPI and GRO, as a NIC driver does, instead
+    of the per-packet backlog; *napi_frags* is for a TAP (see
+    :func:`open_tap`): a TUN refuses it with ValueError.
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
@@ -1085,7 +1178,7 @@ def open_tun(
     :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags)
 
 
 def open_tap(
@@ -1100,13 +1193,18 @@ def open_tap(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    napi: bool = False,
+    napi_frags: bool = False,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
-    Takes the same options as :func:`open_tun`.
+    Takes the options of :func:`open_tun`, and *napi_frags* (IFF_NAPI_FRAGS,
+    with *napi*): the kernel builds each written frame from page fragments
+    (``napi_get_frags``), the receive path of a NIC that DMAs into pages.
+    It needs CAP_NET_ADMIN in the initial user namespace.
     """
     return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags)
 
 
 def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:

@@ -1,7 +1,8 @@
 """Packet logic for TUN offloads: the virtio-net header, GSO split, GRO coalesce.
 
 Pure functions over buffers (no fd, no syscall): a device opened with
-``vnet_hdr=True`` puts a ``struct virtio_net_hdr`` in front of every packet.
+``vnet_hdr=True`` puts a ``struct virtio_net_hdr`` in front of every packet
+(10 bytes, or one of its virtio 1.0 forms of 12, 20 and 24 bytes).
 
 - Read side (kernel -> us): with TSO/USO on, a read may return one *GSO
   super-packet* of up to 64 KiB plus a header saying how to cut it, and with
@@ -17,7 +18,9 @@ Facts that shape this module:
   byte order (the legacy virtio rule) unless TUNSETVNETLE/TUNSETVNETBE said
   otherwise.  This library never issues those ioctls, so fields are decoded
   in ``sys.byteorder`` -- little-endian on x86 and little-endian ARM, which
-  is also what virtio 1.0 mandates.
+  is also what virtio 1.0 mandates.  The fields after ``num_buffers`` (hash
+  report, tunnel offsets) are ``__le16`` in the uapi header: little-endian
+  on every host.
 - Untrusted lengths.  Every length or offset taken from a header is
   bounds-checked against the buffer before use; malformed input raises
   :class:`ValueError`, never IndexError or a silent wrong answer.
@@ -47,6 +50,8 @@ from ._constants import MAX_IP_PACKET
 from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_F_TSO6 as TUN_F_TSO6  # (defined there)
 from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
+from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, VNET_HDR_SIZES, VNET_HDR_TUNNEL
+from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
 from ._validate import check_int
 from .ring import PacketRing
 
@@ -54,12 +59,16 @@ __all__ = [
     "VIRTIO_NET_HDR_F_NEEDS_CSUM",
     "VIRTIO_NET_HDR_F_DATA_VALID",
     "VIRTIO_NET_HDR_F_RSC_INFO",
+    "VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM",
     "VIRTIO_NET_HDR_GSO_NONE",
     "VIRTIO_NET_HDR_GSO_TCPV4",
     "VIRTIO_NET_HDR_GSO_UDP",
     "VIRTIO_NET_HDR_GSO_TCPV6",
     "VIRTIO_NET_HDR_GSO_UDP_L4",
     "VIRTIO_NET_HDR_GSO_ECN",
+    "VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4",
+    "VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6",
+    "VIRTIO_NET_HDR_GSO_UDP_TUNNEL",
     "TUN_F_CSUM",
     "TUN_F_TSO4",
     "TUN_F_TSO6",
@@ -67,6 +76,8 @@ __all__ = [
     "TUN_F_UFO",
     "TUN_F_USO4",
     "TUN_F_USO6",
+    "TUN_F_UDP_TUNNEL_GSO",
+    "TUN_F_UDP_TUNNEL_GSO_CSUM",
     "VirtioNetHdr",
     "internet_checksum",
     "gso_split",
@@ -84,6 +95,7 @@ Buffer = Union[bytes, bytearray, memoryview]
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1  # csum_start/csum_offset name a partial checksum to finish (since 2.6.24)
 VIRTIO_NET_HDR_F_DATA_VALID = 2  # the checksum was verified (CHECKSUM_UNNECESSARY) (since 3.8)
 VIRTIO_NET_HDR_F_RSC_INFO = 4  # csum_* fields carry RSC info (virtio only; since 5.1)
+VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM = 8  # the outer UDP checksum of a tunnel GSO packet is to be done (since 6.17)
 
 # struct virtio_net_hdr.gso_type, include/uapi/linux/virtio_net.h
 VIRTIO_NET_HDR_GSO_NONE = 0  # not a GSO packet
@@ -92,6 +104,11 @@ VIRTIO_NET_HDR_GSO_UDP = 3  # IPv4 UDP fragmentation offload (UFO; the kernel no
 VIRTIO_NET_HDR_GSO_TCPV6 = 4  # IPv6 TCP segmentation
 VIRTIO_NET_HDR_GSO_UDP_L4 = 5  # UDP segmentation (USO), IPv4 or IPv6 (uapi since 6.2)
 VIRTIO_NET_HDR_GSO_ECN = 0x80  # or-ed in: the TCP super-packet has CWR set (first segment only)
+# Or-ed in (since 6.17): the TSO/USO super-packet sits inside a UDP tunnel over
+# IPv4 or IPv6; the 24-byte header's outer_th_offset/inner_nh_offset place it.
+VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4 = 0x20
+VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6 = 0x40
+VIRTIO_NET_HDR_GSO_UDP_TUNNEL = VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6
 
 _GSO_KINDS = (VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4)
 _KNOWN_FLAGS = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_RSC_INFO
@@ -168,8 +185,7 @@ def _byte_view(obj: object) -> memoryview:
 
 _ORDER = "<" if _LITTLE else ">"
 _HDR10 = struct.Struct(_ORDER + "BBHHHH")
-_HDR12 = struct.Struct(_ORDER + "BBHHHHH")
-_U16 = struct.Struct(_ORDER + "H")
+_LE16 = struct.Struct("<H")  # the __le16 fields after num_buffers
 _BE16 = struct.Struct("!H")
 _BE32 = struct.Struct("!I")
 _BE16x2 = struct.Struct("!HH")
@@ -184,16 +200,29 @@ def _check_u(name: str, value: object, bits: int) -> int:
 
 
 class _Field:
-    """One header field: a descriptor reading/writing the header's view in place."""
+    """One header field: a descriptor reading/writing the header's view in place.
 
-    def __init__(self, offset: int, bits: int, doc: str) -> None:
+    *order* is the field's byte order: the host's for the ``__virtio16``
+    fields (see the module docstring), little-endian for the ``__le16``
+    ones after ``num_buffers``; *since* is the smallest header size that
+    has it (AttributeError on a smaller one).
+    """
+
+    def __init__(self, offset: int, bits: int, doc: str, since: int = 10, order: str = sys.byteorder) -> None:
         self.offset = offset
+        self.width = bits // 8
         self.bits = bits
+        self.since = since
+        # (hash_value's two __le16 halves, lo first, are one little-endian 32-bit number.)
+        self.codec = struct.Struct(("<" if order == "little" else ">") + ("I" if bits == 32 else "H"))
         self.name = ""
         self.__doc__ = doc
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+
+    def _missing(self, obj: "VirtioNetHdr") -> AttributeError:
+        return AttributeError(f"a {obj.size}-byte virtio-net header has no {self.name} (it needs {self.since} bytes)")
 
     @overload
     def __get__(self, obj: None, owner: type) -> "_Field": ...
@@ -204,26 +233,34 @@ class _Field:
     def __get__(self, obj: Optional["VirtioNetHdr"], owner: type) -> Union[int, "_Field"]:
         if obj is None:
             return self
-        if self.bits == 8:
+        if obj.size < self.since:
+            raise self._missing(obj)
+        if self.width == 1:
             return obj._view[self.offset]
-        return int(_U16.unpack_from(obj._view, self.offset)[0])
+        return int(self.codec.unpack_from(obj._view, self.offset)[0])
 
     def __set__(self, obj: "VirtioNetHdr", value: int) -> None:
+        if obj.size < self.since:
+            raise self._missing(obj)
         v = _check_u(self.name, value, self.bits)
         # Slice assignment, not pack_into: PyPy's pack_into refuses a slice of a cast memoryview.
-        if self.bits == 8:
+        if self.width == 1:
             obj._view[self.offset] = v
         else:
-            obj._view[self.offset : self.offset + 2] = _U16.pack(v)
+            obj._view[self.offset : self.offset + self.width] = self.codec.pack(v)
 
 
 class VirtioNetHdr:
     """A zero-copy view of the ``struct virtio_net_hdr`` at the start of a buffer.
 
     ``VirtioNetHdr(buf, size)`` reads and writes the first *size* bytes of
-    *buf* in place: 10 (``struct virtio_net_hdr``) or 12 (with the
-    ``num_buffers`` field of ``virtio_net_hdr_mrg_rxbuf``/``_v1``), as
-    ``Device.vnet_hdr_size`` says.  ``VirtioNetHdr()`` makes a zeroed one over
+    *buf* in place, as ``Device.vnet_hdr_size`` says: 10 (``struct
+    virtio_net_hdr``), 12 (with the ``num_buffers`` field of
+    ``virtio_net_hdr_mrg_rxbuf``/``_v1``), 20 (``_v1_hash``: plus
+    ``hash_value`` and ``hash_report``, which tun leaves zero) or 24
+    (``_v1_hash_tunnel``: plus ``outer_th_offset`` and ``inner_nh_offset``
+    of a UDP-tunnel GSO packet).  A field the size lacks raises
+    AttributeError.  ``VirtioNetHdr()`` makes a zeroed one over
     a new bytearray.  Fields are in the host's byte order (see the module
     docstring).  A header over a read-only buffer can be read but not set;
     the view holds a buffer export (a bytearray under it cannot be resized
@@ -239,57 +276,63 @@ class VirtioNetHdr:
     gso_size = _Field(4, 16, "payload bytes per segment")
     csum_start = _Field(6, 16, "offset where checksumming starts")
     csum_offset = _Field(8, 16, "offset of the checksum field from csum_start")
+    # struct virtio_net_hdr_v1_hash (20) and _v1_hash_tunnel (24).
+    num_buffers = _Field(10, 16, "merged receive buffers (the 12-byte and larger forms)", 12)
+    # __le16 (hash_value: its two halves, lo first, so one little-endian 32-bit number).
+    hash_value = _Field(12, 32, "the packet's RSS hash (hash_value_lo, hash_value_hi)", 20, "little")
+    hash_report = _Field(16, 16, "VIRTIO_NET_HASH_REPORT_* (0: none)", 20, "little")
+    outer_th_offset = _Field(20, 16, "offset of the outer UDP header from the packet's start", VNET_HDR_TUNNEL, "little")
+    inner_nh_offset = _Field(22, 16, "offset of the inner IP header from the packet's start", VNET_HDR_TUNNEL, "little")
 
     def __init__(self, buf: Optional[Buffer] = None, size: int = 10) -> None:
-        """View the first *size* (10 or 12) bytes of *buf*, or of a new zeroed buffer."""
+        """View the first *size* (10, 12, 20 or 24) bytes of *buf*, or of a new zeroed buffer."""
         check_int("size", size)
-        if size not in (10, 12):
-            raise ValueError(f"a virtio-net header is 10 or 12 bytes, not {size}")
+        if size not in VNET_HDR_SIZES:
+            raise ValueError(f"a virtio-net header is 10, 12, 20 or 24 bytes, not {size}")
         view = _byte_view(bytearray(size) if buf is None else buf)
         if len(view) < size:
             raise ValueError(f"a {size}-byte virtio-net header does not fit in {len(view)} bytes")
         self._view = view[:size]
-        self.size = size  #: 10 or 12
-
-    @property
-    def num_buffers(self) -> int:
-        """The 12-byte form's ``num_buffers`` (AttributeError on a 10-byte header)."""
-        if self.size != 12:
-            raise AttributeError("a 10-byte virtio_net_hdr has no num_buffers")
-        return int(_U16.unpack_from(self._view, 10)[0])
-
-    @num_buffers.setter
-    def num_buffers(self, value: int) -> None:
-        if self.size != 12:
-            raise AttributeError("a 10-byte virtio_net_hdr has no num_buffers")
-        self._view[10:12] = _U16.pack(_check_u("num_buffers", value, 16))
+        self.size = size  #: 10, 12, 20 or 24
 
     def unpack(self) -> Tuple[int, int, int, int, int, int]:
         """(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) in one call."""
         return _HDR10.unpack_from(self._view, 0)
 
     def set(self, flags: int = 0, gso_type: int = 0, hdr_len: int = 0, gso_size: int = 0, csum_start: int = 0, csum_offset: int = 0) -> None:
-        """Set every field at once (``num_buffers`` becomes 0); no argument means a zero header."""
+        """Set every field at once (those after ``csum_offset`` become 0); no argument means a zero header."""
         for name, value in (("flags", flags), ("gso_type", gso_type)):
             _check_u(name, value, 8)
         for name, value in (("hdr_len", hdr_len), ("gso_size", gso_size), ("csum_start", csum_start), ("csum_offset", csum_offset)):
             _check_u(name, value, 16)
-        if self.size == 12:
-            self._view[:12] = _HDR12.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, 0)
-        else:
-            self._view[:10] = _HDR10.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+        self._view[:10] = _HDR10.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+        self._view[10:] = _ZERO_HDR[10 : self.size]
 
     def check(self, packet_len: int) -> None:
         """Raise ValueError unless the header is consistent with *packet_len* bytes of packet after it.
 
         Kernel-supplied lengths are untrusted: unknown flags or GSO types,
         a checksum field past the end, ``hdr_len`` past the end, or a GSO
-        type with ``gso_size`` 0 are all refused.
+        type with ``gso_size`` 0 are all refused.  The UDP-tunnel bits are
+        known to the 24-byte form only, and only on a TSO/USO packet whose
+        tunnel offsets lie inside it, the inner IP header at least a UDP
+        header past the outer one.
         """
         flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _HDR10.unpack_from(self._view, 0)
-        if flags & ~_KNOWN_FLAGS:
-            raise ValueError(f"unknown virtio-net header flags {flags & ~_KNOWN_FLAGS:#x}")
-        kind = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+        tunnel = gso_type & VIRTIO_NET_HDR_GSO_UDP_TUNNEL if self.size == VNET_HDR_TUNNEL else 0
+        known = _KNOWN_FLAGS | (VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM if tunnel else 0)
+        if flags & ~known:
+            raise ValueError(f"unknown virtio-net header flags {flags & ~known:#x}")
+        kind = gso_type & ~(VIRTIO_NET_HDR_GSO_ECN | tunnel)
+        if tunnel:
+            if tunnel == VIRTIO_NET_HDR_GSO_UDP_TUNNEL:
+                raise ValueError(f"gso_type {gso_type:#x}: a UDP tunnel is over IPv4 or IPv6, not both")
+            if kind not in (VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4):
+                raise ValueError(f"gso_type {gso_type:#x}: a UDP tunnel carries TSO or USO packets only")
+            outer, inner = self.outer_th_offset, self.inner_nh_offset
+            if not (0 < outer and outer + 8 <= inner < packet_len):
+                raise ValueError(f"tunnel offsets outer_th_offset={outer} inner_nh_offset={inner} do not fit "
+                                 f"the {packet_len}-byte packet")
         if kind not in _GSO_KINDS:
             raise ValueError(f"unknown gso_type {gso_type:#x}")
         if gso_type & VIRTIO_NET_HDR_GSO_ECN and kind not in (VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6):
@@ -313,7 +356,11 @@ class VirtioNetHdr:
 
     def __repr__(self) -> str:
         flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = self.unpack()
-        extra = f" num_buffers={self.num_buffers}" if self.size == 12 else ""
+        extra = f" num_buffers={self.num_buffers}" if self.size >= 12 else ""
+        if self.size >= 20:
+            extra += f" hash_value={self.hash_value:#x} hash_report={self.hash_report}"
+        if self.size >= VNET_HDR_TUNNEL:
+            extra += f" outer_th_offset={self.outer_th_offset} inner_nh_offset={self.inner_nh_offset}"
         return (
             f"<VirtioNetHdr flags={flags:#x} gso_type={gso_type:#x} hdr_len={hdr_len} gso_size={gso_size} "
             f"csum_start={csum_start} csum_offset={csum_offset}{extra}>"
@@ -395,7 +442,8 @@ def gso_split(packet: Buffer, hdr: VirtioNetHdr, out: PacketRing) -> int:
       payload before it, FIN/PSH only on the last segment, CWR only on the
       first; UDP length; and the TCP/UDP checksum computed in full.
     - GSO_UDP (UFO) is IP fragmentation, which the kernel no longer
-      produces: refused.
+      produces: refused.  So are UDP-tunnel GSO packets (24-byte headers
+      with TUN_F_UDP_TUNNEL_GSO).
 
     ``hdr_len`` is checked but not used: the kernel fills it with the
     length of the skb's linear part, which for forwarded traffic can
@@ -411,6 +459,9 @@ def gso_split(packet: Buffer, hdr: VirtioNetHdr, out: PacketRing) -> int:
         raise ValueError("empty packet")
     hdr.check(n)
     flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = hdr.unpack()
+    if hdr.size == VNET_HDR_TUNNEL and gso_type & VIRTIO_NET_HDR_GSO_UDP_TUNNEL:
+        raise ValueError("UDP-tunnel GSO packets are not split here: open the device without "
+                         "TUN_F_UDP_TUNNEL_GSO and the kernel segments them before they reach you")
     base = ring.count
     kind = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
     if kind == VIRTIO_NET_HDR_GSO_NONE:
@@ -540,7 +591,7 @@ class _Group:
     cwr: bool
 
 
-_ZERO_HDR = bytes(12)
+_ZERO_HDR = bytes(VNET_HDR_TUNNEL)  # a zero header of any size
 
 
 def _tcp_key(pkt: memoryview, n: int) -> Tuple[Optional[bytes], int, int]:
@@ -611,8 +662,8 @@ def gro_coalesce(packets: Union[PacketRing, Sequence[Buffer]], out: PacketRing, 
     """
     ring = _check_out(out)
     check_int("vnet_hdr_size", vnet_hdr_size)
-    if vnet_hdr_size not in (10, 12):
-        raise ValueError(f"vnet_hdr_size must be 10 or 12, not {vnet_hdr_size}")
+    if vnet_hdr_size not in VNET_HDR_SIZES:
+        raise ValueError(f"vnet_hdr_size must be 10, 12, 20 or 24, not {vnet_hdr_size}")
     if packets is ring:
         raise ValueError("packets and out must be different rings")
     count = len(packets)

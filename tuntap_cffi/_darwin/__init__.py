@@ -69,6 +69,9 @@ PLATFORM = Platform(
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
         Feature.PYTUN_COMPAT: "python-pytun's API is Linux's (/dev/net/tun, TUNSETIFF, its flags and "
                               "ioctls): open a utun with tuntap_cffi.open_tun() instead",
+        Feature.NAPI: "utun has no NAPI mode: XNU takes each written packet through its own input path",
+        Feature.SNDBUF: "utun has no TUNSETSNDBUF: its buffering is the kernel-control socket's (SO_SNDBUF)",
+        Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
     },
     fallback=_NOT_YET,
 )

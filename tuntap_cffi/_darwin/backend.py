@@ -40,6 +40,7 @@ __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
     "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
+    "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type",
 ]
 
 
@@ -217,3 +218,23 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 def set_queue(fd: int, name: str, attach: bool) -> None:
     """utun has no multi-queue: never."""
     _lacks(Feature.MULTI_QUEUE, name)
+
+
+def get_sndbuf(fd: int, name: str) -> int:
+    """No TUNGETSNDBUF on macOS: never."""
+    _lacks(Feature.SNDBUF, name)
+
+
+def set_sndbuf(fd: int, name: str, size: int) -> None:
+    """No TUNSETSNDBUF on macOS: never."""
+    _lacks(Feature.SNDBUF, name)
+
+
+def get_link_type(ctl: int, name: str) -> int:
+    """No TUNSETLINK on macOS: never."""
+    _lacks(Feature.LINK_TYPE, name)
+
+
+def set_link_type(fd: int, name: str, kind: int) -> None:
+    """No TUNSETLINK on macOS: never."""
+    _lacks(Feature.LINK_TYPE, name)

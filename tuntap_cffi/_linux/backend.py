@@ -43,6 +43,10 @@ __all__ = [
     "set_offload",
     "set_queue",
     "get_vnet_hdr_size",
+    "get_sndbuf",
+    "set_sndbuf",
+    "get_link_type",
+    "set_link_type",
     "ifreq",
     "inet_socket",
     "get_inet",
@@ -330,7 +334,7 @@ def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
 
 
 def set_vnet_hdr_size(fd: int, name: str, size: int) -> None:
-    """``TUNSETVNETHDRSZ``: the virtio-net header in front of each packet (10 or 12 bytes)."""
+    """``TUNSETVNETHDRSZ``: the virtio-net header in front of each packet (10, 12, 20 or 24 bytes)."""
     check(lib.ioctl, fd, _ioctl.TUNSETVNETHDRSZ, ffi.new("int *", size), op="ioctl", name=name,
           what=f"cannot set a {size}-byte virtio-net header on {name}")
 
@@ -355,3 +359,37 @@ def get_vnet_hdr_size(fd: int, name: str) -> int:
     check(lib.ioctl, fd, _ioctl.TUNGETVNETHDRSZ, size, op="ioctl", name=name, what=f"cannot read the virtio-net header size of {name}")
     value: int = size[0]
     return value
+
+
+def get_sndbuf(fd: int, name: str) -> int:
+    """``TUNGETSNDBUF``: the bytes of written packets the kernel may hold at once (INT_MAX: no limit)."""
+    size = ffi.new("int *")
+    check(lib.ioctl, fd, _ioctl.TUNGETSNDBUF, size, op="ioctl", name=name, what=f"cannot read the send buffer of {name}")
+    value: int = size[0]
+    return value
+
+
+def set_sndbuf(fd: int, name: str, size: int) -> None:
+    """``TUNSETSNDBUF``: see :func:`get_sndbuf` (it applies to every queue of the interface)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETSNDBUF, ffi.new("int *", size), op="ioctl", name=name,
+          what=f"cannot set the send buffer of {name} to {size} bytes")
+
+
+def get_link_type(ctl: int, name: str) -> int:
+    """The interface's ARPHRD_* type: ``SIOCGIFHWADDR``'s sa_family (it answers in any namespace)."""
+    ifr = ifreq(name)
+    check(lib.ioctl, ctl, lib.SIOCGIFHWADDR, ifr, op="ioctl", name=name, what=f"cannot read the link type of {name}")
+    kind: int = ifr.ifr_hwaddr.sa_family
+    return kind
+
+
+def set_link_type(fd: int, name: str, kind: int) -> None:
+    """``TUNSETLINK`` (value argument): the ARPHRD_* type; tun refuses it with EBUSY while the interface is up."""
+    try:
+        check(lib.ioctl, fd, _ioctl.TUNSETLINK, ffi.cast("unsigned long", kind), op="ioctl", name=name,
+              what=f"cannot set the link type of {name} to {kind}")
+    except TunTapError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        raise DeviceBusyError(errno.EBUSY, f"cannot set the link type of {name} to {kind}: the kernel changes "
+                              "it only while the interface is down: call Device.down() first", name) from None
