@@ -171,6 +171,14 @@ def _disable_ipv6(name: str, subnet: str) -> None:
         assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
 
 
+def _filter(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        prog = dev.attach_filter([(0x06, 0, 0, 0)])  # ret #0: drop everything
+        assert dev.filter == prog
+        dev.detach_filter()
+        assert dev.filter is None
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -190,6 +198,7 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ADDRESSES: _addresses,
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
+    Feature.FILTER: _filter,
 }
 
 
@@ -259,7 +268,7 @@ def _call_args(method: Callable[..., object]) -> Dict[str, object]:
     """Arguments for a Backend method, by parameter name (any values: the skeleton must not use them)."""
     values = {"name": "utun7", "flags": 0, "owner": None, "group": None, "persist": None, "kind": "TUN",
               "everyone": False, "fd": 99999, "on": True, "ctl": 99999, "field": "mtu", "value": 1400,
-              "mac": bytes(6), "size": 10, "attach": True}
+              "mac": bytes(6), "size": 10, "attach": True, "tap": True, "program": ((6, 0, 0, 0),)}
     params = [p for p in inspect.signature(method).parameters if p != "self"]
     return {p: values[p] for p in params}
 
@@ -273,6 +282,7 @@ EXPECTED_FEATURE = {
     "set_int": Feature.LINK, "get_hwaddr": Feature.HWADDR, "set_hwaddr": Feature.HWADDR,
     "set_vnet_hdr_size": Feature.VNET_HDR, "get_vnet_hdr_size": Feature.VNET_HDR,
     "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
+    "attach_filter": Feature.FILTER, "detach_filter": Feature.FILTER,
 }
 
 

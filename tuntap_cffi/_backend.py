@@ -19,7 +19,7 @@ Facts that shape this module:
 from __future__ import annotations
 
 import sys
-from typing import Optional, Protocol, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 from . import _darwin, _linux
 from ._capabilities import Feature, Platform
@@ -49,6 +49,8 @@ class Backend(Protocol):
     def set_offload(self, fd: int, name: str, flags: int) -> None: ...
     def set_queue(self, fd: int, name: str, attach: bool) -> None: ...
     def get_vnet_hdr_size(self, fd: int, name: str) -> int: ...
+    def attach_filter(self, fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> Any: ...
+    def detach_filter(self, fd: int, name: str, tap: bool) -> None: ...
 
 
 #: Linux has everything the library offers (its table is ``_linux.PLATFORM``).

@@ -69,7 +69,7 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
 
-from . import _backend
+from . import _backend, bpf
 from ._capabilities import Feature
 from ._announce import announced
 from ._batchio import BatchIO, take_back
@@ -245,6 +245,8 @@ class Device(BatchIO, LinkConfig):
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
         ) + self._vnet_hdr_size
         self._mtu_cache = -1
+        self._filter: Optional[Tuple[bpf.Instruction, ...]] = None  # what attach_filter attached
+        self._filter_keep: Any = None  # the sock_fprog the kernel may read again while attached (see bpf)
 
     def _forget_parent(self) -> None:
         """In a fork()ed child, after the FdLife forgot its part: drop what is the parent's.
@@ -422,6 +424,69 @@ class Device(BatchIO, LinkConfig):
         self._offload = flags
         self._recheck_read_buffer()  # the largest packet changed
         return flags
+
+    # ------------------------------------------------------------ packet filters
+
+    @property
+    def filter_linktype(self) -> int:
+        """The pcap link type a filter for this device is compiled for (see :mod:`tuntap_cffi.bpf`).
+
+        ``LINKTYPE_ETHERNET`` for a TAP, ``LINKTYPE_RAW`` (IP packets) for a
+        TUN, whatever ``packet_info`` and ``vnet_hdr`` say: the kernel runs
+        the filter before it adds those headers.
+        """
+        return bpf.LINKTYPE_ETHERNET if self._kind is DeviceKind.TAP else bpf.LINKTYPE_RAW
+
+    @property
+    def filter(self) -> Optional[Tuple[bpf.Instruction, ...]]:
+        """The program this Device attached with :meth:`attach_filter`, or None.
+
+        The kernel cannot be asked: ``TUNGETFILTER`` returns only the length
+        and a pointer into whichever process attached one, and keeps them
+        after a detach.
+        """
+        return self._filter
+
+    @announced
+    def attach_filter(self, program: bpf.Program) -> Tuple[bpf.Instruction, ...]:
+        """Attach a kernel-side filter to the interface; return the instructions attached.
+
+        *program* is a tcpdump-syntax expression (compiled by libpcap for
+        :attr:`filter_linktype`) or a sequence of raw ``(code, jt, jf, k)``
+        classic BPF instructions.  The kernel runs it on every packet before
+        queuing it for the reader: a packet it rejects is dropped there
+        (counted in the interface's ``tx_dropped``) and wakes no reader.
+        It replaces any filter attached before, and applies to the whole
+        interface (every queue of a multi-queue one).  A TAP takes the
+        classic program (``TUNATTACHFILTER``); a TUN an eBPF translation of
+        it (``TUNSETFILTEREBPF``, Linux 4.16, loading it needs CAP_BPF or
+        CAP_SYS_ADMIN).
+
+        TypeError/ValueError for a bad program (with libpcap's message for
+        an expression) before any syscall; :class:`LibpcapNotFoundError`
+        for an expression when libpcap is not installed; the kernel's
+        refusals as :class:`TunTapError` subclasses.
+        """
+        _backend.require(Feature.FILTER, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        if isinstance(program, str):
+            checked = bpf.check_program(bpf.compile_filter(program, self.filter_linktype))
+        else:
+            checked = bpf.check_program(program)
+        self._filter_keep = _backend.current().attach_filter(self._fd, self._name, self._kind is DeviceKind.TAP, checked)
+        self._filter = checked
+        return checked
+
+    @announced
+    def detach_filter(self) -> None:
+        """Remove the interface's filter: every packet reaches the reader again.  Harmless without one."""
+        _backend.require(Feature.FILTER, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().detach_filter(self._fd, self._name, self._kind is DeviceKind.TAP)
+        self._filter = None
+        self._filter_keep = None
 
     def attach_queue(self) -> None:
         """Attach this queue to its multi-queue interface again (``TUNSETQUEUE``).

@@ -30,7 +30,7 @@ Facts that shape this module (XNU xnu-11417.101.15):
 from __future__ import annotations
 
 import errno as _errno
-from typing import NoReturn, Optional, Tuple
+from typing import Any, NoReturn, Optional, Tuple
 
 from .._capabilities import Feature
 from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
@@ -39,7 +39,7 @@ from . import PLATFORM, cdefs, libc, utun
 __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
-    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
+    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size", "attach_filter", "detach_filter",
 ]
 
 
@@ -217,3 +217,13 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 def set_queue(fd: int, name: str, attach: bool) -> None:
     """utun has no multi-queue: never."""
     _lacks(Feature.MULTI_QUEUE, name)
+
+
+def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> Any:
+    """utun has no kernel-side filter ioctl: never (see the table's reason)."""
+    _lacks(Feature.FILTER, name)
+
+
+def detach_filter(fd: int, name: str, tap: bool) -> None:
+    """utun has no kernel-side filter ioctl: never."""
+    _lacks(Feature.FILTER, name)
