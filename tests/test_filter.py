@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 import pytest
 
 from conftest import NameFactory
-from tuntest import PEER_MAC, fd_count, ip, tap_with_address, tun_with_address, tx_dropped, udp_socket, wait_until
+from tuntest import PEER_MAC, configure, fd_count, ip, tap_with_address, tun_with_address, tx_dropped, udp_socket, wait_until
 from tuntap_cffi import (Device, DeviceClosedError, LibpcapNotFoundError, TunTapError, compile_filter, open_tap,
                          open_tun)
 from tuntap_cffi import bpf
@@ -363,3 +363,72 @@ def test_dump_filter_refuses_a_bad_expression_before_creating_anything() -> None
     proc = _dump("--filter", "udp dst prt 9")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "--filter: cannot compile filter 'udp dst prt 9': unknown host 'prt'" in err, err
+
+
+def _send_flows(subnet: str, name: str, port: int, flows: int) -> None:
+    """One datagram from each of *flows* sockets (distinct source ports: the kernel spreads them over the queues)."""
+    for _ in range(flows):
+        with udp_socket(subnet, name) as sock:
+            sock.sendto(b"flow", (f"{subnet}.2", port))
+
+
+def _drain_queues(queues: Sequence[Device], want: int, timeout: float = 5.0) -> List[int]:
+    """The UDP ports of what *queues* read until *want* packets came or *timeout*."""
+    buf = bytearray(queues[0].max_packet_size)
+    ports: List[int] = []
+    deadline = time.monotonic() + timeout
+    while len(ports) < want and time.monotonic() < deadline:
+        for ready in select.select(list(queues), [], [], 0.2)[0]:
+            try:
+                ports.append(_udp_dport(ready, bytes(buf[:ready.readinto(buf)])))
+            except BlockingIOError:
+                pass
+    return ports
+
+
+def _rx_queues(name: str) -> int:
+    return sum(1 for entry in os.listdir(f"/sys/class/net/{name}/queues") if entry.startswith("rx-"))
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("kind", ["tun", "tap"])
+def test_filter_covers_every_queue_and_queue_reattach(kind: str, ifname: str, subnet: str) -> None:
+    """A filter is the interface's: every queue's packets are filtered.  Re-attaching a queue: a TUN's
+    (eBPF) filter lets it; a TAP's (classic) makes the kernel skip the attach, which raises DeviceBusyError
+    with the way out, instead of succeeding with the queue still detached."""
+    from tuntap_cffi import DeviceBusyError, open_queues
+
+    queues = open_queues(ifname, 2, tap=kind == "tap", nonblocking=True)
+    try:
+        configure(queues[0], subnet)
+        if kind == "tap":
+            ip("neigh", "add", f"{subnet}.2", "lladdr", PEER_MAC, "dev", ifname, "nud", "permanent")
+        queues[0].attach_filter(f"udp dst port {WANTED}")
+        dropped = tx_dropped(ifname)
+        _send_flows(subnet, ifname, UNWANTED, 16)
+        assert wait_until(lambda: tx_dropped(ifname) - dropped >= 16, 5)
+        assert not select.select(list(queues), [], [], 0)[0]  # neither queue was handed one
+        _send_flows(subnet, ifname, WANTED, 16)
+        assert _drain_queues(queues, 16) == [WANTED] * 16
+        queues[1].detach_queue()
+        assert _rx_queues(ifname) == 1
+        if kind == "tun":
+            queues[1].attach_queue()
+        else:
+            with pytest.raises(DeviceBusyError, match="while a filter is attached") as info:
+                queues[1].attach_queue()
+            assert info.value.filename == ifname and _rx_queues(ifname) == 1
+            queues[0].detach_filter()  # the way out the message gives
+            queues[1].attach_queue()
+            queues[0].detach_filter()  # (the re-attached queue kept a copy of the filter)
+        assert _rx_queues(ifname) == 2
+        if kind == "tun":
+            _send_flows(subnet, ifname, UNWANTED, 16)  # still filtered on both queues
+            assert wait_until(lambda: tx_dropped(ifname) - dropped >= 32, 5)
+            queues[0].detach_filter()
+        _send_flows(subnet, ifname, UNWANTED, 16)  # no filter anywhere: all arrive
+        assert _drain_queues(queues, 16) == [UNWANTED] * 16
+        assert not select.select(list(queues), [], [], 0)[0]
+    finally:
+        for queue in queues:
+            queue.close()

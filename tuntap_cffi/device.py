@@ -89,7 +89,7 @@ from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._syscalls import check, close_quietly, ffi, lib
 from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
-from .errors import DeviceClosedError, error_from_errno
+from .errors import DeviceBusyError, DeviceClosedError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -506,7 +506,17 @@ class Device(BatchIO, LinkConfig):
             raise ValueError(f"{self._name} was not opened with multi_queue=True")
         if self._closed:
             raise DeviceClosedError(self._name)
-        _backend.current().set_queue(self._fd, self._name, attach)
+        backend = _backend.current()
+        backend.set_queue(self._fd, self._name, attach)
+        # Kernel quirk (tun_attach, still in 6.18): while a classic filter is
+        # attached to a TAP, attaching a queue copies the filter onto the
+        # queue's socket and then returns success without attaching it;
+        # TUNGETIFF still says IFF_DETACH_QUEUE.
+        if attach and self._kind is DeviceKind.TAP and backend.get_iff(self._fd)[1] & lib.IFF_DETACH_QUEUE:
+            raise DeviceBusyError(
+                errno.EBUSY, f"the kernel does not attach a queue of {self._name} while a filter is attached to it: "
+                "detach_filter(), attach_queue(), then attach_filter() again (or detach_filter() once more for "
+                "none: this queue kept a copy of the filter)", self._name)
 
     def readinto(self, buffer: "WriteableBuffer") -> int:
         """Read one packet into *buffer*; return its length in bytes.
