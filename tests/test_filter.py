@@ -432,3 +432,94 @@ def test_filter_covers_every_queue_and_queue_reattach(kind: str, ifname: str, su
     finally:
         for queue in queues:
             queue.close()
+
+
+# ----------------------------------------- the eBPF translation against the kernel's classic BPF
+
+SO_ATTACH_FILTER = 26
+ETH_P_ALL = 0x0003
+
+
+def _crafted(subnet: str) -> List[bytes]:
+    """IPv4 packets of many kinds (sizes, protocols, TCP flags, options, fragments), IP ID = their index + 1."""
+    def ip4(proto: int, payload: bytes, *, dst: int = 2, ttl: int = 64, tos: int = 0, frag: int = 0x4000,
+            options: bytes = b"") -> bytes:
+        ihl = 5 + len(options) // 4
+        head = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, 4 * ihl + len(payload), 0, frag, ttl, proto, 0,
+                           socket.inet_aton(f"{subnet}.1"), socket.inet_aton(f"{subnet}.{dst}"))
+        return head + options + payload
+
+    def udp(dport: int, size: int) -> bytes:
+        return struct.pack("!HHHH", 33333, dport, 8 + size, 0) + bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+    def tcp(dport: int, flags: int) -> bytes:
+        return struct.pack("!HHIIBBHHH", 44444, dport, 1, 0, 0x50, flags, 65535, 0, 0)
+
+    packets = [ip4(17, udp(port, size)) for port in (53, 80, 4000, 5353) for size in (0, 10, 600, 1000)]
+    packets += [ip4(6, tcp(port, flags)) for port in (80, 443) for flags in (0x02, 0x12, 0x10, 0x11, 0x04)]
+    packets += [ip4(1, struct.pack("!BBHHH", kind, 0, 0, 7, 1) + b"ping") for kind in (8, 0, 3)]
+    packets += [ip4(17, udp(4000, 20), options=b"\x01\x01\x01\x00"),   # IHL 6: the UDP header moves
+                ip4(17, udp(4000, 40), frag=0x2000),                     # first fragment (MF)
+                ip4(17, bytes(48), frag=0x0010),                         # a later fragment: no UDP header
+                ip4(47, bytes(30)), ip4(17, udp(53, 5), dst=3, ttl=1, tos=0x20), ip4(17, udp(99, 5), dst=200),
+                ip4(6, tcp(80, 0x02), dst=130, tos=0xB8)]
+    return [p[:4] + struct.pack("!H", i + 1) + p[6:] for i, p in enumerate(packets)]
+
+
+def _ids(packets: Sequence[bytes]) -> List[int]:
+    return sorted(struct.unpack("!H", p[4:6])[0] for p in packets)
+
+
+@pytest.mark.device
+def test_ebpf_translation_agrees_with_the_kernels_classic_bpf(ifname: str, subnet: str) -> None:
+    """For each expression, what a TUN's reader gets through to_ebpf's program is exactly what the same classic
+    program lets through on a packet socket watching the TUN (the kernel's own classic BPF), packet for packet."""
+    from tuntap_cffi._libc import ffi
+
+    expressions = TRANSLATED + [f"udp dst port {WANTED}", "tcp[tcpflags] & tcp-syn != 0", "ip[1] & 0xfc == 0x20",
+                                "ip[6:2] & 0x3fff != 0", "greater 500", "less 100", "icmp or tcp port 443",
+                                "dst host 198.18.0.0 or ip[19] > 100", "udp[2:2] == 53 and ip[8] == 1",
+                                "ip[16:4] & 0x800000ff > 0x80000003"]  # (an unsigned compare above 2**31)
+    outcomes = set()
+    packets = _crafted(subnet)
+    with _open("tun", ifname, subnet) as dev, \
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw, \
+            socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL)) as watch:
+        raw.setsockopt(socket.SOL_SOCKET, 25, ifname.encode())  # SO_BINDTODEVICE
+        watch.bind((ifname, ETH_P_ALL))
+        watch.setblocking(False)
+        buf = bytearray(dev.max_packet_size)
+        for expression in expressions:
+            program = dev.attach_filter(expression)
+            insns = ffi.new("struct sock_filter[]", len(program))
+            for i, (code, jt, jf, k) in enumerate(program):
+                insns[i].code, insns[i].jt, insns[i].jf, insns[i].k = code, jt, jf, k
+            fprog = ffi.new("struct sock_fprog *", {"len": len(program), "filter": insns})
+            watch.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ffi.buffer(fprog)))
+            while True:  # what the watcher queued before its filter was in place
+                try:
+                    watch.recv(65536)
+                except BlockingIOError:
+                    break
+            dropped = tx_dropped(ifname)
+            for packet in packets:
+                raw.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+            through: List[bytes] = []
+
+            def all_seen() -> bool:
+                while True:
+                    try:
+                        through.append(bytes(buf[:dev.readinto(buf)]))
+                    except BlockingIOError:
+                        return len(through) + tx_dropped(ifname) - dropped >= len(packets)
+
+            assert wait_until(all_seen, 5), (expression, len(through), tx_dropped(ifname) - dropped)
+            classic: List[bytes] = []
+            while True:
+                try:
+                    classic.append(watch.recv(65536))
+                except BlockingIOError:
+                    break
+            assert _ids(through) == _ids(classic), expression
+            outcomes.add(tuple(_ids(through)))
+    assert len(outcomes) >= 15  # the expressions split the packets in many different ways
