@@ -246,7 +246,6 @@ class Device(BatchIO, LinkConfig):
         ) + self._vnet_hdr_size
         self._mtu_cache = -1
         self._filter: Optional[Tuple[bpf.Instruction, ...]] = None  # what attach_filter attached
-        self._filter_keep: Any = None  # the sock_fprog the kernel may read again while attached (see bpf)
 
     def _forget_parent(self) -> None:
         """In a fork()ed child, after the FdLife forgot its part: drop what is the parent's.
@@ -474,7 +473,7 @@ class Device(BatchIO, LinkConfig):
             checked = bpf.check_program(bpf.compile_filter(program, self.filter_linktype))
         else:
             checked = bpf.check_program(program)
-        self._filter_keep = _backend.current().attach_filter(self._fd, self._name, self._kind is DeviceKind.TAP, checked)
+        _backend.current().attach_filter(self._fd, self._name, self._kind is DeviceKind.TAP, checked)
         self._filter = checked
         return checked
 
@@ -486,7 +485,6 @@ class Device(BatchIO, LinkConfig):
             raise DeviceClosedError(self._name)
         _backend.current().detach_filter(self._fd, self._name, self._kind is DeviceKind.TAP)
         self._filter = None
-        self._filter_keep = None
 
     def attach_queue(self) -> None:
         """Attach this queue to its multi-queue interface again (``TUNSETQUEUE``).

@@ -30,7 +30,7 @@ Facts that shape this module (XNU xnu-11417.101.15):
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any, NoReturn, Optional, Tuple
+from typing import NoReturn, Optional, Tuple
 
 from .._capabilities import Feature
 from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
@@ -219,7 +219,7 @@ def set_queue(fd: int, name: str, attach: bool) -> None:
     _lacks(Feature.MULTI_QUEUE, name)
 
 
-def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> Any:
+def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> None:
     """utun has no kernel-side filter ioctl: never (see the table's reason)."""
     _lacks(Feature.FILTER, name)
 

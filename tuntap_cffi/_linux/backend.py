@@ -424,14 +424,21 @@ def _load_socket_filter(name: str, insns: bytes) -> int:
                            + (": " + " | ".join(verifier) if verifier else ""))
 
 
-def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> Any:
-    """Attach classic BPF *program* (checked) to the interface of *fd*; return what must stay alive meanwhile.
+# The sock_fprog (and its instructions) last attached to each TAP by this
+# process: the kernel keeps that user pointer for the interface, not for
+# the fd, and reads it again when a queue attaches later (tun_attach), so
+# it must outlive the Device that attached it.  One entry per interface
+# name, replaced by the next attach, dropped by a detach.
+_attached_fprogs: Dict[str, Any] = {}
 
-    A TAP: ``TUNATTACHFILTER`` with a ``struct sock_fprog``, which the kernel
-    reads again whenever a queue attaches later (the returned cdata holds
-    its instructions).  A TUN: ``TUNSETFILTEREBPF`` with the program
+
+def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> None:
+    """Attach classic BPF *program* (checked) to the interface of *fd*.
+
+    A TAP: ``TUNATTACHFILTER`` with a ``struct sock_fprog`` (kept alive: see
+    ``_attached_fprogs``).  A TUN: ``TUNSETFILTEREBPF`` with the program
     translated to eBPF; the kernel holds the loaded program, whose fd is
-    closed here (None is returned).
+    closed here.
     """
     if tap:
         insns = ffi.new("struct sock_filter[]", len(program))
@@ -441,14 +448,14 @@ def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, 
         fprog.len, fprog.filter = len(program), insns
         check(lib.ioctl, fd, _ioctl.TUNATTACHFILTER, fprog, op="ioctl", name=name,
               what=f"cannot attach a {len(program)}-instruction filter to TAP {name}")
-        return (fprog, insns)
+        _attached_fprogs[name] = (fprog, insns)
+        return
     prog_fd = _load_socket_filter(name, to_ebpf(program))
     try:
         check(lib.ioctl, fd, _ioctl.TUNSETFILTEREBPF, ffi.new("int *", prog_fd), op="ioctl", name=name,
               what=f"cannot attach a filter to TUN {name} (TUNSETFILTEREBPF, Linux 4.16+)")
     finally:
         close_quietly(prog_fd)
-    return None
 
 
 def detach_filter(fd: int, name: str, tap: bool) -> None:
@@ -456,6 +463,7 @@ def detach_filter(fd: int, name: str, tap: bool) -> None:
     if tap:
         check(lib.ioctl, fd, _ioctl.TUNDETACHFILTER, ffi.NULL, op="ioctl", name=name,
               what=f"cannot detach the filter of TAP {name}")
+        _attached_fprogs.pop(name, None)
     else:
         check(lib.ioctl, fd, _ioctl.TUNSETFILTEREBPF, ffi.new("int *", -1), op="ioctl", name=name,
               what=f"cannot detach the filter of TUN {name}")
