@@ -106,6 +106,10 @@ BAD_PROGRAMS = [
     ([(0x02, 0, 0, 16), (6, 0, 0, 0)], ValueError, "M[16]"),
     ([(0x61, 0, 0, 16), (6, 0, 0, 0)], ValueError, "M[16]"),
     ([(0x30, 0, 0, 0)], ValueError, "last instruction of a filter program must be a return"),
+    ([(0x0E, 0, 0, 0)], ValueError, "unknown opcode 0x000e"),  # RET X: not in Linux's classic BPF
+    ([(0x61, 0, 0, 3), (0x16, 0, 0, 0)], ValueError, "reads M[3] before it is written"),
+    # M[1] is written on the taken branch only, then read where both branches meet:
+    ([(0x15, 0, 1, 0), (0x02, 0, 0, 1), (0x60, 0, 0, 1), (0x16, 0, 0, 0)], ValueError, "instruction 2: reads M[1]"),
 ]
 
 

@@ -30,6 +30,7 @@ Facts that shape this module (drivers/net/tun.c, net/core/filter.c):
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys
 import threading
@@ -94,7 +95,7 @@ def _valid_code(code: int) -> bool:
     if cls == _JMP:
         return code == _JMP | _JA or code & 0xF0 in _JUMPS
     if cls == _RET:
-        return code in (_RET | _K, _RET | _X, _RET | _RET_A)
+        return code in (_RET | _K, _RET | _RET_A)  # (no RET X in Linux's classic BPF)
     return code in (_MISC | _TAX, _MISC | _TXA)
 
 
@@ -113,7 +114,9 @@ def check_program(program: Sequence[Tuple[int, int, int, int]]) -> Tuple[Instruc
     type; ValueError for a length outside 1..4096 (BPF_MAXINSNS), a field out
     of range (code 16 bits, jt/jf 8, k 32), an unknown opcode, a jump out
     of the program, a division by constant 0, a shift by 32 or more, a
-    scratch slot past M[15], or a last instruction that is not a return.
+    scratch slot past M[15], a last instruction that is not a return, or a
+    scratch slot read before it is written.  Left to the kernel (its refusal
+    is a TunTapError): a TUN's eBPF verifier refuses unreachable code.
     """
     if isinstance(program, (str, bytes, bytearray)) or not isinstance(program, Sequence):
         raise TypeError(f"a filter program is a sequence of (code, jt, jf, k) tuples, not {type(program).__name__}")
@@ -139,7 +142,31 @@ def check_program(program: Sequence[Tuple[int, int, int, int]]) -> Tuple[Instruc
         out.append(Instruction(code, jt, jf, k))
     if out[-1].code & 0x07 != _RET:
         raise ValueError("the last instruction of a filter program must be a return (BPF_RET)")
+    _check_scratch_reads(out)
     return tuple(out)
+
+
+def _check_scratch_reads(program: Sequence[Instruction]) -> None:
+    """Raise ValueError if a path reads a scratch slot M[k] it has not written (the kernel's check_load_and_stores).
+
+    Jumps go forward only: one pass, each instruction starting from the
+    slots written on every path into it.
+    """
+    valid_at = [0xFFFF] * len(program)  # slots written on every path reaching each instruction
+    valid = 0
+    for pc, (code, jt, jf, k) in enumerate(program):
+        valid &= valid_at[pc]
+        if code in (_ST, _STX):
+            valid |= 1 << k
+        elif code in (_LD | _W | _MEM, _LDX | _W | _MEM) and not valid >> k & 1:
+            raise ValueError(f"instruction {pc}: reads M[{k}] before it is written on some path to it")
+        elif code == _JMP | _JA:
+            valid_at[pc + 1 + k] &= valid
+            valid = 0xFFFF
+        elif code & 0x07 == _JMP:
+            valid_at[pc + 1 + jt] &= valid
+            valid_at[pc + 1 + jf] &= valid
+            valid = 0xFFFF
 
 
 # ------------------------------------------------------------------ libpcap
@@ -184,7 +211,7 @@ def _libpcap() -> Tuple[Any, Any]:
                 tried.append(f"{name}: {exc}")
         else:
             raise LibpcapNotFoundError(
-                "compiling a filter expression needs libpcap, which is not installed: install the package "
+                errno.ENOENT, "compiling a filter expression needs libpcap, which is not installed: install the package "
                 "libpcap0.8 (Debian/Ubuntu: apt-get install libpcap0.8), libpcap (Fedora: dnf install libpcap; "
                 "macOS: brew install libpcap), or pass raw (code, jt, jf, k) instructions; tried "
                 + "; ".join(tried))
@@ -322,8 +349,6 @@ def to_ebpf(program: Sequence[Tuple[int, int, int, int]]) -> bytes:
         elif cls == _RET:
             if code == _RET | _K:
                 out.append(_e(_ALU | _E_MOV, _A, imm=k))
-            elif code == _RET | _X:
-                out.append(_e(_ALU | _E_MOV | _X, _A, _XR))
             out.append(_e(_E_JMP | _E_EXIT))
         else:
             out.append(_e(_ALU | _E_MOV | _X, _XR, _A) if code & 0xF8 == _TAX else _e(_ALU | _E_MOV | _X, _A, _XR))

@@ -81,9 +81,6 @@ class BatchWriteError(TunTapError):
 class LibpcapNotFoundError(TunTapError, FileNotFoundError):
     """A filter expression needs libpcap to compile, and it is not installed (the message names the package)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(_errno.ENOENT, message)
-
 
 # ---------------------------------------------------------------------------
 # The errno table.  A row: (exception class, advice).  An operation may give
