@@ -254,6 +254,21 @@ struct tun_pi {
 #define TUN_F_TSO_ECN   0x08
 #define TUN_F_UFO       0x10
 
+/* ---- <linux/filter.h>: classic BPF, TUNATTACHFILTER's argument (TAP only) */
+struct sock_filter {
+    uint16_t code;
+    uint8_t  jt;
+    uint8_t  jf;
+    uint32_t k;
+};
+
+struct sock_fprog {
+    unsigned short      len;
+    struct sock_filter *filter;
+};
+
+#define BPF_MAXINSNS    4096
+
 /* ---- <linux/virtio_net.h>: the header in front of each packet with IFF_VNET_HDR */
 struct virtio_net_hdr {
     uint8_t  flags;                     /* VIRTIO_NET_HDR_F_* */

@@ -21,6 +21,8 @@ dpkg -s python3-dev >/dev/null 2>&1 || missing+=(python3-dev)
 have tshark || missing+=(tshark)
 have iperf3 || missing+=(iperf3)  # bench/pytun_bench.py's smoke test runs a tunnel under it
 [ -e /usr/include/linux/if_tun.h ] || missing+=(linux-libc-dev)
+# Filter expressions compile with libpcap, loaded at run time (Ubuntu 24.04's libpcap0.8t64 provides libpcap0.8).
+ldconfig -p | grep 'libpcap\.so' >/dev/null || missing+=(libpcap0.8)  # (not grep -q: under pipefail ldconfig's SIGPIPE would fail it)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

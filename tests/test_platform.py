@@ -198,6 +198,14 @@ def _link_type(name: str, subnet: str) -> None:
         assert dev.link_type == 0xFFFE == int(open(f"/sys/class/net/{name}/type").read())
 
 
+def _filter(name: str, subnet: str) -> None:
+    with open_tap(name) as dev:
+        prog = dev.attach_filter([(0x06, 0, 0, 0)])  # ret #0: drop everything
+        assert dev.filter == prog
+        dev.detach_filter()
+        assert dev.filter is None
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -221,6 +229,7 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.NAPI: _napi,
     Feature.SNDBUF: _sndbuf,
     Feature.LINK_TYPE: _link_type,
+    Feature.FILTER: _filter,
 }
 
 
@@ -290,7 +299,7 @@ def _call_args(method: Callable[..., object]) -> Dict[str, object]:
     """Arguments for a Backend method, by parameter name (any values: the skeleton must not use them)."""
     values = {"name": "utun7", "flags": 0, "owner": None, "group": None, "persist": None, "kind": "TUN",
               "everyone": False, "fd": 99999, "on": True, "ctl": 99999, "field": "mtu", "value": 1400,
-              "mac": bytes(6), "size": 10, "attach": True}
+              "mac": bytes(6), "size": 10, "attach": True, "tap": True, "program": ((6, 0, 0, 0),)}
     params = [p for p in inspect.signature(method).parameters if p != "self"]
     return {p: values[p] for p in params}
 
@@ -306,6 +315,7 @@ EXPECTED_FEATURE = {
     "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
     "get_sndbuf": Feature.SNDBUF, "set_sndbuf": Feature.SNDBUF,
     "get_link_type": Feature.LINK_TYPE, "set_link_type": Feature.LINK_TYPE,
+    "attach_filter": Feature.FILTER, "detach_filter": Feature.FILTER,
 }
 
 

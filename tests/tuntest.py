@@ -243,11 +243,11 @@ def tun_with_address(name: str, subnet: str, *, cidr: Optional[str] = None, mtu:
 PEER_MAC = "02:00:5e:10:00:02"  # the TAP's neighbour at SUBNET.2: a locally administered address
 
 
-def tap_with_address(name: str, subnet: str) -> Device:
-    """A TAP *name* with SUBNET.1/24, IPv6 off, a permanent neighbour SUBNET.2 at PEER_MAC, up; closed if that fails."""
+def tap_with_address(name: str, subnet: str, **options: Any) -> Device:
+    """A TAP *name* (open_tap(name, **options)) with SUBNET.1/24, IPv6 off, a permanent neighbour SUBNET.2 at PEER_MAC, up; closed if that fails."""
     from tuntap_cffi import open_tap
 
-    dev = open_tap(name)
+    dev = open_tap(name, **options)
     try:
         disable_ipv6(name)
         ip("addr", "add", f"{subnet}.1/24", "dev", name)

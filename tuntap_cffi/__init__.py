@@ -20,6 +20,7 @@ from .device import (
     open_tun,
 )
 from .ring import PacketRing
+from .bpf import compile_filter
 from .errors import (
     BatchWriteError,
     DeviceBusyError,
@@ -28,6 +29,7 @@ from .errors import (
     DeviceNotReadyError,
     DevicesExhaustedError,
     InvalidPacketError,
+    LibpcapNotFoundError,
     TunTapError,
     TunTapPermissionError,
     UnsupportedPlatformError,
@@ -58,4 +60,6 @@ __all__ = [
     "DeviceNotFoundError",
     "InvalidPacketError",
     "DeviceClosedError",
+    "LibpcapNotFoundError",
+    "compile_filter",
 ]

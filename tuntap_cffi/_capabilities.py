@@ -59,6 +59,7 @@ class Feature(str, enum.Enum):
     NAPI = "napi=/napi_frags= (IFF_NAPI, IFF_NAPI_FRAGS)"
     SNDBUF = "Device.sndbuf (TUNGETSNDBUF/TUNSETSNDBUF)"
     LINK_TYPE = "Device.link_type of a TAP (TUNSETLINK)"
+    FILTER = "kernel-side packet filters (Device.attach_filter/detach_filter)"
 
 
 @dataclass(frozen=True, eq=False)

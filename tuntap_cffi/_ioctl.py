@@ -95,6 +95,10 @@ TUNSETQUEUE = iow("T", 217, "int")  # struct ifreq *: IFF_ATTACH_QUEUE/IFF_DETAC
 TUNSETIFINDEX = iow("T", 218, "unsigned int")  # unsigned int *
 TUNSETVNETLE = iow("T", 220, "int")  # int *
 TUNGETVNETLE = ior("T", 221, "int")  # int *
+TUNATTACHFILTER = iow("T", 213, "struct sock_fprog")  # struct sock_fprog *: TAP only (EINVAL on a TUN)
+TUNDETACHFILTER = iow("T", 214, "struct sock_fprog")  # argument unused: TAP only
+TUNGETFILTER = ior("T", 219, "struct sock_fprog")  # struct sock_fprog *: the attacher's len and pointer, TAP only
+TUNSETFILTEREBPF = ior("T", 225, "int")  # int *: an eBPF socket-filter program fd, -1 detaches (4.16; _IOR sic)
 TUNSETCARRIER = iow("T", 226, "int")  # int * (4.19)
 TUNGETDEVNETNS = io("T", 227)  # returns a netns fd (5.2)
 

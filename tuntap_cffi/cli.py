@@ -28,9 +28,10 @@ from .decode import format_time, hexdump, summarize_ethernet, summarize_ip
 from ._constants import MAX_MTU, MIN_MTU, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6
 from ._validate import check_name
 from .device import Device, DeviceKind, open_tap, open_tun
-from .errors import TunTapError
+from .bpf import compile_filter
+from .errors import LibpcapNotFoundError, TunTapError
 from .offload import gso_split_frame
-from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
+from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter  # (the values bpf.compile_filter takes)
 from .ring import PacketRing
 
 __all__ = ["main", "build_parser"]
@@ -52,6 +53,8 @@ examples:
   %(prog)s --address 198.18.12.1/24 --pcap - | tshark -r -
   %(prog)s --address 198.18.12.1/24 --no-ipv6 --count 3
       only the packets sent to it: no router solicitations or MLD reports of its own
+  %(prog)s --address 198.18.12.1/24 --filter 'udp port 53 or icmp'
+      the kernel drops every other packet before it reaches the reader (see tx_dropped in `ip -s link`)
 
 Packet lines go to stdout (to stderr with --pcap -); the "listening" banner,
 the final packet count and errors go to stderr.
@@ -120,6 +123,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="turn IPv6 off on the interface before it comes up, so that it sends nothing of its own "
         "(router solicitations, MLD reports) and --count counts only the traffic sent to it",
     )
+    dump.add_argument(
+        "--filter", metavar="EXPR",
+        help="a tcpdump-syntax filter expression (needs libpcap), attached to the device so that the kernel "
+        "drops every packet it rejects before the reader sees it (counted in the interface's tx_dropped); "
+        "for a TUN the expression sees IP packets, for a TAP Ethernet frames",
+    )
     dump.add_argument("--mtu", type=_int_in(MIN_MTU, MAX_MTU), metavar="BYTES", help="set the interface MTU (68..65535)")
     dump.add_argument("--count", type=_int_in(1, 2**63 - 1), metavar="N", help="stop after N packets (default: until Ctrl-C)")
     dump.add_argument(
@@ -170,6 +179,15 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
         parser.error("--no-ipv6 turns IPv6 off: it cannot be combined with an IPv6 --address")
     if args.pcap == "-" and sys.stdout.isatty():
         parser.error("--pcap - would write binary data to the terminal: pipe it (| tshark -r -) or give a file")
+    args.program = None
+    if args.filter is not None:  # compiled before anything is created: a typo is a usage error
+        try:
+            args.program = compile_filter(args.filter, LINKTYPE_ETHERNET if args.tap else LINKTYPE_RAW)
+        except ValueError as exc:
+            parser.error(f"--filter: {exc}")
+        except LibpcapNotFoundError as exc:
+            print(f"{PROG}: error: --filter: {_one_line(exc)}", file=sys.stderr)
+            return 1
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -201,6 +219,8 @@ def _open_device(args: argparse.Namespace) -> Device:
             dev.mtu = args.mtu
         for address in args.address:
             dev.add_address(address)
+        if args.program is not None:  # before up(): no unwanted packet is ever queued
+            dev.attach_filter(args.program)
         dev.up()
     except BaseException:
         dev.close()
@@ -230,7 +250,8 @@ def _dump(args: argparse.Namespace, stop: _Stop) -> int:
             stop.interruptible = False
             print(
                 f"{PROG}: listening on {dev.name} ({dev.kind.value.upper()}, link-type "
-                f"{'EN10MB' if tap else 'RAW'}, MTU {dev.mtu}{', ' + addresses if addresses else ''}){where}",
+                f"{'EN10MB' if tap else 'RAW'}, MTU {dev.mtu}{', ' + addresses if addresses else ''}"
+                f"{f', filter {args.filter!r}' if args.filter is not None else ''}){where}",
                 file=sys.stderr, flush=True,
             )
             seen, reason = _capture(dev, args, stop, writer, text)

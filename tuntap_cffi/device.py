@@ -69,7 +69,7 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
 
-from . import _backend
+from . import _backend, bpf
 from ._capabilities import Feature
 from ._announce import announced
 from ._batchio import BatchIO, take_back
@@ -92,7 +92,7 @@ from ._syscalls import check, close_quietly, ffi, lib
 from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
 from ._validate import check_link_type, check_napi, check_sndbuf, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
-from .errors import DeviceClosedError, TunTapPermissionError, error_from_errno
+from .errors import DeviceBusyError, DeviceClosedError, TunTapPermissionError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -253,6 +253,7 @@ class Device(BatchIO, LinkConfig):
             ETH_HLEN + VLAN_HLEN if self._kind is DeviceKind.TAP else 0
         ) + self._vnet_hdr_size
         self._mtu_cache = -1
+        self._filter: Optional[Tuple[bpf.Instruction, ...]] = None  # what attach_filter attached
 
     def _forget_parent(self) -> None:
         """In a fork()ed child, after the FdLife forgot its part: drop what is the parent's.
@@ -497,6 +498,68 @@ class Device(BatchIO, LinkConfig):
         self._recheck_read_buffer()  # the largest packet changed
         return flags
 
+    # ------------------------------------------------------------ packet filters
+
+    @property
+    def filter_linktype(self) -> int:
+        """The pcap link type a filter for this device is compiled for (see :mod:`tuntap_cffi.bpf`).
+
+        ``LINKTYPE_ETHERNET`` for a TAP, ``LINKTYPE_RAW`` (IP packets) for a
+        TUN, whatever ``packet_info`` and ``vnet_hdr`` say: the kernel runs
+        the filter before it adds those headers.
+        """
+        return bpf.LINKTYPE_ETHERNET if self._kind is DeviceKind.TAP else bpf.LINKTYPE_RAW
+
+    @property
+    def filter(self) -> Optional[Tuple[bpf.Instruction, ...]]:
+        """The program this Device attached with :meth:`attach_filter`, or None.
+
+        The kernel cannot be asked: ``TUNGETFILTER`` returns only the length
+        and a pointer into whichever process attached one, and keeps them
+        after a detach.
+        """
+        return self._filter
+
+    @announced
+    def attach_filter(self, program: bpf.Program) -> Tuple[bpf.Instruction, ...]:
+        """Attach a kernel-side filter to the interface; return the instructions attached.
+
+        *program* is a tcpdump-syntax expression (compiled by libpcap for
+        :attr:`filter_linktype`) or a sequence of raw ``(code, jt, jf, k)``
+        classic BPF instructions.  The kernel runs it on every packet before
+        queuing it for the reader: a packet it rejects is dropped there
+        (counted in the interface's ``tx_dropped``) and wakes no reader.
+        It replaces any filter attached before, and applies to the whole
+        interface (every queue of a multi-queue one).  A TAP takes the
+        classic program (``TUNATTACHFILTER``); a TUN an eBPF translation of
+        it (``TUNSETFILTEREBPF``, Linux 4.16, loading it needs CAP_BPF or
+        CAP_SYS_ADMIN).
+
+        TypeError/ValueError for a bad program (with libpcap's message for
+        an expression) before any syscall; :class:`LibpcapNotFoundError`
+        for an expression when libpcap is not installed; the kernel's
+        refusals as :class:`TunTapError` subclasses.
+        """
+        _backend.require(Feature.FILTER, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        if isinstance(program, str):
+            checked = bpf.check_program(bpf.compile_filter(program, self.filter_linktype))
+        else:
+            checked = bpf.check_program(program)
+        _backend.current().attach_filter(self._fd, self._name, self._kind is DeviceKind.TAP, checked)
+        self._filter = checked
+        return checked
+
+    @announced
+    def detach_filter(self) -> None:
+        """Remove the interface's filter: every packet reaches the reader again.  Harmless without one."""
+        _backend.require(Feature.FILTER, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().detach_filter(self._fd, self._name, self._kind is DeviceKind.TAP)
+        self._filter = None
+
     def attach_queue(self) -> None:
         """Attach this queue to its multi-queue interface again (``TUNSETQUEUE``).
 
@@ -515,7 +578,17 @@ class Device(BatchIO, LinkConfig):
             raise ValueError(f"{self._name} was not opened with multi_queue=True")
         if self._closed:
             raise DeviceClosedError(self._name)
-        _backend.current().set_queue(self._fd, self._name, attach)
+        backend = _backend.current()
+        backend.set_queue(self._fd, self._name, attach)
+        # Kernel quirk (tun_attach, still in 6.18): while a classic filter is
+        # attached to a TAP, attaching a queue copies the filter onto the
+        # queue's socket and then returns success without attaching it;
+        # TUNGETIFF still says IFF_DETACH_QUEUE.
+        if attach and self._kind is DeviceKind.TAP and backend.get_iff(self._fd)[1] & lib.IFF_DETACH_QUEUE:
+            raise DeviceBusyError(
+                errno.EBUSY, f"the kernel does not attach a queue of {self._name} while a filter is attached to it: "
+                "detach_filter(), attach_queue(), then attach_filter() again (or detach_filter() once more for "
+                "none: this queue kept a copy of the filter)", self._name)
 
     def readinto(self, buffer: "WriteableBuffer") -> int:
         """Read one packet into *buffer*; return its length in bytes.

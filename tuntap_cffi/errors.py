@@ -25,6 +25,7 @@ __all__ = [
     "InvalidPacketError",
     "DeviceClosedError",
     "BatchWriteError",
+    "LibpcapNotFoundError",
     "error_from_errno",
 ]
 
@@ -75,6 +76,10 @@ class BatchWriteError(TunTapError):
     """
 
     written: int = 0
+
+
+class LibpcapNotFoundError(TunTapError, FileNotFoundError):
+    """A filter expression needs libpcap to compile, and it is not installed (the message names the package)."""
 
 
 # ---------------------------------------------------------------------------

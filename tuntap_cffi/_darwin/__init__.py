@@ -66,6 +66,8 @@ PLATFORM = Platform(
         Feature.OFFLOAD: "utun has no TUN_F_* offloads (they need a virtio-net header)",
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
+        Feature.FILTER: "utun has no kernel-side filter ioctl; a TAP on a feth pair, read through BPF, could "
+                        "take one (BIOCSETF) once that backend lands: not planned in this version",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
         Feature.PYTUN_COMPAT: "python-pytun's API is Linux's (/dev/net/tun, TUNSETIFF, its flags and "
                               "ioctls): open a utun with tuntap_cffi.open_tun() instead",

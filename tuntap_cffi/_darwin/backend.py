@@ -40,7 +40,7 @@ __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
     "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
-    "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type",
+    "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type", "attach_filter", "detach_filter",
 ]
 
 
@@ -238,3 +238,13 @@ def get_link_type(ctl: int, name: str) -> int:
 def set_link_type(fd: int, name: str, kind: int) -> None:
     """No TUNSETLINK on macOS: never."""
     _lacks(Feature.LINK_TYPE, name)
+
+
+def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> None:
+    """utun has no kernel-side filter ioctl: never (see the table's reason)."""
+    _lacks(Feature.FILTER, name)
+
+
+def detach_filter(fd: int, name: str, tap: bool) -> None:
+    """utun has no kernel-side filter ioctl: never."""
+    _lacks(Feature.FILTER, name)

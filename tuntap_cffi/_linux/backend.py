@@ -17,9 +17,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _ioctl
+from ..bpf import to_ebpf
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
 
@@ -51,6 +53,8 @@ __all__ = [
     "inet_socket",
     "get_inet",
     "set_inet",
+    "attach_filter",
+    "detach_filter",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -393,3 +397,111 @@ def set_link_type(fd: int, name: str, kind: int) -> None:
             raise
         raise DeviceBusyError(errno.EBUSY, f"cannot set the link type of {name} to {kind}: the kernel changes "
                               "it only while the interface is down: call Device.down() first", name) from None
+
+
+# ------------------------------------------------------------ packet filters (see tuntap_cffi.bpf)
+
+def _bpf_syscall_number(machine: str) -> Optional[int]:
+    """``__NR_bpf`` for a ``uname -m`` machine, None where it is not known here."""
+    m = machine.lower()
+    if m == "x86_64":
+        return 321
+    if m in ("i386", "i486", "i586", "i686"):
+        return 357
+    if m.startswith(("aarch64", "arm64", "riscv", "loongarch")):
+        return 280  # the generic table
+    if m.startswith("arm"):
+        return 386
+    if m.startswith(("ppc", "powerpc")):
+        return 361
+    if m.startswith("s390"):
+        return 351
+    return None
+
+
+_BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_SOCKET_FILTER = 1
+_BPF_LOG_SIZE = 1 << 20
+
+
+def _load_socket_filter(name: str, insns: bytes) -> int:
+    """``bpf(BPF_PROG_LOAD)`` of eBPF socket-filter *insns*; return the program fd (O_CLOEXEC).
+
+    The attr is the head of ``union bpf_attr`` (prog_type, insn_cnt, insns,
+    license, log_level, log_size, log_buf, kern_version, prog_flags); the
+    kernel takes a shorter attr as long as the rest would be zero.  A refused
+    program is loaded again with the verifier's log, for the message.
+    """
+    nr = _bpf_syscall_number(os.uname().machine)
+    if nr is None:
+        raise TunTapError(errno.ENOSYS, f"cannot filter on TUN {name}: the bpf() syscall number of "
+                          f"{os.uname().machine} is not known to tuntap_cffi", name)
+    code = ffi.from_buffer(insns)
+    license = ffi.new("char[]", b"GPL")
+    log = ffi.new("char[]", _BPF_LOG_SIZE)
+    for log_level in (0, 1):
+        attr = bytearray(struct.pack(
+            "=IIQQIIQII", _BPF_PROG_TYPE_SOCKET_FILTER, len(insns) // 8, int(ffi.cast("uintptr_t", code)),
+            int(ffi.cast("uintptr_t", license)), log_level, _BPF_LOG_SIZE if log_level else 0,
+            int(ffi.cast("uintptr_t", log)) if log_level else 0, 0, 0))
+        while True:
+            fd: int = lib.syscall(ffi.cast("long", nr), ffi.cast("int", _BPF_PROG_LOAD),
+                                  ffi.cast("void *", ffi.from_buffer(attr)), ffi.cast("unsigned int", len(attr)))
+            if fd >= 0 or ffi.errno != errno.EINTR:
+                break
+        if fd >= 0:
+            return fd
+        err = ffi.errno
+        if err in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP) or log_level:
+            break
+    if err == errno.EPERM:
+        raise error_from_errno(err, "ioctl", name, f"cannot load the filter of TUN {name}: a TUN's filter is an "
+                               "eBPF program, and loading one needs CAP_BPF or CAP_SYS_ADMIN")
+    verifier = ffi.string(log).decode(errors="replace").strip().splitlines()[-8:]
+    raise error_from_errno(err, "ioctl", name, f"the kernel refused the eBPF translation of the filter of TUN {name}"
+                           + (": " + " | ".join(verifier) if verifier else ""))
+
+
+# The sock_fprog (and its instructions) last attached to each TAP by this
+# process: the kernel keeps that user pointer for the interface, not for
+# the fd, and reads it again when a queue attaches later (tun_attach), so
+# it must outlive the Device that attached it.  One entry per interface
+# name, replaced by the next attach, dropped by a detach.
+_attached_fprogs: Dict[str, Any] = {}
+
+
+def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> None:
+    """Attach classic BPF *program* (checked) to the interface of *fd*.
+
+    A TAP: ``TUNATTACHFILTER`` with a ``struct sock_fprog`` (kept alive: see
+    ``_attached_fprogs``).  A TUN: ``TUNSETFILTEREBPF`` with the program
+    translated to eBPF; the kernel holds the loaded program, whose fd is
+    closed here.
+    """
+    if tap:
+        insns = ffi.new("struct sock_filter[]", len(program))
+        for i, (code, jt, jf, k) in enumerate(program):
+            insns[i].code, insns[i].jt, insns[i].jf, insns[i].k = code, jt, jf, k
+        fprog = ffi.new("struct sock_fprog *")
+        fprog.len, fprog.filter = len(program), insns
+        check(lib.ioctl, fd, _ioctl.TUNATTACHFILTER, fprog, op="ioctl", name=name,
+              what=f"cannot attach a {len(program)}-instruction filter to TAP {name}")
+        _attached_fprogs[name] = (fprog, insns)
+        return
+    prog_fd = _load_socket_filter(name, to_ebpf(program))
+    try:
+        check(lib.ioctl, fd, _ioctl.TUNSETFILTEREBPF, ffi.new("int *", prog_fd), op="ioctl", name=name,
+              what=f"cannot attach a filter to TUN {name} (TUNSETFILTEREBPF, Linux 4.16+)")
+    finally:
+        close_quietly(prog_fd)
+
+
+def detach_filter(fd: int, name: str, tap: bool) -> None:
+    """Remove the filter of *fd*'s interface (``TUNDETACHFILTER`` on a TAP, ``TUNSETFILTEREBPF`` -1 on a TUN)."""
+    if tap:
+        check(lib.ioctl, fd, _ioctl.TUNDETACHFILTER, ffi.NULL, op="ioctl", name=name,
+              what=f"cannot detach the filter of TAP {name}")
+        _attached_fprogs.pop(name, None)
+    else:
+        check(lib.ioctl, fd, _ioctl.TUNSETFILTEREBPF, ffi.new("int *", -1), op="ioctl", name=name,
+              what=f"cannot detach the filter of TUN {name}")
