@@ -43,20 +43,16 @@ _NOT_YET = "the macOS backend is not implemented in this version of tuntap_cffi"
 #: what the macOS backend will deliver.
 PLATFORM = Platform(
     "macOS",
-    features=frozenset(),
+    features=frozenset({Feature.LINK, Feature.ADDRESSES, Feature.ROUTES}),  # through the BSD layer (.._bsd)
     planned=frozenset({
-        Feature.TUN, Feature.TAP, Feature.FROM_FD, Feature.LOOP_BATCH, Feature.LINK, Feature.HWADDR,
-        Feature.ADDRESSES, Feature.ROUTES,
+        Feature.TUN, Feature.TAP, Feature.FROM_FD, Feature.LOOP_BATCH, Feature.HWADDR,
     }),
     reasons={
         Feature.TUN: _NOT_YET + "; TUN devices will be utun interfaces",
         Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
         Feature.FROM_FD: _NOT_YET + "; it will adopt a connected utun socket",
         Feature.LOOP_BATCH: _NOT_YET + "; batches will use the loop engine",
-        Feature.LINK: _NOT_YET + "; these will be SIOCGIF*/SIOCSIF* ioctls",
         Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
-        Feature.ADDRESSES: _NOT_YET + "; these will be SIOCAIFADDR/SIOCAIFADDR_IN6 ioctls",
-        Feature.ROUTES: _NOT_YET + "; these will be PF_ROUTE messages (macOS has no rtnetlink)",
         Feature.PACKET_INFO: "utun has no tun_pi header: each packet carries a 4-byte address family "
                              "instead, which the macOS backend will add and strip",
         Feature.PERSIST: "a utun interface lives only as long as its socket: keep the Device open",

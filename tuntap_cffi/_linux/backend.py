@@ -20,7 +20,9 @@ import socket
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _ioctl
+from .._netlink import RtNetlink
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
+from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
 
 __all__ = [
@@ -47,6 +49,13 @@ __all__ = [
     "inet_socket",
     "get_inet",
     "set_inet",
+    "config_channel",
+    "add_address",
+    "remove_address",
+    "list_addresses",
+    "add_route",
+    "remove_route",
+    "list_routes",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -355,3 +364,11 @@ def get_vnet_hdr_size(fd: int, name: str) -> int:
     check(lib.ioctl, fd, _ioctl.TUNGETVNETHDRSZ, size, op="ioctl", name=name, what=f"cannot read the virtio-net header size of {name}")
     value: int = size[0]
     return value
+
+
+def config_channel(ctl: int) -> RtNetlink:
+    """rtnetlink over the control socket: the channel ``config``'s address and route calls take.
+
+    Those calls (``config.add_address`` ...) are this backend's, re-exported unchanged.
+    """
+    return RtNetlink(ctl)
