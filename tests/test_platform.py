@@ -17,7 +17,7 @@ import pathlib
 import subprocess
 import sys
 from ipaddress import ip_interface, ip_network
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, List
 
 import pytest
 
@@ -339,14 +339,32 @@ def test_darwin_package_reaches_no_c_call() -> None:
     assert {f.name for f in files} >= {"__init__.py", "backend.py", "utun.py", "libc.py"}
     for path in files:
         tree = ast.parse(path.read_text())
-        for node in _imports_outside_functions(tree) if path.name == "libc.py" else ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = "tuntap_cffi" if node.level == 2 else "tuntap_cffi._darwin" if node.level == 1 else ""
-                names = [f"{base}.{node.module}".strip(".") if node.module else base]
-            else:
-                continue
+        nodes = _imports_outside_functions(tree) if path.name == "libc.py" else ast.walk(tree)
+        for names in _imported(nodes, "tuntap_cffi._darwin"):
+            assert set(names) <= allowed, f"{path.name} imports {names}"
+
+
+def _imported(nodes: Iterator[ast.AST], package: str) -> Iterator[List[str]]:
+    """The module names each import statement among *nodes* of a module of *package* names."""
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            yield [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "tuntap_cffi" if node.level == 2 else package if node.level == 1 else ""
+            yield [f"{base}.{node.module}".strip(".") if node.module else base]
+
+
+def test_bsd_layer_reaches_no_c_call() -> None:
+    """The shared BSD layer imports on any OS too: the FFI and functions come with the libc passed in."""
+    from tuntap_cffi import _bsd
+
+    allowed = {"__future__", "typing", "errno", "sys", "os", "itertools", "dataclasses", "ipaddress",
+               "tuntap_cffi.errors", "tuntap_cffi._netvalues", "tuntap_cffi._bsd", "tuntap_cffi._bsd.sockaddr"}
+    package = pathlib.Path(_bsd.__file__).parent
+    files = sorted(package.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "ioc.py", "sockaddr.py", "rtmsg.py", "netconfig.py"}
+    for path in files:
+        for names in _imported(ast.walk(ast.parse(path.read_text())), "tuntap_cffi._bsd"):
             assert set(names) <= allowed, f"{path.name} imports {names}"
 
 
