@@ -119,6 +119,17 @@ def test_txqueuelen_stays_unsupported_without_a_call(utun: Utun) -> None:
     assert utun.calls() == before
 
 
+def test_siocsiflladdr_sets_a_feth_mac_and_a_utun_has_none(utun: Utun) -> None:
+    k = backend.numbers(utun.kernel.ffi)
+    feth = utun.kernel.attach("feth0", IFF_UP | IFF_BROADCAST | IFF_MULTICAST, 1500)
+    feth.lladdr = bytes(6)
+    netconfig.set_lladdr(utun.kernel, k, utun.ctl, "feth0", bytes.fromhex("02005e100001"))
+    assert feth.lladdr == bytes.fromhex("02005e100001")
+    with pytest.raises(TunTapError) as info:
+        netconfig.set_lladdr(utun.kernel, k, utun.ctl, utun.name, bytes.fromhex("02005e100001"))
+    assert E["EOPNOTSUPP"] == 102 and info.value.errno == errno.EOPNOTSUPP  # 95 on Linux
+
+
 # ------------------------------------------------------------------ IPv4 addresses
 
 def test_ipv4_address_with_peer_is_siocaifaddr_with_the_peer_as_broadaddr(utun: Utun) -> None:

@@ -112,6 +112,7 @@ class Ifnet:
     mtu: int
     inet: List[InAddr] = field(default_factory=list)
     inet6: List[In6Addr] = field(default_factory=list)
+    lladdr: Optional[bytes] = None  # an Ethernet-like interface's MAC (feth); None: it has none (utun)
 
 
 @dataclass
@@ -223,7 +224,7 @@ class XnuNetKernel(XnuKernel):
             struct.pack_into("=i", data, mtu_at, ifp.mtu)
             return 0
         if request not in ("SIOCSIFFLAGS", "SIOCSIFMTU", "SIOCAIFADDR", "SIOCDIFADDR", "SIOCAIFADDR_IN6",
-                           "SIOCDIFADDR_IN6"):
+                           "SIOCDIFADDR_IN6", "SIOCSIFLLADDR"):
             return E["EOPNOTSUPP"]
         if not self.root:
             return E["EPERM"]  # ifioctl: proc_suser(p); in_control/in6_control: not privileged
@@ -236,6 +237,15 @@ class XnuNetKernel(XnuKernel):
             if not IF_MINMTU <= mtu <= IF_MAXMTU:
                 return E["EINVAL"]  # ifioctl SIOCSIFMTU
             ifp.mtu = mtu  # utun_ioctl: ifnet_set_mtu
+            return 0
+        if request == "SIOCSIFLLADDR":  # ifioctl -> the driver: feth_ioctl's ifnet_set_lladdr, utun_ioctl's default
+            if ifp.lladdr is None:
+                return E["EOPNOTSUPP"]
+            at = OFF["struct ifreq:ifr_ifru.ifru_addr"]
+            sa_len = data[at]
+            if sa_len != len(ifp.lladdr):
+                return E["EINVAL"]  # ifnet_set_lladdr: not the interface's address length
+            ifp.lladdr = bytes(data[at + 2:at + 2 + sa_len])
             return 0
         if request == "SIOCAIFADDR":
             return self._in_aifaddr(ifp, data)

@@ -56,7 +56,7 @@ from .sockaddr import ip_of, netmask, prefix_of, sockaddr_dl, sockaddr_in, socka
 
 __all__ = [
     "control_socket", "get_flags", "set_flags", "get_mtu", "set_mtu", "ifindex", "is_pointopoint",
-    "add_address", "remove_address", "list_addresses", "add_route", "remove_route", "list_routes",
+    "add_address", "remove_address", "list_addresses", "add_route", "remove_route", "list_routes", "set_lladdr",
 ]
 
 _seq = itertools.count(1)  # rtm_seq of our requests (next() is atomic under the GIL)
@@ -140,6 +140,19 @@ def ifindex(lib: BsdLibc, k: Numbers, name: str) -> int:
         err = lib.errno() or k.errnos["ENXIO"]
         raise _error(lib, k, f"cannot read the interface index of {name}", name, err=err)
     return int(index)
+
+
+def set_lladdr(lib: BsdLibc, k: Numbers, ctl: int, name: str, mac: bytes) -> None:
+    """``SIOCSIFLLADDR``: the MAC of an Ethernet-like interface (root).
+
+    The driver takes ``ifr_addr.sa_len`` as the address length and
+    ``sa_data`` as the address (``feth_ioctl`` -> ``ifnet_set_lladdr``,
+    which wants the interface's own length, 6); utun has none (EOPNOTSUPP).
+    """
+    ifr = _ifreq(lib, name)
+    sa = bytes((len(mac), k.constants["AF_LINK"])) + mac
+    _put(lib, ifr, "ifr_ifru.ifru_addr", sa)
+    _ioctl(lib, k, ctl, "SIOCSIFLLADDR", ifr, name, f"cannot set the hardware address of {name} to {mac.hex(':')}")
 
 
 def is_pointopoint(lib: BsdLibc, k: Numbers, ctl: int, name: str) -> bool:

@@ -1,9 +1,10 @@
 """macOS: the declared platform boundary (the backend itself comes in a later version).
 
-Nothing opens on macOS yet: :data:`PLATFORM` declares no working feature,
-lists what the macOS backend is planned to deliver, and gives every other
+Nothing opens on macOS yet: :data:`PLATFORM` declares link configuration
+(MTU, flags, addresses, routes: the BSD layer ``.._bsd``) as working, lists
+what the macOS backend is planned to deliver, and gives every other
 feature its reason; :mod:`.backend` holds the ``_backend.Backend`` functions,
-each raising the one ``UnsupportedPlatformError`` until that backend lands.
+the others raising the one ``UnsupportedPlatformError`` until that backend lands.
 This package makes no C call and loads no library: it imports on any OS.
 
 Facts that shape this package (checked against XNU xnu-11417.101.15; the
@@ -39,7 +40,7 @@ __all__ = ["PLATFORM"]
 
 _NOT_YET = "the macOS backend is not implemented in this version of tuntap_cffi"
 
-#: macOS's capability table: nothing works in this version; *planned* is
+#: macOS's capability table: link configuration works (on a device, once one opens); *planned* is
 #: what the macOS backend will deliver.
 PLATFORM = Platform(
     "macOS",
