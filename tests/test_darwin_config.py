@@ -179,6 +179,13 @@ def test_ipv4_without_peer_on_a_broadcast_interface_asks_its_flags(utun: Utun) -
     assert backend.list_addresses(utun.ctl, index, "feth0") == [Address(ip("198.18.1.1/24"))]
 
 
+def test_ipv4_peer_on_a_broadcast_interface_is_a_valueerror(utun: Utun) -> None:
+    utun.kernel.attach("feth0", IFF_UP | IFF_BROADCAST | IFF_MULTICAST, 1500)
+    with pytest.raises(ValueError, match="broadcast"):  # SIOCAIFADDR would make the "peer" the broadcast address
+        backend.add_address(utun.ctl, 7, "feth0", ip("198.18.1.1/24"), IPv4Address("198.18.1.2"))
+    assert utun.kernel.ifnets["feth0"].inet == [] and ("ioctl", "SIOCAIFADDR") not in utun.kernel.calls
+
+
 def test_remove_ipv4_address_and_absent_is_harmless(utun: Utun) -> None:
     backend.add_address(utun.ctl, utun.index, utun.name, ip("198.18.0.1/24"), IPv4Address("198.18.0.2"))
     backend.remove_address(utun.ctl, utun.index, utun.name, ip("198.18.0.1/16"))  # another prefix: left alone
@@ -282,6 +289,14 @@ def test_an_unreachable_gateway_is_enetunreach_in_the_hosts_numbers(utun: Utun) 
         _add(utun, "10.99.0.0/16", "203.0.113.9")
     assert E["ENETUNREACH"] == 51 and info.value.errno == errno.ENETUNREACH  # 101 on Linux
     assert "Network is unreachable" in str(info.value) and info.value.filename == utun.name
+
+
+def test_a_dropped_reply_times_out_and_closes_the_route_socket(utun: Utun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netconfig, "REPLY_TIMEOUT", 0.2)
+    utun.kernel.full_buffers = True
+    with pytest.raises(TunTapError) as info:
+        _add(utun, "198.19.0.0/16")
+    assert info.value.errno == errno.ETIMEDOUT and "did not come" in str(info.value)
 
 
 def test_a_metric_is_a_valueerror_before_any_call(utun: Utun) -> None:

@@ -358,7 +358,7 @@ def test_bsd_layer_reaches_no_c_call() -> None:
     """The shared BSD layer imports on any OS too: the FFI and functions come with the libc passed in."""
     from tuntap_cffi import _bsd
 
-    allowed = {"__future__", "typing", "errno", "sys", "os", "itertools", "dataclasses", "ipaddress",
+    allowed = {"__future__", "typing", "errno", "sys", "os", "itertools", "dataclasses", "ipaddress", "select",
                "tuntap_cffi.errors", "tuntap_cffi._netvalues", "tuntap_cffi._bsd", "tuntap_cffi._bsd.sockaddr"}
     package = pathlib.Path(_bsd.__file__).parent
     files = sorted(package.glob("*.py"))

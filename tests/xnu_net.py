@@ -135,6 +135,7 @@ class XnuNetKernel(XnuKernel):
         self.routes: List[RtEntry] = []
         self.net_sockets: Dict[int, int] = {}  # fd -> family (AF_INET, AF_INET6, PF_ROUTE)
         self.chatter: List[bytes] = []  # other listeners' messages each route socket gets before a reply
+        self.full_buffers = False  # raw_input: sbappendaddr fails on a full socket buffer, the copy is dropped
         self._if_index = 0
         lo0 = self.attach("lo0", IFF_UP | IFF_LOOPBACK | IFF_RUNNING | IFF_MULTICAST, 16384)
         lo0.inet.append(InAddr(bytes((127, 0, 0, 1)), bytes((255, 0, 0, 0)), bytes(4)))
@@ -337,7 +338,7 @@ class XnuNetKernel(XnuKernel):
         for other in self.chatter:  # other processes' messages reach every listener first
             os.write(self.sockets[fd].peer, other)
         error, reply = self._route_output(msg)
-        if reply is not None:  # rts_attach set SO_USELOOPBACK: the sender gets its copy (raw_input)
+        if reply is not None and not self.full_buffers:  # rts_attach set SO_USELOOPBACK: the sender's copy too
             for rfd, family in self.net_sockets.items():
                 if family == PF_ROUTE:
                     os.write(self.sockets[rfd].peer, reply)

@@ -34,7 +34,10 @@ Facts that shape this module (XNU xnu-11417.101.15, FreeBSD alike):
   and an ``RTA_IFP`` ``sockaddr_dl`` pin the interface (``rt_setif``).
   ``route_output`` queues our copy of the request, with ``rtm_errno`` or
   ``RTF_DONE``, before ``write`` returns (``rts_attach`` sets
-  SO_USELOOPBACK): the read that follows finds it at once.
+  SO_USELOOPBACK), and every other listener's messages come in between:
+  the reply is read like ``route(8)`` does (until our seq and pid), but
+  each read waits at most REPLY_TIMEOUT seconds (a full socket buffer drops
+  our copy: ``raw_input`` gives up with ENOBUFS), then ETIMEDOUT.
 - ``RTM_DELETE`` names a destination and mask, not an interface: a route
   is removed only if the dump shows it out of this interface, so a route
   of another interface is left alone (as on Linux).
@@ -46,6 +49,7 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os
+import select
 from ipaddress import IPv6Address, ip_interface, ip_network
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -62,6 +66,8 @@ __all__ = [
 _seq = itertools.count(1)  # rtm_seq of our requests (next() is atomic under the GIL)
 _REPLY_SIZE = 2048  # an rt_msghdr and its sockaddrs: well under this
 _MAX_FOREIGN = 10000  # other listeners' messages skipped while looking for our reply
+#: Seconds a route request waits for each message while looking for its reply (tests shorten it).
+REPLY_TIMEOUT = 5.0
 
 
 def _error(lib: BsdLibc, k: Numbers, what: str, name: Optional[str], op: str = "ioctl",
@@ -171,6 +177,9 @@ def _check_address(k: Numbers, name: str, local: IPInterface, peer: Optional[IPA
             raise ValueError(f"{name} is a point-to-point interface: an IPv4 address needs the peer's address "
                              f"(add_address({str(local)!r}, peer=...)); {k.platform} refuses it without one "
                              "(EDESTADDRREQ)")
+        if peer is not None and not p2p:
+            raise ValueError(f"{name} is not point-to-point: {k.platform} would take peer {peer} as the "
+                             "broadcast address; leave peer=None")
         return
     if local.network.prefixlen == 0:
         raise ValueError(f"address {local}: an IPv6 address needs a prefix of at least /1 on {k.platform}")
@@ -287,7 +296,7 @@ def list_addresses(lib: BsdLibc, k: Numbers, index: int, name: str) -> List[Addr
         ip = _unembed(ip_of(sas.get(c["RTA_IFA"], b""), c["AF_INET"], c["AF_INET6"]))
         if ip is None:
             continue  # the link-level address
-        prefix = prefix_of(sas.get(c["RTA_NETMASK"], b"\0"), ip.version)
+        prefix = prefix_of(sas.get(c["RTA_NETMASK"]), ip.version)
         brd = sas.get(c["RTA_BRD"])
         peer = _unembed(ip_of(brd, c["AF_INET"], c["AF_INET6"])) if p2p and brd else None
         if peer is not None and (peer.version != ip.version or not int(peer)):
@@ -338,7 +347,12 @@ def _route_request(lib: BsdLibc, k: Numbers, rtm_type: str, index: int, name: st
             raise _error(lib, k, what, name, "route", err)
         buf = ffi.new("char[]", _REPLY_SIZE)
         pid = os.getpid()
+        waiter = select.poll()  # a real fd on macOS and in the simulated kernel alike
+        waiter.register(fd, select.POLLIN)
         for _ in range(_MAX_FOREIGN):
+            if not waiter.poll(int(REPLY_TIMEOUT * 1000)):
+                raise TunTapError(_errno.ETIMEDOUT, f"{what}: the kernel's answer did not come within "
+                                  f"{REPLY_TIMEOUT:g} s (its copy may have been dropped: try again)", name)
             n = lib.read(fd, buf, _REPLY_SIZE)
             if n < 0:
                 raise _error(lib, k, what + " (reading the kernel's answer)", name, "route")
