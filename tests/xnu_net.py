@@ -440,6 +440,8 @@ class XnuNetKernel(XnuKernel):
         self.calls.append(("sysctl", tuple(mib)))
         if namelen != 6 or mib[:3] != [C["CTL_NET"], PF_ROUTE, 0]:
             return self._fail(E["ENOENT"])  # (only net.route is simulated)
+        if newp != self.ffi.NULL:
+            return self._fail(E["EPERM"])  # sysctl_rtsock: req->newptr (the tables are read-only)
         af, op, arg = mib[3:]
         if op == C["NET_RT_DUMP"]:
             table = self._dump(af)
@@ -483,6 +485,10 @@ class XnuNetKernel(XnuKernel):
             items = [(C["RTA_DST"], sockaddr(r.family, r.dst)), (C["RTA_GATEWAY"], r.gateway)]
             if r.mask is not None:
                 items.append((C["RTA_NETMASK"], trimmed(sockaddr(r.family, r.mask))))
+            ifp = self._by_index(r.ifindex)
+            ifa = ifp and ([ia.addr for ia in ifp.inet] if r.family == AF_INET else [ia6.addr for ia6 in ifp.inet6])
+            if ifa:  # RT_HAS_IFADDR: the route's interface address (rt_ifa)
+                items.append((C["RTA_IFA"], sockaddr(r.family, ifa[0])))
             out += self._message("struct rt_msghdr", "rtm_", C["RTM_GET"],
                                  {"index": ("=H", r.ifindex), "flags": ("=i", r.flags)}, items)
         return out
