@@ -110,6 +110,14 @@ def test_an_ioctl_on_a_gone_interface_is_not_found(utun: Utun) -> None:
         backend.get_link_flags(utun.ctl, "utun42")
 
 
+@pytest.mark.parametrize("name", ["", "utun" + "9" * 12, "ut\0n0"])
+def test_a_name_that_does_not_fit_ifreq_is_a_valueerror_before_any_call(utun: Utun, name: str) -> None:
+    before = utun.calls()
+    with pytest.raises(ValueError, match="1 to 15"):
+        backend.get_link_flags(utun.ctl, name)
+    assert utun.calls() == before
+
+
 def test_txqueuelen_stays_unsupported_without_a_call(utun: Utun) -> None:
     from tuntap_cffi import UnsupportedPlatformError
 

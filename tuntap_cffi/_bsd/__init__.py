@@ -17,6 +17,15 @@ Facts that shape this package:
   (``ifioctl``), IPv6 addresses with ioctls on an ``AF_INET6`` one
   (``in6_control``), routes with messages on a ``PF_ROUTE`` socket and
   listings with ``sysctl(CTL_NET, PF_ROUTE, ...)``: no rtnetlink.
+- What differs between the two is data: struct sizes and so the ioctl
+  numbers (FreeBSD's SIOCAIFADDR is ``('i', 43)``, macOS's ``('i', 26)``),
+  family numbers (AF_INET6 30 vs 28), the routing-message alignment
+  (XNU's ``ROUNDUP32`` is 4 bytes, FreeBSD's ``SA_SIZE`` ``sizeof(long)``)
+  and which interfaces are point-to-point by nature.  The layer names
+  struct members as both declare them (``ifr_ifru.ifru_flags``,
+  ``rtm_seq``, ``ifam_index`` ...); a platform whose header spells one
+  otherwise declares it under this name (FreeBSD's ``ifru_flags[2]``: a
+  ``short ifru_flags`` and a ``short ifru_flagshigh`` in a struct member).
 - errno numbers differ from Linux's (EAGAIN 35, EDESTADDRREQ 39,
   EADDRNOTAVAIL 49 on both BSDs): a platform's numbers are mapped to the
   host's by name (:meth:`Numbers.host_errno`) before ``errors.py``'s

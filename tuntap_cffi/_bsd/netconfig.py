@@ -95,8 +95,11 @@ def control_socket(lib: BsdLibc, k: Numbers) -> int:
 
 
 def _ifreq(lib: BsdLibc, name: str, ctype: str = "struct ifreq") -> Any:
-    req = lib.ffi.new(f"{ctype} *")
+    """A zeroed *ctype* naming interface *name*; ValueError if the name does not fit IFNAMSIZ with its NUL."""
     ifname = name.encode("ascii")
+    if not 0 < len(ifname) < 16 or b"\0" in ifname:  # IFNAMSIZ 16 on both BSDs
+        raise ValueError(f"interface name {name!r} is not 1 to 15 ASCII characters")
+    req = lib.ffi.new(f"{ctype} *")
     lib.ffi.memmove(req, ifname, len(ifname))  # ifr_name / ifra_name come first in each
     return req
 
