@@ -69,6 +69,22 @@ def test_golden_file_is_what_the_generator_asks_for() -> None:
     assert set(GOLDEN["ioctls"]) == set(generator.IOCTLS)
 
 
+def test_errno_table_is_xnus_errno_h() -> None:
+    """The errno values the BSD layer maps from are the E* constants, each checked against sys/errno.h above."""
+    assert cdefs.ERRNO and all(name.startswith("E") for name in cdefs.ERRNO)
+    assert cdefs.ERRNO == {name: GOLDEN["constants"][name] for name in GOLDEN["constants"] if name.startswith("E")}
+    assert (cdefs.ERRNO["EAGAIN"], cdefs.ERRNO["EDESTADDRREQ"], cdefs.ERRNO["EADDRNOTAVAIL"]) == (35, 39, 49)
+
+
+def test_the_bsd_layer_gets_the_golden_numbers() -> None:
+    """What the darwin backend hands the BSD layer: ioctls computed with _IOC from the cdef's sizes."""
+    from tuntap_cffi._darwin import backend
+
+    k = backend.numbers(FFI)
+    assert dict(k.ioctls) == GOLDEN["ioctls"] and dict(k.constants) == GOLDEN["constants"]
+    assert k.errnos == cdefs.ERRNO and k.sa_align == 4  # ROUNDUP32 (rtsock.c)
+
+
 def test_ioc_rejects_a_length_too_long() -> None:
     with pytest.raises(ValueError):
         cdefs.ioc(cdefs.IOC_IN, "i", 1, cdefs.IOCPARM_MASK + 1)

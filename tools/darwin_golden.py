@@ -68,6 +68,11 @@ STRUCTS: Dict[str, List[str]] = {
     "struct if_fake_request": ["iffr_reserved", "iffr_u", "iffr_u.iffru_peer_name"],
     "struct bpf_hdr": ["bh_tstamp", "bh_caplen", "bh_datalen", "bh_hdrlen"],
     "struct sockaddr_ndrv": ["snd_len", "snd_family", "snd_name"],
+    # Link configuration: addresses in NET_RT_IFLIST, the interface named in routing messages.
+    "struct ifa_msghdr": ["ifam_msglen", "ifam_version", "ifam_type", "ifam_addrs", "ifam_flags", "ifam_index",
+                          "ifam_metric"],
+    "struct sockaddr_dl": ["sdl_len", "sdl_family", "sdl_index", "sdl_type", "sdl_nlen", "sdl_alen", "sdl_slen",
+                           "sdl_data"],
 }
 
 #: Integer macros, by header name.
@@ -81,6 +86,15 @@ CONSTANTS: List[str] = [
     "RTF_UP", "RTF_GATEWAY", "RTF_HOST", "RTF_STATIC", "RTF_IFSCOPE",
     "IOCPARM_MASK", "IOC_VOID", "IOC_OUT", "IOC_IN", "IOC_INOUT",
     "IF_FAKE_S_CMD_SET_PEER", "IF_FAKE_G_CMD_GET_PEER", "BPF_ALIGNMENT",
+    # Link configuration (the BSD layer): flags, routing messages, the sysctl tables, fcntl.
+    "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_MULTICAST", "AF_UNSPEC", "RTM_NEWADDR", "RTA_GENMASK", "RTA_IFA",
+    "RTA_AUTHOR", "RTA_BRD", "RTAX_MAX", "RTF_DONE", "RTF_LLINFO", "RTF_WASCLONED", "RTF_LOCAL", "RTF_BROADCAST",
+    "RTF_MULTICAST", "CTL_NET", "NET_RT_DUMP", "NET_RT_IFLIST", "F_SETFD", "FD_CLOEXEC",
+    # errno values macOS's libc reports (sys/errno.h), mapped to the host's by name.
+    "EPERM", "ENOENT", "ESRCH", "EIO", "ENXIO", "EBADF", "ENOMEM", "EACCES", "EBUSY", "EEXIST", "ENODEV", "EINVAL",
+    "ENFILE", "EMFILE", "ENOTTY", "EAGAIN", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE", "ENOPROTOOPT",
+    "EPROTONOSUPPORT", "ENOTSUP", "EAFNOSUPPORT", "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH",
+    "ENOBUFS", "EISCONN", "ECONNREFUSED", "ENAMETOOLONG", "EHOSTUNREACH", "EOPNOTSUPP",
 ]
 
 #: ioctl request macros, by header name.
@@ -95,7 +109,7 @@ IOCTLS: List[str] = [
 INCLUDES = [
     "sys/types.h", "sys/ioccom.h", "sys/socket.h", "sys/sockio.h", "sys/kern_control.h", "sys/sys_domain.h",
     "net/if.h", "net/if_utun.h", "net/route.h", "netinet/in.h", "netinet6/in6_var.h", "netinet6/nd6.h",
-    "net/bpf.h", "net/ndrv.h", "net/if_fake_var.h",
+    "net/bpf.h", "net/ndrv.h", "net/if_fake_var.h", "net/if_dl.h", "sys/sysctl.h", "sys/fcntl.h", "sys/errno.h",
 ]
 
 #: What a Linux gcc with -nostdinc lacks: stand-ins for the SDK's compiler and generated headers.

@@ -3,9 +3,10 @@
 Internal: :class:`LinkConfig` is a base of :class:`~tuntap_cffi.device.Device`,
 which is where these members are documented and used.  Each one reaches the
 kernel through the platform backend (``_backend``: link ioctls on a control
-socket, TUNSETPERSIST on the device's fd) or rtnetlink on that same socket
-(``config`` builds and reads the messages), so this module is the device's
-side of config.py and _linux/backend.py.
+socket, TUNSETPERSIST on the device's fd, and addresses and routes over the
+backend's configuration channel on that same socket: rtnetlink on Linux,
+whose messages ``config`` builds and reads, ioctls and PF_ROUTE on the
+BSDs), so this module is the device's side of config.py and the backends.
 
 The control socket is made on first use and closed with the device; calls
 that hold it (or the device's fd) across Python code announce themselves
@@ -16,12 +17,11 @@ from __future__ import annotations
 
 import threading
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import Callable, TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import Any, Callable, TYPE_CHECKING, List, Optional, Tuple, Union
 
 from . import _backend, config
 from ._announce import announced
 from ._constants import MAX_MTU, MIN_MTU, DeviceKind
-from ._netlink import RtNetlink
 from ._syscalls import lib
 from ._validate import check_bool, check_int_in
 from .errors import DeviceClosedError
@@ -41,7 +41,7 @@ class LinkConfig:
     _everyone: bool  # opened with owner=EVERYONE (see persistent)
     _lock: threading.Lock
     _ctl: int  # the control socket, -1 until first use
-    _rtnl: Optional[RtNetlink]  # rtnetlink over _ctl, made on first use
+    _rtnl: Any  # the backend's configuration channel over _ctl (rtnetlink on Linux), None until first use
     _mtu_cache: int  # the last MTU read, -1 before
 
     # The announcements: the Device binds its FdLife's methods here (see _lifecycle).
@@ -132,15 +132,15 @@ class LinkConfig:
 
     # ----------------------------------------------------------- configuration
 
-    def _netlink(self) -> RtNetlink:
-        nl = self._rtnl
-        if nl is None:
+    def _channel(self) -> Any:
+        chan = self._rtnl
+        if chan is None:
             ctl = self._control()
             with self._lock:
                 if self._rtnl is None:
-                    self._rtnl = RtNetlink(ctl)
-                nl = self._rtnl
-        return nl
+                    self._rtnl = _backend.current().config_channel(ctl)
+                chan = self._rtnl
+        return chan
 
     @announced
     def add_address(self, address: "Union[str, config.IPInterface, config.IPAddress]", peer: "Union[str, config.IPAddress, None]" = None) -> None:
@@ -152,7 +152,7 @@ class LinkConfig:
         """
         local = config.parse_interface(address)
         peer_ip = None if peer is None else config.parse_address_for(peer, "peer", local, "address")
-        config.add_address(self._netlink(), self.ifindex, self._name, local, peer_ip)
+        _backend.current().add_address(self._channel(), self.ifindex, self._name, local, peer_ip)
 
     @announced
     def remove_address(self, address: "Union[str, config.IPInterface, config.IPAddress]") -> None:
@@ -164,19 +164,19 @@ class LinkConfig:
         exact = isinstance(address, (IPv4Interface, IPv6Interface)) or (
             isinstance(address, str) and "/" in address
         )
-        nl, index = self._netlink(), self.ifindex
+        backend, chan, index = _backend.current(), self._channel(), self.ifindex
         if exact:
             targets = [given]
         else:
-            targets = [a.interface for a in config.list_addresses(nl, index, self._name) if a.interface.ip == given.ip]
+            targets = [a.interface for a in backend.list_addresses(chan, index, self._name) if a.interface.ip == given.ip]
         for target in targets:
-            config.remove_address(nl, index, self._name, target)
+            backend.remove_address(chan, index, self._name, target)
 
     @property
     @announced
     def addresses(self) -> "List[config.Address]":
         """Every IPv4 and IPv6 address of the interface (link-local ones too)."""
-        return config.list_addresses(self._netlink(), self.ifindex, self._name)
+        return _backend.current().list_addresses(self._channel(), self.ifindex, self._name)
 
     @announced
     def add_route(self, destination: "Union[str, config.IPNetwork]", gateway: "Union[str, config.IPAddress, None]" = None, metric: Optional[int] = None) -> None:
@@ -187,19 +187,19 @@ class LinkConfig:
         another interface is left alone (no replace).  Needs CAP_NET_ADMIN.
         """
         dst, gw, prio = self._route_args(destination, gateway, metric)
-        config.add_route(self._netlink(), self.ifindex, self._name, dst, gw, prio)
+        _backend.current().add_route(self._channel(), self.ifindex, self._name, dst, gw, prio)
 
     @announced
     def remove_route(self, destination: "Union[str, config.IPNetwork]", gateway: "Union[str, config.IPAddress, None]" = None, metric: Optional[int] = None) -> None:
         """Remove a route out of this interface; an absent route is harmless."""
         dst, gw, prio = self._route_args(destination, gateway, metric)
-        config.remove_route(self._netlink(), self.ifindex, self._name, dst, gw, prio)
+        _backend.current().remove_route(self._channel(), self.ifindex, self._name, dst, gw, prio)
 
     @property
     @announced
     def routes(self) -> "List[config.Route]":
         """The main table's unicast routes out of this interface, IPv4 then IPv6."""
-        return config.list_routes(self._netlink(), self.ifindex, self._name)
+        return _backend.current().list_routes(self._channel(), self.ifindex, self._name)
 
     def disable_ipv6(self) -> None:
         """Turn IPv6 off on this interface: once up, it sends nothing of its own.

@@ -28,9 +28,10 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import List, NamedTuple, Optional, Union
+from typing import List, Optional, Union
 
 from ._netlink import RtNetlink, attr, fixed, parse_attrs
+from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
 from ._syscalls import lib
 from .errors import DeviceNotFoundError, error_from_errno
 
@@ -55,29 +56,7 @@ __all__ = [
     "set_ipv6",
 ]
 
-IPInterface = Union[IPv4Interface, IPv6Interface]
-IPAddress = Union[IPv4Address, IPv6Address]
-IPNetwork = Union[IPv4Network, IPv6Network]
-
 _RT_SCOPE_NOWHERE = 255
-
-
-class Address(NamedTuple):
-    """An address of an interface: the local address with its prefix, and the peer if any."""
-
-    interface: IPInterface  #: e.g. IPv4Interface('10.0.0.1/24')
-    peer: Optional[IPAddress] = None  #: the far end of a point-to-point link
-
-    def __str__(self) -> str:
-        return f"{self.interface} peer {self.peer}" if self.peer is not None else str(self.interface)
-
-
-class Route(NamedTuple):
-    """A route of the main table that sends traffic out of the interface."""
-
-    destination: IPNetwork
-    gateway: Optional[IPAddress] = None
-    metric: int = 0
 
 
 # ------------------------------------------------------------------ validators

@@ -1,10 +1,12 @@
-"""The macOS backend's functions: utun opens; the rest raise until they land.
+"""The macOS backend's functions: utun opens and configures; the rest raise until they land.
 
 Every function of ``_backend.Backend`` is here with its signature (mypy
 checks the module against the Protocol).  :func:`open_utun` opens a TUN;
-the others raise the one ``UnsupportedPlatformError`` naming macOS and the
-feature they serve, before any syscall.  The functions whose feature macOS
-lacks for good (persistence, queues, vnet_hdr, offloads, txqueuelen) keep
+link settings, addresses and routes go through the BSD layer
+(``.._bsd.netconfig``) with macOS's numbers (:func:`numbers`); the others
+raise the one ``UnsupportedPlatformError`` naming macOS and the feature
+they serve, before any syscall.  The functions whose feature macOS lacks
+for good (persistence, queues, vnet_hdr, offloads, txqueuelen) keep
 raising.
 
 Facts that shape this module (XNU xnu-11417.101.15):
@@ -24,16 +26,25 @@ Facts that shape this module (XNU xnu-11417.101.15):
   from Linux's ``O_NONBLOCK``).
 - EBUSY, EPERM, EACCES, ENOENT and EINVAL have the same numbers on macOS and
   Linux, so the ``errno`` module's names serve on either (the simulated
-  kernel of the tests runs on Linux).
+  kernel of the tests runs on Linux).  Configuration meets errnos that
+  differ (EDESTADDRREQ 39, EADDRNOTAVAIL 49, EAGAIN 35): the BSD layer maps
+  them by name through ``cdefs.ERRNO`` (XNU's errno.h) to the host's.
+- utun interfaces are always point-to-point: ``utun_attach`` sets
+  IFF_POINTOPOINT and ifioctl keeps it (IFF_CANTCHANGE), so knowing that
+  takes no ioctl.
+- Routing messages align sockaddrs to 4 bytes (``ROUNDUP32``, rtsock.c).
 """
 
 from __future__ import annotations
 
 import errno as _errno
-from typing import NoReturn, Optional, Tuple
+from typing import Any, List, NoReturn, Optional, Tuple
 
+from .._bsd import Numbers, netconfig
 from .._capabilities import Feature
-from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
+from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
+from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
+                      error_from_errno)
 from . import PLATFORM, cdefs, libc, utun
 
 __all__ = [
@@ -41,6 +52,8 @@ __all__ = [
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
     "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
     "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type", "attach_filter", "detach_filter",
+    "numbers", "config_channel", "add_address", "remove_address", "list_addresses", "add_route", "remove_route",
+    "list_routes",
 ]
 
 
@@ -165,29 +178,105 @@ def delete_persistent(name: str) -> None:
     _lacks(Feature.PERSIST, name)
 
 
+_numbers: Optional[Tuple[Any, Numbers]] = None  # (the FFI they were sized with, the numbers)
+
+
+def numbers(ffi: Any) -> Numbers:
+    """macOS's numbers for the BSD layer, the ioctl requests sized by *ffi*'s declarations."""
+    global _numbers
+    cached = _numbers
+    if cached is None or cached[0] is not ffi:
+        cached = _numbers = (ffi, Numbers(
+            platform=PLATFORM.name, constants=cdefs.CONSTANTS, ioctls=cdefs.ioctl_numbers(ffi.sizeof),
+            errnos=cdefs.ERRNO, sa_align=4, pointopoint_prefixes=(_UTUN_PREFIX,),
+        ))
+    return cached[1]
+
+
+def _net(feature: Feature = Feature.LINK, name: Optional[str] = None) -> Tuple[libc.Libc, Numbers]:
+    """The libc and numbers for a configuration call; unsupported where there is no macOS libc."""
+    lib = libc.get()
+    if lib is None:  # this is not macOS (and no stand-in is installed)
+        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, f"{feature.value} on macOS: works only on macOS itself "
+                                       "(the calls are libSystem's)", name)
+    return lib, numbers(lib.ffi)
+
+
 def control_socket() -> int:
-    """The socket for link ioctls: not in this version."""
-    _lacks(Feature.LINK)
+    """An ``AF_INET`` datagram socket for the link ioctls (close-on-exec)."""
+    lib, k = _net()
+    return netconfig.control_socket(lib, k)
 
 
 def get_link_flags(ctl: int, name: str) -> int:
-    """``SIOCGIFFLAGS``: not in this version."""
-    _lacks(Feature.LINK, name)
+    """``SIOCGIFFLAGS``."""
+    lib, k = _net(name=name)
+    return netconfig.get_flags(lib, k, ctl, name)
 
 
 def set_link_flags(ctl: int, name: str, flags: int) -> None:
-    """``SIOCSIFFLAGS``: not in this version."""
-    _lacks(Feature.LINK, name)
+    """``SIOCSIFFLAGS`` (root)."""
+    lib, k = _net(name=name)
+    netconfig.set_flags(lib, k, ctl, name, flags)
 
 
 def get_int(ctl: int, name: str, field: str) -> int:
-    """mtu/ifindex: not in this version; txqueuelen: never."""
-    _lacks(_link_feature(field), name)
+    """``mtu`` (SIOCGIFMTU) or ``ifindex`` (if_nametoindex); txqueuelen: never."""
+    if field not in ("mtu", "ifindex"):
+        _lacks(_link_feature(field), name)
+    lib, k = _net(name=name)
+    return netconfig.get_mtu(lib, k, ctl, name) if field == "mtu" else netconfig.ifindex(lib, k, name)
 
 
 def set_int(ctl: int, name: str, field: str, value: int) -> None:
-    """mtu: not in this version; txqueuelen: never."""
-    _lacks(_link_feature(field), name)
+    """``mtu`` (SIOCSIFMTU, root); txqueuelen: never."""
+    if field != "mtu":
+        _lacks(_link_feature(field), name)
+    lib, k = _net(name=name)
+    netconfig.set_mtu(lib, k, ctl, name, value)
+
+
+def config_channel(ctl: int) -> int:
+    """What the address and route functions take: the control socket itself (IPv4 ioctls go on it)."""
+    return ctl
+
+
+def add_address(chan: int, ifindex: int, name: str, local: IPInterface, peer: Optional[IPAddress]) -> None:
+    """``SIOCAIFADDR`` (IPv4, the peer required on a utun) or ``SIOCAIFADDR_IN6`` (NODAD, infinite lifetimes)."""
+    lib, k = _net(Feature.ADDRESSES, name)
+    netconfig.add_address(lib, k, chan, name, local, peer)
+
+
+def remove_address(chan: int, ifindex: int, name: str, local: IPInterface) -> None:
+    """``SIOCDIFADDR`` / ``SIOCDIFADDR_IN6``; absent is harmless."""
+    lib, k = _net(Feature.ADDRESSES, name)
+    netconfig.remove_address(lib, k, chan, ifindex, name, local)
+
+
+def list_addresses(chan: int, ifindex: int, name: str) -> List[Address]:
+    """The interface's addresses (sysctl NET_RT_IFLIST)."""
+    lib, k = _net(Feature.ADDRESSES, name)
+    return netconfig.list_addresses(lib, k, ifindex, name)
+
+
+def add_route(chan: int, ifindex: int, name: str, destination: IPNetwork, gateway: Optional[IPAddress],
+              metric: Optional[int]) -> None:
+    """``RTM_ADD`` on a PF_ROUTE socket; macOS routes have no metric."""
+    lib, k = _net(Feature.ROUTES, name)
+    netconfig.add_route(lib, k, ifindex, name, destination, gateway, metric)
+
+
+def remove_route(chan: int, ifindex: int, name: str, destination: IPNetwork, gateway: Optional[IPAddress],
+                 metric: Optional[int]) -> None:
+    """``RTM_DELETE`` of a route out of this interface; absent is harmless."""
+    lib, k = _net(Feature.ROUTES, name)
+    netconfig.remove_route(lib, k, ifindex, name, destination, gateway, metric)
+
+
+def list_routes(chan: int, ifindex: int, name: str) -> List[Route]:
+    """The routes out of this interface (sysctl NET_RT_DUMP)."""
+    lib, k = _net(Feature.ROUTES, name)
+    return netconfig.list_routes(lib, k, ifindex, name)
 
 
 def get_hwaddr(ctl: int, name: str) -> bytes:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Protocol, Tuple
 
+from .._bsd import ioc as _ioc
 from . import utun
 
 __all__ = [
-    "CDEF", "CDEF_PACK4", "declare", "ioc", "ioctl_numbers", "CONSTANTS",
+    "CDEF", "CDEF_PACK4", "declare", "ioc", "ioctl_numbers", "CONSTANTS", "ERRNO",
     "fill_sockaddr_in", "fill_sockaddr_in6", "read_sockaddr_in", "read_sockaddr_in6",
     "af_header_into", "af_of",
 ]
@@ -111,6 +112,15 @@ struct if_fake_request {
         uint32_t iffru_dequeue_stall;
     } iffr_u;
 };
+/* Addresses in NET_RT_IFLIST (sysctl_iflist) and the route socket; the interface in RTA_IFP. */
+struct ifa_msghdr {
+    unsigned short ifam_msglen; unsigned char ifam_version; unsigned char ifam_type; int ifam_addrs; int ifam_flags;
+    unsigned short ifam_index; int ifam_metric;
+};
+struct sockaddr_dl {
+    unsigned char sdl_len; unsigned char sdl_family; unsigned short sdl_index; unsigned char sdl_type;
+    unsigned char sdl_nlen; unsigned char sdl_alen; unsigned char sdl_slen; char sdl_data[12];
+};
 struct bpf_hdr { struct timeval32 bh_tstamp; uint32_t bh_caplen; uint32_t bh_datalen; unsigned short bh_hdrlen; };
 struct sockaddr_ndrv { unsigned char snd_len; unsigned char snd_family; unsigned char snd_name[16]; };
 """
@@ -149,34 +159,92 @@ IFNAMSIZ = 16
 UTUN_OPT_FLAGS = 1
 UTUN_OPT_IFNAME = utun.UTUN_OPT_IFNAME
 IFF_UP = 0x1
+IFF_BROADCAST = 0x2
+IFF_LOOPBACK = 0x8
 IFF_POINTOPOINT = 0x10
 IFF_RUNNING = 0x40
+IFF_MULTICAST = 0x8000
+AF_UNSPEC = 0
 IN6_IFF_NODAD = 0x20  # no duplicate address detection on a point-to-point utun
 ND6_INFINITE_LIFETIME = 0xFFFFFFFF
 RTM_VERSION = 5
 RTM_ADD = 0x1
 RTM_DELETE = 0x2
 RTM_GET = 0x4
+RTM_NEWADDR = 0xC
 RTM_IFINFO = 0xE
 RTA_DST = 0x1
 RTA_GATEWAY = 0x2
 RTA_NETMASK = 0x4
+RTA_GENMASK = 0x8
 RTA_IFP = 0x10
+RTA_IFA = 0x20
+RTA_AUTHOR = 0x40
+RTA_BRD = 0x80
+RTAX_MAX = 8  # sockaddrs a message can carry, one per RTA_* bit
 RTF_UP = 0x1
 RTF_GATEWAY = 0x2
 RTF_HOST = 0x4
+RTF_DONE = 0x40
+RTF_LLINFO = 0x400
 RTF_STATIC = 0x800
+RTF_WASCLONED = 0x20000
+RTF_LOCAL = 0x200000
+RTF_BROADCAST = 0x400000
+RTF_MULTICAST = 0x800000
 RTF_IFSCOPE = 0x1000000
+# bsd/sys/sysctl.h, bsd/sys/socket.h: sysctl {CTL_NET, PF_ROUTE, 0, af, NET_RT_*, arg}
+CTL_NET = 4
+NET_RT_DUMP = 1
+NET_RT_IFLIST = 3
+# bsd/sys/fcntl.h
+F_SETFD = 2
+FD_CLOEXEC = 1
 IF_FAKE_S_CMD_SET_PEER = 1  # bsd/net/if_fake_var.h: ifdrv.ifd_cmd of SIOCSDRVSPEC
 IF_FAKE_G_CMD_GET_PEER = 1  # ... of SIOCGDRVSPEC
 BPF_ALIGNMENT = 4  # bpf records start on 4-byte boundaries (BPF_WORDALIGN)
 
-# bsd/sys/ioccom.h
-IOCPARM_MASK = 0x1FFF  # 13 bits of argument length
-IOC_VOID = 0x20000000
-IOC_OUT = 0x40000000
-IOC_IN = 0x80000000
-IOC_INOUT = IOC_IN | IOC_OUT
+# bsd/sys/ioccom.h: the encoding is BSD's, shared with FreeBSD (see .._bsd.ioc)
+IOCPARM_MASK = _ioc.IOCPARM_MASK
+IOC_VOID = _ioc.IOC_VOID
+IOC_OUT = _ioc.IOC_OUT
+IOC_IN = _ioc.IOC_IN
+IOC_INOUT = _ioc.IOC_INOUT
+
+# bsd/sys/errno.h: the numbers macOS's libc reports (many differ from Linux's), mapped to the host's by name.
+EPERM = 1
+ENOENT = 2
+ESRCH = 3
+EIO = 5
+ENXIO = 6
+EBADF = 9
+ENOMEM = 12
+EACCES = 13
+EBUSY = 16
+EEXIST = 17
+ENODEV = 19
+EINVAL = 22
+ENFILE = 23
+EMFILE = 24
+ENOTTY = 25
+EAGAIN = 35
+EDESTADDRREQ = 39
+EMSGSIZE = 40
+EPROTOTYPE = 41
+ENOPROTOOPT = 42
+EPROTONOSUPPORT = 43
+ENOTSUP = 45
+EAFNOSUPPORT = 47
+EADDRINUSE = 48
+EADDRNOTAVAIL = 49
+ENETDOWN = 50
+ENETUNREACH = 51
+ENOBUFS = 55
+EISCONN = 56
+ECONNREFUSED = 61
+ENAMETOOLONG = 63
+EHOSTUNREACH = 65
+EOPNOTSUPP = 102
 
 #: Every constant above by its header name, for the golden comparison.
 CONSTANTS: Dict[str, int] = {
@@ -184,12 +252,10 @@ CONSTANTS: Dict[str, int] = {
 }
 
 
-def ioc(direction: int, group: str, nr: int, length: int) -> int:
-    """``_IOC(inout, group, num, len)`` of bsd/sys/ioccom.h."""
-    if not 0 <= length <= IOCPARM_MASK:
-        raise ValueError(f"ioctl argument of {length} bytes does not fit the BSD length field")
-    return direction | (length << 16) | (ord(group) << 8) | nr
+#: macOS's errno values by name (the E* constants above), for :func:`.._bsd.errors.host_errno`.
+ERRNO: Dict[str, int] = {name: value for name, value in CONSTANTS.items() if name.startswith("E")}
 
+ioc = _ioc.ioc
 
 def ioctl_numbers(sizeof: Callable[[str], int]) -> Dict[str, int]:
     """Every request the macOS backend issues, sized by *sizeof* (a declared FFI's ``sizeof``)."""

@@ -22,7 +22,7 @@ from typing import Any, Optional, Protocol
 
 from . import cdefs
 
-__all__ = ["Libc", "FUNCTIONS", "get", "use"]
+__all__ = ["Libc", "FUNCTIONS", "NET_FUNCTIONS", "get", "use"]
 
 #: The C functions, as macOS's headers declare them (bsd/sys/socket.h, uio.h, fcntl.h, ioctl.h, unistd.h).
 FUNCTIONS = """
@@ -37,6 +37,12 @@ ssize_t read(int fd, void *buf, size_t count);
 ssize_t write(int fd, const void *buf, size_t count);
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt);
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt);
+"""
+
+#: What link configuration adds (bsd/sys/sysctl.h, net/if.h): the route and address tables, the index.
+NET_FUNCTIONS = """
+int sysctl(int *name, unsigned int namelen, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+unsigned int if_nametoindex(const char *ifname);
 """
 
 
@@ -57,6 +63,8 @@ class Libc(Protocol):
     def write(self, fd: int, buf: Any, count: int) -> int: ...
     def readv(self, fd: int, iov: Any, iovcnt: int) -> int: ...
     def writev(self, fd: int, iov: Any, iovcnt: int) -> int: ...
+    def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int: ...
+    def if_nametoindex(self, name: bytes) -> int: ...
     def errno(self) -> int:
         """The errno of the last failed call on this thread."""
 
@@ -77,6 +85,8 @@ class _CLibc:
         self.write = lib.write
         self.readv = lib.readv
         self.writev = lib.writev
+        self.sysctl = lib.sysctl
+        self.if_nametoindex = lib.if_nametoindex
 
     def errno(self) -> int:
         return int(self.ffi.errno)
@@ -95,6 +105,7 @@ def _load() -> Optional[Libc]:
     ffi = cffi.FFI()
     cdefs.declare(ffi)
     ffi.cdef(FUNCTIONS)
+    ffi.cdef(NET_FUNCTIONS)
     return _CLibc(ffi)
 
 

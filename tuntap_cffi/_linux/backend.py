@@ -22,7 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _ioctl
 from ..bpf import to_ebpf
+from .._netlink import RtNetlink
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
+from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
 
 __all__ = [
@@ -55,6 +57,13 @@ __all__ = [
     "set_inet",
     "attach_filter",
     "detach_filter",
+    "config_channel",
+    "add_address",
+    "remove_address",
+    "list_addresses",
+    "add_route",
+    "remove_route",
+    "list_routes",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -505,3 +514,11 @@ def detach_filter(fd: int, name: str, tap: bool) -> None:
     else:
         check(lib.ioctl, fd, _ioctl.TUNSETFILTEREBPF, ffi.new("int *", -1), op="ioctl", name=name,
               what=f"cannot detach the filter of TUN {name}")
+
+
+def config_channel(ctl: int) -> RtNetlink:
+    """rtnetlink over the control socket: the channel ``config``'s address and route calls take.
+
+    Those calls (``config.add_address`` ...) are this backend's, re-exported unchanged.
+    """
+    return RtNetlink(ctl)

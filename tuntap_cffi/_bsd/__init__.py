@@ -1,0 +1,81 @@
+"""The BSD network layer macOS and FreeBSD share: ioctl encoding, sockaddrs, routing messages, link configuration.
+
+A platform brings its numbers (:class:`Numbers`: constants, ioctl requests
+computed from its own struct sizes, errno values, the routing-message
+alignment) and a libc boundary whose FFI declares its structs
+(:class:`BsdLibc`: ``ifreq``, ``ifaliasreq``, ``in6_aliasreq``,
+``in6_ifreq``, ``rt_msghdr``, ``if_msghdr``, ``ifa_msghdr``); the code
+here is the same for both.  macOS's numbers and structs are in
+``.._darwin.cdefs`` (checked against XNU's headers); FreeBSD adds its own.
+
+Like ``_darwin``, this package imports on any OS: no cffi, no libc at
+import (the FFI comes with the libc object the platform passes in).
+
+Facts that shape this package:
+
+- The BSDs configure links with ioctls on an ``AF_INET`` datagram socket
+  (``ifioctl``), IPv6 addresses with ioctls on an ``AF_INET6`` one
+  (``in6_control``), routes with messages on a ``PF_ROUTE`` socket and
+  listings with ``sysctl(CTL_NET, PF_ROUTE, ...)``: no rtnetlink.
+- What differs between the two is data: struct sizes and so the ioctl
+  numbers (FreeBSD's SIOCAIFADDR is ``('i', 43)``, macOS's ``('i', 26)``),
+  family numbers (AF_INET6 30 vs 28), the routing-message alignment
+  (XNU's ``ROUNDUP32`` is 4 bytes, FreeBSD's ``SA_SIZE`` ``sizeof(long)``)
+  and which interfaces are point-to-point by nature.  The layer names
+  struct members as both declare them (``ifr_ifru.ifru_flags``,
+  ``rtm_seq``, ``ifam_index`` ...); a platform whose header spells one
+  otherwise declares it under this name (FreeBSD's ``ifru_flags[2]``: a
+  ``short ifru_flags`` and a ``short ifru_flagshigh`` in a struct member).
+- errno numbers differ from Linux's (EAGAIN 35, EDESTADDRREQ 39,
+  EADDRNOTAVAIL 49 on both BSDs): a platform's numbers are mapped to the
+  host's by name (:meth:`Numbers.host_errno`) before ``errors.py``'s
+  table, which is written in the host's numbers.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Tuple
+
+__all__ = ["Numbers", "BsdLibc"]
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """One platform's numbers, by their header names."""
+
+    platform: str  #: the name messages use ("macOS")
+    constants: Mapping[str, int]  #: AF_*, IFF_*, RTM_*, RTA_*, RTF_*, CTL_NET, NET_RT_*, IN6_IFF_NODAD, ...
+    ioctls: Mapping[str, int]  #: SIOC* requests, computed from the platform's struct sizes
+    errnos: Mapping[str, int]  #: the platform's errno values (EAGAIN 35 ...)
+    sa_align: int  #: sockaddr alignment in routing messages: 4 (XNU ROUNDUP32), sizeof(long) on FreeBSD
+    #: Interface names that are point-to-point whatever their flags say (utun: IFF_POINTOPOINT is
+    #: set at attach and is in IFF_CANTCHANGE), so no ioctl is needed to know it.
+    pointopoint_prefixes: Tuple[str, ...] = ()
+
+    def host_errno(self, err: int) -> int:
+        """The host's number for the platform's errno *err* (the same name); *err* if it has none."""
+        for name, value in self.errnos.items():
+            if value == err:
+                return int(getattr(_errno, name, err))
+        return err
+
+
+class BsdLibc(Protocol):
+    """The C functions the layer calls: C's signatures, -1 (0 for if_nametoindex) and :meth:`errno` on failure."""
+
+    @property
+    def ffi(self) -> Any:
+        """The FFI that declared the platform's structs."""
+
+    def socket(self, domain: int, type: int, protocol: int) -> int: ...
+    def ioctl(self, fd: int, request: int, arg: Any) -> int: ...
+    def fcntl(self, fd: int, cmd: int, arg: Any) -> int: ...
+    def close(self, fd: int) -> int: ...
+    def read(self, fd: int, buf: Any, count: int) -> int: ...
+    def write(self, fd: int, buf: Any, count: int) -> int: ...
+    def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int: ...
+    def if_nametoindex(self, name: bytes) -> int: ...
+    def errno(self) -> int:
+        """The errno of the last failed call on this thread (the platform's number)."""
