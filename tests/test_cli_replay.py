@@ -88,6 +88,23 @@ def receive(s: socket.socket, count: int) -> List[Tuple[bytes, float]]:
     return got
 
 
+def nothing_more(s: socket.socket) -> bool:
+    """True if no datagram is queued on *s* now.
+
+    Exact once the replay exited: a TUN/TAP write hands the packet to the
+    stack within the write() (netif_receive_skb), so a datagram it carries
+    is on the socket's queue before the replay's next packet.
+    """
+    s.setblocking(False)
+    try:
+        s.recv(2048)
+    except BlockingIOError:
+        return True
+    finally:
+        s.settimeout(5)
+    return False
+
+
 def udp_packets(subnet: str, port: int, n: int, tag: str = "n") -> List[bytes]:
     return [ipv4_udp(f"{subnet}.2", f"{subnet}.1", 4000, port, f"{tag}{i}".encode(), ident=i + 1) for i in range(n)]
 
@@ -96,15 +113,17 @@ def replay_udp(name: str, subnet: str, path: str, count: int, gap: float, *optio
                form: str = "pcapng", sent: Optional[int] = None) -> "Tuple[subprocess.CompletedProcess[str], List[Tuple[bytes, float]]]":
     """Add persistent TUN *name*; replay *count* UDP datagrams to a listener on it, *gap* s apart in the capture.
 
-    Returns the replay's outcome and what the listener received: up to one
-    more than *sent* (default *count*) datagrams, so that an extra one shows.
+    Returns the replay's outcome and the *sent* (default *count*) datagrams
+    the listener received, checking that no more came.
     """
     add_persistent(name, subnet)
     with listener(name, subnet) as s:
         capture(path, udp_packets(subnet, s.getsockname()[1], count), gap=gap, form=form)
         proc = cli("replay", path, name, *options)
         assert proc.returncode == 0, proc.stderr
-        return proc, receive(s, (count if sent is None else sent) + 1)
+        got = receive(s, count if sent is None else sent)
+        assert nothing_more(s), "more datagrams than packets replayed"
+        return proc, got
 
 
 def one_error_line(proc: "subprocess.CompletedProcess[str]") -> str:
@@ -146,6 +165,29 @@ def test_as_fast_as_possible_writes_everything_in_order_without_the_pace(ifname:
     assert got[-1][1] - got[0][1] < 10, "the recorded 20 s were not skipped"
 
 
+# The link header each IP link type puts in front of an IPv4 packet (NULL: the capturing host's byte order).
+LINK_HEADERS = {
+    228: b"",  # IPV4
+    0: struct.pack("=I", socket.AF_INET),  # NULL
+    108: struct.pack("!I", socket.AF_INET),  # LOOP
+    113: struct.pack("!HHH8sH", 0, 1, 6, bytes(8), 0x0800),  # LINUX_SLL: ... protocol last
+    276: struct.pack("!HHIHBB8s", 0x0800, 0, 1, 1, 0, 6, bytes(8)),  # LINUX_SLL2: protocol first
+}
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("linktype", sorted(LINK_HEADERS), ids=["NULL", "LOOP", "SLL", "IPV4", "SLL2"])
+def test_ip_link_types_into_a_tun_without_their_header(linktype: int, ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
+    add_persistent(ifname, subnet)
+    path = os.path.join(tmp_path, "linked.pcap")
+    with listener(ifname, subnet) as s:
+        packets = udp_packets(subnet, s.getsockname()[1], 2)
+        capture(path, [LINK_HEADERS[linktype] + p for p in packets], gap=0.0, linktype=linktype, form="pcap")
+        proc = cli("replay", path, ifname, "--rate", "1000")
+        assert proc.returncode == 0, proc.stderr
+        assert [d for d, _ in receive(s, 2)] == [b"n0", b"n1"] and nothing_more(s)
+
+
 @pytest.mark.device
 def test_ethernet_capture_into_a_tap_and_into_a_tun(ifnames: "object", subnet: str, tmp_path: "os.PathLike[str]") -> None:
     """EN10MB goes into a TAP as is; with --tun its IP frames lose the Ethernet (and VLAN) header and the ARP is skipped."""
@@ -161,7 +203,7 @@ def test_ethernet_capture_into_a_tap_and_into_a_tun(ifnames: "object", subnet: s
         capture(path, [frames[0], arp, frames[1], frames[2]], gap=0.0, linktype=1)
         proc = cli("replay", path, tap, "--rate", "1000")
         assert proc.returncode == 0, proc.stderr
-        assert [d for d, _ in receive(s, 3)] == [b"tap0", b"tap1", b"tap2"]
+        assert [d for d, _ in receive(s, 3)] == [b"tap0", b"tap1", b"tap2"] and nothing_more(s)
     delete_link(tap)
     add_persistent(tun, subnet)
     vlan = struct.pack("!HH", 0x8100, 7)
@@ -173,7 +215,7 @@ def test_ethernet_capture_into_a_tap_and_into_a_tun(ifnames: "object", subnet: s
         proc = cli("replay", path, tun, "--tun", "--rate", "1000")
         assert proc.returncode == 0, proc.stderr
         assert "2 packets" in proc.stderr and "1 non-IP frame skipped" in proc.stderr, proc.stderr
-        assert [d for d, _ in receive(s, 2)] == [b"tun0", b"tun1"]
+        assert [d for d, _ in receive(s, 2)] == [b"tun0", b"tun1"] and nothing_more(s)
 
 
 @pytest.mark.device
@@ -265,6 +307,35 @@ def test_progress_lines_on_a_long_replay(ifname: str, subnet: str, tmp_path: "os
     assert re.search(r"\d+% of the file", progress[0]), progress
     quiet = cli("replay", path, ifname, "--no-progress", "--rate", "4")
     assert quiet.returncode == 0 and not [line for line in quiet.stderr.splitlines() if "written, " in line], quiet.stderr
+
+
+@pytest.mark.device
+def test_progress_on_a_terminal_is_one_line_rewritten(ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
+    path = os.path.join(tmp_path, "tty.pcapng")
+    capture(path, udp_packets(subnet, 9, 8), gap=0.25)  # 1.75 s
+    controller, terminal = os.openpty()
+    try:
+        proc = subprocess.run([*CLI, "replay", path, ifname], stderr=terminal, stdout=subprocess.DEVNULL, env=ENV, timeout=60)
+        os.close(terminal)
+        terminal = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert proc.returncode == 0, out
+    text = out.decode().replace("\r\n", "\n")  # (the terminal turns each newline into CR LF)
+    updates = re.findall(r"\r[^\r\n]*written, \d+\.\d s[^\r\n]*\x1b\[K", text)
+    assert 1 <= len(updates) <= 8, text  # every 0.25 s at most, from the first second on
+    assert re.search(r"\x1b\[K\n[^\n]*8 packets \(\d+ bytes\) written into", text), text  # the summary on a line of its own
 
 
 def test_replay_usage_errors_exit_2() -> None:
