@@ -230,6 +230,24 @@ def test_replay_into_a_new_device_removes_it_after(ifname: str, subnet: str, tmp
 
 
 @pytest.mark.device
+def test_from_stdin_and_a_packet_the_kernel_refuses(ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
+    """`... | replay - NAME`; a packet a TUN refuses (not IPv4/IPv6: EINVAL) stops the replay with its number, status 1."""
+    add_persistent(ifname, subnet)
+    path = os.path.join(tmp_path, "piped.pcapng")
+    with listener(ifname, subnet) as s:
+        good = udp_packets(subnet, s.getsockname()[1], 2)
+        capture(path, [good[0], b"\x00" * 20, good[1]], gap=0.0)
+        with open(path, "rb") as f:
+            proc = subprocess.run([*CLI, "replay", "-", ifname, "--rate", "1000"], stdin=f, capture_output=True, text=True,
+                                  env=ENV, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert "packet 2 (20 bytes) was refused" in one_error_line(proc)
+        assert "1 packet (" in proc.stderr and "written before that" in proc.stderr, proc.stderr
+        assert [d for d, _ in receive(s, 1)] == [b"n0"] and nothing_more(s)
+    assert link_exists(ifname)
+
+
+@pytest.mark.device
 def test_unknown_link_type_and_wrong_device_kind_are_errors(ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
     wifi = os.path.join(tmp_path, "wifi.pcap")
     capture(wifi, [bytes(40)], gap=0.0, linktype=105, form="pcap")

@@ -453,7 +453,11 @@ def _add_replay_parser(sub: Any) -> None:
     replay.add_argument("--batch", type=_int_in(1, 1024), default=64, metavar="N",
                         help="with --as-fast-as-possible: packets per write_batch call (default 64)")
     replay.add_argument("--count", type=_int_in(1, 2**63 - 1), metavar="N", help="stop after N packets written")
-    replay.add_argument("--loop", type=_int_in(1, 2**31 - 1), default=1, metavar="K", help="play the file K times (not from stdin)")
+    replay.add_argument(
+        "--loop", type=_int_in(1, 2**31 - 1), default=1, metavar="K",
+        help="play the file K times (not from stdin); at the recorded pace each pass starts right after the one "
+        "before, with --rate the rate runs on across passes",
+    )
     replay.add_argument(
         "--address", action="append", default=[], type=_interface, metavar="ADDR/PREFIX",
         help="add this IPv4 or IPv6 address to the interface before the replay (repeatable), as dump does",
@@ -828,8 +832,8 @@ def _flush_ring(dev: Device, ring: PacketRing, filled: int, progress: _Progress)
     size = sum(ring.lengths)
     try:
         dev.write_batch(ring)
-    except BatchWriteError as exc:
-        progress.packets += exc.written
+    except (BatchWriteError, KeyboardInterrupt) as exc:  # both say how many of the batch went (see write_batch)
+        progress.packets += getattr(exc, "written", 0)
         raise
     progress.packets += filled
     progress.bytes += size
