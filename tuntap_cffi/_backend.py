@@ -19,10 +19,13 @@ Facts that shape this module:
 from __future__ import annotations
 
 import sys
-from typing import Optional, Protocol, Tuple
+from typing import Callable, Optional, Protocol, Tuple, TypeVar, Union
 
 from . import _darwin, _linux
 from ._capabilities import Feature, Platform
+from ._constants import NetNamespace
+
+_T = TypeVar("_T")
 
 __all__ = ["Backend", "Feature", "Platform", "LINUX", "PLATFORM", "current", "require", "supports"]
 
@@ -49,6 +52,12 @@ class Backend(Protocol):
     def set_offload(self, fd: int, name: str, flags: int) -> None: ...
     def set_queue(self, fd: int, name: str, attach: bool) -> None: ...
     def get_vnet_hdr_size(self, fd: int, name: str) -> int: ...
+    # Carrier and network namespaces (Feature.CARRIER, Feature.NETNS).
+    def set_carrier(self, fd: int, name: str, on: bool) -> None: ...
+    def open_netns(self, ns: Union[str, int]) -> int: ...
+    def in_netns(self, nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T: ...
+    def device_netns(self, fd: int, name: str) -> int: ...
+    def describe_netns(self, nsfd: int) -> NetNamespace: ...
 
 
 #: Linux has everything the library offers (its table is ``_linux.PLATFORM``).

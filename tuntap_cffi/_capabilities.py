@@ -55,6 +55,8 @@ class Feature(str, enum.Enum):
     ADDRESSES = "addresses (add_address/remove_address/addresses)"
     ROUTES = "routes (add_route/remove_route/routes)"
     DISABLE_IPV6 = "Device.disable_ipv6"
+    NETNS = "network namespaces (netns=, Device.netns, Device.move_to_netns)"
+    CARRIER = "carrier control (carrier=, Device.carrier)"
 
 
 @dataclass(frozen=True, eq=False)

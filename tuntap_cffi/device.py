@@ -80,6 +80,7 @@ from ._netlink import RtNetlink
 from .batch import BatchWriteError as BatchWriteError  # (importable from here as it was)
 from .ring import PacketRing
 from ._constants import GSO_OFFLOADS, MAX_IP_PACKET, MAX_MTU, MAX_QUEUES, Owner
+from ._constants import NetNamespace as NetNamespace, NetnsSpec
 # Defined in _constants, importable from here as they always were.
 from ._constants import EVERYONE as EVERYONE, DeviceKind as DeviceKind, Everyone as Everyone
 from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLAN_HLEN
@@ -87,14 +88,14 @@ from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_
 from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._syscalls import check, close_quietly, ffi, lib
-from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_bool, check_int, check_int_in, check_name, check_netns, check_offload, check_owner
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceClosedError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
+__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "NetNamespace", "open_tun", "open_tap"]
 
 
 class TunFlags(enum.IntFlag):
@@ -968,7 +969,7 @@ class Device(BatchIO, LinkConfig):
 
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
-    multi_queue: bool, vnet_hdr: bool, offload: bool,
+    multi_queue: bool, vnet_hdr: bool, offload: bool, netns: bool = False, no_carrier: bool = False,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -978,7 +979,7 @@ def _require_open_features(
     asked = (
         (True, Feature.TUN if kind is DeviceKind.TUN else Feature.TAP), (packet_info, Feature.PACKET_INFO),
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
-        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD),
+        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (netns, Feature.NETNS), (no_carrier, Feature.CARRIER),
     )
     for wanted, feature in asked:
         if wanted:
@@ -997,6 +998,8 @@ def _open(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1012,8 +1015,10 @@ def _open(
         check_offload("offload", offload)
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
+    ns = None if netns is None else check_netns("netns", netns)
+    check_bool("carrier", carrier)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload))
+                           multi_queue, vnet_hdr, bool(offload), ns is not None, not carrier)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1021,8 +1026,23 @@ def _open(
         flags |= lib.IFF_MULTI_QUEUE
     if vnet_hdr:
         flags |= lib.IFF_VNET_HDR
+    if not carrier:
+        flags |= lib.IFF_NO_CARRIER  # (6.0; only when creating: an attach leaves the carrier as it is)
     backend = _backend.current()
-    fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+
+    def create() -> Tuple[int, str]:
+        return backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+
+    if ns is None:
+        fd, real_name = create()
+    else:
+        # The interface is made in the namespace /dev/net/tun is opened in:
+        # the backend opens it from a thread inside the target (see _linux.netns).
+        nsfd = backend.open_netns(ns)
+        try:
+            fd, real_name = backend.in_netns(nsfd, create, lambda made: close_quietly(made[0]))
+        finally:
+            close_quietly(nsfd)
     try:
         # TUNGETIFF adds what the kernel holds (IFF_PERSIST of a reattached
         # device); its bit 0x1000 is ambiguous, ours is what TUNSETIFF set.
@@ -1055,6 +1075,8 @@ def open_tun(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1075,17 +1097,26 @@ def open_tun(
     :func:`open_queues`).  *vnet_hdr* puts a ``struct virtio_net_hdr`` of
     *vnet_hdr_size* bytes (10, or 12 with ``num_buffers``) in front of
     every packet; *offload* then asks for TUN_F_* offloads (see
-    :meth:`Device.set_offload`).
+    :meth:`Device.set_offload`).  *netns* creates (or attaches to) the
+    interface inside that network namespace: a name as ``ip netns add``
+    makes them (``"blue"``: /run/netns/blue), a path of a namespace file
+    (``"/proc/1234/ns/net"``) or an open fd of one; the calling thread
+    stays where it is, and every link setting of the Device then acts in
+    that namespace (see :attr:`Device.netns`).  *carrier* False creates
+    the interface without carrier (``IFF_NO_CARRIER``, Linux 6.0):
+    NO-CARRIER until ``dev.carrier = True`` (see :attr:`Device.carrier`).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
     a persistent interface, not matching its owner/group),
     :class:`DeviceBusyError` if the interface is held by another fd,
     :class:`DevicesExhaustedError` if the template has no free number,
-    :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
+    :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing,
+    :class:`NamespaceNotFoundError` if *netns* names no namespace and
+    ``ValueError`` if it is a file or fd of something else.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, netns, carrier)
 
 
 def open_tap(
@@ -1100,13 +1131,15 @@ def open_tap(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
     Takes the same options as :func:`open_tun`.
     """
     return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, netns, carrier)
 
 
 def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:

@@ -67,6 +67,8 @@ PLATFORM = Platform(
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
+        Feature.NETNS: "macOS has no network namespaces: run the program in a VM or container for isolation",
+        Feature.CARRIER: "utun has no carrier switch (no TUNSETCARRIER): bring the interface down instead",
     },
     fallback=_NOT_YET,
 )

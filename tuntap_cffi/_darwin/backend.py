@@ -30,9 +30,10 @@ Facts that shape this module (XNU xnu-11417.101.15):
 from __future__ import annotations
 
 import errno as _errno
-from typing import NoReturn, Optional, Tuple
+from typing import Callable, NoReturn, Optional, Tuple, TypeVar, Union
 
 from .._capabilities import Feature
+from .._constants import NetNamespace
 from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
 from . import PLATFORM, cdefs, libc, utun
 
@@ -40,7 +41,11 @@ __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
     "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
+    "set_carrier", "open_netns", "in_netns", "device_netns", "describe_netns",
 ]
+
+
+_T = TypeVar("_T")
 
 
 def _lacks(feature: Feature, name: Optional[str] = None) -> NoReturn:
@@ -217,3 +222,25 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 def set_queue(fd: int, name: str, attach: bool) -> None:
     """utun has no multi-queue: never."""
     _lacks(Feature.MULTI_QUEUE, name)
+
+
+# Carrier and network namespaces: Linux's (XNU has neither TUNSETCARRIER nor network namespaces).
+
+def set_carrier(fd: int, name: str, on: bool) -> None:
+    _lacks(Feature.CARRIER, name)
+
+
+def open_netns(ns: Union[str, int]) -> int:
+    _lacks(Feature.NETNS)
+
+
+def in_netns(nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
+    _lacks(Feature.NETNS)
+
+
+def device_netns(fd: int, name: str) -> int:
+    _lacks(Feature.NETNS, name)
+
+
+def describe_netns(nsfd: int) -> NetNamespace:
+    _lacks(Feature.NETNS)

@@ -22,6 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import _ioctl
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
+# Namespaces have a module of their own; the backend boundary offers its functions.
+from .netns import describe_netns as describe_netns, device_netns as device_netns
+from .netns import in_netns as in_netns, open_netns as open_netns
 
 __all__ = [
     "TUN_PATH",
@@ -47,6 +50,11 @@ __all__ = [
     "inet_socket",
     "get_inet",
     "set_inet",
+    "set_carrier",
+    "open_netns",
+    "in_netns",
+    "device_netns",
+    "describe_netns",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -355,3 +363,9 @@ def get_vnet_hdr_size(fd: int, name: str) -> int:
     check(lib.ioctl, fd, _ioctl.TUNGETVNETHDRSZ, size, op="ioctl", name=name, what=f"cannot read the virtio-net header size of {name}")
     value: int = size[0]
     return value
+
+
+def set_carrier(fd: int, name: str, on: bool) -> None:
+    """``TUNSETCARRIER`` (4.19): switch the interface's carrier on or off (needs CAP_NET_ADMIN)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETCARRIER, ffi.new("int *", int(on)), op="ioctl", name=name,
+          what=f"cannot switch the carrier of {name} {'on' if on else 'off'} (TUNSETCARRIER, Linux 4.19)")
