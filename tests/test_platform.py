@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterator
 import pytest
 
 from conftest import NameFactory
-from tuntest import PEER_MAC, disable_ipv6, fd_count, ipv4_udp, require_uring
+from tuntest import PEER_MAC, disable_ipv6, fd_count, ipv4_udp, namespace, require_uring
 from tuntap_cffi import (Device, DeviceKind, TunTapError, UnsupportedPlatformError, open_queues, open_tap,
                          open_tun)
 from tuntap_cffi import _backend, _darwin
@@ -171,6 +171,22 @@ def _disable_ipv6(name: str, subnet: str) -> None:
         assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
 
 
+def _netns(name: str, subnet: str) -> None:
+    with namespace("n") as ns, open_tun(name, netns=ns) as dev:
+        assert dev.netns.name == ns and not os.path.exists(f"/sys/class/net/{name}")
+        dev.mtu = 1400
+        assert dev.mtu == 1400
+        dev.move_to_netns("/proc/thread-self/ns/net")
+        assert dev.netns.current and os.path.exists(f"/sys/class/net/{name}")
+
+
+def _carrier(name: str, subnet: str) -> None:
+    with open_tun(name, carrier=False) as dev:
+        assert not dev.carrier
+        dev.carrier = True
+        assert dev.carrier
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -190,6 +206,8 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ADDRESSES: _addresses,
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
+    Feature.NETNS: _netns,
+    Feature.CARRIER: _carrier,
 }
 
 
@@ -259,7 +277,8 @@ def _call_args(method: Callable[..., object]) -> Dict[str, object]:
     """Arguments for a Backend method, by parameter name (any values: the skeleton must not use them)."""
     values = {"name": "utun7", "flags": 0, "owner": None, "group": None, "persist": None, "kind": "TUN",
               "everyone": False, "fd": 99999, "on": True, "ctl": 99999, "field": "mtu", "value": 1400,
-              "mac": bytes(6), "size": 10, "attach": True}
+              "mac": bytes(6), "size": 10, "attach": True, "ns": "blue", "nsfd": 99999,
+              "func": lambda: 1, "undo": lambda _: None}
     params = [p for p in inspect.signature(method).parameters if p != "self"]
     return {p: values[p] for p in params}
 
@@ -273,6 +292,8 @@ EXPECTED_FEATURE = {
     "set_int": Feature.LINK, "get_hwaddr": Feature.HWADDR, "set_hwaddr": Feature.HWADDR,
     "set_vnet_hdr_size": Feature.VNET_HDR, "get_vnet_hdr_size": Feature.VNET_HDR,
     "set_offload": Feature.OFFLOAD, "set_queue": Feature.MULTI_QUEUE,
+    "set_carrier": Feature.CARRIER, "open_netns": Feature.NETNS, "in_netns": Feature.NETNS,
+    "device_netns": Feature.NETNS, "describe_netns": Feature.NETNS,
 }
 
 
@@ -326,7 +347,7 @@ def test_darwin_package_reaches_no_c_call() -> None:
     checked.
     """
     allowed = {"__future__", "typing", "errno", "tuntap_cffi._capabilities", "tuntap_cffi.errors",
-               "tuntap_cffi._darwin"}
+               "tuntap_cffi._darwin", "tuntap_cffi._constants"}  # (_constants: pure Python, no cffi)
     package = pathlib.Path(_darwin.__file__).parent
     files = sorted(package.glob("*.py"))
     assert {f.name for f in files} >= {"__init__.py", "backend.py", "utun.py", "libc.py"}

@@ -113,6 +113,11 @@ def in_netns(nsfd: int, func: Callable[[], T], undo: Callable[[T], None]) -> T:
         return func()
     done: List[T] = []
     failed: List[BaseException] = []
+    # Waited for instead of join(): a join() interrupted by a signal
+    # handler's exception marks a running thread as stopped (CPython
+    # 3.11's bpo-45274 fix releases its lock), so is_alive() cannot be
+    # trusted after one.
+    finished = threading.Event()
 
     def body() -> None:
         try:
@@ -121,20 +126,23 @@ def in_netns(nsfd: int, func: Callable[[], T], undo: Callable[[T], None]) -> T:
             done.append(func())
         except BaseException as exc:  # handed to the caller's thread
             failed.append(exc)
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=body, name="tuntap-netns", daemon=True)
     worker.start()
     try:
-        worker.join()
+        finished.wait()
     except BaseException:
-        while worker.is_alive():
+        while not finished.is_set():
             try:
-                worker.join()
+                finished.wait()
             except BaseException:  # a second Ctrl-C: keep waiting, the result must be undone
                 pass
         if done:
             undo(done[0])
         raise
+    worker.join()  # (it has nothing left to do but end)
     if failed:
         raise failed[0]
     return done[0]
