@@ -54,8 +54,12 @@ def identity(fd: int) -> Tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _thread_identity() -> Tuple[int, int]:
-    st = os.stat(THREAD_NETNS)
+def _thread_identity() -> Optional[Tuple[int, int]]:
+    """The calling thread's namespace identity; None without /proc (then calls go through a thread: harmless)."""
+    try:
+        st = os.stat(THREAD_NETNS)
+    except OSError:
+        return None
     return st.st_dev, st.st_ino
 
 
@@ -129,20 +133,30 @@ def in_netns(nsfd: int, func: Callable[[], T], undo: Callable[[T], None]) -> T:
         finally:
             finished.set()
 
-    worker = threading.Thread(target=body, name="tuntap-netns", daemon=True)
-    worker.start()
-    try:
-        finished.wait()
-    except BaseException:
+    def settle() -> None:
+        """After an interrupt: wait for the worker all the same, and undo what it made."""
         while not finished.is_set():
             try:
                 finished.wait()
             except BaseException:  # a second Ctrl-C: keep waiting, the result must be undone
                 pass
         if done:
-            undo(done[0])
+            undo(done.pop())
+
+    worker = threading.Thread(target=body, name="tuntap-netns", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:
+        raise  # no thread could be started: nothing was made
+    except BaseException:
+        settle()  # interrupted in start()'s own wait: the thread runs anyway
         raise
-    worker.join()  # (it has nothing left to do but end)
+    try:
+        finished.wait()
+        worker.join()  # (it has nothing left to do but end)
+    except BaseException:
+        settle()
+        raise
     if failed:
         raise failed[0]
     return done[0]
