@@ -31,7 +31,7 @@ from tuntest import (
 from tuntap_cffi import (
     DeviceBusyError, NamespaceNotFoundError, NetNamespace, TunTapError, open_queues, open_tap, open_tun,
 )
-from tuntap_cffi.device import Device
+from tuntap_cffi.device import Device, delete_persistent
 
 pytestmark = pytest.mark.device
 
@@ -162,6 +162,20 @@ def test_every_setting_of_a_device_in_another_namespace_acts_there(ifnames: Name
         # The host's interface of that name was never touched.
         assert (twin.mtu, twin.ifindex, twin.is_up) == (twin_mtu, twin_index, False)
         assert not twin.addresses
+
+
+def test_persistence_is_that_of_the_device_not_of_a_host_interface_of_its_name(ifnames: NameFactory, ns_a: str) -> None:
+    name = ifnames()
+    open_tun(name, persist=True).close()  # a persistent interface of that name here
+    try:
+        with open_tun(name, netns=ns_a) as dev:
+            assert not dev.persistent
+            dev.persistent = True
+            assert dev.persistent and ns_link(ns_a, name)["linkinfo"]["info_data"]["persist"]
+            dev.persistent = False
+            assert not dev.persistent
+    finally:
+        delete_persistent(name)
 
 
 def test_tap_in_another_namespace_gets_its_mac_there(ifnames: NameFactory, ns_a: str) -> None:

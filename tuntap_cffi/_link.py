@@ -285,7 +285,19 @@ class LinkConfig:
         as ``open_tun(persist=True)`` does, unless the device was opened with
         ``owner=EVERYONE``.
         """
-        flags = _backend.current().sysfs_tun_flags(self._name)
+        backend = _backend.current()
+        if not self._closed and _backend.supports(Feature.NETNS):
+            # TUNGETIFF holds the kernel's flags wherever the interface is;
+            # sysfs shows only the namespace /sys was mounted in, where
+            # another interface may have this name.
+            me = self._enter()
+            try:
+                return bool(backend.get_iff(self._fd)[1] & lib.IFF_PERSIST)
+            except OSError:
+                pass  # deleted under us (EBADFD): what sysfs or our flags say
+            finally:
+                self._exit(me)
+        flags = backend.sysfs_tun_flags(self._name)
         return bool((flags if flags is not None else self._flags) & lib.IFF_PERSIST)
 
     @persistent.setter
