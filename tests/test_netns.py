@@ -178,6 +178,23 @@ def test_persistence_is_that_of_the_device_not_of_a_host_interface_of_its_name(i
         delete_persistent(name)
 
 
+def test_owner_of_a_persistent_device_in_another_namespace_is_the_one_asked_for(ifnames: NameFactory, ns_a: str) -> None:
+    """persist=True gives an interface without owner the caller's uid: the check must look in the device's namespace."""
+    given, later = ifnames("g"), ifnames("l")
+    open_tun(given, netns=ns_a, persist=True, owner=4242).close()
+    open_tun(later, persist=True, owner=4343).close()  # a host interface of the second name, with an owner
+    try:
+        with open_tun(later, netns=ns_a) as dev:  # no owner
+            dev.persistent = True
+        info = {n: ns_link(ns_a, n)["linkinfo"]["info_data"] for n in (given, later)}
+        assert info[given]["persist"] and info[given]["user"] in (4242, "4242")  # kept, not replaced by the euid
+        assert info[later]["persist"] and info[later]["user"] in (os.geteuid(), str(os.geteuid()), "root")  # an owner, not left open to all
+    finally:
+        delete_persistent(later)
+        ip("-n", ns_a, "link", "del", "dev", given, check=False)
+        ip("-n", ns_a, "link", "del", "dev", later, check=False)
+
+
 def test_tap_in_another_namespace_gets_its_mac_there(ifnames: NameFactory, ns_a: str) -> None:
     name = ifnames()
     with open_tap(name, netns=ns_a) as dev:

@@ -306,7 +306,9 @@ class LinkConfig:
         check_bool("persistent", value)
         if self._closed:
             raise DeviceClosedError(self._name)
-        _backend.current().set_persist(self._fd, self._name, value, self._everyone)
+        backend = _backend.current()
+        # Inside the device's namespace: set_persist looks its owner up there.
+        self._in_own_netns(lambda: backend.set_persist(self._fd, self._name, value, self._everyone), _keep)
         self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
 
     # ------------------------------------------------------ carrier, namespace
