@@ -195,6 +195,21 @@ def test_owner_of_a_persistent_device_in_another_namespace_is_the_one_asked_for(
         ip("-n", ns_a, "link", "del", "dev", later, check=False)
 
 
+def test_from_fd_of_a_device_in_another_namespace_never_guesses_from_a_host_twin(ifnames: NameFactory, ns_a: str) -> None:
+    name = ifnames()
+    with open_tun(name, packet_info=True) as twin, open_tun(name, netns=ns_a) as dev:  # the twin has tun_pi, dev not
+        copy = os.dup(dev.fileno())
+        try:
+            with pytest.raises(ValueError, match="pass packet_info"):
+                Device.from_fd(copy)
+        finally:
+            os.close(copy)  # (refused: still the caller's)
+        with Device.from_fd(os.dup(dev.fileno()), packet_info=False) as again:
+            assert not again.packet_info and again.netns.name == ns_a
+            again.mtu = 1300
+            assert dev.mtu == 1300 and twin.mtu != 1300
+
+
 def test_tap_in_another_namespace_gets_its_mac_there(ifnames: NameFactory, ns_a: str) -> None:
     name = ifnames()
     with open_tap(name, netns=ns_a) as dev:

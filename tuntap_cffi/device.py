@@ -293,7 +293,8 @@ class Device(BatchIO, LinkConfig):
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
-            sysfs = backend.sysfs_tun_flags(name)
+            # sysfs shows /sys's namespace: an interface of this name there may be another one.
+            sysfs = backend.sysfs_tun_flags(name) if _in_this_netns(fd, name) else None
             if sysfs is None:
                 raise ValueError(
                     f"cannot tell whether {name} carries packet information (it is not visible "
@@ -965,6 +966,21 @@ class Device(BatchIO, LinkConfig):
         life = getattr(self, "_life", None)
         if life is not None:
             life.release()
+
+
+def _in_this_netns(fd: int, name: str) -> bool:
+    """Whether TUN/TAP *fd*'s interface is in the calling thread's network namespace (True where that cannot be told)."""
+    if not _backend.supports(Feature.NETNS):
+        return True
+    backend = _backend.current()
+    try:
+        nsfd = backend.device_netns(fd, name)
+    except OSError:
+        return True  # a kernel before 5.2, or no CAP_NET_ADMIN over it: as before namespaces
+    try:
+        return backend.describe_netns(nsfd).current
+    finally:
+        close_quietly(nsfd)
 
 
 def _require_open_features(
