@@ -239,6 +239,8 @@ def test_namespace_given_as_path_or_fd(ifnames: NameFactory, ns_a: str) -> None:
         os.fstat(fd)  # the caller's fd is still the caller's: open
     finally:
         os.close(fd)
+    with open_tun(name_p, netns="/proc/thread-self/ns/net") as here:  # this thread's own: made here, no helper thread
+        assert link_exists(name_p) and here.netns.current and here.netns.name is None
 
 
 # -------------------------------------------------------------------- moves
