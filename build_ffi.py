@@ -238,6 +238,13 @@ struct ifinfomsg {
 #define IFLA_IFNAME     3
 #define IFLA_MTU        4
 #define IFLA_TXQLEN     13
+#define IFLA_LINKINFO   18              /* nested: IFLA_INFO_KIND, IFLA_INFO_DATA */
+#define IFLA_INFO_KIND  1
+#define IFLA_INFO_DATA  2
+#define IFLA_TUN_OWNER  1               /* u32, in tun's IFLA_INFO_DATA when set (4.15) */
+#define IFLA_TUN_GROUP  2
+#define IFLA_NET_NS_FD  28              /* RTM_NEWLINK: move the link to this namespace (3.0) */
+#define IFLA_CARRIER    33              /* u8: the link has carrier (3.x) */
 
 /* ---- <linux/if_tun.h> --------------------------------------------------- */
 struct tun_pi {
@@ -476,6 +483,10 @@ ssize_t recvfrom(int sockfd, void *buf, size_t len, int flags, struct sockaddr *
 int     eventfd(unsigned int initval, int flags);
 int     dup3(int oldfd, int newfd, int flags);
 long    syscall(long number, ...);          /* io_uring_setup/enter/register */
+
+/* ---- <sched.h>: entering a network namespace (one thread only) --------- */
+#define CLONE_NEWNET    0x40000000
+int     setns(int fd, int nstype);
 """
 
 MODULE = "tuntap_cffi._libc"

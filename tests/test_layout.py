@@ -75,6 +75,7 @@ HEADERS = [
     "linux/if_link.h",
     "linux/io_uring.h",
     "linux/virtio_net.h",
+    "linux/sched.h",  # CLONE_NEWNET (setns)
 ]
 
 

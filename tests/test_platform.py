@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, List
 import pytest
 
 from conftest import NameFactory
-from tuntest import PEER_MAC, disable_ipv6, fd_count, ipv4_udp, require_uring
+from tuntest import PEER_MAC, disable_ipv6, fd_count, ipv4_udp, namespace, require_uring
 from tuntap_cffi import (Device, DeviceKind, TunTapError, UnsupportedPlatformError, open_queues, open_tap,
                          open_tun)
 from tuntap_cffi import _backend, _darwin
@@ -207,6 +207,22 @@ def _filter(name: str, subnet: str) -> None:
         assert dev.filter is None
 
 
+def _netns(name: str, subnet: str) -> None:
+    with namespace("n") as ns, open_tun(name, netns=ns) as dev:
+        assert dev.netns.name == ns and not os.path.exists(f"/sys/class/net/{name}")
+        dev.mtu = 1400
+        assert dev.mtu == 1400
+        dev.move_to_netns("/proc/thread-self/ns/net")
+        assert dev.netns.current and os.path.exists(f"/sys/class/net/{name}")
+
+
+def _carrier(name: str, subnet: str) -> None:
+    with open_tun(name, carrier=False) as dev:
+        assert not dev.carrier
+        dev.carrier = True
+        assert dev.carrier
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -231,6 +247,8 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.SNDBUF: _sndbuf,
     Feature.LINK_TYPE: _link_type,
     Feature.FILTER: _filter,
+    Feature.NETNS: _netns,
+    Feature.CARRIER: _carrier,
 }
 
 
@@ -304,7 +322,8 @@ def _call_args(method: Callable[..., object]) -> Dict[str, object]:
               "everyone": False, "fd": 99999, "on": True, "ctl": 99999, "field": "mtu", "value": 1400,
               "mac": bytes(6), "size": 10, "attach": True, "tap": True, "program": ((6, 0, 0, 0),), "chan": 99999,
               "ifindex": 7, "local": ip_interface("198.18.0.1/24"), "peer": None, "destination": ip_network("198.19.0.0/16"),
-              "gateway": None, "metric": None}
+              "gateway": None, "metric": None,
+              "ns": "blue", "nsfd": 99999, "func": lambda: 1, "undo": lambda _: None}
     params = [p for p in inspect.signature(method).parameters if p != "self"]
     return {p: values[p] for p in params}
 
@@ -323,6 +342,8 @@ EXPECTED_FEATURE = {
     "attach_filter": Feature.FILTER, "detach_filter": Feature.FILTER,
     "add_address": Feature.ADDRESSES, "remove_address": Feature.ADDRESSES, "list_addresses": Feature.ADDRESSES,
     "add_route": Feature.ROUTES, "remove_route": Feature.ROUTES, "list_routes": Feature.ROUTES,
+    "set_carrier": Feature.CARRIER, "open_netns": Feature.NETNS, "in_netns": Feature.NETNS,
+    "device_netns": Feature.NETNS, "describe_netns": Feature.NETNS,
 }
 
 
@@ -376,7 +397,8 @@ def test_darwin_package_reaches_no_c_call() -> None:
     checked.
     """
     allowed = {"__future__", "typing", "errno", "tuntap_cffi._capabilities", "tuntap_cffi.errors",
-               "tuntap_cffi._darwin", "tuntap_cffi._bsd", "tuntap_cffi._netvalues"}
+               "tuntap_cffi._darwin", "tuntap_cffi._bsd", "tuntap_cffi._netvalues",
+               "tuntap_cffi._constants"}  # (_constants: pure Python, no cffi)
     package = pathlib.Path(_darwin.__file__).parent
     files = sorted(package.glob("*.py"))
     assert {f.name for f in files} >= {"__init__.py", "backend.py", "utun.py", "libc.py"}

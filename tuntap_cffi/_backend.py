@@ -19,10 +19,13 @@ Facts that shape this module:
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Tuple, TypeVar, Union
 
 from . import _darwin, _linux
 from ._capabilities import Feature, Platform
+from ._constants import NetNamespace
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
@@ -67,6 +70,12 @@ class Backend(Protocol):
     def add_route(self, chan: Any, ifindex: int, name: str, destination: "IPNetwork", gateway: "Optional[IPAddress]", metric: Optional[int]) -> None: ...
     def remove_route(self, chan: Any, ifindex: int, name: str, destination: "IPNetwork", gateway: "Optional[IPAddress]", metric: Optional[int]) -> None: ...
     def list_routes(self, chan: Any, ifindex: int, name: str) -> "List[Route]": ...
+    # Carrier and network namespaces (Feature.CARRIER, Feature.NETNS).
+    def set_carrier(self, fd: int, name: str, on: bool) -> None: ...
+    def open_netns(self, ns: Union[str, int]) -> int: ...
+    def in_netns(self, nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T: ...
+    def device_netns(self, fd: int, name: str) -> int: ...
+    def describe_netns(self, nsfd: int) -> NetNamespace: ...
 
 
 #: Linux has everything the library offers (its table is ``_linux.PLATFORM``).

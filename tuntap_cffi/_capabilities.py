@@ -60,6 +60,8 @@ class Feature(str, enum.Enum):
     SNDBUF = "Device.sndbuf (TUNGETSNDBUF/TUNSETSNDBUF)"
     LINK_TYPE = "Device.link_type of a TAP (TUNSETLINK)"
     FILTER = "kernel-side packet filters (Device.attach_filter/detach_filter)"
+    NETNS = "network namespaces (netns=, Device.netns, Device.move_to_netns)"
+    CARRIER = "carrier control (carrier=, Device.carrier)"
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,10 +11,11 @@ which build_ffi.py declares, stay with ``lib`` (device.TunFlags).
 from __future__ import annotations
 
 import enum
-from typing import Union
+import os
+from typing import NamedTuple, Optional, Union
 
 __all__ = [
-    "DeviceKind", "Everyone", "EVERYONE", "Owner",
+    "DeviceKind", "Everyone", "EVERYONE", "Owner", "NetNamespace", "NetnsSpec", "NETNS_DIR",
     "TUN_F_CSUM", "TUN_F_TSO4", "TUN_F_TSO6", "TUN_F_TSO_ECN", "TUN_F_UFO", "TUN_F_USO4", "TUN_F_USO6",
     "TUN_F_UDP_TUNNEL_GSO", "TUN_F_UDP_TUNNEL_GSO_CSUM", "TUNNEL_OFFLOADS", "VNET_HDR_SIZES", "VNET_HDR_TUNNEL",
     "ALL_OFFLOADS", "GSO_OFFLOADS", "MAX_SNDBUF", "MAX_MTU", "MAX_IP_PACKET", "MIN_MTU", "ETH_HLEN", "VLAN_HLEN", "PI_LEN",
@@ -48,6 +49,31 @@ EVERYONE = Everyone.EVERYONE
 
 #: What the *owner* option takes.
 Owner = Union[int, str, Everyone, None]
+
+#: Where ``ip netns add NAME`` puts a namespace: a name given as ``netns=`` means NETNS_DIR/NAME.
+NETNS_DIR = "/run/netns"
+
+#: What the *netns* option takes: a name under NETNS_DIR, a path of a
+#: namespace file (``/proc/PID/ns/net``), or an open fd of one.
+NetnsSpec = Union[str, "os.PathLike[str]", int]
+
+
+class NetNamespace(NamedTuple):
+    """A network namespace: its identity, and its ``ip netns`` name if it has one.
+
+    Two values are equal when they name the same namespace: a namespace is
+    identified by the inode of its namespace file (``readlink
+    /proc/PID/ns/net`` shows ``net:[INODE]``; ``stat -L`` of
+    ``/run/netns/NAME`` shows the same inode).
+    """
+
+    inode: int  #: the namespace's inode number: its identity
+    name: Optional[str]  #: its name under /run/netns (``ip netns``), None if it has none
+    current: bool  #: it is the calling thread's own network namespace
+
+    def __str__(self) -> str:
+        return self.name if self.name is not None else f"net:[{self.inode}]"
+
 
 # TUNSETOFFLOAD bits, include/uapi/linux/if_tun.h
 TUN_F_CSUM = 0x01  # we accept partial checksums (NEEDS_CSUM) (since 2.6.27)

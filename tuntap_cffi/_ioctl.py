@@ -102,6 +102,9 @@ TUNSETFILTEREBPF = ior("T", 225, "int")  # int *: an eBPF socket-filter program 
 TUNSETCARRIER = iow("T", 226, "int")  # int * (4.19)
 TUNGETDEVNETNS = io("T", 227)  # returns a netns fd (5.2)
 
+# <linux/nsfs.h>: requests on a namespace file (/run/netns/NAME, /proc/PID/ns/net).
+NS_GET_NSTYPE = io("\xb7", 0x3)  # returns the CLONE_NEW* type of the namespace (4.11)
+
 #: Every TUN request above by its header name, for the gcc comparison test.
 TUN_REQUESTS = {
     name: value for name, value in globals().items() if name.startswith("TUN") and isinstance(value, int)

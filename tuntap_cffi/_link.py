@@ -1,4 +1,4 @@
-"""Link configuration of a Device: MTU, up/down, addresses, routes, MAC, persistence.
+"""Link configuration of a Device: MTU, up/down, addresses, routes, MAC, persistence, carrier, namespace.
 
 Internal: :class:`LinkConfig` is a base of :class:`~tuntap_cffi.device.Device`,
 which is where these members are documented and used.  Each one reaches the
@@ -11,22 +11,41 @@ BSDs), so this module is the device's side of config.py and the backends.
 The control socket is made on first use and closed with the device; calls
 that hold it (or the device's fd) across Python code announce themselves
 (``_announce``), so close() frees neither under them.
+
+Namespaces: a socket acts in the network namespace it was made in, so the
+control socket is made inside the device's namespace (``TUNGETDEVNETNS``;
+the backend makes it from a short-lived thread when that is not the
+caller's: see ``_linux.netns``).  :meth:`LinkConfig.move_to_netns` makes
+the new namespace's socket first, moves the interface, then puts the new
+socket over the old one's fd number (``dup3``): a thread using the number
+meanwhile never meets a closed or reused fd.  A move made by someone else
+(``ip link set NAME netns X``) is not noticed: call ``move_to_netns`` to
+move a Device, or its link settings keep acting where it was.
 """
 
 from __future__ import annotations
 
 import threading
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import Any, Callable, TYPE_CHECKING, List, Optional, Tuple, Union
+import os
+from typing import Any, Callable, TYPE_CHECKING, List, Optional, Tuple, TypeVar, Union
 
 from . import _backend, config
 from ._announce import announced
-from ._constants import MAX_MTU, MIN_MTU, DeviceKind
-from ._syscalls import lib
-from ._validate import check_bool, check_int_in
+from ._capabilities import Feature
+from ._constants import MAX_MTU, MIN_MTU, DeviceKind, NetNamespace, NetnsSpec
+from ._netlink import RtNetlink
+from ._syscalls import check, close_quietly, lib
+from ._validate import check_bool, check_int_in, check_netns
 from .errors import DeviceClosedError
 
 __all__ = ["LinkConfig"]
+
+_T = TypeVar("_T")
+
+
+def _keep(_: object) -> None:
+    """in_netns's *undo* for a call that made nothing to close."""
 
 
 class LinkConfig:
@@ -59,9 +78,28 @@ class LinkConfig:
         if ctl < 0:
             with self._lock:
                 if self._ctl < 0:
-                    self._ctl = _backend.current().control_socket()
+                    backend = _backend.current()
+                    self._ctl = self._in_own_netns(backend.control_socket, close_quietly)
                 ctl = self._ctl
         return ctl
+
+    def _in_own_netns(self, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
+        """``func()`` run inside the device's network namespace (see ``in_netns``; *undo* frees what it made).
+
+        Where the namespace cannot be told (a kernel before 5.2, no
+        CAP_NET_ADMIN over it) or the platform has none, *func* runs here.
+        """
+        if not _backend.supports(Feature.NETNS):
+            return func()
+        backend = _backend.current()
+        try:
+            nsfd = backend.device_netns(self._fd, self._name)
+        except OSError:
+            return func()
+        try:
+            return backend.in_netns(nsfd, func, undo)
+        finally:
+            close_quietly(nsfd)
 
     @announced
     def _current_mtu(self) -> int:
@@ -211,7 +249,7 @@ class LinkConfig:
         """
         if self._closed:
             raise DeviceClosedError(self._name)
-        config.set_ipv6(self._name, False)
+        self._in_own_netns(lambda: config.set_ipv6(self._name, False), _keep)  # /proc/sys/net is per thread
 
     @staticmethod
     def _route_args(destination: object, gateway: object, metric: object) -> "Tuple[config.IPNetwork, Optional[config.IPAddress], Optional[int]]":
@@ -248,7 +286,19 @@ class LinkConfig:
         as ``open_tun(persist=True)`` does, unless the device was opened with
         ``owner=EVERYONE``.
         """
-        flags = _backend.current().sysfs_tun_flags(self._name)
+        backend = _backend.current()
+        if not self._closed and _backend.supports(Feature.NETNS):
+            # TUNGETIFF holds the kernel's flags wherever the interface is;
+            # sysfs shows only the namespace /sys was mounted in, where
+            # another interface may have this name.
+            me = self._enter()
+            try:
+                return bool(backend.get_iff(self._fd)[1] & lib.IFF_PERSIST)
+            except OSError:
+                pass  # deleted under us (EBADFD): what sysfs or our flags say
+            finally:
+                self._exit(me)
+        flags = backend.sysfs_tun_flags(self._name)
         return bool((flags if flags is not None else self._flags) & lib.IFF_PERSIST)
 
     @persistent.setter
@@ -257,5 +307,89 @@ class LinkConfig:
         check_bool("persistent", value)
         if self._closed:
             raise DeviceClosedError(self._name)
-        _backend.current().set_persist(self._fd, self._name, value, self._everyone)
+        backend = _backend.current()
+        # Inside the device's namespace: set_persist looks its owner up there.
+        self._in_own_netns(lambda: backend.set_persist(self._fd, self._name, value, self._everyone), _keep)
         self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
+
+    # ------------------------------------------------------ carrier, namespace
+
+    @property
+    @announced
+    def carrier(self) -> bool:
+        """Whether the interface has carrier (settable: ``TUNSETCARRIER``, Linux 4.19; needs CAP_NET_ADMIN).
+
+        Without carrier the interface is NO-CARRIER in ``ip link`` and the
+        kernel sends nothing through it (the packets are dropped, not
+        queued), as if the cable were pulled; reading and writing the
+        device still work.  Read from the kernel (IFLA_CARRIER) in the
+        device's namespace.  ``open_tun(carrier=False)`` opens it without.
+        """
+        _backend.require(Feature.CARRIER, self._name)
+        return config.get_carrier(self._channel(), self.ifindex, self._name)
+
+    @carrier.setter
+    @announced
+    def carrier(self, value: bool) -> None:
+        check_bool("carrier", value)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.require(Feature.CARRIER, self._name)
+        _backend.current().set_carrier(self._fd, self._name, value)
+
+    @property
+    @announced
+    def netns(self) -> NetNamespace:
+        """The network namespace the interface is in now, as a :class:`NetNamespace`.
+
+        ``inode`` identifies it (``net:[INODE]`` in ``readlink
+        /proc/PID/ns/net``), ``name`` is its ``ip netns`` name or None,
+        ``current`` says whether it is the calling thread's namespace.
+        Needs ``TUNGETDEVNETNS`` (Linux 5.2) and CAP_NET_ADMIN over that
+        namespace.
+        """
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.require(Feature.NETNS, self._name)
+        backend = _backend.current()
+        nsfd = backend.device_netns(self._fd, self._name)
+        try:
+            return backend.describe_netns(nsfd)
+        finally:
+            close_quietly(nsfd)
+
+    @announced
+    def move_to_netns(self, netns: NetnsSpec) -> None:
+        """Move the interface into network namespace *netns*: a name (``ip netns``), a path or an fd.
+
+        Its addresses and routes stay behind (the kernel drops them) and it
+        arrives down, keeping its name, MTU and (for a TAP) its MAC; every
+        link setting then acts there.  The Device keeps working: packets
+        are read and written as before.  Raises
+        :class:`NamespaceNotFoundError` for an unknown name or path,
+        ValueError for a file or fd that is not a network namespace, and a
+        TunTapError (EEXIST) if that namespace has an interface of this
+        name; the interface then stays where it was.  Needs CAP_NET_ADMIN
+        over both namespaces.
+        """
+        ns = check_netns("netns", netns)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.require(Feature.NETNS, self._name)
+        backend = _backend.current()
+        target = backend.open_netns(ns)
+        try:
+            nl, index = self._channel(), self.ifindex
+            # The socket for the new namespace first: once the interface
+            # has moved, nothing may fail before the old socket is replaced.
+            new = backend.in_netns(target, backend.control_socket, close_quietly)
+            try:
+                config.move_link(nl, index, self._name, target, repr(ns) if isinstance(ns, str) else f"fd {ns}")
+                with self._lock:
+                    check(lib.dup3, new, self._ctl, os.O_CLOEXEC, op="dup3", name=self._name,
+                          what=f"cannot replace the control socket of {self._name} after its move")
+                    self._rtnl = None  # the next request sets its socket options up again
+            finally:
+                close_quietly(new)
+        finally:
+            close_quietly(target)

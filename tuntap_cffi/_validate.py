@@ -8,7 +8,8 @@ bad argument fails before any syscall.  A bool is not an int here
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import os
+from typing import Optional, Tuple, Union
 
 from ._constants import ALL_OFFLOADS, EVERYONE, GSO_OFFLOADS, MAX_NAME, MAX_SNDBUF, TUN_F_CSUM
 from ._constants import TUN_F_TSO4, TUN_F_TSO6, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4
@@ -16,7 +17,7 @@ from ._constants import TUN_F_USO6, TUNNEL_OFFLOADS, VNET_HDR_SIZES, VNET_HDR_TU
 
 __all__ = ["check_int", "check_int_in", "check_bool", "check_name", "check_id", "check_owner", "check_offload",
            "check_min_packets", "check_vnet_hdr_size", "check_tunnel_offload", "check_napi", "check_sndbuf",
-           "check_link_type"]
+           "check_link_type", "check_netns"]
 
 
 def check_int(option: str, value: object, what: str = "an int") -> int:
@@ -158,3 +159,26 @@ def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
             raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
         if not timeout >= 0:  # also refuses NaN
             raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+
+
+def check_netns(option: str, value: object) -> Union[str, int]:
+    """A network namespace: a name (``"blue"``), a path (``"/proc/1/ns/net"``, a PathLike) or an fd.
+
+    Returns the name or path as str, or the fd.  A str without ``/`` is a
+    name (``ip netns`` keeps those in /run/netns); one with ``/`` a path.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{option} must be a namespace name, path or fd, not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{option}={value!r} is not a file descriptor")
+        return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{option} must be a namespace name, path or fd, not {type(value).__name__}")
+    if not value or "\0" in value:
+        raise ValueError(f"{option}={value!r} is not a namespace name or path")
+    if "/" not in value and value in (".", ".."):
+        raise ValueError(f"{option}={value!r} is not a namespace name (names are those of `ip netns list`)")
+    return value

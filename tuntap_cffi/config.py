@@ -32,7 +32,7 @@ from typing import List, Optional, Union
 
 from ._netlink import RtNetlink, attr, fixed, parse_attrs
 from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
-from ._syscalls import lib
+from ._syscalls import ffi, lib
 from .errors import DeviceNotFoundError, error_from_errno
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "remove_route",
     "list_routes",
     "set_ipv6",
+    "move_link",
+    "get_carrier",
 ]
 
 _RT_SCOPE_NOWHERE = 255
@@ -302,6 +304,43 @@ def list_routes(nl: RtNetlink, ifindex: int, name: str) -> List[Route]:
             base = dst if dst is not None else ip_address(bytes(size))
             out.append(Route(ip_network(f"{base}/{dst_len}"), gateway, metric))
     return out
+
+
+# ------------------------------------------------------------ link attributes
+
+
+def _link_message(ifindex: int) -> bytes:
+    return fixed("struct ifinfomsg", ifi_family=lib.AF_UNSPEC, ifi_index=ifindex)
+
+
+def move_link(nl: RtNetlink, ifindex: int, name: str, nsfd: int, where: str) -> None:
+    """RTM_NEWLINK with IFLA_NET_NS_FD: move the interface into namespace *nsfd* (*where* names it).
+
+    The kernel refuses (EEXIST) when the target already has an interface
+    of this name, and keeps the interface where it was.
+    """
+    body = _link_message(ifindex) + attr(lib.IFLA_NET_NS_FD, struct.pack("=I", nsfd))
+    what = f"cannot move {name} to network namespace {where}"
+    try:
+        nl.request(lib.RTM_NEWLINK, 0, body, what=what, name=name)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+        raise error_from_errno(errno.EEXIST, "netns", name,
+                               f"{what}: it has an interface named {name} already (rename or delete that one first)") from None
+
+
+def get_carrier(nl: RtNetlink, ifindex: int, name: str) -> bool:
+    """IFLA_CARRIER of RTM_GETLINK: whether the interface has carrier."""
+    answers = nl.request(lib.RTM_GETLINK, 0, _link_message(ifindex), what=f"cannot read the carrier of {name}", name=name)
+    size = ffi.sizeof("struct ifinfomsg")
+    for kind, body in answers:
+        if kind != lib.RTM_NEWLINK or len(body) < size:
+            continue
+        for akind, value in parse_attrs(body[size:]):
+            if akind == lib.IFLA_CARRIER and len(value) >= 1:
+                return bool(value[0])
+    raise error_from_errno(errno.EPROTO, "netlink", name, f"cannot read the carrier of {name}: the kernel's answer has no IFLA_CARRIER")
 
 
 # ------------------------------------------------------------------ IPv6 switch

@@ -80,6 +80,7 @@ from ._netlink import RtNetlink
 from .batch import BatchWriteError as BatchWriteError  # (importable from here as it was)
 from .ring import PacketRing
 from ._constants import GSO_OFFLOADS, MAX_IP_PACKET, MAX_MTU, MAX_QUEUES, Owner
+from ._constants import NetNamespace as NetNamespace, NetnsSpec
 # Defined in _constants, importable from here as they always were.
 from ._constants import EVERYONE as EVERYONE, DeviceKind as DeviceKind, Everyone as Everyone
 from ._constants import ETH_HLEN as ETH_HLEN, PI_LEN as PI_LEN, VLAN_HLEN as VLAN_HLEN
@@ -89,7 +90,7 @@ from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, TUNNEL_OFFLOADS
 from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
 from ._syscalls import check, close_quietly, ffi, lib
-from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_bool, check_int, check_int_in, check_name, check_netns, check_offload, check_owner
 from ._validate import check_link_type, check_napi, check_sndbuf, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceBusyError, DeviceClosedError, TunTapPermissionError, error_from_errno
@@ -97,7 +98,7 @@ from .errors import DeviceBusyError, DeviceClosedError, TunTapPermissionError, e
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
+__all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "NetNamespace", "open_tun", "open_tap"]
 
 
 class TunFlags(enum.IntFlag):
@@ -301,7 +302,8 @@ class Device(BatchIO, LinkConfig):
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
-            sysfs = backend.sysfs_tun_flags(name)
+            # sysfs shows /sys's namespace: an interface of this name there may be another one.
+            sysfs = backend.sysfs_tun_flags(name) if _in_this_netns(fd, name) else None
             if sysfs is None:
                 raise ValueError(
                     f"cannot tell whether {name} carries packet information (it is not visible "
@@ -1113,9 +1115,25 @@ class Device(BatchIO, LinkConfig):
             life.release()
 
 
+def _in_this_netns(fd: int, name: str) -> bool:
+    """Whether TUN/TAP *fd*'s interface is in the calling thread's network namespace (True where that cannot be told)."""
+    if not _backend.supports(Feature.NETNS):
+        return True
+    backend = _backend.current()
+    try:
+        nsfd = backend.device_netns(fd, name)
+    except OSError:
+        return True  # a kernel before 5.2, or no CAP_NET_ADMIN over it: as before namespaces
+    try:
+        return backend.describe_netns(nsfd).current
+    finally:
+        close_quietly(nsfd)
+
+
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
-    multi_queue: bool, vnet_hdr: bool, offload: bool, napi: bool = False,
+    multi_queue: bool, vnet_hdr: bool, offload: bool, napi: bool = False, netns: bool = False,
+    no_carrier: bool = False,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -1125,7 +1143,8 @@ def _require_open_features(
     asked = (
         (True, Feature.TUN if kind is DeviceKind.TUN else Feature.TAP), (packet_info, Feature.PACKET_INFO),
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
-        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (napi, Feature.NAPI),
+        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (napi, Feature.NAPI), (netns, Feature.NETNS),
+        (no_carrier, Feature.CARRIER),
     )
     for wanted, feature in asked:
         if wanted:
@@ -1146,6 +1165,8 @@ def _open(
     offload: Optional[int] = None,
     napi: bool = False,
     napi_frags: bool = False,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1162,8 +1183,10 @@ def _open(
             raise ValueError("offloads need vnet_hdr=True")
         check_tunnel_offload(offload, vnet_hdr_size)
     check_napi(napi, napi_frags, kind is DeviceKind.TAP)
+    ns = None if netns is None else check_netns("netns", netns)
+    check_bool("carrier", carrier)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload), napi)
+                           multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1173,9 +1196,24 @@ def _open(
         flags |= lib.IFF_VNET_HDR
     if napi:
         flags |= lib.IFF_NAPI | (lib.IFF_NAPI_FRAGS if napi_frags else 0)
+    if not carrier:
+        flags |= lib.IFF_NO_CARRIER  # (6.0; only when creating: an attach leaves the carrier as it is)
     backend = _backend.current()
+
+    def create() -> Tuple[int, str]:
+        return backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+
     try:
-        fd, real_name = backend.create(name, flags, uid, gid, persist, kind.value.upper(), everyone)
+        if ns is None:
+            fd, real_name = create()
+        else:
+            # The interface is made in the namespace /dev/net/tun is opened in:
+            # the backend opens it from a thread inside the target (see _linux.netns).
+            nsfd = backend.open_netns(ns)
+            try:
+                fd, real_name = backend.in_netns(nsfd, create, lambda made: close_quietly(made[0]))
+            finally:
+                close_quietly(nsfd)
     except TunTapPermissionError as exc:
         if not napi_frags:
             raise
@@ -1217,6 +1255,8 @@ def open_tun(
     offload: Optional[int] = None,
     napi: bool = False,
     napi_frags: bool = False,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1241,17 +1281,26 @@ def open_tun(
     (see :meth:`Device.set_offload`).  *napi* (IFF_NAPI) feeds written
     packets to the stack through NAPI and GRO, as a NIC driver does, instead
     of the per-packet backlog; *napi_frags* is for a TAP (see
-    :func:`open_tap`): a TUN refuses it with ValueError.
+    :func:`open_tap`): a TUN refuses it with ValueError.  *netns* creates (or
+    attaches to) the interface inside that network namespace: a name as
+    ``ip netns add`` makes them (``"blue"``: /run/netns/blue), a path of a
+    namespace file (``"/proc/1234/ns/net"``) or an open fd of one; the
+    calling thread stays where it is, and every link setting of the Device
+    then acts in that namespace (see :attr:`Device.netns`).  *carrier* False
+    creates the interface without carrier (``IFF_NO_CARRIER``, Linux 6.0):
+    NO-CARRIER until ``dev.carrier = True`` (see :attr:`Device.carrier`).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
     a persistent interface, not matching its owner/group),
     :class:`DeviceBusyError` if the interface is held by another fd,
     :class:`DevicesExhaustedError` if the template has no free number,
-    :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
+    :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing,
+    :class:`NamespaceNotFoundError` if *netns* names no namespace and
+    ``ValueError`` if it is a file or fd of something else.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier)
 
 
 def open_tap(
@@ -1268,6 +1317,8 @@ def open_tap(
     offload: Optional[int] = None,
     napi: bool = False,
     napi_frags: bool = False,
+    netns: Optional[NetnsSpec] = None,
+    carrier: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
@@ -1277,7 +1328,7 @@ def open_tap(
     It needs CAP_NET_ADMIN in the initial user namespace.
     """
     return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier)
 
 
 def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:

@@ -22,6 +22,7 @@ __all__ = [
     "UnsupportedPlatformError",
     "TunTapPermissionError",
     "DeviceNotFoundError",
+    "NamespaceNotFoundError",
     "InvalidPacketError",
     "DeviceClosedError",
     "BatchWriteError",
@@ -56,6 +57,10 @@ class TunTapPermissionError(TunTapError, PermissionError):
 
 class DeviceNotFoundError(TunTapError, FileNotFoundError):
     """``/dev/net/tun`` or the named interface does not exist."""
+
+
+class NamespaceNotFoundError(TunTapError, FileNotFoundError):
+    """The network namespace given (``netns=``, ``move_to_netns``) does not exist."""
 
 
 class InvalidPacketError(TunTapError, ValueError):

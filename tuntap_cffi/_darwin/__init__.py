@@ -71,6 +71,8 @@ PLATFORM = Platform(
         Feature.NAPI: "utun has no NAPI mode: XNU takes each written packet through its own input path",
         Feature.SNDBUF: "utun has no TUNSETSNDBUF: its buffering is the kernel-control socket's (SO_SNDBUF)",
         Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
+        Feature.NETNS: "macOS has no network namespaces: run the program in a VM or container for isolation",
+        Feature.CARRIER: "utun has no carrier switch (no TUNSETCARRIER): bring the interface down instead",
     },
     fallback=_NOT_YET,
 )

@@ -38,10 +38,11 @@ Facts that shape this module (XNU xnu-11417.101.15):
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, List, NoReturn, Optional, Tuple, TypeVar, Union
 
 from .._bsd import Numbers, netconfig
 from .._capabilities import Feature
+from .._constants import NetNamespace
 from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
 from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
                       error_from_errno)
@@ -54,7 +55,11 @@ __all__ = [
     "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type", "attach_filter", "detach_filter",
     "numbers", "config_channel", "add_address", "remove_address", "list_addresses", "add_route", "remove_route",
     "list_routes",
+    "set_carrier", "open_netns", "in_netns", "device_netns", "describe_netns",
 ]
+
+
+_T = TypeVar("_T")
 
 
 def _lacks(feature: Feature, name: Optional[str] = None) -> NoReturn:
@@ -337,3 +342,25 @@ def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, 
 def detach_filter(fd: int, name: str, tap: bool) -> None:
     """utun has no kernel-side filter ioctl: never."""
     _lacks(Feature.FILTER, name)
+
+
+# Carrier and network namespaces: Linux's (XNU has neither TUNSETCARRIER nor network namespaces).
+
+def set_carrier(fd: int, name: str, on: bool) -> None:
+    _lacks(Feature.CARRIER, name)
+
+
+def open_netns(ns: Union[str, int]) -> int:
+    _lacks(Feature.NETNS)
+
+
+def in_netns(nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
+    _lacks(Feature.NETNS)
+
+
+def device_netns(fd: int, name: str) -> int:
+    _lacks(Feature.NETNS, name)
+
+
+def describe_netns(nsfd: int) -> NetNamespace:
+    _lacks(Feature.NETNS)

@@ -18,14 +18,18 @@ import errno
 import os
 import socket
 import struct
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _ioctl
 from ..bpf import to_ebpf
-from .._netlink import RtNetlink
+from .._netlink import RtNetlink, attr, fixed, parse_attrs
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
+# Namespaces have a module of their own; the backend boundary offers its functions.
+from .netns import describe_netns as describe_netns, device_netns as device_netns
+from .netns import in_netns as in_netns, open_netns as open_netns
 
 __all__ = [
     "TUN_PATH",
@@ -64,6 +68,11 @@ __all__ = [
     "add_route",
     "remove_route",
     "list_routes",
+    "set_carrier",
+    "open_netns",
+    "in_netns",
+    "device_netns",
+    "describe_netns",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -171,15 +180,48 @@ def set_persist(fd: int, name: str, on: bool, everyone: bool = False) -> None:
 
 
 def owner_and_group(name: str) -> Tuple[Optional[int], Optional[int]]:
-    """The uid and gid allowed to attach to TUN/TAP interface *name* (sysfs), None where unset.
+    """The uid and gid allowed to attach to TUN/TAP interface *name*, None where unset.
 
-    Where sysfs does not show the interface (another network namespace),
-    both read as unset: the caller then errs on the safe side.
+    Asked over rtnetlink (tun's IFLA_TUN_OWNER/IFLA_TUN_GROUP, 4.15), which
+    answers for the calling thread's network namespace, where the device
+    is being made or configured; sysfs shows only the namespace /sys was
+    mounted in, so it serves only kernels whose answer lacks them.  An
+    interface that is not there has neither.
     """
-    ids: List[Optional[int]] = []
-    for attr in ("owner", "group"):
+    sock = control_socket()
+    try:
+        request = fixed("struct ifinfomsg", ifi_family=lib.AF_UNSPEC) + attr(lib.IFLA_IFNAME, name.encode("ascii") + b"\0")
         try:
-            with open(f"/sys/class/net/{name}/{attr}") as f:
+            answers = RtNetlink(sock).request(lib.RTM_GETLINK, 0, request, what=f"cannot read the owner of {name}", name=name)
+        except DeviceNotFoundError:
+            return None, None
+    finally:
+        close_quietly(sock)
+    size = ffi.sizeof("struct ifinfomsg")
+    for kind, body in answers:
+        if kind != lib.RTM_NEWLINK or len(body) < size:
+            continue
+        for akind, info in parse_attrs(body[size:]):
+            if akind != lib.IFLA_LINKINFO:
+                continue
+            parts = dict(parse_attrs(info))
+            if bytes(parts.get(lib.IFLA_INFO_KIND, b"")).rstrip(b"\0") == b"tun" and lib.IFLA_INFO_DATA in parts:
+                ids = dict(parse_attrs(parts[lib.IFLA_INFO_DATA]))
+                return _u32(ids.get(lib.IFLA_TUN_OWNER)), _u32(ids.get(lib.IFLA_TUN_GROUP))
+    return _sysfs_owner_and_group(name)
+
+
+def _u32(value: Optional[memoryview]) -> Optional[int]:
+    """A u32 netlink attribute's value (host order), None if absent."""
+    return int.from_bytes(value[:4], sys.byteorder) if value is not None and len(value) >= 4 else None
+
+
+def _sysfs_owner_and_group(name: str) -> Tuple[Optional[int], Optional[int]]:
+    """owner_and_group() from sysfs (kernels before 4.15), None where unset or not shown."""
+    ids: List[Optional[int]] = []
+    for attr_name in ("owner", "group"):
+        try:
+            with open(f"/sys/class/net/{name}/{attr_name}") as f:
                 value = int(f.read().strip())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             value = -1
@@ -522,3 +564,9 @@ def config_channel(ctl: int) -> RtNetlink:
     Those calls (``config.add_address`` ...) are this backend's, re-exported unchanged.
     """
     return RtNetlink(ctl)
+
+
+def set_carrier(fd: int, name: str, on: bool) -> None:
+    """``TUNSETCARRIER`` (4.19): switch the interface's carrier on or off (needs CAP_NET_ADMIN)."""
+    check(lib.ioctl, fd, _ioctl.TUNSETCARRIER, ffi.new("int *", int(on)), op="ioctl", name=name,
+          what=f"cannot switch the carrier of {name} {'on' if on else 'off'} (TUNSETCARRIER, Linux 4.19)")
