@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 from ._constants import ALL_OFFLOADS, EVERYONE, GSO_OFFLOADS, MAX_NAME, TUN_F_CSUM
 
 __all__ = ["check_int", "check_int_in", "check_bool", "check_name", "check_id", "check_owner", "check_offload",
-           "check_min_packets"]
+           "check_min_packets", "check_timeout"]
 
 
 def check_int(option: str, value: object, what: str = "an int") -> int:
@@ -109,7 +109,13 @@ def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
     if min_packets < 1:
         raise ValueError(f"min_packets={min_packets} must be at least 1")
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        if not timeout >= 0:  # also refuses NaN
-            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        check_timeout(timeout)
+
+
+def check_timeout(timeout: object) -> float:
+    """A timeout in seconds (int or float, >= 0; inf waits for ever); None is the caller's to handle."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0:  # also refuses NaN
+        raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+    return timeout

@@ -65,6 +65,7 @@ import os
 import select
 import sys
 import threading
+import time
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
@@ -87,7 +88,7 @@ from ._constants import TUN_F_CSUM as TUN_F_CSUM, TUN_F_TSO4 as TUN_F_TSO4, TUN_
 from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._syscalls import check, close_quietly, ffi, lib
-from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner
+from ._validate import check_bool, check_int, check_int_in, check_name, check_offload, check_owner, check_timeout
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceClosedError, error_from_errno
 
@@ -443,7 +444,7 @@ class Device(BatchIO, LinkConfig):
             raise DeviceClosedError(self._name)
         _backend.current().set_queue(self._fd, self._name, attach)
 
-    def readinto(self, buffer: "WriteableBuffer") -> int:
+    def readinto(self, buffer: "WriteableBuffer", timeout: Optional[float] = None) -> int:
         """Read one packet into *buffer*; return its length in bytes.
 
         *buffer* is any writable, C-contiguous buffer (bytearray, memoryview,
@@ -456,25 +457,34 @@ class Device(BatchIO, LinkConfig):
         Blocks until a packet arrives, unless the device is non-blocking:
         then ``BlockingIOError`` when none is queued.  A blocked call raises
         :class:`DeviceClosedError` when another thread closes the device.
+        *timeout* (seconds, int or float, ``>= 0``; None: no limit) bounds
+        that wait on a blocking device: ``TimeoutError`` (as a socket's
+        timeout raises) when no packet came in time; 0 waits not at all.  A
+        non-blocking device raises ``BlockingIOError`` at once as always.
+        A bad *timeout* raises TypeError/ValueError before anything is read.
         If the MTU was raised outside this Device after *buffer* was checked,
         a packet the buffer cut short raises ``ValueError`` (it is lost) and
         the buffer is checked again, so refused, on the next call.
         """
+        if timeout is not None:  # (the one cost of timeouts on the untimed path)
+            check_timeout(timeout)
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
         n: int = _read(self._fd, ptr, size)
         if n > 0 and n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
-        return self._read_again(n, ptr, size, buffer)
+        return self._read_again(n, ptr, size, buffer, False, timeout)
 
-    def _readinto_uncached(self, buffer: "WriteableBuffer") -> int:
+    def _readinto_uncached(self, buffer: "WriteableBuffer", timeout: Optional[float] = None) -> int:
         """readinto where no read buffer is cached (PyPy): the buffer's current storage at every call.
 
         The same steps as readinto's miss path, inline: PyPy's JIT then
         makes it cost what readinto with a cached pointer costs (bench:
         1.02x a bare read against 1.05x through _bind_read_buffer).
         """
+        if timeout is not None:
+            check_timeout(timeout)
         checked = self._rchecked
         if checked[0] is buffer:
             ptr = _from_buffer(buffer, require_writable=True)  # (a closed mmap: ValueError)
@@ -486,22 +496,25 @@ class Device(BatchIO, LinkConfig):
         n: int = _read(self._fd, ptr, size)
         if n > 0 and n < size:
             return n
-        return self._read_again(n, ptr, size, buffer)
+        return self._read_again(n, ptr, size, buffer, False, timeout)
 
     if not _EXPORTS_PIN:  # chosen once; CPython keeps readinto as it is
         _readinto_uncached.__doc__, _readinto_uncached.__name__ = readinto.__doc__, "readinto"
         readinto = _readinto_uncached
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, timeout: Optional[float] = None) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
 
         *size* is the most bytes to accept; ``-1`` means any packet the
         device can deliver.  A *size* below :attr:`max_packet_size` is
-        refused with ``ValueError`` rather than truncating.  Safe to call
-        from several threads (they take turns on one internal buffer).
+        refused with ``ValueError`` rather than truncating.  *timeout* is
+        :meth:`readinto`'s (``TimeoutError``).  Safe to call from several
+        threads (they take turns on one internal buffer).
         """
         if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
             raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if timeout is not None:
+            check_timeout(timeout)
         if self._closed:
             raise DeviceClosedError(self._name)
         if size != -1:
@@ -516,7 +529,7 @@ class Device(BatchIO, LinkConfig):
             ptr, room = self._scratch_ptr, len(self._scratch)
             n: int = _read(self._fd, ptr, room)
             if n <= 0:
-                n = self._read_again(n, ptr, room)
+                n = self._read_again(n, ptr, room, None, False, timeout)
             return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
 
     def read_packet(self, buffer: "Optional[WriteableBuffer]" = None) -> PacketInfo:
@@ -578,14 +591,19 @@ class Device(BatchIO, LinkConfig):
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False) -> int:
+    def _read_again(
+        self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False, timeout: Optional[float] = None
+    ) -> int:
         """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
 
         Nothing queued: -1 with *nowait*, else BlockingIOError on a
-        non-blocking device, else a wait.  *buffer*, if given, is what *ptr*
-        points into: after a wait, an uncached one (see _cacheable) is
-        looked up again, as another thread may have resized it meanwhile.
+        non-blocking device, else a wait (TimeoutError once *timeout*
+        seconds, counted from the first wait, passed).  *buffer*, if given,
+        is what *ptr* points into: after a wait, an uncached one (see
+        _cacheable) is looked up again, as another thread may have resized
+        it meanwhile.
         """
+        deadline = None
         while True:
             if n > 0:
                 if n == size:
@@ -601,7 +619,12 @@ class Device(BatchIO, LinkConfig):
                     return -1
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
-                self._wait(select.POLLIN)
+                if timeout is None:
+                    self._wait(select.POLLIN)
+                else:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    self._wait(select.POLLIN, self._ms_left(deadline, "no packet came from", timeout))
                 if buffer is not None and self._rcache[0] is not buffer:
                     if self._closed:  # woken by close(): leave through the door that frees the number
                         self._leave_closed()
@@ -764,7 +787,7 @@ class Device(BatchIO, LinkConfig):
 
     # ----------------------------------------------------------------- writing
 
-    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None, timeout: Optional[float] = None) -> int:
         """Write one packet; return the number of bytes written (all of them).
 
         *data* is any C-contiguous bytes-like object; it is passed to the
@@ -775,8 +798,13 @@ class Device(BatchIO, LinkConfig):
         IPv4/IPv6 packet, a TAP an Ethernet frame, each after a 4-byte
         ``tun_pi`` header with ``packet_info=True`` (see
         :meth:`write_packet`).  A packet the kernel refuses raises
-        :class:`InvalidPacketError` (a ``ValueError``).
+        :class:`InvalidPacketError` (a ``ValueError``).  *timeout* bounds
+        a wait for room (rare: a TUN/TAP takes every packet it can route at
+        once) as :meth:`readinto`'s bounds a wait for a packet: ``TimeoutError``.
         """
+        if timeout is not None:
+            check_timeout(timeout)
+            return self._write_timed(data, nbytes, timeout)
         if type(data) is bytes and nbytes is None:  # cffi passes bytes' own storage: no copy
             # len() first: a call between loading self._fd and _write() would be a
             # point where CPython runs other code (see "freeing closed fd numbers").
@@ -796,6 +824,17 @@ class Device(BatchIO, LinkConfig):
         if n >= 0:
             return n
         return self._write_again(ptr, size)
+
+    def _write_timed(self, data: "ReadableBuffer", nbytes: Optional[int], timeout: float) -> int:
+        """write() with a timeout (validated): non-blocking attempts with bounded waits between them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.write_nowait(data, nbytes)
+            except BlockingIOError:
+                if not self._blocking:
+                    raise
+            self._wait(select.POLLOUT, self._ms_left(deadline, "no room came on", timeout))
 
     def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
         """Write *payload* behind a ``tun_pi`` header on a ``packet_info=True`` device.
@@ -888,6 +927,13 @@ class Device(BatchIO, LinkConfig):
                 return n
 
     # ------------------------------------------------------- waiting, closing
+
+    def _ms_left(self, deadline: float, what: str, timeout: float) -> int:
+        """Milliseconds to wait until *deadline* (rounded up: at least that long); TimeoutError once it passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"{what} {self._name} within {timeout:g} s")
+        return int(left * 1000) + 1 if left < 2_000_000 else 2_000_000_000  # (inf: as good as for ever)
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
         """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms* (see FdLife.wait)."""
@@ -997,6 +1043,7 @@ def _open(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    ipv6: bool = True,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1006,6 +1053,7 @@ def _open(
     check_bool("nonblocking", nonblocking)
     check_bool("multi_queue", multi_queue)
     check_bool("vnet_hdr", vnet_hdr)
+    check_bool("ipv6", ipv6)
     if vnet_hdr_size not in (10, 12) or isinstance(vnet_hdr_size, bool):
         raise ValueError(f"vnet_hdr_size must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf]), not {vnet_hdr_size!r}")
     if offload is not None:
@@ -1034,9 +1082,12 @@ def _open(
     except BaseException:
         close_quietly(fd)
         raise
-    if offload:
+    if offload or not ipv6:
         try:
-            dev.set_offload(offload)
+            if offload:
+                dev.set_offload(offload)
+            if not ipv6:  # while it is down (a new interface is): it never sends a packet of IPv6
+                dev.disable_ipv6()
         except BaseException:
             dev.close()
             raise
@@ -1055,6 +1106,7 @@ def open_tun(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    ipv6: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1075,7 +1127,10 @@ def open_tun(
     :func:`open_queues`).  *vnet_hdr* puts a ``struct virtio_net_hdr`` of
     *vnet_hdr_size* bytes (10, or 12 with ``num_buffers``) in front of
     every packet; *offload* then asks for TUN_F_* offloads (see
-    :meth:`Device.set_offload`).
+    :meth:`Device.set_offload`).  *ipv6* False turns IPv6 off on the
+    interface before it can come up (see :meth:`Device.disable_ipv6`): once
+    up it sends no router solicitation or MLD report, so the reader sees
+    only the packets routed to it (captures, test rigs).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
@@ -1085,7 +1140,7 @@ def open_tun(
     :class:`DeviceNotFoundError` if ``/dev/net/tun`` is missing.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, ipv6)
 
 
 def open_tap(
@@ -1100,13 +1155,14 @@ def open_tap(
     vnet_hdr: bool = False,
     vnet_hdr_size: int = 10,
     offload: Optional[int] = None,
+    ipv6: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
     Takes the same options as :func:`open_tun`.
     """
     return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload)
+                 vnet_hdr, vnet_hdr_size, offload, ipv6)
 
 
 def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:
