@@ -65,6 +65,7 @@ struct ifreq {
 #define IFNAMSIZ        16
 #define IFF_UP          0x1
 #define IFF_RUNNING     0x40
+#define IFF_LOWER_UP    0x10000         /* 2.6.17: the carrier is on (and the link up), in rtnetlink's ifi_flags */
 
 /* ---- <linux/sockios.h>: generic values, the same on every architecture --- */
 #define SIOCGIFFLAGS    0x8913
@@ -238,6 +239,12 @@ struct ifinfomsg {
 #define IFLA_IFNAME     3
 #define IFLA_MTU        4
 #define IFLA_TXQLEN     13
+/* link events (LinkEvents): the groups a NETLINK_ROUTE socket binds to, and what they send */
+#define RTM_DELLINK     17
+#define RTMGRP_LINK     0x1
+#define RTMGRP_IPV4_IFADDR 0x10
+#define RTMGRP_IPV6_IFADDR 0x100
+#define IFLA_CARRIER    33              /* 3.7: u8, the carrier whether or not the link is up */
 
 /* ---- <linux/if_tun.h> --------------------------------------------------- */
 struct tun_pi {

@@ -95,6 +95,8 @@ from .errors import DeviceClosedError, error_from_errno
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
 
+    from .events import LinkEvents
+
 __all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "open_tun", "open_tap"]
 
 
@@ -738,6 +740,26 @@ class Device(BatchIO, LinkConfig):
         from . import aio
 
         return aio.packets(self)
+
+    # ------------------------------------------------------------ link events
+
+    def events(self, *, rcvbuf: Optional[int] = None) -> "LinkEvents":
+        """An iterator of this interface's link events: ``for ev in dev.events()`` or ``async for``.
+
+        Yields :mod:`tuntap_cffi.events` values (LinkUp, LinkDown, CarrierOn,
+        CarrierOff, MtuChanged, AddressAdded, AddressRemoved, LinkDeleted,
+        EventsLost) for changes made after this call, by anyone.  It waits on
+        a NETLINK_ROUTE socket of its own (the event loop's, with ``async
+        for``: no thread); closing the device ends it, as do its own
+        ``close()``/``aclose()`` and leaving its ``with`` block, which close
+        the socket.  ``get(timeout)`` waits at most *timeout* seconds
+        (``TimeoutError``).  *rcvbuf* sets the socket's receive buffer
+        (``SO_RCVBUF``, bytes): when it overflows the iterator yields
+        EventsLost, then what changed meanwhile.
+        """
+        from .events import LinkEvents
+
+        return LinkEvents(self, rcvbuf)
 
     # --------------------------------------- the non-blocking seam (aio.Pollable)
     #

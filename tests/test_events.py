@@ -1,0 +1,269 @@
+"""Link events (Device.events()): each kind caused on a real device, blocking and async, and every way it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import struct
+import threading
+from ipaddress import ip_interface
+from typing import Any, Callable, List, Tuple
+
+import pytest
+
+from tuntest import Runner, fd_count, ip, join_task
+from tuntap_cffi import Device, DeviceClosedError, open_tap, open_tun
+from tuntap_cffi.config import Address
+from tuntap_cffi.events import (
+    AddressAdded, AddressRemoved, CarrierOff, CarrierOn, EventsLost, LinkDeleted, LinkDown, LinkEvent, LinkEvents,
+    LinkUp, MtuChanged,
+)
+
+pytestmark = pytest.mark.device
+
+
+@pytest.fixture(autouse=True)
+def _dead_fd_open() -> None:
+    """The process-wide /dev/null fd the first close() opens, opened before any count (it is never closed)."""
+    from tuntap_cffi._syscalls import dead_fd
+
+    dead_fd()
+
+
+def set_carrier(dev: Device, on: bool) -> None:
+    """TUNSETCARRIER on the device's fd (dev.carrier once the library has it)."""
+    if hasattr(type(dev), "carrier"):
+        dev.carrier = on  # type: ignore[attr-defined]
+        return
+    from tuntap_cffi._ioctl import TUNSETCARRIER
+
+    fcntl.ioctl(dev.fileno(), TUNSETCARRIER, struct.pack("i", int(on)))
+
+
+def helpers_made(dev: Device) -> int:
+    """fd_count() once the device has made the helpers an iterator uses (control socket, wakeup): they live until close."""
+    with dev.events() as events:
+        with pytest.raises(TimeoutError):
+            events.get(timeout=0.01)  # (one wait: the device's wakeup eventfd)
+    return fd_count()
+
+
+def each_kind(dev: Device, subnet: str) -> List[Tuple[Callable[[], None], LinkEvent]]:
+    """One change of each kind on *dev*, with the event it must yield.
+
+    Each is made once the one before was reported: the kernel reports a
+    carrier change from a work queue, which folds a quick off-on into nothing.
+    """
+    address = Address(ip_interface(f"{subnet}.1/24"))
+    text = str(address.interface)
+    return [
+        (dev.up, LinkUp()),
+        (lambda: set_carrier(dev, False), CarrierOff()),
+        (lambda: set_carrier(dev, True), CarrierOn()),
+        (lambda: setattr(dev, "mtu", 1400), MtuChanged(1500, 1400)),
+        (lambda: dev.add_address(text), AddressAdded(address)),
+        (lambda: dev.remove_address(text), AddressRemoved(address)),
+        (dev.down, LinkDown()),
+    ]
+
+
+@pytest.mark.parametrize("opener", [open_tun, open_tap])
+def test_each_kind_blocking(ifname: str, subnet: str, opener: Any) -> None:
+    before = fd_count()
+    with opener(ifname, ipv6=False) as dev:
+        with dev.events() as events:
+            for cause, wanted in each_kind(dev, subnet):
+                cause()
+                assert events.get(timeout=10) == wanted
+            with pytest.raises(TimeoutError):  # nothing else happened
+                events.get(timeout=0.3)
+    assert fd_count() == before
+
+
+def test_each_kind_async(ifname: str, subnet: str, run: Runner) -> None:
+    before = fd_count()
+
+    async def main() -> None:
+        async with dev.events() as events:
+            for cause, wanted in each_kind(dev, subnet):
+                cause()
+                async for event in events:
+                    assert event == wanted
+                    break
+
+    with open_tun(ifname, ipv6=False) as dev:
+        run(main())
+    assert fd_count() == before
+
+
+def test_events_of_other_interfaces_are_not_reported(ifnames: Any, subnet: str) -> None:
+    with open_tun(ifnames(), ipv6=False) as dev, open_tun(ifnames(), ipv6=False) as other:
+        with dev.events() as events:
+            other.up()
+            other.mtu = 1300
+            dev.mtu = 1280
+            assert events.get(timeout=10) == MtuChanged(1500, 1280)
+
+
+def test_deletion_ends_the_iteration(ifname: str) -> None:
+    before = fd_count()
+    with open_tun(ifname, ipv6=False) as dev:
+        events = dev.events()
+        dev.up()
+        ip("link", "del", "dev", ifname)
+        got = list(events)  # ends by itself
+        assert got[0] == LinkUp() and got[-1] == LinkDeleted(), got
+        assert events.get() is None
+    assert fd_count() == before
+
+
+def test_device_close_wakes_a_blocked_iterator(ifname: str) -> None:
+    before = fd_count()
+    dev = open_tun(ifname, ipv6=False)
+    events = dev.events()
+    got: List[Any] = []
+    entered = threading.Event()
+
+    def consume() -> None:
+        entered.set()
+        got.extend(events)  # blocks until the close
+        got.append("ended")
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        entered.wait(5)
+        thread.join(0.3)
+        assert thread.is_alive()
+    finally:
+        dev.close()
+        join_task(thread)
+    assert got == ["ended"]
+    assert events.get() is None
+    assert fd_count() == before
+
+
+def test_device_close_ends_an_async_iterator(ifname: str, run: Runner) -> None:
+    before = fd_count()
+    dev = open_tun(ifname, ipv6=False)
+
+    async def main() -> List[LinkEvent]:
+        got: List[LinkEvent] = []
+
+        async def consume() -> None:
+            async for event in dev.events():
+                got.append(event)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        dev.close()
+        await asyncio.wait_for(task, 10)
+        return got
+
+    try:
+        assert run(main()) == []
+    finally:
+        dev.close()
+    assert fd_count() == before
+
+
+def test_device_closed_from_another_thread_ends_an_async_iterator(ifname: str, run: Runner) -> None:
+    before = fd_count()
+    dev = open_tun(ifname, ipv6=False)
+
+    async def main() -> List[LinkEvent]:
+        closer = threading.Timer(0.3, dev.close)
+        closer.start()
+        try:
+            return [event async for event in dev.events()]
+        finally:
+            closer.join()
+
+    try:
+        assert run(main()) == []
+    finally:
+        dev.close()
+    assert fd_count() == before
+
+
+def test_closing_the_iterator_from_another_thread_wakes_it(ifname: str) -> None:
+    with open_tun(ifname, ipv6=False) as dev:
+        before = helpers_made(dev)
+        events = dev.events()
+        closer = threading.Timer(0.3, events.close)
+        closer.start()
+        try:
+            assert events.get(timeout=30) is None
+        finally:
+            closer.join()
+        assert fd_count() == before
+        assert not dev.closed  # the device goes on
+        dev.mtu = 1300
+        with pytest.raises(StopIteration):
+            next(events)
+
+
+def test_aclose_from_another_task_ends_the_waiting_one(ifname: str, run: Runner) -> None:
+    with open_tun(ifname, ipv6=False) as dev:
+        before = helpers_made(dev)
+
+        async def main() -> None:
+            events = dev.events()
+            task = asyncio.ensure_future(events.__anext__())
+            await asyncio.sleep(0.2)
+            with pytest.raises(RuntimeError):  # one consumer at a time
+                events.get(timeout=0)
+            await events.aclose()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(task, 10)
+
+        run(main())
+        assert fd_count() == before
+
+
+def test_a_cancelled_wait_loses_no_event(ifname: str, run: Runner) -> None:
+    with open_tun(ifname, ipv6=False) as dev:
+        async def main() -> LinkEvent:
+            async with dev.events() as events:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(events.__anext__(), 0.2)
+                dev.mtu = 1400
+                return await asyncio.wait_for(events.__anext__(), 10)
+
+        assert run(main()) == MtuChanged(1500, 1400)
+
+
+def test_lost_events_are_reported_then_resynced(ifname: str, subnet: str) -> None:
+    with open_tun(ifname, ipv6=False) as dev:
+        with dev.events(rcvbuf=1) as events:  # the kernel's minimum: a few messages
+            added = [Address(ip_interface(f"{subnet}.{host}/24")) for host in range(1, 101)]
+            for address in added:
+                dev.add_address(str(address.interface))
+            got: List[LinkEvent] = []
+            while True:
+                try:
+                    got.append(events.get(timeout=1))  # type: ignore[arg-type]
+                except TimeoutError:
+                    break
+            assert EventsLost() in got, got[:5]
+            # After the resync every address was reported once, none twice.
+            reported = [e.address for e in got if isinstance(e, AddressAdded)]
+            assert sorted(reported, key=str) == sorted(added, key=str)
+
+
+@pytest.mark.parametrize("rcvbuf, error", [(0, ValueError), (-5, ValueError), (True, TypeError), ("1", TypeError),
+                                            (2**31, ValueError)])
+def test_bad_arguments_fail_before_any_fd(ifname: str, rcvbuf: object, error: type) -> None:
+    start = fd_count()
+    with open_tun(ifname, ipv6=False) as dev:
+        before = helpers_made(dev)
+        with pytest.raises(error, match="rcvbuf"):
+            dev.events(rcvbuf=rcvbuf)  # type: ignore[arg-type]
+        with dev.events() as events:
+            with pytest.raises(ValueError, match="timeout"):
+                events.get(timeout=-1)
+        assert fd_count() == before
+    with pytest.raises(DeviceClosedError):
+        dev.events()
+    assert fd_count() == start
