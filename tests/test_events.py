@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import fcntl
 import struct
 import threading
 from ipaddress import ip_interface
+from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
 import pytest
@@ -267,3 +270,31 @@ def test_bad_arguments_fail_before_any_fd(ifname: str, rcvbuf: object, error: ty
     with pytest.raises(DeviceClosedError):
         dev.events()
     assert fd_count() == start
+
+
+ON_MACOS = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+sys.platform = "darwin"
+from tuntap_cffi import UnsupportedPlatformError, Device
+dev = Device(os.open("/dev/null", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "utun7", 1)  # (no syscall)
+before = len(os.listdir("/proc/self/fd"))
+try:
+    dev.events()
+except UnsupportedPlatformError as exc:
+    print(exc.strerror)
+else:
+    print("no error")
+print(len(os.listdir("/proc/self/fd")) == before)
+dev.close()
+"""
+
+
+def test_events_name_the_missing_feature_on_macos() -> None:
+    repo = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, "-c", ON_MACOS, repo], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("link events (Device.events) on macOS: not available"), lines
+    assert "PF_ROUTE" in lines[0], lines
+    assert lines[1] == "True", lines  # no fd opened on the way to the error

@@ -28,6 +28,7 @@ from tuntap_cffi import _backend, _darwin
 from tuntap_cffi._capabilities import Feature, Platform
 from tuntap_cffi._darwin import backend as darwin_backend, utun
 from tuntap_cffi.device import TUN_F_CSUM
+from tuntap_cffi.events import LinkUp
 
 REPO = str(pathlib.Path(__file__).resolve().parent.parent)
 
@@ -171,6 +172,13 @@ def _disable_ipv6(name: str, subnet: str) -> None:
         assert open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read().strip() == "1"
 
 
+def _link_events(name: str, subnet: str) -> None:
+    with open_tun(name, ipv6=False) as dev:
+        with dev.events() as events:
+            dev.up()
+            assert events.get(timeout=10) == LinkUp()
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -190,6 +198,7 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.ADDRESSES: _addresses,
     Feature.ROUTES: _routes,
     Feature.DISABLE_IPV6: _disable_ipv6,
+    Feature.LINK_EVENTS: _link_events,
 }
 
 

@@ -55,6 +55,7 @@ class Feature(str, enum.Enum):
     ADDRESSES = "addresses (add_address/remove_address/addresses)"
     ROUTES = "routes (add_route/remove_route/routes)"
     DISABLE_IPV6 = "Device.disable_ipv6"
+    LINK_EVENTS = "link events (Device.events)"
 
 
 @dataclass(frozen=True, eq=False)

@@ -759,6 +759,7 @@ class Device(BatchIO, LinkConfig):
         """
         from .events import LinkEvents
 
+        _backend.require(Feature.LINK_EVENTS, self._name)
         return LinkEvents(self, rcvbuf)
 
     # --------------------------------------- the non-blocking seam (aio.Pollable)
@@ -1036,7 +1037,7 @@ class Device(BatchIO, LinkConfig):
 
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
-    multi_queue: bool, vnet_hdr: bool, offload: bool,
+    multi_queue: bool, vnet_hdr: bool, offload: bool, ipv6: bool = True,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -1046,7 +1047,7 @@ def _require_open_features(
     asked = (
         (True, Feature.TUN if kind is DeviceKind.TUN else Feature.TAP), (packet_info, Feature.PACKET_INFO),
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
-        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD),
+        (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (not ipv6, Feature.DISABLE_IPV6),
     )
     for wanted, feature in asked:
         if wanted:
@@ -1083,7 +1084,7 @@ def _open(
         if offload and not vnet_hdr:
             raise ValueError("offloads need vnet_hdr=True")
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload))
+                           multi_queue, vnet_hdr, bool(offload), ipv6)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI

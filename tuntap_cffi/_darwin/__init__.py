@@ -67,6 +67,7 @@ PLATFORM = Platform(
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
+        Feature.LINK_EVENTS: "macOS has no rtnetlink; a PF_ROUTE socket's RTM_IFINFO/RTM_NEWADDR is the nearest",
     },
     fallback=_NOT_YET,
 )
