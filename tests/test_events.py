@@ -298,3 +298,39 @@ def test_events_name_the_missing_feature_on_macos() -> None:
     assert lines[0].startswith("link events (Device.events) on macOS: not available"), lines
     assert "PF_ROUTE" in lines[0], lines
     assert lines[1] == "True", lines  # no fd opened on the way to the error
+
+
+def test_ipv6_addresses_are_reported(ifname: str) -> None:
+    with open_tun(ifname) as dev:  # IPv6 on: the kernel gives it a link-local address once up
+        with dev.events() as events:
+            dev.up()
+            assert events.get(timeout=10) == LinkUp()
+            added = events.get(timeout=10)
+            assert isinstance(added, AddressAdded) and added.address.interface.ip.is_link_local, added
+            dev.down()  # the kernel reports the link first, then takes its IPv6 addresses away
+            assert [events.get(timeout=10) for _ in range(2)] == [LinkDown(), AddressRemoved(added.address)]
+
+
+def test_after_lost_events_the_reported_state_is_the_kernels(ifname: str, subnet: str) -> None:
+    """Adds still queued when their removals were dropped must not be reported after the resync."""
+    with open_tun(ifname, ipv6=False) as dev:
+        with dev.events(rcvbuf=1) as events:
+            texts = [f"{subnet}.{host}/24" for host in range(1, 61)]
+            for text in texts:  # the first few notifications fit in the buffer, the rest are dropped
+                dev.add_address(text)
+            for text in texts:
+                dev.remove_address(text)
+            got: List[LinkEvent] = []
+            while True:
+                try:
+                    got.append(events.get(timeout=1))  # type: ignore[arg-type]
+                except TimeoutError:
+                    break
+            assert EventsLost() in got
+            state = set()
+            for event in got:
+                if isinstance(event, AddressAdded):
+                    state.add(event.address)
+                elif isinstance(event, AddressRemoved):
+                    state.discard(event.address)
+            assert state == set(dev.addresses) == set(), got

@@ -22,8 +22,12 @@ Facts that shape this module:
 - A socket's receive buffer is finite: when notifications come faster than
   they are read the kernel drops them and the next ``recv`` fails with
   ENOBUFS.  Never silent here: the iterator yields :class:`EventsLost`,
-  reads the state again and yields what changed meanwhile (so the last
-  state it reported is the kernel's again); a larger *rcvbuf* makes it rarer.
+  drops what is still queued (older than what it reads next: an address
+  whose removal was lost must not come back), reads the state again and
+  yields what changed meanwhile, so the last state it reported is the
+  kernel's again; a larger *rcvbuf* makes it rarer.  The buffer holds the
+  notifications of every interface of the namespace (the filter is ours),
+  so a namespace busy with other interfaces fills it too.
 - Ending.  The interface's deletion yields :class:`LinkDeleted` and ends the
   iteration.  The device's ``close()`` ends it too (events still queued are
   dropped): a blocked ``next()`` wakes through the device's wakeup eventfd,
@@ -341,6 +345,7 @@ class LinkEvents:
                 return err == errno.EINTR
             if err == errno.ENOBUFS:
                 self._pending.append(EventsLost())
+                self._drain()
                 self._resync()
                 return True
             raise error_from_errno(err, "netlink", self._name, f"cannot read the link events of {self._name}")
@@ -388,6 +393,11 @@ class LinkEvents:
         elif not added and address in known:
             known.discard(address)
             self._pending.append(AddressRemoved(address))
+
+    def _drain(self) -> None:
+        """After ENOBUFS: drop what is queued, older than the state _resync reads (an add whose removal was lost)."""
+        while lib.recv(self._sock, self._ptr, _RECV_SIZE, _MSG_DONTWAIT) >= 0 or ffi.errno in (errno.EINTR, errno.ENOBUFS):
+            pass
 
     def _resync(self) -> None:
         """After ENOBUFS: read the state again and queue what changed since the last one reported."""
