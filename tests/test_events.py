@@ -43,6 +43,18 @@ def set_carrier(dev: Device, on: bool) -> None:
     fcntl.ioctl(dev.fileno(), TUNSETCARRIER, struct.pack("i", int(on)))
 
 
+def until_quiet(events: LinkEvents) -> List[LinkEvent]:
+    """Every event until none came for a second."""
+    got: List[LinkEvent] = []
+    while True:
+        try:
+            event = events.get(timeout=1)
+        except TimeoutError:
+            return got
+        assert event is not None, "the iteration ended"
+        got.append(event)
+
+
 def helpers_made(dev: Device) -> int:
     """fd_count() once the device has made the helpers an iterator uses (control socket, wakeup): they live until close."""
     with dev.events() as events:
@@ -243,12 +255,7 @@ def test_lost_events_are_reported_then_resynced(ifname: str, subnet: str) -> Non
             added = [Address(ip_interface(f"{subnet}.{host}/24")) for host in range(1, 101)]
             for address in added:
                 dev.add_address(str(address.interface))
-            got: List[LinkEvent] = []
-            while True:
-                try:
-                    got.append(events.get(timeout=1))  # type: ignore[arg-type]
-                except TimeoutError:
-                    break
+            got = until_quiet(events)
             assert EventsLost() in got, got[:5]
             # After the resync every address was reported once, none twice.
             reported = [e.address for e in got if isinstance(e, AddressAdded)]
@@ -320,12 +327,7 @@ def test_after_lost_events_the_reported_state_is_the_kernels(ifname: str, subnet
                 dev.add_address(text)
             for text in texts:
                 dev.remove_address(text)
-            got: List[LinkEvent] = []
-            while True:
-                try:
-                    got.append(events.get(timeout=1))  # type: ignore[arg-type]
-                except TimeoutError:
-                    break
+            got = until_quiet(events)
             assert EventsLost() in got
             state = set()
             for event in got:
