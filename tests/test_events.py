@@ -336,3 +336,21 @@ def test_after_lost_events_the_reported_state_is_the_kernels(ifname: str, subnet
                 elif isinstance(event, AddressRemoved):
                     state.discard(event.address)
             assert state == set(dev.addresses) == set(), got
+
+
+def test_closes_racing_the_consumer_leave_no_fd(ifname: str) -> None:
+    with open_tun(ifname, ipv6=False) as dev:
+        before = helpers_made(dev)
+        for _ in range(40):
+            events = dev.events()
+            closer = threading.Thread(target=events.close)
+            closer.start()
+            try:
+                assert events.get(timeout=30) is None  # whichever comes first: the close ends the wait
+            except TimeoutError:
+                raise AssertionError("a close() from another thread did not end the wait")
+            finally:
+                join_task(closer)
+            events.close()  # (idempotent)
+            assert events.get() is None
+        assert fd_count() == before

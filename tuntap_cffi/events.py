@@ -423,9 +423,10 @@ class LinkEvents:
         self._gone = True
 
     def _release(self) -> None:
-        """Close the socket and the eventfd (no thread is inside the iterator)."""
-        sock, self._sock = self._sock, -1
-        wake, self._wake = self._wake, -1
+        """Close the socket and the eventfd (no thread is inside the iterator; once, if close() races _finish)."""
+        with self._lock:
+            sock, self._sock = self._sock, -1
+            wake, self._wake = self._wake, -1
         close_quietly(sock)
         close_quietly(wake)
 
