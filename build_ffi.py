@@ -65,6 +65,7 @@ struct ifreq {
 #define IFNAMSIZ        16
 #define IFF_UP          0x1
 #define IFF_RUNNING     0x40
+#define IFF_LOWER_UP    0x10000         /* 2.6.17: the carrier is on (and the link up), in rtnetlink's ifi_flags */
 
 /* ---- <linux/sockios.h>: generic values, the same on every architecture --- */
 #define SIOCGIFFLAGS    0x8913
@@ -245,6 +246,11 @@ struct ifinfomsg {
 #define IFLA_TUN_GROUP  2
 #define IFLA_NET_NS_FD  28              /* RTM_NEWLINK: move the link to this namespace (3.0) */
 #define IFLA_CARRIER    33              /* u8: the link has carrier (3.x) */
+/* link events (LinkEvents): the groups a NETLINK_ROUTE socket binds to, and what they send */
+#define RTM_DELLINK     17
+#define RTMGRP_LINK     0x1
+#define RTMGRP_IPV4_IFADDR 0x10
+#define RTMGRP_IPV6_IFADDR 0x100
 
 /* ---- <linux/if_tun.h> --------------------------------------------------- */
 struct tun_pi {

@@ -29,6 +29,7 @@ from tuntap_cffi import _backend, _darwin
 from tuntap_cffi._capabilities import Feature, Platform
 from tuntap_cffi._darwin import backend as darwin_backend, utun
 from tuntap_cffi.device import TUN_F_CSUM
+from tuntap_cffi.events import LinkUp
 
 REPO = str(pathlib.Path(__file__).resolve().parent.parent)
 
@@ -223,6 +224,13 @@ def _carrier(name: str, subnet: str) -> None:
         assert dev.carrier
 
 
+def _link_events(name: str, subnet: str) -> None:
+    with open_tun(name, ipv6=False) as dev:
+        with dev.events() as events:
+            dev.up()
+            assert events.get(timeout=10) == LinkUp()
+
+
 #: One real exercise per feature Linux declares.
 EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.TUN: _tun,
@@ -249,6 +257,7 @@ EXERCISES: Dict[Feature, Callable[[str, str], None]] = {
     Feature.FILTER: _filter,
     Feature.NETNS: _netns,
     Feature.CARRIER: _carrier,
+    Feature.LINK_EVENTS: _link_events,
 }
 
 

@@ -62,6 +62,7 @@ class Feature(str, enum.Enum):
     FILTER = "kernel-side packet filters (Device.attach_filter/detach_filter)"
     NETNS = "network namespaces (netns=, Device.netns, Device.move_to_netns)"
     CARRIER = "carrier control (carrier=, Device.carrier)"
+    LINK_EVENTS = "link events (Device.events)"
 
 
 @dataclass(frozen=True, eq=False)

@@ -321,6 +321,19 @@ class FdLife:
         (*fd* may be read before this call announces: it is used only if the
         close had not begun by then, so the number was still the device's.)
         """
+        self._poll(None, fd, events == select.POLLIN, timeout_ms)
+
+    def poll_beside(self, pfd: Any, count: int, timeout_ms: int = -1) -> None:
+        """Poll the *count* entries of *pfd* (a ``struct pollfd[count + 1]``) and the wakeup fd, which this puts last.
+
+        For waiters on other fds of the device's (the event iterators'
+        netlink sockets): a close wakes them as it wakes a reader.  Returns
+        after any wakeup, as :meth:`wait`; DeviceClosedError once closing.
+        """
+        self._poll(pfd, count, False, timeout_ms)
+
+    def _poll(self, own: Any, fd_or_count: int, reading: bool, timeout_ms: int) -> None:
+        """wait() (*own* None: *fd_or_count* is the device's fd) or poll_beside() (*own*: its array and count)."""
         me = self.enter()  # the poll set holds the fd and the wakeup fd across Python code
         try:
             if self.closing:
@@ -328,13 +341,17 @@ class FdLife:
             pfd = self._pollfds
             if pfd is None:
                 pfd = self._setup_wakeup()
-            # Separate pairs for reading and writing: a reader and a writer may wait at once.
-            pair = pfd if events == select.POLLIN else pfd + 2
-            pair[0].fd = fd
+            if own is None:
+                # Separate pairs for reading and writing: a reader and a writer may wait at once.
+                pair, count = (pfd if reading else pfd + 2), 2
+                pair[0].fd = fd_or_count
+            else:
+                pair, count = own, fd_or_count + 1
+                own[fd_or_count].fd, own[fd_or_count].events = self._wake_fd, select.POLLIN
             timeout = timeout_ms
             if threading.current_thread() is threading.main_thread() and not 0 <= timeout < WAIT_SLICE_MS:
                 timeout = WAIT_SLICE_MS  # see WAIT_SLICE_MS: Ctrl-C must not wait
-            lib.poll(pair, 2, timeout)  # EINTR or a timeout: the caller retries
+            lib.poll(pair, count, timeout)  # EINTR or a timeout: the caller retries
         finally:
             self.exit(me)
 
@@ -371,6 +388,22 @@ class FdLife:
             futures.append(fut)
             self._async_waiters.add((loop, fut))
         return futures
+
+    def add_close_waiter(self, loop: Any, fut: Any) -> None:
+        """Have a close fail *fut* of *loop* with DeviceClosedError (a coroutine waiting on another fd of the device's).
+
+        Raises DeviceClosedError at once if the close has begun.  The caller
+        waits for its own fd itself and calls :meth:`remove_close_waiter` when done.
+        """
+        with self.lock:
+            if self.closing:
+                raise DeviceClosedError(self.name)
+            self._async_waiters.add((loop, fut))
+
+    def remove_close_waiter(self, loop: Any, fut: Any) -> None:
+        """*fut* is done waiting: a close no longer needs to fail it."""
+        with self.lock:
+            self._async_waiters.discard((loop, fut))
 
     def remove_async_waiter(self, loop: Any, fut: Any, write: bool, fd: int, futures: List[Any]) -> None:
         """*fut* is done waiting: forget it; the loop's last waiter unregisters the fd (unless a close did)."""

@@ -210,6 +210,12 @@ class LinkConfig:
         for target in targets:
             backend.remove_address(chan, index, self._name, target)
 
+    @announced
+    def _link_snapshot(self) -> "Tuple[config.LinkState, List[config.Address]]":
+        """The link's state and addresses as the kernel has them now (for the event iterators to diff against)."""
+        nl, index = self._channel(), self.ifindex
+        return config.get_link(nl, index, self._name), config.list_addresses(nl, index, self._name)
+
     @property
     @announced
     def addresses(self) -> "List[config.Address]":

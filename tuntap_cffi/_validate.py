@@ -17,7 +17,7 @@ from ._constants import TUN_F_USO6, TUNNEL_OFFLOADS, VNET_HDR_SIZES, VNET_HDR_TU
 
 __all__ = ["check_int", "check_int_in", "check_bool", "check_name", "check_id", "check_owner", "check_offload",
            "check_min_packets", "check_vnet_hdr_size", "check_tunnel_offload", "check_napi", "check_sndbuf",
-           "check_link_type", "check_netns"]
+           "check_link_type", "check_netns", "check_timeout"]
 
 
 def check_int(option: str, value: object, what: str = "an int") -> int:
@@ -155,10 +155,16 @@ def check_min_packets(min_packets: int, timeout: Optional[float]) -> None:
     if min_packets < 1:
         raise ValueError(f"min_packets={min_packets} must be at least 1")
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        if not timeout >= 0:  # also refuses NaN
-            raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+        check_timeout(timeout)
+
+
+def check_timeout(timeout: object) -> float:
+    """A timeout in seconds (int or float, >= 0; inf waits for ever); None is the caller's to handle."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0:  # also refuses NaN
+        raise ValueError(f"timeout={timeout!r} must be None or >= 0")
+    return timeout
 
 
 def check_netns(option: str, value: object) -> Union[str, int]:

@@ -28,7 +28,7 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import List, Optional, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 from ._netlink import RtNetlink, attr, fixed, parse_attrs
 from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
@@ -50,6 +50,10 @@ __all__ = [
     "add_address",
     "remove_address",
     "list_addresses",
+    "parse_address_message",
+    "LinkState",
+    "parse_link",
+    "get_link",
     "add_route",
     "remove_route",
     "list_routes",
@@ -198,29 +202,84 @@ def list_addresses(nl: RtNetlink, ifindex: int, name: str) -> List[Address]:
         lib.RTM_GETADDR, 0, fixed("struct ifaddrmsg", ifa_family=lib.AF_UNSPEC),
         what=f"cannot list the addresses of {name}", name=name, dump=True,
     )
-    hdr = struct.Struct("=BBBBI")  # struct ifaddrmsg
     out: List[Address] = []
     for kind, body in answers:
-        if kind != lib.RTM_NEWADDR or len(body) < hdr.size:
-            continue
-        family, prefixlen, _flags, _scope, index = hdr.unpack_from(body)
-        if index != ifindex or family not in (lib.AF_INET, lib.AF_INET6):
-            continue
-        size = 4 if family == lib.AF_INET else 16
-        local = address = None
-        for akind, value in parse_attrs(body[hdr.size:]):
-            if akind == lib.IFA_LOCAL and len(value) == size:
-                local = ip_address(bytes(value))
-            elif akind == lib.IFA_ADDRESS and len(value) == size:
-                address = ip_address(bytes(value))
-        # IFA_LOCAL is ours and IFA_ADDRESS the peer when they differ; IPv6
-        # without a peer sends IFA_ADDRESS alone.
-        mine = local if local is not None else address
-        if mine is None:
-            continue
-        peer = address if local is not None and address is not None and address != local else None
-        out.append(Address(ip_interface(f"{mine}/{prefixlen}"), peer))
+        if kind == lib.RTM_NEWADDR:
+            parsed = parse_address_message(body)
+            if parsed is not None and parsed[0] == ifindex:
+                out.append(parsed[1])
     return out
+
+
+_IFADDRMSG = struct.Struct("=BBBBI")  # struct ifaddrmsg
+
+
+def parse_address_message(body: memoryview) -> Optional[Tuple[int, Address]]:
+    """(interface index, address) of an RTM_NEWADDR/RTM_DELADDR body; None if it is no IPv4/IPv6 address."""
+    if len(body) < _IFADDRMSG.size:
+        return None
+    family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
+    if family not in (lib.AF_INET, lib.AF_INET6):
+        return None
+    size = 4 if family == lib.AF_INET else 16
+    local = address = None
+    for akind, value in parse_attrs(body[_IFADDRMSG.size:]):
+        if akind == lib.IFA_LOCAL and len(value) == size:
+            local = ip_address(bytes(value))
+        elif akind == lib.IFA_ADDRESS and len(value) == size:
+            address = ip_address(bytes(value))
+    # IFA_LOCAL is ours and IFA_ADDRESS the peer when they differ; IPv6
+    # without a peer sends IFA_ADDRESS alone.
+    mine = local if local is not None else address
+    if mine is None:
+        return None
+    peer = address if local is not None and address is not None and address != local else None
+    return index, Address(ip_interface(f"{mine}/{prefixlen}"), peer)
+
+
+# ------------------------------------------------------------------- link state
+
+
+class LinkState(NamedTuple):
+    """What an RTM_NEWLINK says of an interface: its index, IFF_* flags, MTU and carrier."""
+
+    ifindex: int
+    flags: int  #: IFF_UP, IFF_RUNNING, IFF_LOWER_UP, ...
+    mtu: Optional[int]  #: None if the message had no IFLA_MTU
+    carrier: bool  #: IFLA_CARRIER (3.7), else IFF_LOWER_UP (which also needs the link up)
+
+
+_IFINFOMSG = struct.Struct("=BBHiII")  # struct ifinfomsg
+
+
+def parse_link(body: memoryview) -> Optional[LinkState]:
+    """The LinkState of an RTM_NEWLINK/RTM_DELLINK body; None if it is short or of another family (AF_BRIDGE)."""
+    if len(body) < _IFINFOMSG.size:
+        return None
+    family, _pad, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
+    if family != lib.AF_UNSPEC:
+        return None
+    mtu = None
+    carrier = bool(flags & lib.IFF_LOWER_UP)
+    for kind, value in parse_attrs(body[_IFINFOMSG.size:]):
+        if kind == lib.IFLA_MTU and len(value) == 4:
+            mtu = struct.unpack("=I", value)[0]
+        elif kind == lib.IFLA_CARRIER and len(value) >= 1:
+            carrier = bool(value[0])
+    return LinkState(index, flags, mtu, carrier)
+
+
+def get_link(nl: RtNetlink, ifindex: int, name: str) -> LinkState:
+    """RTM_GETLINK of one interface: its LinkState (DeviceNotFoundError if it is gone)."""
+    answers = nl.request(
+        lib.RTM_GETLINK, 0, fixed("struct ifinfomsg", ifi_family=lib.AF_UNSPEC, ifi_index=ifindex),
+        what=f"cannot read the link state of {name}", name=name,
+    )
+    for kind, body in answers:
+        state = parse_link(body) if kind == lib.RTM_NEWLINK else None
+        if state is not None and state.ifindex == ifindex:
+            return state
+    raise error_from_errno(errno.ENODEV, "netlink", name, f"cannot read the link state of {name}: no answer for it")
 
 
 # ---------------------------------------------------------------------- routes

@@ -65,6 +65,7 @@ import os
 import select
 import sys
 import threading
+import time
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
@@ -91,12 +92,14 @@ from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, TUNNEL_OFF
 from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
 from ._syscalls import check, close_quietly, ffi, lib
 from ._validate import check_bool, check_int, check_int_in, check_name, check_netns, check_offload, check_owner
-from ._validate import check_link_type, check_napi, check_sndbuf, check_tunnel_offload, check_vnet_hdr_size
+from ._validate import check_link_type, check_napi, check_sndbuf, check_timeout, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceBusyError, DeviceClosedError, TunTapPermissionError, error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from .events import LinkEvents
 
 __all__ = ["Device", "DeviceKind", "TunFlags", "PacketInfo", "Everyone", "EVERYONE", "NetNamespace", "open_tun", "open_tap"]
 
@@ -592,7 +595,7 @@ class Device(BatchIO, LinkConfig):
                 "detach_filter(), attach_queue(), then attach_filter() again (or detach_filter() once more for "
                 "none: this queue kept a copy of the filter)", self._name)
 
-    def readinto(self, buffer: "WriteableBuffer") -> int:
+    def readinto(self, buffer: "WriteableBuffer", timeout: Optional[float] = None) -> int:
         """Read one packet into *buffer*; return its length in bytes.
 
         *buffer* is any writable, C-contiguous buffer (bytearray, memoryview,
@@ -605,25 +608,34 @@ class Device(BatchIO, LinkConfig):
         Blocks until a packet arrives, unless the device is non-blocking:
         then ``BlockingIOError`` when none is queued.  A blocked call raises
         :class:`DeviceClosedError` when another thread closes the device.
+        *timeout* (seconds, int or float, ``>= 0``; None: no limit) bounds
+        that wait on a blocking device: ``TimeoutError`` (as a socket's
+        timeout raises) when no packet came in time; 0 waits not at all.  A
+        non-blocking device raises ``BlockingIOError`` at once as always.
+        A bad *timeout* raises TypeError/ValueError before anything is read.
         If the MTU was raised outside this Device after *buffer* was checked,
         a packet the buffer cut short raises ``ValueError`` (it is lost) and
         the buffer is checked again, so refused, on the next call.
         """
+        if timeout is not None:  # (the one cost of timeouts on the untimed path)
+            check_timeout(timeout)
         cached, ptr, size = self._rcache
         if cached is not buffer:
             cached, ptr, size = self._bind_read_buffer(buffer)
         n: int = _read(self._fd, ptr, size)
         if n > 0 and n < size:  # a packet that fills the buffer may have been cut: _read_again looks
             return n
-        return self._read_again(n, ptr, size, buffer)
+        return self._read_again(n, ptr, size, buffer, False, timeout)
 
-    def _readinto_uncached(self, buffer: "WriteableBuffer") -> int:
+    def _readinto_uncached(self, buffer: "WriteableBuffer", timeout: Optional[float] = None) -> int:
         """readinto where no read buffer is cached (PyPy): the buffer's current storage at every call.
 
         The same steps as readinto's miss path, inline: PyPy's JIT then
         makes it cost what readinto with a cached pointer costs (bench:
         1.02x a bare read against 1.05x through _bind_read_buffer).
         """
+        if timeout is not None:
+            check_timeout(timeout)
         checked = self._rchecked
         if checked[0] is buffer:
             ptr = _from_buffer(buffer, require_writable=True)  # (a closed mmap: ValueError)
@@ -635,22 +647,25 @@ class Device(BatchIO, LinkConfig):
         n: int = _read(self._fd, ptr, size)
         if n > 0 and n < size:
             return n
-        return self._read_again(n, ptr, size, buffer)
+        return self._read_again(n, ptr, size, buffer, False, timeout)
 
     if not _EXPORTS_PIN:  # chosen once; CPython keeps readinto as it is
         _readinto_uncached.__doc__, _readinto_uncached.__name__ = readinto.__doc__, "readinto"
         readinto = _readinto_uncached
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, timeout: Optional[float] = None) -> bytes:
         """Read one packet and return it as bytes (allocates; see :meth:`readinto`).
 
         *size* is the most bytes to accept; ``-1`` means any packet the
         device can deliver.  A *size* below :attr:`max_packet_size` is
-        refused with ``ValueError`` rather than truncating.  Safe to call
-        from several threads (they take turns on one internal buffer).
+        refused with ``ValueError`` rather than truncating.  *timeout* is
+        :meth:`readinto`'s (``TimeoutError``).  Safe to call from several
+        threads (they take turns on one internal buffer).
         """
         if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
             raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if timeout is not None:
+            check_timeout(timeout)
         if self._closed:
             raise DeviceClosedError(self._name)
         if size != -1:
@@ -665,7 +680,7 @@ class Device(BatchIO, LinkConfig):
             ptr, room = self._scratch_ptr, len(self._scratch)
             n: int = _read(self._fd, ptr, room)
             if n <= 0:
-                n = self._read_again(n, ptr, room)
+                n = self._read_again(n, ptr, room, None, False, timeout)
             return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
 
     def read_packet(self, buffer: "Optional[WriteableBuffer]" = None) -> PacketInfo:
@@ -727,14 +742,19 @@ class Device(BatchIO, LinkConfig):
             f"kernel would truncate packets without telling: use at least Device.max_packet_size bytes"
         )
 
-    def _read_again(self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False) -> int:
+    def _read_again(
+        self, n: int, ptr: Any, size: int, buffer: object = None, nowait: bool = False, timeout: Optional[float] = None
+    ) -> int:
         """The slow path of a read whose first attempt returned *n* <= 0 or filled the buffer.
 
         Nothing queued: -1 with *nowait*, else BlockingIOError on a
-        non-blocking device, else a wait.  *buffer*, if given, is what *ptr*
-        points into: after a wait, an uncached one (see _cacheable) is
-        looked up again, as another thread may have resized it meanwhile.
+        non-blocking device, else a wait (TimeoutError once *timeout*
+        seconds, counted from the first wait, passed).  *buffer*, if given,
+        is what *ptr* points into: after a wait, an uncached one (see
+        _cacheable) is looked up again, as another thread may have resized
+        it meanwhile.
         """
+        deadline = None
         while True:
             if n > 0:
                 if n == size:
@@ -750,7 +770,12 @@ class Device(BatchIO, LinkConfig):
                     return -1
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
-                self._wait(select.POLLIN)
+                if timeout is None:
+                    self._wait(select.POLLIN)
+                else:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    self._wait(select.POLLIN, self._ms_left(deadline, "no packet came from", timeout))
                 if buffer is not None and self._rcache[0] is not buffer:
                     if self._closed:  # woken by close(): leave through the door that frees the number
                         self._leave_closed()
@@ -865,6 +890,27 @@ class Device(BatchIO, LinkConfig):
 
         return aio.packets(self)
 
+    # ------------------------------------------------------------ link events
+
+    def events(self, *, rcvbuf: Optional[int] = None) -> "LinkEvents":
+        """An iterator of this interface's link events: ``for ev in dev.events()`` or ``async for``.
+
+        Yields :mod:`tuntap_cffi.events` values (LinkUp, LinkDown, CarrierOn,
+        CarrierOff, MtuChanged, AddressAdded, AddressRemoved, LinkDeleted,
+        EventsLost) for changes made after this call, by anyone.  It waits on
+        a NETLINK_ROUTE socket of its own (the event loop's, with ``async
+        for``: no thread); closing the device ends it, as do its own
+        ``close()``/``aclose()`` and leaving its ``with`` block, which close
+        the socket.  ``get(timeout)`` waits at most *timeout* seconds
+        (``TimeoutError``).  *rcvbuf* sets the socket's receive buffer
+        (``SO_RCVBUF``, bytes): when it overflows the iterator yields
+        EventsLost, then what changed meanwhile.
+        """
+        from .events import LinkEvents
+
+        _backend.require(Feature.LINK_EVENTS, self._name)
+        return LinkEvents(self, rcvbuf)
+
     # --------------------------------------- the non-blocking seam (aio.Pollable)
     #
     # One attempt each, whatever :attr:`blocking` says: asyncio's
@@ -913,7 +959,7 @@ class Device(BatchIO, LinkConfig):
 
     # ----------------------------------------------------------------- writing
 
-    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None, timeout: Optional[float] = None) -> int:
         """Write one packet; return the number of bytes written (all of them).
 
         *data* is any C-contiguous bytes-like object; it is passed to the
@@ -924,8 +970,13 @@ class Device(BatchIO, LinkConfig):
         IPv4/IPv6 packet, a TAP an Ethernet frame, each after a 4-byte
         ``tun_pi`` header with ``packet_info=True`` (see
         :meth:`write_packet`).  A packet the kernel refuses raises
-        :class:`InvalidPacketError` (a ``ValueError``).
+        :class:`InvalidPacketError` (a ``ValueError``).  *timeout* bounds
+        a wait for room (rare: a TUN/TAP takes every packet it can route at
+        once) as :meth:`readinto`'s bounds a wait for a packet: ``TimeoutError``.
         """
+        if timeout is not None:
+            check_timeout(timeout)
+            return self._write_timed(data, nbytes, timeout)
         if type(data) is bytes and nbytes is None:  # cffi passes bytes' own storage: no copy
             # len() first: a call between loading self._fd and _write() would be a
             # point where CPython runs other code (see "freeing closed fd numbers").
@@ -945,6 +996,17 @@ class Device(BatchIO, LinkConfig):
         if n >= 0:
             return n
         return self._write_again(ptr, size)
+
+    def _write_timed(self, data: "ReadableBuffer", nbytes: Optional[int], timeout: float) -> int:
+        """write() with a timeout (validated): non-blocking attempts with bounded waits between them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.write_nowait(data, nbytes)
+            except BlockingIOError:
+                if not self._blocking:
+                    raise
+            self._wait(select.POLLOUT, self._ms_left(deadline, "no room came on", timeout))
 
     def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
         """Write *payload* behind a ``tun_pi`` header on a ``packet_info=True`` device.
@@ -1037,6 +1099,13 @@ class Device(BatchIO, LinkConfig):
                 return n
 
     # ------------------------------------------------------- waiting, closing
+
+    def _ms_left(self, deadline: float, what: str, timeout: float) -> int:
+        """Milliseconds to wait until *deadline* (rounded up: at least that long); TimeoutError once it passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"{what} {self._name} within {timeout:g} s")
+        return int(left * 1000) + 1 if left < 2_000_000 else 2_000_000_000  # (inf: as good as for ever)
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
         """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms* (see FdLife.wait)."""
@@ -1133,7 +1202,7 @@ def _in_this_netns(fd: int, name: str) -> bool:
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
     multi_queue: bool, vnet_hdr: bool, offload: bool, napi: bool = False, netns: bool = False,
-    no_carrier: bool = False,
+    no_carrier: bool = False, ipv6: bool = True,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -1145,6 +1214,7 @@ def _require_open_features(
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
         (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (napi, Feature.NAPI), (netns, Feature.NETNS),
         (no_carrier, Feature.CARRIER),
+        (not ipv6, Feature.DISABLE_IPV6),
     )
     for wanted, feature in asked:
         if wanted:
@@ -1167,6 +1237,7 @@ def _open(
     napi_frags: bool = False,
     netns: Optional[NetnsSpec] = None,
     carrier: bool = True,
+    ipv6: bool = True,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1176,6 +1247,7 @@ def _open(
     check_bool("nonblocking", nonblocking)
     check_bool("multi_queue", multi_queue)
     check_bool("vnet_hdr", vnet_hdr)
+    check_bool("ipv6", ipv6)
     check_vnet_hdr_size(vnet_hdr_size)
     if offload is not None:
         check_offload("offload", offload)
@@ -1186,7 +1258,7 @@ def _open(
     ns = None if netns is None else check_netns("netns", netns)
     check_bool("carrier", carrier)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier)
+                           multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1232,9 +1304,12 @@ def _open(
     except BaseException:
         close_quietly(fd)
         raise
-    if offload:
+    if offload or not ipv6:
         try:
-            dev.set_offload(offload)
+            if offload:
+                dev.set_offload(offload)
+            if not ipv6:  # while it is down (a new interface is): it never sends a packet of IPv6
+                dev.disable_ipv6()
         except BaseException:
             dev.close()
             raise
@@ -1257,6 +1332,7 @@ def open_tun(
     napi_frags: bool = False,
     netns: Optional[NetnsSpec] = None,
     carrier: bool = True,
+    ipv6: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1289,6 +1365,10 @@ def open_tun(
     then acts in that namespace (see :attr:`Device.netns`).  *carrier* False
     creates the interface without carrier (``IFF_NO_CARRIER``, Linux 6.0):
     NO-CARRIER until ``dev.carrier = True`` (see :attr:`Device.carrier`).
+    *ipv6* False turns IPv6 off on the
+    interface before it can come up (see :meth:`Device.disable_ipv6`): once
+    up it sends no router solicitation or MLD report, so the reader sees
+    only the packets routed to it (captures, test rigs).
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
@@ -1300,7 +1380,7 @@ def open_tun(
     ``ValueError`` if it is a file or fd of something else.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier, ipv6)
 
 
 def open_tap(
@@ -1319,6 +1399,7 @@ def open_tap(
     napi_frags: bool = False,
     netns: Optional[NetnsSpec] = None,
     carrier: bool = True,
+    ipv6: bool = True,
 ) -> Device:
     """Create (or attach to a persistent) TAP device: Ethernet frames.
 
@@ -1328,7 +1409,7 @@ def open_tap(
     It needs CAP_NET_ADMIN in the initial user namespace.
     """
     return _open(DeviceKind.TAP, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier, ipv6)
 
 
 def open_queues(name: str, queues: int, *, tap: bool = False, **options: Any) -> List[Device]:

@@ -73,6 +73,7 @@ PLATFORM = Platform(
         Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
         Feature.NETNS: "macOS has no network namespaces: run the program in a VM or container for isolation",
         Feature.CARRIER: "utun has no carrier switch (no TUNSETCARRIER): bring the interface down instead",
+        Feature.LINK_EVENTS: "macOS has no rtnetlink; a PF_ROUTE socket's RTM_IFINFO/RTM_NEWADDR is the nearest",
     },
     fallback=_NOT_YET,
 )
