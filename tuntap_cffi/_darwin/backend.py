@@ -22,9 +22,11 @@ Facts that shape this module (XNU xnu-11417.101.15):
 - ``socket()`` on macOS has no ``SOCK_CLOEXEC``/``SOCK_NONBLOCK``: both are
   set afterwards with ``fcntl`` (bsd/sys/fcntl.h numbers below, which differ
   from Linux's ``O_NONBLOCK``).
-- EBUSY, EPERM, EACCES, ENOENT and EINVAL have the same numbers on macOS and
-  Linux, so the ``errno`` module's names serve on either (the simulated
-  kernel of the tests runs on Linux).
+- The libc reports macOS's errno numbers (EAGAIN 35, EMSGSIZE 40, ...):
+  each is turned into the running OS's number for its name
+  (:func:`.errnos.host`) before it is compared with the ``errno`` module's
+  names or put on an exception (the simulated kernel of the tests runs on
+  Linux and reports macOS's numbers).
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import errno as _errno
 from typing import NoReturn, Optional, Tuple
 
 from .._capabilities import Feature
-from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, error_from_errno
-from . import PLATFORM, cdefs, libc, utun
+from ..errors import DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError
+from ..errors import error_from_errno
+from . import PLATFORM, cdefs, errnos, libc, utun
 
 __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
-    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
+    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size", "nonblocking_cloexec",
 ]
 
 
@@ -57,7 +60,9 @@ F_SETFD = 2
 F_GETFL = 3
 F_SETFL = 4
 FD_CLOEXEC = 1
+O_RDONLY = 0
 O_NONBLOCK = 0x4
+O_CLOEXEC = 0x1000000
 
 _UTUN_PREFIX = "utun"
 _MAX_UNIT = 65536  # ctl_maxunit (kern_control.c): the kernel hands out units below it
@@ -87,6 +92,7 @@ def utun_unit(name: str) -> int:
 def _utun_error(err: int, name: str) -> OSError:
     """The library's error for a failed step of opening utun *name* (``""``: the kernel's pick)."""
     what = f"cannot open utun device {name}" if name else "cannot open a utun device"
+    err = errnos.host(err)  # macOS's number: the running OS's, for errno's names and the exception
     if err == _errno.EBUSY:
         if not name:  # the kernel found no free unit (the seed's ErrExhausted)
             return DevicesExhaustedError(err, f"{what}: every utun unit is taken: close some", None)
@@ -102,7 +108,9 @@ def open_utun(name: str) -> Tuple[int, str]:
     unit = utun_unit(name)
     lib = libc.get()
     if lib is None:
-        _lacks(Feature.TUN, name)
+        raise UnsupportedPlatformError(
+            _errno.EOPNOTSUPP, f"{Feature.TUN.value}: a utun needs macOS's own C library (libSystem), and this "
+                               "process does not run on macOS", name or None)
     ffi = lib.ffi
     fd = lib.socket(cdefs.PF_SYSTEM, cdefs.SOCK_DGRAM, cdefs.SYSPROTO_CONTROL)
     if fd < 0:
@@ -124,14 +132,20 @@ def open_utun(name: str) -> Tuple[int, str]:
         length = ffi.new("uint32_t *", cdefs.IFNAMSIZ)
         if lib.getsockopt(fd, cdefs.SYSPROTO_CONTROL, cdefs.UTUN_OPT_IFNAME, ifname, length) < 0:
             raise _utun_error(lib.errno(), name)
-        status = lib.fcntl(fd, F_GETFL, ffi.cast("int", 0))
-        if status < 0 or lib.fcntl(fd, F_SETFL, ffi.cast("int", status | O_NONBLOCK)) < 0 \
-                or lib.fcntl(fd, F_SETFD, ffi.cast("int", FD_CLOEXEC)) < 0:
+        if not nonblocking_cloexec(lib, fd):
             raise _utun_error(lib.errno(), name)
         return fd, ffi.string(ifname).decode("ascii")
     except BaseException:
         lib.close(fd)  # the interface goes with its socket (utun_ctl_disconnect)
         raise
+
+
+def nonblocking_cloexec(lib: libc.Libc, fd: int) -> bool:
+    """Make *fd* O_NONBLOCK and close-on-exec (macOS's socket() and pipe() take no such flags); False: errno says why."""
+    int_ = lib.ffi.cast
+    status = lib.fcntl(fd, F_GETFL, int_("int", 0))
+    return status >= 0 and lib.fcntl(fd, F_SETFL, int_("int", status | O_NONBLOCK)) >= 0 \
+        and lib.fcntl(fd, F_SETFD, int_("int", FD_CLOEXEC)) >= 0
 
 
 def create(
