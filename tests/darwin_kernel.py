@@ -179,7 +179,7 @@ class XnuKernel:
         self.calls.append(("getsockopt",))
         sock = self.sockets.get(fd)
         if sock is None:
-            return self._fail(E["EBADF"])
+            return self._fail(E["ENOTSOCK"] if fd in self.files else E["EBADF"])  # getsock(): a file, not a socket
         if level != SYSPROTO_CONTROL:
             return self._fail(E["EINVAL"])  # ctl_ctloutput: sopt_level != SYSPROTO_CONTROL
         if sock.control is None:

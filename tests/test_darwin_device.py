@@ -284,6 +284,39 @@ def test_detach_hands_the_fd_back_blocking(xnu: XnuKernel) -> None:
     xnu.close(fd)
 
 
+def test_from_fd_adopts_a_connected_utun_socket(xnu: XnuKernel) -> None:
+    from tuntap_cffi import Device
+    from tuntap_cffi._darwin import backend
+
+    fd, name = backend.open_utun("utun2")
+    xnu.fcntl(fd, 4, xnu.ffi.cast("int", 0))  # F_SETFL: blocking, as a socket from elsewhere may be
+    dev = Device.from_fd(fd)
+    assert isinstance(dev, UtunDevice) and dev.name == name == "utun2" and not dev.packet_info
+    assert xnu.fcntl(fd, 3, xnu.ffi.cast("int", 0)) & 4  # made O_NONBLOCK (macOS's 4)
+    xnu.output(name, ipv4())
+    assert dev.read() == ipv4()
+    dev.close()
+    assert xnu.interfaces == []
+    fd, name = backend.open_utun("")
+    with Device.from_fd(fd, packet_info=True, nonblocking=True) as dev:
+        assert dev.packet_info and not dev.blocking
+        xnu.output(name, ipv6())
+        assert dev.read_packet().proto == 0x86DD
+
+
+def test_from_fd_refuses_what_is_not_a_connected_utun(xnu: XnuKernel) -> None:
+    from tuntap_cffi import Device
+
+    fds = xnu.ffi.new("int[2]")
+    assert xnu.pipe(fds) == 0
+    unconnected = xnu.socket(32, 2, 2)
+    for fd, err in ((fds[0], errno.ENOTSOCK), (unconnected, errno.EINVAL), (999, errno.EBADF)):
+        with pytest.raises(OSError) as info:
+            Device.from_fd(fd)
+        assert info.value.errno == err and "not a connected utun socket" in str(info.value), fd
+    assert fds[0] in xnu.files and unconnected in xnu.sockets  # not closed: still the caller's
+
+
 # ------------------------------------------------------------ asyncio
 
 def test_asyncio_reads_and_writes(xnu: XnuKernel) -> None:

@@ -213,8 +213,8 @@ def test_linux_feature_works_on_a_real_device(feature: Feature, ifnames: NameFac
 # ------------------------------------------------------------------ macOS
 
 DARWIN = _darwin.PLATFORM
-WORKS = {Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH}  # utun (tests/test_darwin_device.py)
-PLANNED = {Feature.TAP, Feature.FROM_FD, Feature.LINK, Feature.HWADDR, Feature.ADDRESSES, Feature.ROUTES}
+WORKS = {Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD}  # utun (tests/test_darwin_device.py)
+PLANNED = {Feature.TAP, Feature.LINK, Feature.HWADDR, Feature.ADDRESSES, Feature.ROUTES}
 
 
 def test_darwin_table_says_what_works_today_and_what_is_planned() -> None:
@@ -370,7 +370,7 @@ print(len(os.listdir("/proc/self/fd")) == before)
 @pytest.mark.parametrize("system, name, features, tun_says, tap_says", [
     ("sunos5", "sunos5", 0, "Linux only", "Linux only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
-    ("darwin", "macOS", 3, "macOS's own C library", "not implemented in this version"),
+    ("darwin", "macOS", 4, "macOS's own C library", "not implemented in this version"),
 ])
 def test_package_imports_on_another_os_and_opening_fails_cleanly(
     system: str, name: str, features: int, tun_says: str, tap_says: str,
@@ -405,13 +405,13 @@ print(len(os.listdir("/proc/self/fd")) == before)
 
 
 def test_the_entry_points_of_a_missing_feature_name_it_on_macos() -> None:
-    """open_queues, delete_persistent and from_fd check the platform first: the error names the feature."""
+    """open_queues and delete_persistent check the platform first: the error names the feature; from_fd needs macOS's libc."""
     proc = subprocess.run([sys.executable, "-c", WIRED, REPO], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("multi-queue devices") and "on macOS: not available" in lines[0], lines
     assert lines[1].startswith("persistent devices") and "on macOS: not available" in lines[1], lines
-    assert lines[2].startswith("Device.from_fd on macOS: planned"), lines
+    assert lines[2].startswith("Device.from_fd: a utun needs macOS's own C library"), lines  # (works on macOS)
     assert lines[3] == "True", lines  # no fd opened on the way to the errors
 
 

@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import Watched
     from .batch import Engine
 
-__all__ = ["UtunDevice", "DarwinOps", "open_utun_device"]
+__all__ = ["UtunDevice", "DarwinOps", "open_utun_device", "adopt_utun"]
 
 _HDR = utun.AF_HEADER_LEN
 _ETHERTYPE = {utun.AF_INET: 0x0800, utun.AF_INET6: 0x86DD}
@@ -556,3 +556,15 @@ def open_utun_device(name: str, packet_info: bool, nonblocking: bool) -> UtunDev
     except BaseException:
         lib.close(fd)
         raise
+
+
+def adopt_utun(fd: int, nonblocking: bool, packet_info: bool) -> UtunDevice:
+    """``Device.from_fd`` on macOS: wrap the connected utun socket *fd* (its name from UTUN_OPT_IFNAME)."""
+    name, _ = darwin.get_iff(fd)
+    lib = libc.get()
+    assert lib is not None  # (get_iff raised otherwise)
+    status = lib.fcntl(fd, darwin.F_GETFL, lib.ffi.cast("int", 0))
+    if status < 0 or not status & darwin.O_NONBLOCK and \
+            lib.fcntl(fd, darwin.F_SETFL, lib.ffi.cast("int", status | darwin.O_NONBLOCK)) < 0:
+        raise error_from_errno(errnos.host(lib.errno()), "fcntl", name, f"cannot make {name} non-blocking")
+    return UtunDevice(fd, name, lib, packet_info=packet_info, blocking=not nonblocking)

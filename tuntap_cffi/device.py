@@ -283,6 +283,11 @@ class Device(BatchIO, LinkConfig):
         pass True/False to say it yourself.  The Device takes ownership:
         closing it closes *fd* (use :meth:`detach` to give it back).  The fd
         is switched to O_NONBLOCK, which is shared by every duplicate of it.
+
+        On macOS *fd* is a utun socket (connected to the utun control); its
+        name comes from ``UTUN_OPT_IFNAME``, and *packet_info* None means
+        False: whether the AF header is stripped is this Device's choice,
+        not the kernel's state.
         """
         check_int("fd", fd)
         if fd < 0:
@@ -293,6 +298,10 @@ class Device(BatchIO, LinkConfig):
         _backend.require(Feature.FROM_FD)
         if packet_info:
             _backend.require(Feature.PACKET_INFO)
+        if _backend.PLATFORM is _darwin.PLATFORM:  # a utun socket (see _utun_device.adopt_utun)
+            from ._utun_device import adopt_utun
+
+            return adopt_utun(fd, nonblocking, bool(packet_info))
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:

@@ -1,7 +1,7 @@
 """macOS: the declared platform boundary and its backend's data.
 
 :data:`PLATFORM` declares what works on macOS (a TUN is a utun, with its
-packets, packet_info and loop batches: the Device is
+packets, packet_info, loop batches and adopting a utun socket: the Device is
 ``tuntap_cffi._utun_device``), what the macOS backend is planned to
 deliver, and gives every other feature its reason; :mod:`.backend` holds
 the ``_backend.Backend`` functions, those of a missing feature raising the
@@ -45,13 +45,12 @@ _NOT_YET = "the macOS backend is not implemented in this version of tuntap_cffi"
 #: macOS backend will deliver next.
 PLATFORM = Platform(
     "macOS",
-    features=frozenset({Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH}),
+    features=frozenset({Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD}),
     planned=frozenset({
-        Feature.TAP, Feature.FROM_FD, Feature.LINK, Feature.HWADDR, Feature.ADDRESSES, Feature.ROUTES,
+        Feature.TAP, Feature.LINK, Feature.HWADDR, Feature.ADDRESSES, Feature.ROUTES,
     }),
     reasons={
         Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
-        Feature.FROM_FD: _NOT_YET + "; it will adopt a connected utun socket",
         Feature.LINK: _NOT_YET + "; these will be SIOCGIF*/SIOCSIF* ioctls",
         Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
         Feature.ADDRESSES: _NOT_YET + "; these will be SIOCAIFADDR/SIOCAIFADDR_IN6 ioctls",

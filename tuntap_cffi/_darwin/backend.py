@@ -71,6 +71,13 @@ _ROOT = ("utun control is privileged (CTL_FLAG_PRIVILEGED in the kernel): run as
          "macOS has no capability to grant instead")
 
 
+def _no_libc(feature: Feature, name: Optional[str]) -> UnsupportedPlatformError:
+    """A utun call in a process not on macOS (and no stand-in libc): the feature is macOS's, the libc is not here."""
+    return UnsupportedPlatformError(
+        _errno.EOPNOTSUPP, f"{feature.value}: a utun needs macOS's own C library (libSystem), and this "
+                           "process does not run on macOS", name or None)
+
+
 def utun_unit(name: str) -> int:
     """The ``sc_unit`` that asks for *name*: 0 for ``""`` (the kernel picks), ``N + 1`` for ``utunN``."""
     if not isinstance(name, str):
@@ -108,9 +115,7 @@ def open_utun(name: str) -> Tuple[int, str]:
     unit = utun_unit(name)
     lib = libc.get()
     if lib is None:
-        raise UnsupportedPlatformError(
-            _errno.EOPNOTSUPP, f"{Feature.TUN.value}: a utun needs macOS's own C library (libSystem), and this "
-                               "process does not run on macOS", name or None)
+        raise _no_libc(Feature.TUN, name)
     ffi = lib.ffi
     fd = lib.socket(cdefs.PF_SYSTEM, cdefs.SOCK_DGRAM, cdefs.SYSPROTO_CONTROL)
     if fd < 0:
@@ -159,8 +164,25 @@ def create(
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
-    """The name and flags of an adopted fd (``Device.from_fd``): not in this version."""
-    _lacks(Feature.FROM_FD)
+    """The name of an adopted utun socket (``Device.from_fd``), from ``UTUN_OPT_IFNAME``; flags 0 (utun has none).
+
+    The socket must be connected to the utun control: ``ctl_ctloutput``
+    refuses the option before connect (EINVAL), getsockopt on an fd that is
+    no socket is ENOTSOCK (``getsock``); the errors say the fd is not a
+    connected utun, as Linux's say it is not an attached TUN/TAP.
+    """
+    lib = libc.get()
+    if lib is None:
+        raise _no_libc(Feature.FROM_FD, None)
+    ifname = lib.ffi.new("char[]", cdefs.IFNAMSIZ)
+    length = lib.ffi.new("uint32_t *", cdefs.IFNAMSIZ)
+    if lib.getsockopt(fd, cdefs.SYSPROTO_CONTROL, cdefs.UTUN_OPT_IFNAME, ifname, length) < 0:
+        raise error_from_errno(errnos.host(lib.errno()), "ioctl", None,
+                               f"fd {fd} is not a connected utun socket (getsockopt UTUN_OPT_IFNAME)")
+    name = lib.ffi.string(ifname).decode("ascii")
+    if not name.startswith(_UTUN_PREFIX):
+        raise error_from_errno(_errno.EINVAL, "ioctl", name, f"fd {fd} is a kernel-control socket of {name}, not a utun")
+    return name, 0
 
 
 def set_persist(fd: int, name: str, on: bool, everyone: bool = False) -> None:
