@@ -242,7 +242,7 @@ class XnuKernel:
         return fd
 
     def pipe(self, fds: Any) -> int:
-        """pipe(): two blocking fds, open across exec (no flags on macOS: fcntl sets them)."""
+        """pipe(): two blocking fds, open across exec (pipe() in bsd/kern/sys_pipe.c takes no flags: fcntl sets them)."""
         self.calls.append(("pipe",))
         r, w = os.pipe()
         for fd in (r, w):
@@ -252,7 +252,8 @@ class XnuKernel:
         return 0
 
     def dup2(self, fd: int, to: int) -> int:
-        """dup2: *to* becomes *fd*'s file; what *to* held is closed first (closef); FD_CLOEXEC cleared on *to*."""
+        """dup2 (bsd/kern/kern_descrip.c): *to* becomes *fd*'s file, what *to* held is closed first, and
+        finishdup() clears UF_EXCLOSE on *to* (FD_CLOEXEC off).  A utun socket closed so detaches its interface."""
         self.calls.append(("dup2", fd, to))
         if not self._known(fd) or to < 0:
             return self._fail(E["EBADF"])
@@ -263,7 +264,7 @@ class XnuKernel:
         return 0
 
     def poll(self, fds: Any, nfds: int, timeout: int) -> int:
-        """poll(2) over the real fds; an fd the process does not hold is POLLNVAL, as XNU's poll reports it."""
+        """poll over the real fds; an fd the process does not hold is POLLNVAL (poll_nocancel, bsd/kern/sys_generic.c)."""
         self.calls.append(("poll", nfds, timeout))
         pfds = self.ffi.cast("struct pollfd *", fds)
         poller = select.poll()

@@ -453,6 +453,16 @@ def test_a_failing_wakeup_leaks_nothing(xnu: XnuKernel, monkeypatch: pytest.Monk
     assert fd_count() == before and not xnu.sockets and list(xnu.files.values()) == ["/dev/null"]
 
 
+def test_no_dead_file_no_device_and_no_leak(xnu: XnuKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/dev/null (what close() puts over the number) cannot be opened: the open fails, not a later close."""
+    before = fd_count()
+    monkeypatch.setattr(xnu, "open", lambda *args: xnu._fail(E["EMFILE"]))
+    with pytest.raises(OSError) as info:
+        open_tun()
+    assert info.value.errno == errno.EMFILE
+    assert fd_count() == before and not xnu.sockets and not xnu.interfaces
+
+
 def test_no_fd_leaks_over_a_devices_life(xnu: XnuKernel) -> None:
     warm_up(xnu)
     before = fd_count()

@@ -126,8 +126,12 @@ class DarwinOps:
     def poll(self, fds: Any, nfds: int, timeout: int) -> int:
         return self.lib.poll(fds, nfds, timeout)
 
-    def _dead_fd(self) -> int:
-        """A read-only /dev/null fd, opened once (dup2 copies it over a closed device's number)."""
+    def dead_fd(self) -> int:
+        """A read-only /dev/null fd, opened once (dup2 copies it over a closed device's number).
+
+        A Device asks at open, so a failure to open it fails the open (cleanly),
+        never a close.
+        """
         if self._dead < 0:
             with self._lock:
                 if self._dead < 0:
@@ -139,7 +143,7 @@ class DarwinOps:
 
     def retire(self, fd: int) -> None:
         lib = self.lib
-        lib.dup2(self._dead_fd(), fd)  # closes the utun socket: the interface goes (utun_ctl_disconnect)
+        lib.dup2(self.dead_fd(), fd)  # closes the utun socket: the interface goes (utun_ctl_disconnect)
         lib.fcntl(fd, darwin.F_SETFD, lib.ffi.cast("int", darwin.FD_CLOEXEC))  # dup2 clears it
 
     def close(self, fd: int) -> None:
@@ -152,15 +156,16 @@ class DarwinOps:
 
 
 _ops: Optional[DarwinOps] = None
+_ops_lock = threading.Lock()
 
 
 def _ops_for(lib: libc.Libc) -> DarwinOps:
     """The process's DarwinOps for *lib* (one /dev/null fd for every device of it)."""
     global _ops
-    ops = _ops
-    if ops is None or ops.lib is not lib:
-        ops = _ops = DarwinOps(lib)
-    return ops
+    with _ops_lock:
+        if _ops is None or _ops.lib is not lib:
+            _ops = DarwinOps(lib)
+        return _ops
 
 
 # ------------------------------------------------------------ batches
@@ -300,7 +305,8 @@ class UtunDevice(Device):
 
     def __init__(self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True) -> None:
         self._lib = lib
-        self._fd_ops = _ops_for(lib)
+        self._fd_ops = ops = _ops_for(lib)
+        ops.dead_fd()  # now, so that close() cannot fail for want of it
         self._engine_maker = _engine_maker(lib, not packet_info)
         super().__init__(fd, name, _IFF_TUN | (0 if packet_info else _IFF_NO_PI), blocking=blocking)
         ffi = self._ffi = lib.ffi

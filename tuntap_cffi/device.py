@@ -343,7 +343,12 @@ class Device(BatchIO, LinkConfig):
 
     @property
     def packet_info(self) -> bool:
-        """True if each packet carries the 4-byte ``tun_pi`` header."""
+        """True if each packet carries the 4-byte ``tun_pi`` header.
+
+        On macOS the 4-byte header is utun's address family (big-endian
+        AF_INET 2 / AF_INET6 30); ``read_packet``/``write_packet`` still
+        speak EtherTypes there (see ``tuntap_cffi._utun_device``).
+        """
         return not self._flags & lib.IFF_NO_PI
 
     @property
@@ -1106,6 +1111,12 @@ def open_tun(
     *vnet_hdr_size* bytes (10, or 12 with ``num_buffers``) in front of
     every packet; *offload* then asks for TUN_F_* offloads (see
     :meth:`Device.set_offload`).
+
+    On macOS it opens a utun: *name* is ``""`` (the kernel picks) or
+    ``"utunN"``; reads and writes carry bare IP packets (the 4-byte
+    address-family header utun adds is stripped and added without a copy),
+    or, with *packet_info*, that header in front (the ``tun_pi`` of macOS).
+    The options macOS lacks raise :class:`UnsupportedPlatformError`.
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
