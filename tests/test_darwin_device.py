@@ -243,6 +243,29 @@ def test_nonblocking_reads_say_eagain_in_the_running_os_numbers(xnu: XnuKernel) 
         assert dev.read_nowait() == ipv4()
 
 
+def test_writes_to_a_full_utun_wait_or_say_eagain(xnu: XnuKernel) -> None:
+    """The socketpair's queue fills (the kernel end reads nothing): EAGAIN 35 from the kernel, mapped."""
+    with open_tun(nonblocking=True) as dev:
+        written = 0
+        with pytest.raises(BlockingIOError) as info:
+            for _ in range(100_000):
+                dev.write(ipv4())
+                written += 1
+        assert info.value.errno == errno.EAGAIN and written > 0
+        with pytest.raises(BlockingIOError):
+            dev.write_nowait(ipv4())
+        dev.blocking = True
+        done: List[int] = []
+        writer = threading.Thread(target=lambda: done.append(dev.write(ipv6())))
+        mark = polls(xnu)
+        writer.start()
+        wait_for(lambda: polls(xnu) > mark, "the writer to poll")
+        assert not done
+        got = [xnu.input(dev.name) for _ in range(written + 1)]
+        writer.join(10)
+        assert done == [len(ipv6())] and got[-1] == (AF_INET6, ipv6())
+
+
 def test_a_blocking_read_waits_for_the_packet(xnu: XnuKernel) -> None:
     with open_tun() as dev:
         got: List[bytes] = []
