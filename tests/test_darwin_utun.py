@@ -163,9 +163,9 @@ def test_ioctl_and_fcntl_stay_variadic() -> None:
     """Apple arm64 passes variadic arguments on the stack: a fixed declaration would pass garbage there."""
     ffi = XnuKernel().ffi
     lib = ffi.dlopen(None)  # this OS's libc, only for the declared types: nothing is called
-    for name in ("ioctl", "fcntl"):
+    for name in ("ioctl", "fcntl", "open"):
         assert ffi.typeof(getattr(lib, name)).ellipsis, name
-    for name in ("socket", "connect", "getsockopt", "readv", "writev"):
+    for name in ("socket", "connect", "getsockopt", "readv", "writev", "pipe", "dup2", "poll"):
         assert not ffi.typeof(getattr(lib, name)).ellipsis, name
 
 
