@@ -97,8 +97,10 @@ class EngineTable:
     list in place.
     """
 
-    def __init__(self, host: EngineHost) -> None:
+    def __init__(self, host: EngineHost, make: Optional[Callable[..., Engine]] = None) -> None:
+        """*make* is ``batch.make_engine``'s stand-in for a device with its own framing (a macOS utun)."""
         self._host: Callable[[], Optional[EngineHost]] = weakref.ref(host)
+        self._make_engine: Callable[..., Engine] = make or batch.make_engine
         self._lock = threading.Lock()
         self._entries: Dict[_Key, _Entry] = {}
         self._local = _ThreadEngines()  # this thread's view of _entries (see get)
@@ -168,9 +170,9 @@ class EngineTable:
         check_ring(ring, host.max_packet_size if kind == "read" else 1, name)
         backend = self.backend
         try:
-            engine = batch.make_engine(kind, backend, fd, ring, name)
+            engine = self._make_engine(kind, backend, fd, ring, name)
         except UringUnavailable:
-            engine = batch.make_engine(kind, "loop", fd, ring, name)
+            engine = self._make_engine(kind, "loop", fd, ring, name)
         # Keyed by the kernel's thread id: pthread ids are reused at once
         # for new threads, TIDs only after the pid space wraps.
         key = (id(ring), kind, threading.get_native_id())

@@ -39,6 +39,11 @@ Facts that shape this module:
   loop never holds a registration for a number that was reused.  The loop
   API is used duck-typed (add_reader/remove_reader, call_soon_threadsafe):
   :mod:`tuntap_cffi.aio` makes the futures.
+- Platforms.  The C calls of this protocol go through an :class:`FdOps`
+  chosen by the owner: :data:`LINUX_OPS` (eventfd, poll, dup3 of
+  /dev/null, /proc/self/task: the calls this module always made) by
+  default; a macOS Device passes its own (a pipe, poll, dup2 + FD_CLOEXEC
+  through the macOS libc boundary: ``tuntap_cffi._utun_device``).
 - fork().  A child forgets the parent's wakeup eventfd and asyncio
   registrations (it closes its own copies only) and makes its own on demand;
   the owner forgets what is the parent's through its ``_forget_parent``.
@@ -60,7 +65,7 @@ from .errors import DeviceClosedError
 if TYPE_CHECKING:  # pragma: no cover
     from typing import NoReturn
 
-__all__ = ["FdLife", "Owner", "pending_retirements"]
+__all__ = ["FdLife", "FdOps", "LINUX_OPS", "Owner", "Watched", "pending_retirements"]
 
 _get_ident = threading.get_ident
 
@@ -82,6 +87,46 @@ class Owner(Protocol):
 
     def _forget_parent(self) -> None:
         """In a fork()ed child, after the FdLife forgot its part: forget the parent's helpers."""
+        ...
+
+
+class Watched(Protocol):
+    """A thread alive at close() that may still be about to use the retired number."""
+
+    tid: int  # its native id
+
+    def done(self) -> bool:
+        """True once it cannot be (exited, or proof that it left the window)."""
+        ...
+
+
+class FdOps(Protocol):
+    """The C calls of one fd's life on a platform (see "Platforms" above)."""
+
+    def wakeup(self, name: str) -> Tuple[int, int]:
+        """A new non-blocking, close-on-exec wakeup: (fd to poll for POLLIN, fd :meth:`wake` writes)."""
+        ...
+
+    def wake(self, fd: int) -> None:
+        """Make the wakeup readable for good (nobody drains it)."""
+        ...
+
+    def pollfds(self) -> Any:
+        """A zeroed ``struct pollfd[4]`` that :meth:`poll` takes."""
+        ...
+
+    def poll(self, fds: Any, nfds: int, timeout: int) -> int: ...
+
+    def retire(self, fd: int) -> None:
+        """Put the dead file (/dev/null, close-on-exec) over *fd*'s number: the device's file is released."""
+        ...
+
+    def close(self, fd: int) -> None:
+        """Close *fd*, ignoring errors (-1: nothing)."""
+        ...
+
+    def watch_others(self) -> List[Watched]:
+        """Every other thread of this process, as it is now."""
         ...
 
 
@@ -197,6 +242,34 @@ def _watch_others() -> List[_Watched]:
     return watched
 
 
+class _LinuxOps:
+    """Linux: eventfd, poll, dup3 of /dev/null, and /proc/self/task for the threads."""
+
+    poll = lib.poll
+    close = staticmethod(close_quietly)
+
+    def wakeup(self, name: str) -> Tuple[int, int]:
+        # eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): EFD_* equal O_* on every architecture
+        wake = check(lib.eventfd, 0, os.O_CLOEXEC | os.O_NONBLOCK, op="eventfd", name=name)
+        return wake, wake
+
+    def wake(self, fd: int) -> None:
+        lib.write(fd, ffi.new("uint64_t *", 1), 8)
+
+    def pollfds(self) -> Any:
+        return ffi.new("struct pollfd[4]")
+
+    def retire(self, fd: int) -> None:
+        lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
+
+    def watch_others(self) -> List[Watched]:
+        return list(_watch_others())
+
+
+#: The default :class:`FdOps`: the calls this module makes on Linux.
+LINUX_OPS: FdOps = _LinuxOps()
+
+
 # Lives whose fds wait to be freed; one daemon thread re-checks them.  Weak:
 # a life goes with its owner, whose finalizer frees what is left.
 _retiring: "weakref.WeakSet[FdLife]" = weakref.WeakSet()
@@ -261,16 +334,18 @@ class FdLife:
     closed before calling :meth:`notify_closing`.
     """
 
-    def __init__(self, name: str, owner: Owner) -> None:
+    def __init__(self, name: str, owner: Owner, ops: FdOps = LINUX_OPS) -> None:
         self.name = name
+        self.ops = ops
         self.lock = threading.Lock()  # slow paths only: wakeup setup, close, the owner's helpers
         self.inside: Dict[int, int] = {}  # ident -> depth of threads in a call that announces itself
         self.closing = False  # notify_closing ran: no new waiter may register
         self._owner = weakref.ref(owner)  # (weak: the owner holds this life)
         self._wake_fd = -1
+        self._wake_signal = -1  # what a close writes: _wake_fd itself (eventfd) or a pipe's write end
         self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._retired_fd = -1  # the number after close(), until it is freed
-        self._watch: List[_Watched] = []  # threads alive at close() that may still hold the number
+        self._watch: List[Watched] = []  # threads alive at close() that may still hold the number
         # asyncio: (loop, future) of every coroutine waiting for the fd; the
         # close fails them and unregisters them before the number may be freed.
         self._async_waiters: Set[Tuple[Any, Any]] = set()
@@ -351,7 +426,7 @@ class FdLife:
             timeout = timeout_ms
             if threading.current_thread() is threading.main_thread() and not 0 <= timeout < WAIT_SLICE_MS:
                 timeout = WAIT_SLICE_MS  # see WAIT_SLICE_MS: Ctrl-C must not wait
-            lib.poll(pair, count, timeout)  # EINTR or a timeout: the caller retries
+            self.ops.poll(pair, count, timeout)  # EINTR or a timeout: the caller retries
         finally:
             self.exit(me)
 
@@ -360,9 +435,8 @@ class FdLife:
             if self._pollfds is None:
                 if self.closing:
                     self.leave_closed()
-                # eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): EFD_* equal O_* on every architecture
-                wake = check(lib.eventfd, 0, os.O_CLOEXEC | os.O_NONBLOCK, op="eventfd", name=self.name)
-                pfd = ffi.new("struct pollfd[4]")
+                wake, self._wake_signal = self.ops.wakeup(self.name)
+                pfd = self.ops.pollfds()
                 pfd[0].events, pfd[2].events = select.POLLIN, select.POLLOUT
                 pfd[1].fd = pfd[3].fd = wake
                 pfd[1].events = pfd[3].events = select.POLLIN
@@ -428,9 +502,8 @@ class FdLife:
         self.closing = True
         if fd < 0:
             return
-        wake = self._wake_fd
-        if wake >= 0:
-            lib.write(wake, ffi.new("uint64_t *", 1), 8)
+        if self._wake_fd >= 0:
+            self.ops.wake(self._wake_signal)
         waiters, self._async_waiters = self._async_waiters, set()
         self._async_lists = {}  # _abort_waiter unregisters the fd from each loop
         if not waiters:
@@ -470,9 +543,9 @@ class FdLife:
         /dev/null takes the number's place until :meth:`free_if_unused` finds
         no thread about to use it; the threads alive now are watched from here.
         """
-        lib.dup3(dead_fd(), fd, os.O_CLOEXEC)
+        self.ops.retire(fd)
         self._retired_fd = fd
-        self._watch = _watch_others()  # after the number left the owner: what each had done by then
+        self._watch = self.ops.watch_others()  # after the number left the owner: what each had done by then
 
     def free_when_safe(self) -> None:
         """Free what the close left now if it is safe, else have the reaper thread do it once it is."""
@@ -516,7 +589,7 @@ class FdLife:
                 helpers = False
             if self._retired_fd >= 0 and not self.others_inside() and not self._others_may_hold_number():
                 fd, self._retired_fd = self._retired_fd, -1
-                close_quietly(fd)
+                self.ops.close(fd)
             return self._retired_fd < 0 and self._wake_fd < 0 and not helpers
 
     def _others_may_hold_number(self) -> bool:
@@ -535,7 +608,10 @@ class FdLife:
 
     def _release_wakeup(self) -> None:
         fd, self._wake_fd = self._wake_fd, -1
-        close_quietly(fd)
+        signal, self._wake_signal = self._wake_signal, -1
+        self.ops.close(fd)
+        if signal != fd:
+            self.ops.close(signal)
         self._pollfds = None
 
     def forget_parent(self) -> None:
@@ -551,7 +627,7 @@ class FdLife:
         self.lock = threading.Lock()
         self._release_wakeup()
         fd, self._retired_fd = self._retired_fd, -1
-        close_quietly(fd)
+        self.ops.close(fd)
         self._async_waiters = set()
         self._async_lists = {}
         self._async_pending = 0
@@ -572,8 +648,14 @@ class FdLife:
             return
         self._release_wakeup()
         fd, self._retired_fd = self._retired_fd, -1
-        close_quietly(fd)
+        self.ops.close(fd)
 
-    def __del__(self, _close: Callable[[int], None] = close_quietly) -> None:
-        _close(getattr(self, "_wake_fd", -1))
-        _close(getattr(self, "_retired_fd", -1))
+    def __del__(self) -> None:
+        ops = getattr(self, "ops", None)
+        if ops is None:
+            return
+        wake, signal = getattr(self, "_wake_fd", -1), getattr(self, "_wake_signal", -1)
+        ops.close(wake)
+        if signal != wake:
+            ops.close(signal)
+        ops.close(getattr(self, "_retired_fd", -1))

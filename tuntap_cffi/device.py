@@ -70,11 +70,11 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
 
-from . import _backend, bpf
+from . import _backend, _darwin, bpf
 from ._capabilities import Feature
 from ._announce import announced
 from ._batchio import BatchIO, take_back
-from ._lifecycle import FdLife, pending_retirements as pending_retirements  # (still importable here)
+from ._lifecycle import LINUX_OPS, FdLife, FdOps, pending_retirements as pending_retirements  # (still importable here)
 from ._engines import EngineTable
 from ._link import LinkConfig
 from ._netlink import RtNetlink
@@ -202,6 +202,10 @@ class Device(BatchIO, LinkConfig):
     _kind: DeviceKind
     _closed: bool
     _blocking: bool
+    #: The C calls of the fd's life (a macOS Device has its own: see _utun_device).
+    _fd_ops: FdOps = LINUX_OPS
+    #: What makes the batch engines (None: batch.make_engine).
+    _engine_maker: Any = None
 
     def __init__(
         self, fd: int, name: str, flags: int, *, blocking: bool = True, vnet_hdr_size: int = 0, everyone: bool = False
@@ -218,7 +222,7 @@ class Device(BatchIO, LinkConfig):
         # The close protocol (see _lifecycle).  Its lock and announcements are
         # also ours under the old names, bound once: the batch calls use them
         # with no layer in between.
-        self._life = life = FdLife(name, self)
+        self._life = life = FdLife(name, self, self._fd_ops)
         self._lock = life.lock  # slow paths only: wakeup setup, release, engines, control socket
         self._inside = life.inside
         self._enter = life.enter
@@ -234,7 +238,7 @@ class Device(BatchIO, LinkConfig):
         # Batch engines by ring, direction and thread (see _engines).  The
         # batch calls use these three as they did before the table: one
         # call per lookup, one attribute load for the retired engines.
-        self._engines = EngineTable(self)
+        self._engines = EngineTable(self, self._engine_maker)
         self._engine = self._engines.get
         self._stale_engines = self._engines.stale  # (the table changes this list in place)
         self._close_stale_engines = self._engines.close_stale
@@ -273,11 +277,11 @@ class Device(BatchIO, LinkConfig):
         self._read_lock = threading.Lock()
         self._engines.forget()
         ctl, self._ctl = self._ctl, -1
-        close_quietly(ctl)
+        self._fd_ops.close(ctl)
         self._rtnl = None
         if self._closed and self._fd >= 0:  # fork() raced a close() in another thread: finish it here
             fd, self._fd = self._fd, -1
-            close_quietly(fd)
+            self._fd_ops.close(fd)
 
     # ------------------------------------------------------------------ opening
 
@@ -292,6 +296,11 @@ class Device(BatchIO, LinkConfig):
         pass True/False to say it yourself.  The Device takes ownership:
         closing it closes *fd* (use :meth:`detach` to give it back).  The fd
         is switched to O_NONBLOCK, which is shared by every duplicate of it.
+
+        On macOS *fd* is a utun socket (connected to the utun control); its
+        name comes from ``UTUN_OPT_IFNAME``, and *packet_info* None means
+        False: whether the AF header is stripped is this Device's choice,
+        not the kernel's state.
         """
         check_int("fd", fd)
         if fd < 0:
@@ -302,6 +311,10 @@ class Device(BatchIO, LinkConfig):
         _backend.require(Feature.FROM_FD)
         if packet_info:
             _backend.require(Feature.PACKET_INFO)
+        if _backend.PLATFORM is _darwin.PLATFORM:  # a utun socket (see _utun_device.adopt_utun)
+            from ._utun_device import adopt_utun
+
+            return adopt_utun(fd, nonblocking, bool(packet_info))
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
@@ -344,7 +357,12 @@ class Device(BatchIO, LinkConfig):
 
     @property
     def packet_info(self) -> bool:
-        """True if each packet carries the 4-byte ``tun_pi`` header."""
+        """True if each packet carries the 4-byte ``tun_pi`` header.
+
+        On macOS the 4-byte header is utun's address family (big-endian
+        AF_INET 2 / AF_INET6 30); ``read_packet``/``write_packet`` still
+        speak EtherTypes there (see ``tuntap_cffi._utun_device``).
+        """
         return not self._flags & lib.IFF_NO_PI
 
     @property
@@ -662,16 +680,9 @@ class Device(BatchIO, LinkConfig):
         :meth:`readinto`'s (``TimeoutError``).  Safe to call from several
         threads (they take turns on one internal buffer).
         """
-        if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
-            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        self._check_read_size(size)
         if timeout is not None:
             check_timeout(timeout)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        if size != -1:
-            limit = self.max_packet_size
-            if size < limit:
-                raise ValueError(self._too_small_message(size, limit))
         with self._read_lock:
             if self._scratch is None:
                 # The largest packet tun can ever deliver, so no MTU lookup per call.
@@ -682,6 +693,17 @@ class Device(BatchIO, LinkConfig):
             if n <= 0:
                 n = self._read_again(n, ptr, room, None, False, timeout)
             return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
+
+    def _check_read_size(self, size: int) -> None:
+        """read()'s *size*: an int, -1 or at least max_packet_size; and the device open."""
+        if isinstance(size, bool) or not isinstance(size, int):  # (check_int's rule inline: once per packet)
+            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        if size != -1:
+            limit = self.max_packet_size
+            if size < limit:
+                raise ValueError(self._too_small_message(size, limit))
 
     def read_packet(self, buffer: "Optional[WriteableBuffer]" = None) -> PacketInfo:
         """Read one packet of a ``packet_info=True`` device and split its header.
@@ -818,6 +840,10 @@ class Device(BatchIO, LinkConfig):
             length = int.from_bytes(ip[2:4], "big") if version == 4 else 40 + int.from_bytes(ip[4:6], "big")
             if version in (4, 6) and length <= size - self._vnet_hdr_size:
                 return
+        self._cut_if_too_small(size)
+
+    def _cut_if_too_small(self, size: int) -> None:
+        """A full read of a packet that cannot show it is whole: cut short if the buffer is now below max_packet_size."""
         need = self.max_packet_size
         if size >= need:
             return
@@ -1015,6 +1041,19 @@ class Device(BatchIO, LinkConfig):
         nibble (0x0800 or 0x86DD).  One ``writev`` call: the payload is not
         copied.  Returns the payload bytes written.
         """
+        ptr, size, proto = self._packet_payload(payload, proto)
+        pi = ffi.new("struct tun_pi *")
+        pi.proto = int.from_bytes(proto.to_bytes(2, "big"), sys.byteorder)  # __be16
+        iov = ffi.new("struct iovec[2]")
+        iov[0].iov_base, iov[0].iov_len = pi, PI_LEN
+        iov[1].iov_base, iov[1].iov_len = ptr, size
+        n: int = lib.writev(self._fd, iov, 2)
+        if n < 0:
+            n = self._write_again(iov, 2, False, lib.writev)
+        return n - PI_LEN
+
+    def _packet_payload(self, payload: "ReadableBuffer", proto: Optional[int]) -> Tuple[Any, int, int]:
+        """write_packet's arguments checked: the payload's pointer and size, and the EtherType (inferred for None)."""
         if not self.packet_info:
             raise ValueError(f"{self._name} was opened without packet_info=True: use write()")
         if self._closed:
@@ -1031,15 +1070,7 @@ class Device(BatchIO, LinkConfig):
             proto = lib.ETH_P_IP if version == 4 else lib.ETH_P_IPV6
         if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 0xFFFF:
             raise ValueError(f"proto must be an EtherType between 0 and 0xFFFF, not {proto!r}")
-        pi = ffi.new("struct tun_pi *")
-        pi.proto = int.from_bytes(proto.to_bytes(2, "big"), sys.byteorder)  # __be16
-        iov = ffi.new("struct iovec[2]")
-        iov[0].iov_base, iov[0].iov_len = pi, PI_LEN
-        iov[1].iov_base, iov[1].iov_len = ptr, size
-        n: int = lib.writev(self._fd, iov, 2)
-        if n < 0:
-            n = self._write_again(iov, 2, False, lib.writev)
-        return n - PI_LEN
+        return ptr, size, proto
 
     def _bind_write_buffer(self, data: object) -> Tuple[object, Any, int]:
         if self._closed:
@@ -1167,7 +1198,7 @@ class Device(BatchIO, LinkConfig):
         """Close the engines and the control socket (no other thread may be using them; under the lock)."""
         self._engines.close_all()
         ctl, self._ctl = self._ctl, -1
-        close_quietly(ctl)
+        self._fd_ops.close(ctl)
         self._rtnl = None
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
@@ -1175,7 +1206,7 @@ class Device(BatchIO, LinkConfig):
             _warn(f"unclosed device {self!r}", ResourceWarning, source=self, stacklevel=2)
             self._closed = True
             fd, self._fd = self._fd, -1
-            close_quietly(fd)
+            self._fd_ops.close(fd)
         # Unreachable: no thread is inside a call of ours, nothing can use the numbers.
         if hasattr(self, "_stale_engines") and self._helpers_open():  # (the last helper __init__ sets)
             self._release_helpers()
@@ -1259,6 +1290,10 @@ def _open(
     check_bool("carrier", carrier)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
                            multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
+    if _backend.PLATFORM is _darwin.PLATFORM:  # a utun: its own framing (see _utun_device)
+        from ._utun_device import open_utun_device
+
+        return open_utun_device(name, packet_info, nonblocking)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1369,6 +1404,12 @@ def open_tun(
     interface before it can come up (see :meth:`Device.disable_ipv6`): once
     up it sends no router solicitation or MLD report, so the reader sees
     only the packets routed to it (captures, test rigs).
+
+    On macOS it opens a utun: *name* is ``""`` (the kernel picks) or
+    ``"utunN"``; reads and writes carry bare IP packets (the 4-byte
+    address-family header utun adds is stripped and added without a copy),
+    or, with *packet_info*, that header in front (the ``tun_pi`` of macOS).
+    The options macOS lacks raise :class:`UnsupportedPlatformError`.
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to

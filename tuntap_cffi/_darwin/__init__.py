@@ -1,10 +1,12 @@
-"""macOS: the declared platform boundary (the backend itself comes in a later version).
+"""macOS: the declared platform boundary and its backend's data.
 
-Nothing opens on macOS yet: :data:`PLATFORM` declares link configuration
-(MTU, flags, addresses, routes: the BSD layer ``.._bsd``) as working, lists
-what the macOS backend is planned to deliver, and gives every other
-feature its reason; :mod:`.backend` holds the ``_backend.Backend`` functions,
-the others raising the one ``UnsupportedPlatformError`` until that backend lands.
+:data:`PLATFORM` declares what works on macOS (a TUN is a utun, with its
+packets, packet_info, loop batches and adopting a utun socket: the Device is
+``tuntap_cffi._utun_device``; link configuration, addresses and routes go
+through the BSD layer ``.._bsd``), what the macOS backend is planned to
+deliver, and gives every other feature its reason; :mod:`.backend` holds
+the ``_backend.Backend`` functions, those of a missing feature raising the
+one ``UnsupportedPlatformError``.
 This package makes no C call and loads no library: it imports on any OS.
 
 Facts that shape this package (checked against XNU xnu-11417.101.15; the
@@ -40,22 +42,20 @@ __all__ = ["PLATFORM"]
 
 _NOT_YET = "the macOS backend is not implemented in this version of tuntap_cffi"
 
-#: macOS's capability table: link configuration works (on a device, once one opens); *planned* is
-#: what the macOS backend will deliver.
+#: macOS's capability table: utun TUN devices and their configuration work;
+#: *planned* is what the macOS backend will deliver next.
 PLATFORM = Platform(
     "macOS",
-    features=frozenset({Feature.LINK, Feature.ADDRESSES, Feature.ROUTES}),  # through the BSD layer (.._bsd)
+    features=frozenset({
+        Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,  # utun (.._utun_device)
+        Feature.LINK, Feature.ADDRESSES, Feature.ROUTES,  # through the BSD layer (.._bsd)
+    }),
     planned=frozenset({
-        Feature.TUN, Feature.TAP, Feature.FROM_FD, Feature.LOOP_BATCH, Feature.HWADDR,
+        Feature.TAP, Feature.HWADDR,
     }),
     reasons={
-        Feature.TUN: _NOT_YET + "; TUN devices will be utun interfaces",
         Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
-        Feature.FROM_FD: _NOT_YET + "; it will adopt a connected utun socket",
-        Feature.LOOP_BATCH: _NOT_YET + "; batches will use the loop engine",
         Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
-        Feature.PACKET_INFO: "utun has no tun_pi header: each packet carries a 4-byte address family "
-                             "instead, which the macOS backend will add and strip",
         Feature.PERSIST: "a utun interface lives only as long as its socket: keep the Device open",
         Feature.OWNER: "utun has no per-device owner or group: opening one needs root",
         Feature.MULTI_QUEUE: "utun has no multi-queue: open several utun devices",

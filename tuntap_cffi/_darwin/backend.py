@@ -24,11 +24,13 @@ Facts that shape this module (XNU xnu-11417.101.15):
 - ``socket()`` on macOS has no ``SOCK_CLOEXEC``/``SOCK_NONBLOCK``: both are
   set afterwards with ``fcntl`` (bsd/sys/fcntl.h numbers below, which differ
   from Linux's ``O_NONBLOCK``).
-- EBUSY, EPERM, EACCES, ENOENT and EINVAL have the same numbers on macOS and
-  Linux, so the ``errno`` module's names serve on either (the simulated
-  kernel of the tests runs on Linux).  Configuration meets errnos that
-  differ (EDESTADDRREQ 39, EADDRNOTAVAIL 49, EAGAIN 35): the BSD layer maps
-  them by name through ``cdefs.ERRNO`` (XNU's errno.h) to the host's.
+- The libc reports macOS's errno numbers (EAGAIN 35, EMSGSIZE 40,
+  EDESTADDRREQ 39, EADDRNOTAVAIL 49, ...): each is turned into the running
+  OS's number for its name before it is compared with the ``errno``
+  module's names or put on an exception (the simulated kernel of the tests
+  runs on Linux and reports macOS's numbers): :func:`.errnos.host` on the
+  packet path, the BSD layer's table (``cdefs.ERRNO``, XNU's errno.h) for
+  configuration.
 - utun interfaces are always point-to-point: ``utun_attach`` sets
   IFF_POINTOPOINT and ifioctl keeps it (IFF_CANTCHANGE), so knowing that
   takes no ioctl.
@@ -46,12 +48,12 @@ from .._constants import NetNamespace
 from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
 from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
                       error_from_errno)
-from . import PLATFORM, cdefs, libc, utun
+from . import PLATFORM, cdefs, errnos, libc, utun
 
 __all__ = [
     "open_utun", "create", "get_iff", "set_persist", "sysfs_tun_flags", "delete_persistent", "control_socket",
     "get_link_flags", "set_link_flags", "get_int", "set_int", "get_hwaddr", "set_hwaddr",
-    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size",
+    "set_vnet_hdr_size", "set_offload", "set_queue", "get_vnet_hdr_size", "nonblocking_cloexec",
     "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type", "attach_filter", "detach_filter",
     "numbers", "config_channel", "add_address", "remove_address", "list_addresses", "add_route", "remove_route",
     "list_routes",
@@ -76,13 +78,22 @@ F_SETFD = 2
 F_GETFL = 3
 F_SETFL = 4
 FD_CLOEXEC = 1
+O_RDONLY = 0
 O_NONBLOCK = 0x4
+O_CLOEXEC = 0x1000000
 
 _UTUN_PREFIX = "utun"
 _MAX_UNIT = 65536  # ctl_maxunit (kern_control.c): the kernel hands out units below it
 
 _ROOT = ("utun control is privileged (CTL_FLAG_PRIVILEGED in the kernel): run as root (sudo); "
          "macOS has no capability to grant instead")
+
+
+def _no_libc(feature: Feature, name: Optional[str]) -> UnsupportedPlatformError:
+    """A utun call in a process not on macOS (and no stand-in libc): the feature is macOS's, the libc is not here."""
+    return UnsupportedPlatformError(
+        _errno.EOPNOTSUPP, f"{feature.value}: a utun needs macOS's own C library (libSystem), and this "
+                           "process does not run on macOS", name or None)
 
 
 def utun_unit(name: str) -> int:
@@ -106,6 +117,7 @@ def utun_unit(name: str) -> int:
 def _utun_error(err: int, name: str) -> OSError:
     """The library's error for a failed step of opening utun *name* (``""``: the kernel's pick)."""
     what = f"cannot open utun device {name}" if name else "cannot open a utun device"
+    err = errnos.host(err)  # macOS's number: the running OS's, for errno's names and the exception
     if err == _errno.EBUSY:
         if not name:  # the kernel found no free unit (the seed's ErrExhausted)
             return DevicesExhaustedError(err, f"{what}: every utun unit is taken: close some", None)
@@ -121,7 +133,7 @@ def open_utun(name: str) -> Tuple[int, str]:
     unit = utun_unit(name)
     lib = libc.get()
     if lib is None:
-        _lacks(Feature.TUN, name)
+        raise _no_libc(Feature.TUN, name)
     ffi = lib.ffi
     fd = lib.socket(cdefs.PF_SYSTEM, cdefs.SOCK_DGRAM, cdefs.SYSPROTO_CONTROL)
     if fd < 0:
@@ -143,14 +155,20 @@ def open_utun(name: str) -> Tuple[int, str]:
         length = ffi.new("uint32_t *", cdefs.IFNAMSIZ)
         if lib.getsockopt(fd, cdefs.SYSPROTO_CONTROL, cdefs.UTUN_OPT_IFNAME, ifname, length) < 0:
             raise _utun_error(lib.errno(), name)
-        status = lib.fcntl(fd, F_GETFL, ffi.cast("int", 0))
-        if status < 0 or lib.fcntl(fd, F_SETFL, ffi.cast("int", status | O_NONBLOCK)) < 0 \
-                or lib.fcntl(fd, F_SETFD, ffi.cast("int", FD_CLOEXEC)) < 0:
+        if not nonblocking_cloexec(lib, fd):
             raise _utun_error(lib.errno(), name)
         return fd, ffi.string(ifname).decode("ascii")
     except BaseException:
         lib.close(fd)  # the interface goes with its socket (utun_ctl_disconnect)
         raise
+
+
+def nonblocking_cloexec(lib: libc.Libc, fd: int) -> bool:
+    """Make *fd* O_NONBLOCK and close-on-exec (macOS's socket() and pipe() take no such flags); False: errno says why."""
+    int_ = lib.ffi.cast
+    status = lib.fcntl(fd, F_GETFL, int_("int", 0))
+    return status >= 0 and lib.fcntl(fd, F_SETFL, int_("int", status | O_NONBLOCK)) >= 0 \
+        and lib.fcntl(fd, F_SETFD, int_("int", FD_CLOEXEC)) >= 0
 
 
 def create(
@@ -164,8 +182,25 @@ def create(
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
-    """The name and flags of an adopted fd (``Device.from_fd``): not in this version."""
-    _lacks(Feature.FROM_FD)
+    """The name of an adopted utun socket (``Device.from_fd``), from ``UTUN_OPT_IFNAME``; flags 0 (utun has none).
+
+    The socket must be connected to the utun control: ``ctl_ctloutput``
+    refuses the option before connect (EINVAL), getsockopt on an fd that is
+    no socket is ENOTSOCK (``getsock``); the errors say the fd is not a
+    connected utun, as Linux's say it is not an attached TUN/TAP.
+    """
+    lib = libc.get()
+    if lib is None:
+        raise _no_libc(Feature.FROM_FD, None)
+    ifname = lib.ffi.new("char[]", cdefs.IFNAMSIZ)
+    length = lib.ffi.new("uint32_t *", cdefs.IFNAMSIZ)
+    if lib.getsockopt(fd, cdefs.SYSPROTO_CONTROL, cdefs.UTUN_OPT_IFNAME, ifname, length) < 0:
+        raise error_from_errno(errnos.host(lib.errno()), "ioctl", None,
+                               f"fd {fd} is not a connected utun socket (getsockopt UTUN_OPT_IFNAME)")
+    name = lib.ffi.string(ifname).decode("ascii")
+    if not name.startswith(_UTUN_PREFIX):
+        raise error_from_errno(_errno.EINVAL, "ioctl", name, f"fd {fd} is a kernel-control socket of {name}, not a utun")
+    return name, 0
 
 
 def set_persist(fd: int, name: str, on: bool, everyone: bool = False) -> None:

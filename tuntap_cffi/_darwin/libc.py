@@ -10,7 +10,12 @@ Facts that shape this module:
   already in every macOS process).  ``ioctl`` and ``fcntl`` stay variadic:
   Apple arm64 passes variadic arguments on the stack, so a fixed-argument
   declaration would hand the kernel garbage there.
-- ``socklen_t`` is ``__uint32_t`` on macOS (bsd/sys/_types/_socklen_t.h).
+- ``socklen_t`` is ``__uint32_t`` on macOS (bsd/sys/_types/_socklen_t.h),
+  ``nfds_t`` ``unsigned int`` (bsd/sys/poll.h); ``open`` is variadic too.
+- A Device's whole life goes through here (its reads and writes, its
+  wakeup pipe, poll, and dup2 of /dev/null over a closed fd), so the
+  simulated kernel sees every call; :meth:`Libc.set_errno` lets a loop of
+  reads tell end-of-file from a failure (errno cleared before).
 - One object carries every function and the FFI its structs come from, so a
   stand-in (``tests/darwin_kernel.py``, a simulated XNU kernel on Linux) is
   installed with :func:`use` and the backend cannot tell the difference.
@@ -32,7 +37,12 @@ int connect(int fd, const struct sockaddr *addr, uint32_t addrlen);
 int getsockopt(int fd, int level, int name, void *value, uint32_t *len);
 int ioctl(int fd, unsigned long request, ...);
 int fcntl(int fd, int cmd, ...);
+int open(const char *path, int flags, ...);
 int close(int fd);
+int pipe(int fds[2]);
+int dup2(int from, int to);
+struct pollfd { int fd; short events; short revents; };
+int poll(struct pollfd *fds, unsigned int nfds, int timeout);
 ssize_t read(int fd, void *buf, size_t count);
 ssize_t write(int fd, const void *buf, size_t count);
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt);
@@ -59,6 +69,10 @@ class Libc(Protocol):
     def ioctl(self, fd: int, request: int, arg: Any) -> int: ...
     def fcntl(self, fd: int, cmd: int, arg: Any) -> int: ...
     def close(self, fd: int) -> int: ...
+    def open(self, path: bytes, flags: int, *mode: Any) -> int: ...
+    def pipe(self, fds: Any) -> int: ...
+    def dup2(self, fd: int, to: int) -> int: ...
+    def poll(self, fds: Any, nfds: int, timeout: int) -> int: ...
     def read(self, fd: int, buf: Any, count: int) -> int: ...
     def write(self, fd: int, buf: Any, count: int) -> int: ...
     def readv(self, fd: int, iov: Any, iovcnt: int) -> int: ...
@@ -67,6 +81,9 @@ class Libc(Protocol):
     def if_nametoindex(self, name: bytes) -> int: ...
     def errno(self) -> int:
         """The errno of the last failed call on this thread."""
+
+    def set_errno(self, value: int) -> None:
+        """Set this thread's errno (to 0 before calls whose 0 result must be told from a failure)."""
 
 
 class _CLibc:
@@ -81,6 +98,10 @@ class _CLibc:
         self.ioctl = lib.ioctl
         self.fcntl = lib.fcntl
         self.close = lib.close
+        self.open = lib.open
+        self.pipe = lib.pipe
+        self.dup2 = lib.dup2
+        self.poll = lib.poll
         self.read = lib.read
         self.write = lib.write
         self.readv = lib.readv
@@ -91,15 +112,20 @@ class _CLibc:
     def errno(self) -> int:
         return int(self.ffi.errno)
 
+    def set_errno(self, value: int) -> None:
+        self.ffi.errno = value
+
 
 _current: Optional[Libc] = None
 
 
 def _load() -> Optional[Libc]:
-    import sys
+    import os
 
-    if sys.platform != "darwin":
-        return None  # another OS's libc has other numbers: only a stand-in may serve here
+    # The running kernel, not sys.platform (which a test may set): another OS's libc
+    # has other numbers and structs, so only a stand-in may serve there.
+    if os.uname().sysname != "Darwin":
+        return None
     import cffi
 
     ffi = cffi.FFI()
