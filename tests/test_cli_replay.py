@@ -305,12 +305,19 @@ def test_a_damaged_file_is_one_clear_error(damage: str, ifname: str, subnet: str
 def test_signal_stops_a_replay_with_its_status(sig: int, status: int, ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
     path = os.path.join(tmp_path, "slow.pcapng")
     capture(path, udp_packets(subnet, 9, 3), gap=30.0)
-    proc = subprocess.Popen([*CLI, "replay", path, ifname], stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen([*CLI, "replay", path, ifname], stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "PYTHONFAULTHANDLER": "1"})
     try:
         assert proc.stderr is not None
         assert "replaying" in proc.stderr.readline()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Seen once in CI (stderr already at EOF): show where it hangs (faulthandler dumps every thread).
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"replay did not exit within 30 s of {signal.Signals(sig).name}:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()
