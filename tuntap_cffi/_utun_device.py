@@ -46,7 +46,7 @@ import threading
 import time
 from array import array
 from itertools import islice, repeat, takewhile
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
 
 from . import _backend
 from ._capabilities import Feature
@@ -154,7 +154,11 @@ class DarwinOps:
 
     def watch_others(self) -> "List[Watched]":
         me = threading.get_native_id()
-        return [_PyThread(t.native_id) for t in threading.enumerate() if t.native_id not in (None, me)]
+        return [_PyThread(tid) for tid in self.threads() if tid != me]
+
+    def threads(self) -> Set[int]:
+        """The Python threads alive now: macOS has no /proc (see the module docstring)."""
+        return {t.native_id for t in threading.enumerate() if t.native_id is not None}
 
 
 _ops: Optional[DarwinOps] = None

@@ -238,7 +238,7 @@ class Device(BatchIO, LinkConfig):
         # Batch engines by ring, direction and thread (see _engines).  The
         # batch calls use these three as they did before the table: one
         # call per lookup, one attribute load for the retired engines.
-        self._engines = EngineTable(self, self._engine_maker)
+        self._engines = EngineTable(self, self._engine_maker, self._fd_ops.threads)
         self._engine = self._engines.get
         self._stale_engines = self._engines.stale  # (the table changes this list in place)
         self._close_stale_engines = self._engines.close_stale
