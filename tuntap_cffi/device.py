@@ -1252,6 +1252,19 @@ def _require_open_features(
             _backend.require(feature, name or None)
 
 
+def _darwin_legacy_name(kind: DeviceKind, name: str, packet_info: bool) -> bool:
+    """Whether *name* asks macOS for a tuntaposx device (``tunN``, ``tap%d`` ...); ValueError for a wrong one."""
+    from ._darwin import tuntaposx
+
+    if not tuntaposx.is_legacy_name(name):
+        return False
+    tuntaposx.candidates(kind.name, name)  # (ValueError: another family, a number the kext has not)
+    if packet_info:
+        raise ValueError(f"{name!r} is a tuntaposx device: its packets carry no header, so packet_info=True "
+                         "has nothing to show (it is utun's AF header: open_tun(\"\", packet_info=True))")
+    return True
+
+
 def _open(
     kind: DeviceKind,
     name: str,
@@ -1288,8 +1301,14 @@ def _open(
     check_napi(napi, napi_frags, kind is DeviceKind.TAP)
     ns = None if netns is None else check_netns("netns", netns)
     check_bool("carrier", carrier)
-    _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
+    # macOS: a tuntaposx node is reached by its name only (tunN, tap%d ...): no TUN/TAP feature is asked.
+    legacy = _backend.PLATFORM is _darwin.PLATFORM and _darwin_legacy_name(kind, name, packet_info)
+    _require_open_features(DeviceKind.TUN if legacy else kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
                            multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
+    if legacy:  # the seed's legacy macOS devices (see _tuntaposx_device)
+        from ._tuntaposx_device import open_tuntaposx_device
+
+        return open_tuntaposx_device(kind.name, name, nonblocking)
     if _backend.PLATFORM is _darwin.PLATFORM:  # a utun: its own framing (see _utun_device)
         from ._utun_device import open_utun_device
 
