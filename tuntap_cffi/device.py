@@ -1428,6 +1428,10 @@ def open_tun(
     ``"utunN"``; reads and writes carry bare IP packets (the 4-byte
     address-family header utun adds is stripped and added without a copy),
     or, with *packet_info*, that header in front (the ``tun_pi`` of macOS).
+    ``"tunN"`` (N 0..15) or ``"tun%d"`` opens the tuntaposx kext's
+    ``/dev/tunN`` instead (the seed's legacy devices: bare IP packets,
+    :class:`DeviceNotReadyError` until the interface has an address and is
+    up; ``"tapN"``/``"tap%d"`` with :func:`open_tap`).
     The options macOS lacks raise :class:`UnsupportedPlatformError`.
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
