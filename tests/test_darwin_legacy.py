@@ -21,7 +21,7 @@ import pytest
 from darwin_kernel import running_as_macos
 from tuntaposx_kernel import IF_COUNT, IFF_UP, O_CLOEXEC, O_EXCL, O_RDWR, KextKernel
 from tuntest import fd_count
-from tuntap_cffi import (DeviceBusyError, DeviceKind, DeviceNotFoundError, DeviceNotReadyError,
+from tuntap_cffi import (BatchWriteError, DeviceBusyError, DeviceKind, DeviceNotFoundError, DeviceNotReadyError,
                          DevicesExhaustedError, TunTapPermissionError, open_tap, open_tun)
 from tuntap_cffi._tuntaposx_device import TuntaposxDevice
 
@@ -162,6 +162,13 @@ def test_reads_and_writes_are_not_ready_until_the_interface_is_up(kext: KextKern
                 call()
             assert info.value.errno == errno.EIO and info.value.filename == "tun0"
             assert "add_address" in str(info.value) and "up()" in str(info.value)
+        with pytest.raises(DeviceNotReadyError) as info:
+            dev.read_batch(dev.packet_ring(2))
+        assert info.value.errno == errno.EIO and "up" in str(info.value)
+        with pytest.raises(BatchWriteError) as refused:  # (a batch's refusal names the first packet's cause)
+            dev.write_batch([ipv4()])
+        assert refused.value.written == 0 and isinstance(refused.value.__cause__, DeviceNotReadyError)
+        assert "add_address" in str(refused.value.__cause__)
         dev.add_address("198.18.0.1/32", "198.18.0.2")
         with pytest.raises(DeviceNotReadyError):  # an address alone: the kext's if_ioctl leaves IFF_UP alone
             dev.write(ipv4())
