@@ -19,6 +19,7 @@ from typing import Iterator, List, Tuple
 import pytest
 from hypothesis import given, strategies as st
 
+import darwin_kernel
 from darwin_kernel import GOLDEN
 from tuntest import fd_count
 from xnu_net import AF_INET, AF_INET6, AF_LINK, C, E, IFF_BROADCAST, IFF_MULTICAST, IFF_POINTOPOINT, IFF_UP, \
@@ -26,7 +27,7 @@ from xnu_net import AF_INET, AF_INET6, AF_LINK, C, E, IFF_BROADCAST, IFF_MULTICA
 from tuntap_cffi import DeviceNotFoundError, TunTapError, TunTapPermissionError, _backend
 from tuntap_cffi._bsd import Numbers, netconfig, sockaddr
 from tuntap_cffi._constants import DeviceKind
-from tuntap_cffi._darwin import backend, cdefs
+from tuntap_cffi._darwin import backend, cdefs, errnos
 from tuntap_cffi._link import LinkConfig
 from tuntap_cffi._netvalues import IPInterface
 from tuntap_cffi.config import Address, Route
@@ -177,6 +178,15 @@ def test_the_kernel_itself_says_edestaddrreq_and_the_backend_maps_macos_numbers(
 def test_every_macos_errno_maps_to_the_host_errno_of_that_name(name: str) -> None:
     k = Numbers("macOS", cdefs.CONSTANTS, {}, cdefs.ERRNO, 4)
     assert k.host_errno(cdefs.ERRNO[name]) == getattr(errno, name)
+
+
+@pytest.mark.parametrize("name", sorted(set(E) | set(darwin_kernel.E)))
+def test_the_packet_path_and_configuration_map_every_simulated_errno_alike(name: str) -> None:
+    """One table, one function: what either simulated kernel reports (ENOTSOCK 38, EINTR 4 ...) means its name
+    on both paths (38 is Linux's ENOSYS: a second table that lacked a name handed its number on unchanged)."""
+    number = darwin_kernel.E.get(name, E.get(name))
+    k = backend.numbers(XnuNetKernel().ffi)
+    assert errnos.host(number) == k.host_errno(number) == getattr(errno, name)
 
 
 def test_ipv4_without_peer_on_a_broadcast_interface_asks_its_flags(utun: Utun) -> None:

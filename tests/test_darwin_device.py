@@ -530,3 +530,51 @@ def test_no_fd_leaks_over_a_devices_life(xnu: XnuKernel) -> None:
         xnu.calls.clear()
     wait_for(lambda: fd_count() == before, "every fd to be freed")
     assert list(xnu.files.values()) == ["/dev/null"] and not xnu.sockets
+
+
+def test_batch_engines_of_exited_threads_are_reaped_without_proc(xnu: XnuKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no /proc: which threads are alive comes from the platform's thread view (DarwinOps.threads).
+
+    A live thread keeps its engine, an exited one's goes at the next miss.
+    (Before, the engine table asked /proc/self/task, which macOS has not:
+    every other thread's engine was taken for dead, the live one's too.)
+    """
+    import os
+
+    from tuntap_cffi._engines import table_of
+
+    real_exists, real_listdir = os.path.exists, os.listdir
+    monkeypatch.setattr(os.path, "exists", lambda p: False if str(p).startswith("/proc") else real_exists(p))
+
+    def listdir(path: Any = ".") -> List[str]:
+        if str(path).startswith("/proc"):
+            raise FileNotFoundError(2, "No such file or directory (macOS has no /proc)", str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    with open_tun() as dev:
+        table = table_of(dev)
+        rings = [dev.packet_ring(4) for _ in range(3)]
+        made = threading.Event()
+        release = threading.Event()
+
+        def live() -> None:
+            table.get(rings[0], "read")
+            made.set()
+            release.wait(10)
+
+        alive = threading.Thread(target=live)
+        alive.start()
+        try:
+            assert made.wait(10)
+            gone = threading.Thread(target=lambda: table.get(rings[1], "read"))
+            gone.start()
+            gone.join(10)
+            assert len(table) == 2
+            table.get(rings[2], "read")  # a miss: reaps the exited thread's engine only
+            assert len(table) == 2  # the live thread's and this one's
+        finally:
+            release.set()
+            alive.join(10)
+        table.get(rings[1], "write")  # the next miss after it exited: its engine goes too
+        assert len(table) == 2

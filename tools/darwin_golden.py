@@ -95,6 +95,12 @@ CONSTANTS: List[str] = [
     "ENFILE", "EMFILE", "ENOTTY", "EAGAIN", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE", "ENOPROTOOPT",
     "EPROTONOSUPPORT", "ENOTSUP", "EAFNOSUPPORT", "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH",
     "ENOBUFS", "EISCONN", "ECONNREFUSED", "ENAMETOOLONG", "EHOSTUNREACH", "EOPNOTSUPP",
+    # ... and the rest the packet path and the fd's life can meet: the backend's one errno table.
+    "EINTR", "E2BIG", "EFAULT", "ENOSPC", "EPIPE", "ERANGE", "EINPROGRESS", "EALREADY", "ENOTSOCK",
+    "ESOCKTNOSUPPORT", "EPFNOSUPPORT", "ENETRESET", "ECONNABORTED", "ECONNRESET", "ENOTCONN", "ESHUTDOWN",
+    "ETIMEDOUT", "ELOOP", "EHOSTDOWN", "EOVERFLOW",
+    # open(2) of a tuntaposx node (/dev/tunN, /dev/tapN: the seed's legacy devices), and fcntl's flags.
+    "O_RDONLY", "O_RDWR", "O_NONBLOCK", "O_EXCL", "O_CLOEXEC", "F_GETFL", "F_SETFL",
 ]
 
 #: ioctl request macros, by header name.

@@ -13,8 +13,10 @@ Facts that shape this module:
 - The hot lookup goes through a thread-local cache: no gettid() syscall per
   batch, and a new thread that reuses a dead one's pthread id starts empty.
 - A thread's engines die with the thread: every miss closes the engines of
-  threads that ``/proc/self/task`` no longer lists (nothing of theirs can
-  be running).  A ring's engines die with the ring (a weakref callback).
+  threads the platform's thread view (the device's ``FdOps.threads``:
+  ``/proc/self/task`` on Linux, the Python threads on macOS, which has no
+  /proc) no longer lists: nothing of theirs can be running.  A ring's
+  engines die with the ring (a weakref callback).
 - Switching the backend retires the engines: a thread may be inside a batch
   with one, so they are closed once no other thread is inside an announced
   call of the device (device.py, "Closing without fd-number reuse").
@@ -32,11 +34,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Literal, Optional, Protocol, Tuple, overload
+from typing import Any, Callable, Dict, List, Literal, Optional, Protocol, Set, Tuple, overload
 
 from . import _backend, batch
 from ._capabilities import Feature
 from ._announce import Announcer
+from ._lifecycle import LINUX_OPS
 from ._uring import UringUnavailable
 from .batch import Engine, Reader, Writer
 from .errors import DeviceClosedError
@@ -97,10 +100,13 @@ class EngineTable:
     list in place.
     """
 
-    def __init__(self, host: EngineHost, make: Optional[Callable[..., Engine]] = None) -> None:
-        """*make* is ``batch.make_engine``'s stand-in for a device with its own framing (a macOS utun)."""
+    def __init__(self, host: EngineHost, make: Optional[Callable[..., Engine]] = None,
+                 threads: Optional[Callable[[], Set[int]]] = None) -> None:
+        """*make* is ``batch.make_engine``'s stand-in for a device with its own framing (a macOS utun);
+        *threads* the platform's view of the live threads (the device's ``FdOps.threads``; Linux's by default)."""
         self._host: Callable[[], Optional[EngineHost]] = weakref.ref(host)
         self._make_engine: Callable[..., Engine] = make or batch.make_engine
+        self._threads: Callable[[], Set[int]] = threads or LINUX_OPS.threads
         self._lock = threading.Lock()
         self._entries: Dict[_Key, _Entry] = {}
         self._local = _ThreadEngines()  # this thread's view of _entries (see get)
@@ -198,8 +204,9 @@ class EngineTable:
 
     def reap(self) -> None:
         """Close the engines of threads that have exited (nothing of theirs can be running)."""
-        with self._lock:
-            dead = [key for key in self._entries if not os.path.exists(f"/proc/self/task/{key[2]}")]
+        with self._lock:  # (the view taken under it: an entry added since was added by a live thread)
+            alive = self._threads()
+            dead = [key for key in self._entries if key[2] not in alive]
             gone = [self._entries.pop(key)[1] for key in dead]
         for engine in gone:
             engine.close()

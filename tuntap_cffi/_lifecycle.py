@@ -129,6 +129,10 @@ class FdOps(Protocol):
         """Every other thread of this process, as it is now."""
         ...
 
+    def threads(self) -> Set[int]:
+        """The native ids of this process's threads alive now (the platform's view: /proc on Linux)."""
+        ...
+
 
 # ------------------------------------------------- freeing closed fd numbers
 #
@@ -220,13 +224,18 @@ class _Watched:
         return False
 
 
+def _linux_threads() -> Set[int]:
+    """This process's threads (kernel tasks: threads not made by ``threading`` too)."""
+    try:
+        return {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:  # no fd free: the threads Python knows of
+        return {t.native_id for t in threading.enumerate() if t.native_id is not None}
+
+
 def _watch_others() -> List[_Watched]:
     """Every other thread of this process (kernel tasks: threads not made by ``threading`` too)."""
     me = threading.get_native_id()
-    try:
-        tids = [int(name) for name in os.listdir("/proc/self/task")]
-    except OSError:  # no fd free: the threads Python knows of
-        tids = [t.native_id for t in threading.enumerate() if t.native_id is not None]
+    tids = _linux_threads()
     watched = []
     for tid in tids:
         if tid == me:
@@ -264,6 +273,8 @@ class _LinuxOps:
 
     def watch_others(self) -> List[Watched]:
         return list(_watch_others())
+
+    threads = staticmethod(_linux_threads)
 
 
 #: The default :class:`FdOps`: the calls this module makes on Linux.

@@ -46,7 +46,7 @@ import threading
 import time
 from array import array
 from itertools import islice, repeat, takewhile
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
 
 from . import _backend
 from ._capabilities import Feature
@@ -154,7 +154,11 @@ class DarwinOps:
 
     def watch_others(self) -> "List[Watched]":
         me = threading.get_native_id()
-        return [_PyThread(t.native_id) for t in threading.enumerate() if t.native_id not in (None, me)]
+        return [_PyThread(tid) for tid in self.threads() if tid != me]
+
+    def threads(self) -> Set[int]:
+        """The Python threads alive now: macOS has no /proc (see the module docstring)."""
+        return {t.native_id for t in threading.enumerate() if t.native_id is not None}
 
 
 _ops: Optional[DarwinOps] = None
@@ -305,16 +309,22 @@ class UtunDevice(Device):
     the EtherType of ``PacketInfo.proto``.
     """
 
-    def __init__(self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True) -> None:
+    #: Whether the fd frames packets with the AF header (a tuntaposx device's carry none: _tuntaposx_device).
+    _af_framing = True
+
+    def __init__(
+        self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True, kind_flag: int = _IFF_TUN,
+    ) -> None:
         self._lib = lib
         self._fd_ops = ops = _ops_for(lib)
         ops.dead_fd()  # now, so that close() cannot fail for want of it
-        self._engine_maker = _engine_maker(lib, not packet_info)
-        super().__init__(fd, name, _IFF_TUN | (0 if packet_info else _IFF_NO_PI), blocking=blocking)
+        framed = self._af_framing and not packet_info
+        self._engine_maker = _engine_maker(lib, framed)
+        super().__init__(fd, name, kind_flag | (0 if packet_info else _IFF_NO_PI), blocking=blocking)
         ffi = self._ffi = lib.ffi
         self._readv, self._writev, self._dread, self._dwrite, self._errno = (
             lib.readv, lib.writev, lib.read, lib.write, lib.errno)
-        self._framed = not packet_info
+        self._framed = framed
         self._header_in = ffi.new("uint32_t *")  # read headers land here (shared: nobody reads it back)
         self._headers = {v: ffi.new("char[]", h) for v, h in utun.AF_HEADER.items()}
         # (buffer, iovec[2], room, pointer): the frame of the last read buffer, as _rcache for Linux.
@@ -424,7 +434,7 @@ class UtunDevice(Device):
                         self._leave_closed()
                     _, iov, size, ptr = self._bind_read_frame(buffer)
             elif err != errnos.EINTR:
-                raise error_from_errno(errnos.host(err), "read", self._name, f"read from {self._name} failed")
+                raise self._io_error(errnos.host(err), "read")
             r = self._read_once(iov, ptr, size)
 
     def read(self, size: int = -1, timeout: Optional[float] = None) -> bytes:
@@ -546,10 +556,15 @@ class UtunDevice(Device):
                     raise BlockingIOError(errnos.host(err), f"{self._name} cannot take a packet now")
                 self._wait(select.POLLOUT)
             elif err != errnos.EINTR:
-                raise error_from_errno(errnos.host(err), "write", self._name, f"write to {self._name} failed")
+                raise self._io_error(errnos.host(err), "write")
             n: int = call(self._fd, ptr, size)
             if n >= 0:
                 return n
+
+    def _io_error(self, err: int, op: str) -> OSError:
+        """The exception for a failed ``op`` ("read" or "write") with *err* (the running OS's number already)."""
+        where = "from" if op == "read" else "to"
+        return error_from_errno(err, op, self._name, f"{op} {where} {self._name} failed")
 
     def _write_error(self, err: int, what: str) -> OSError:
         """The exception for a refused batch write (*err*: the running OS's number already)."""

@@ -238,7 +238,7 @@ class Device(BatchIO, LinkConfig):
         # Batch engines by ring, direction and thread (see _engines).  The
         # batch calls use these three as they did before the table: one
         # call per lookup, one attribute load for the retired engines.
-        self._engines = EngineTable(self, self._engine_maker)
+        self._engines = EngineTable(self, self._engine_maker, self._fd_ops.threads)
         self._engine = self._engines.get
         self._stale_engines = self._engines.stale  # (the table changes this list in place)
         self._close_stale_engines = self._engines.close_stale
@@ -1252,6 +1252,19 @@ def _require_open_features(
             _backend.require(feature, name or None)
 
 
+def _darwin_legacy_name(kind: DeviceKind, name: str, packet_info: bool) -> bool:
+    """Whether *name* asks macOS for a tuntaposx device (``tunN``, ``tap%d`` ...); ValueError for a wrong one."""
+    from ._darwin import tuntaposx
+
+    if not tuntaposx.is_legacy_name(name):
+        return False
+    tuntaposx.candidates(kind.name, name)  # (ValueError: another family, a number the kext has not)
+    if packet_info:
+        raise ValueError(f"{name!r} is a tuntaposx device: its packets carry no header, so packet_info=True "
+                         "has nothing to show (it is utun's AF header: open_tun(\"\", packet_info=True))")
+    return True
+
+
 def _open(
     kind: DeviceKind,
     name: str,
@@ -1288,8 +1301,14 @@ def _open(
     check_napi(napi, napi_frags, kind is DeviceKind.TAP)
     ns = None if netns is None else check_netns("netns", netns)
     check_bool("carrier", carrier)
-    _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
+    # macOS: a tuntaposx node is reached by its name only (tunN, tap%d ...): no TUN/TAP feature is asked.
+    legacy = _backend.PLATFORM is _darwin.PLATFORM and _darwin_legacy_name(kind, name, packet_info)
+    _require_open_features(DeviceKind.TUN if legacy else kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
                            multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
+    if legacy:  # the seed's legacy macOS devices (see _tuntaposx_device)
+        from ._tuntaposx_device import open_tuntaposx_device
+
+        return open_tuntaposx_device(kind.name, name, nonblocking)
     if _backend.PLATFORM is _darwin.PLATFORM:  # a utun: its own framing (see _utun_device)
         from ._utun_device import open_utun_device
 
@@ -1409,6 +1428,10 @@ def open_tun(
     ``"utunN"``; reads and writes carry bare IP packets (the 4-byte
     address-family header utun adds is stripped and added without a copy),
     or, with *packet_info*, that header in front (the ``tun_pi`` of macOS).
+    ``"tunN"`` (N 0..15) or ``"tun%d"`` opens the tuntaposx kext's
+    ``/dev/tunN`` instead (the seed's legacy devices: bare IP packets,
+    :class:`DeviceNotReadyError` until the interface has an address and is
+    up; ``"tapN"``/``"tap%d"`` with :func:`open_tap`).
     The options macOS lacks raise :class:`UnsupportedPlatformError`.
 
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,

@@ -28,17 +28,18 @@ Facts that shape this package:
   ``short ifru_flags`` and a ``short ifru_flagshigh`` in a struct member).
 - errno numbers differ from Linux's (EAGAIN 35, EDESTADDRREQ 39,
   EADDRNOTAVAIL 49 on both BSDs): a platform's numbers are mapped to the
-  host's by name (:meth:`Numbers.host_errno`) before ``errors.py``'s
-  table, which is written in the host's numbers.
+  host's by name (:func:`host_errno`, one function over the platform's
+  one table, e.g. ``.._darwin.cdefs.ERRNO``) before ``errors.py``'s table,
+  which is written in the host's numbers.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Tuple
+from typing import Any, Dict, Mapping, Protocol, Tuple
 
-__all__ = ["Numbers", "BsdLibc"]
+__all__ = ["Numbers", "BsdLibc", "host_errno"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,29 @@ class Numbers:
 
     def host_errno(self, err: int) -> int:
         """The host's number for the platform's errno *err* (the same name); *err* if it has none."""
-        for name, value in self.errnos.items():
-            if value == err:
-                return int(getattr(_errno, name, err))
-        return err
+        return host_errno(self.errnos, err)
+
+
+# Each platform table's numbers mapped to the host's, made once: (the table, platform number -> host number).
+_host_tables: Dict[int, Tuple[Mapping[str, int], Dict[int, int]]] = {}
+
+
+def host_errno(errnos: Mapping[str, int], err: int) -> int:
+    """The host's number for *err*, a number of the platform whose errno table (by name) is *errnos*.
+
+    The one mapping of a platform's errno numbers: the backend's packet path
+    and its configuration both go through it.  A number the table lacks, or
+    whose name the host has not, comes back unchanged.  Of two names for one
+    number (EAGAIN, EWOULDBLOCK) the table's first decides.
+    """
+    entry = _host_tables.get(id(errnos))
+    if entry is None or entry[0] is not errnos:
+        table: Dict[int, int] = {}
+        for name, value in errnos.items():
+            if hasattr(_errno, name):
+                table.setdefault(value, int(getattr(_errno, name)))
+        entry = _host_tables[id(errnos)] = (errnos, table)
+    return entry[1].get(err, err)
 
 
 class BsdLibc(Protocol):

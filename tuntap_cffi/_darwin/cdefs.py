@@ -197,9 +197,16 @@ RTF_IFSCOPE = 0x1000000
 CTL_NET = 4
 NET_RT_DUMP = 1
 NET_RT_IFLIST = 3
-# bsd/sys/fcntl.h
+# bsd/sys/fcntl.h (O_NONBLOCK and O_CLOEXEC differ from Linux's)
 F_SETFD = 2
 FD_CLOEXEC = 1
+F_GETFL = 3
+F_SETFL = 4
+O_RDONLY = 0
+O_RDWR = 2
+O_NONBLOCK = 0x4
+O_EXCL = 0x800
+O_CLOEXEC = 0x1000000
 IF_FAKE_S_CMD_SET_PEER = 1  # bsd/net/if_fake_var.h: ifdrv.ifd_cmd of SIOCSDRVSPEC
 IF_FAKE_G_CMD_GET_PEER = 1  # ... of SIOCGDRVSPEC
 BPF_ALIGNMENT = 4  # bpf records start on 4-byte boundaries (BPF_WORDALIGN)
@@ -245,6 +252,27 @@ ECONNREFUSED = 61
 ENAMETOOLONG = 63
 EHOSTUNREACH = 65
 EOPNOTSUPP = 102
+# ... and those the packet path and a device's life can meet (the one table: .._bsd.host_errno).
+EINTR = 4
+E2BIG = 7
+EFAULT = 14
+ENOSPC = 28
+EPIPE = 32
+ERANGE = 34
+EINPROGRESS = 36
+EALREADY = 37
+ENOTSOCK = 38
+ESOCKTNOSUPPORT = 44
+EPFNOSUPPORT = 46
+ENETRESET = 52
+ECONNABORTED = 53
+ECONNRESET = 54
+ENOTCONN = 57
+ESHUTDOWN = 58
+ETIMEDOUT = 60
+ELOOP = 62
+EHOSTDOWN = 64
+EOVERFLOW = 84
 
 #: Every constant above by its header name, for the golden comparison.
 CONSTANTS: Dict[str, int] = {
@@ -252,7 +280,7 @@ CONSTANTS: Dict[str, int] = {
 }
 
 
-#: macOS's errno values by name (the E* constants above), for :func:`.._bsd.errors.host_errno`.
+#: macOS's errno values by name (the E* constants above): the one table :func:`.._bsd.host_errno` maps.
 ERRNO: Dict[str, int] = {name: value for name, value in CONSTANTS.items() if name.startswith("E")}
 
 ioc = _ioc.ioc
