@@ -555,7 +555,8 @@ class UtunDevice(Device):
         """Write one IP packet; return its length (see :meth:`Device.write`).
 
         One ``writev``: the AF header for the packet's IP version (AF_INET,
-        AF_INET6; big-endian), then *data* itself.  A packet whose first
+        AF_INET6; big-endian), then *data* itself.  0: the kernel took
+        nothing (a FreeBSD tun or tap that is down drops writes silently).  A packet whose first
         nibble is neither 4 nor 6 raises :class:`InvalidPacketError` before
         any syscall.  With ``packet_info=True`` *data* starts with the
         header and is written as it is.  *timeout*: as :meth:`Device.write`.
@@ -590,9 +591,11 @@ class UtunDevice(Device):
         iov[0].iov_base = header
         iov[1].iov_base, iov[1].iov_len = ptr, size
         n = self._writev(self._fd, iov, 2)
+        if n > 0:
+            return n - _HDR
         if n < 0:
             n = self._write_frame_again(iov, 2, nowait, self._writev)
-        return n - _HDR
+        return n - _HDR if n else 0  # 0: nothing taken (FreeBSD's tunwrite drops it while the interface is down)
 
     def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
         """Write one packet of a ``packet_info=True`` utun with the AF header for *proto* (an EtherType).
@@ -609,7 +612,7 @@ class UtunDevice(Device):
         n: int = self._writev(self._fd, iov, 2)
         if n < 0:
             n = self._write_frame_again(iov, 2, False, self._writev)
-        return n - _HDR
+        return n - _HDR if n else 0  # (0: dropped by a FreeBSD interface that is down)
 
     def _write_frame_again(self, ptr: Any, size: int, nowait: bool, call: Any) -> int:
         """Device._write_again with the platform's errno numbers."""

@@ -90,7 +90,9 @@ def _open_error(err: int, node: str, name: str, kind: str) -> OSError:
     if err in (_errno.EPERM, _errno.EACCES):
         return TunTapPermissionError(err, f"{what}: {_ROOT}", name or None)
     if err == _errno.ENOENT:
-        return DeviceNotFoundError(err, f"{what}: {node} does not exist: load the driver (kldload if_tuntap)",
+        # tunclone makes the node only for a process allowed to create interfaces (PRIV_NET_IFCREATE).
+        return DeviceNotFoundError(err, f"{what}: {node} does not exist: load the driver (kldload if_tuntap) "
+                                        f"and run as root (only root may create {kind.lower()} interfaces)",
                                    name or None)
     return error_from_errno(err, "open", name or None, what)
 
