@@ -57,7 +57,8 @@ class BsdBackend:
         return cached[1]
 
     def net(self, feature: Feature = Feature.LINK, name: Optional[str] = None) -> Tuple[BsdLibc, Numbers]:
-        """The libc and numbers for a configuration call; unsupported where the platform's libc is not."""
+        """The libc and numbers for a configuration call; unsupported where the feature or the platform's libc is not."""
+        self.platform.require(feature, name)  # (a feature still planned fails here, before any call)
         lib = self._get_lib()
         if lib is None:
             where = self.platform.name

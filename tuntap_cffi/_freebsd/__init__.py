@@ -4,9 +4,9 @@
 ``/dev/tun`` clones (``if_tuntap.c``) whose packets carry the 4-byte
 address-family header of ``TUNSIFHEAD`` (the Device is the BSD AF-header
 Device of ``tuntap_cffi._utun_device``, with FreeBSD's numbers), TAP
-devices ``/dev/tap`` clones carrying bare Ethernet frames; link settings,
-addresses and routes go through the BSD layer ``.._bsd`` with FreeBSD's
-numbers.  :mod:`.backend` holds the ``_backend.Backend`` functions, those of
+devices ``/dev/tap`` clones carrying bare Ethernet frames; link settings
+(MTU, up/down, index) go through the BSD layer ``.._bsd`` with FreeBSD's
+numbers, as addresses and routes will once proven.  :mod:`.backend` holds the ``_backend.Backend`` functions, those of
 a missing feature raising the one ``UnsupportedPlatformError``.  This
 package makes no C call and loads no library: it imports on any OS.
 
@@ -40,11 +40,16 @@ _NOT_YET = "the FreeBSD backend does not implement it in this version of tuntap_
 PLATFORM = Platform(
     "FreeBSD",
     features=frozenset({
-        Feature.TUN, Feature.TAP, Feature.PACKET_INFO, Feature.LOOP_BATCH,  # /dev/tun, /dev/tap (.._utun_device)
-        Feature.LINK, Feature.ADDRESSES, Feature.ROUTES,  # through the BSD layer (.._bsd)
+        Feature.TUN, Feature.TAP, Feature.PACKET_INFO, Feature.LOOP_BATCH,  # /dev/tun, /dev/tap (.._freebsd_device)
+        Feature.LINK,  # MTU, up/down, index through the BSD layer (.._bsd)
     }),
-    planned=frozenset({Feature.PERSIST, Feature.HWADDR, Feature.FROM_FD, Feature.LINK_EVENTS}),
+    planned=frozenset({Feature.ADDRESSES, Feature.ROUTES, Feature.PERSIST, Feature.HWADDR, Feature.FROM_FD,
+                       Feature.LINK_EVENTS}),
     reasons={
+        Feature.ADDRESSES: _NOT_YET + "; SIOCAIFADDR ('i', 43) and SIOCAIFADDR_IN6 ('i', 27) are wired through "
+                           "the BSD layer with FreeBSD's numbers, not yet proven against in.c/in6.c's rules",
+        Feature.ROUTES: _NOT_YET + "; PF_ROUTE messages (FreeBSD's rt_msghdr, SA_SIZE alignment) are wired "
+                        "through the BSD layer, not yet proven against rtsock.c's rules",
         Feature.PERSIST: _NOT_YET + "; FreeBSD interfaces outlive their fd (tunclose leaves them), so "
                          "persist=True will skip the SIOCIFDESTROY at close",
         Feature.HWADDR: _NOT_YET + "; a TAP's MAC is SIOCSIFLLADDR on the BSD layer",
