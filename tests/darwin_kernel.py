@@ -381,7 +381,7 @@ class _NoLinuxCalls:
         if isinstance(value, int):
             return value  # (IFF_* and the like: numbers, not calls)
         self._calls.append(name)
-        raise AssertionError(f"the Linux libc's {name} was reached on macOS")
+        raise AssertionError(f"the Linux libc's {name} was reached on another OS")
 
 
 class _NoLinuxOps:
@@ -390,21 +390,31 @@ class _NoLinuxOps:
 
     def __getattr__(self, name: str) -> Any:
         self._calls.append(f"LINUX_OPS.{name}")
-        raise AssertionError(f"the Linux fd life's {name} was reached on macOS")
+        raise AssertionError(f"the Linux fd life's {name} was reached on another OS")
 
 
 @contextlib.contextmanager
 def running_as_macos(kernel: XnuKernel) -> Iterator[XnuKernel]:
-    """This process as macOS for the library, its kernel *kernel*; everything put back after.
+    """This process as macOS for the library, its kernel *kernel*; everything put back after (see running_as)."""
+    from tuntap_cffi import _darwin
+
+    with running_as(kernel, _darwin.PLATFORM, libc):
+        yield kernel
+
+
+@contextlib.contextmanager
+def running_as(kernel: Any, platform: Any, libc_module: Any) -> Iterator[Any]:
+    """This process as another OS for the library, its kernel *kernel*; everything put back after.
 
     The one seam: the capability table and backend ``_backend`` chose at
-    import are pointed at macOS's (and the engine table's io_uring answer
-    with them), ``_darwin.libc`` at *kernel*, and every Linux libc function
-    the core could reach is replaced by one that fails and is recorded in
-    ``kernel.linux_calls`` (checked empty on the way out).
+    import are pointed at *platform*'s (and the engine table's io_uring
+    answer with them), the platform's libc boundary *libc_module* at
+    *kernel*, and every Linux libc function the core could reach is
+    replaced by one that fails and is recorded in ``kernel.linux_calls``
+    (checked empty on the way out).  Shared by the simulated XNU and
+    FreeBSD kernels.
     """
     from tuntap_cffi import _backend, _engines, _lifecycle, _syscalls, batch, device
-    from tuntap_cffi import _darwin
 
     linux_calls: List[str] = []
     kernel.linux_calls = linux_calls  # type: ignore[attr-defined]
@@ -412,11 +422,11 @@ def running_as_macos(kernel: XnuKernel) -> Iterator[XnuKernel]:
 
     def refused(*args: Any) -> int:
         linux_calls.append("read/write")
-        raise AssertionError("the Linux libc's read/write was reached on macOS")
+        raise AssertionError("the Linux libc's read/write was reached on another OS")
 
     saved = [
-        (_backend, "PLATFORM", _darwin.PLATFORM), (_backend, "require", _darwin.PLATFORM.require),
-        (_backend, "supports", _darwin.PLATFORM.supports), (_backend, "_backend", None),
+        (_backend, "PLATFORM", platform), (_backend, "require", platform.require),
+        (_backend, "supports", platform.supports), (_backend, "_backend", None),
         (_engines, "_URING_HERE", False),
         (_syscalls, "lib", guard), (_lifecycle, "lib", guard), (device, "lib", guard), (batch, "lib", guard),
         (device, "_read", refused), (device, "_write", refused),
@@ -426,11 +436,11 @@ def running_as_macos(kernel: XnuKernel) -> Iterator[XnuKernel]:
     for module, name, value in saved:
         setattr(module, name, value)
     device.Device._fd_ops = _NoLinuxOps(linux_calls)  # type: ignore[assignment]
-    libc.use(kernel)
+    libc_module.use(kernel)
     try:
         yield kernel
     finally:
-        libc.use(None)
+        libc_module.use(None)
         device.Device._fd_ops = old_ops
         for module, name, value in olds:
             setattr(module, name, value)

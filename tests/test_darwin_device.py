@@ -21,10 +21,11 @@ import io
 import struct
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
+from bsd_packets import close_fails_a_waiting_read, closed_while_waiting, ipv4, ipv6, mixed, pcap_packets, polls, wait_for
 from darwin_kernel import AF_INET, AF_INET6, E, XnuKernel, running_as_macos
 from xnu_net import XnuNetKernel
 from tuntest import fd_count
@@ -39,48 +40,6 @@ def xnu() -> Iterator[XnuKernel]:
     # With its network side: a macOS Device reads its MTU with SIOCGIFMTU (max_packet_size).
     with running_as_macos(XnuNetKernel()) as kernel:
         yield kernel
-
-
-def ipv4(payload: bytes = b"ping", src: int = 1) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 17, 0,
-                         bytes([198, 18, 0, src]), bytes([198, 18, 0, 2]))
-    return header + payload
-
-
-def ipv6(payload: bytes = b"pong") -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), 17, 64, b"\xfd" + bytes(15), b"\xfd" + bytes(14) + b"\x02") + payload
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def polls(kernel: XnuKernel) -> int:
-    return sum(1 for call in kernel.calls if call[0] == "poll")
-
-
-def closed_while_waiting(kernel: XnuKernel, dev: Any, call: Callable[[], object]) -> BaseException:
-    """Run *call* in a thread until it waits in poll, close *dev* here; what the call raised."""
-    errors: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            errors.append(exc)
-
-    waiter = threading.Thread(target=run)
-    waiter.start()
-    wait_for(lambda: polls(kernel) > 0, "the call to poll")
-    dev.close()
-    assert kernel.interfaces == []  # released at once (dup2 closed the socket)
-    waiter.join(10)
-    assert not waiter.is_alive() and len(errors) == 1, errors
-    return errors[0]
 
 
 def warm_up(kernel: XnuKernel) -> None:
@@ -390,11 +349,7 @@ def test_asyncio_reads_and_writes(xnu: XnuKernel) -> None:
                 if len(seen) == 3:
                     break
             assert seen == [ipv4(bytes([i])) for i in range(3)]
-            waiting = asyncio.ensure_future(dev.read_async())
-            await asyncio.sleep(0)
-            dev.close()
-            with pytest.raises(DeviceClosedError):
-                await asyncio.wait_for(waiting, 10)
+            await close_fails_a_waiting_read(dev)
 
     asyncio.run(main())
 
@@ -405,7 +360,7 @@ def test_read_batch_and_write_batch_through_the_loop_engine(xnu: XnuKernel) -> N
     with open_tun() as dev:
         assert dev.batch_backend == "loop"
         ring = dev.packet_ring(8)
-        packets = [ipv4(bytes([i]) * (i + 1)) if i % 2 else ipv6(bytes([i]) * (i + 1)) for i in range(5)]
+        packets = mixed(5)
         for packet in packets:
             xnu.output(dev.name, packet)
         assert dev.read_batch(ring) == 5
@@ -460,12 +415,7 @@ def test_a_capture_is_linktype_raw_without_the_header(xnu: XnuKernel) -> None:
         data = out.getvalue()
     magic, _, _, _, _, _, linktype = struct.unpack("=IHHiIII", data[:24])
     assert linktype == 101
-    at, seen = 24, []
-    while at < len(data):
-        incl = struct.unpack("=IIII", data[at:at + 16])[2]
-        seen.append(data[at + 16:at + 16 + incl])
-        at += 16 + incl
-    assert seen == packets  # the bare IP packets: no AF header in the capture
+    assert pcap_packets(data) == packets  # the bare IP packets: no AF header in the capture
 
 
 # ------------------------------------------------------------ failures the kernel injects

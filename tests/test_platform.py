@@ -410,7 +410,8 @@ def test_darwin_package_reaches_no_c_call() -> None:
     checked.
     """
     allowed = {"__future__", "typing", "errno", "tuntap_cffi._capabilities", "tuntap_cffi.errors",
-               "tuntap_cffi._darwin", "tuntap_cffi._bsd", "tuntap_cffi._netvalues",
+               "tuntap_cffi._darwin", "tuntap_cffi._bsd", "tuntap_cffi._bsdlibc", "tuntap_cffi._bsdbackend",
+               "tuntap_cffi._netvalues",
                "tuntap_cffi._constants"}  # (_constants: pure Python, no cffi)
     package = pathlib.Path(_darwin.__file__).parent
     files = sorted(package.glob("*.py"))
@@ -479,6 +480,8 @@ print(len(os.listdir("/proc/self/fd")) == before)
     ("sunos5", "sunos5", 0, "Linux only", "Linux only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
     ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "not implemented in this version"),
+    # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.
+    ("freebsd14", "FreeBSD", 5, "FreeBSD's own C library", "FreeBSD's own C library"),
 ])
 def test_package_imports_on_another_os_and_opening_fails_cleanly(
     system: str, name: str, features: int, tun_says: str, tap_says: str,

@@ -30,22 +30,19 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 import tempfile
 from typing import Dict, List, Tuple
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import golden_probe  # noqa: E402  (tools/ is no package: the shared probe sits beside this script)
 
 #: Every struct the macOS backend declares, with the fields whose offsets it relies on
 #: (dotted paths go through a named union or struct member).
 STRUCTS: Dict[str, List[str]] = {
     "struct ctl_info": ["ctl_id", "ctl_name"],
     "struct sockaddr_ctl": ["sc_len", "sc_family", "ss_sysaddr", "sc_id", "sc_unit", "sc_reserved"],
-    "struct sockaddr": ["sa_len", "sa_family", "sa_data"],
-    "struct in_addr": ["s_addr"],
-    "struct sockaddr_in": ["sin_len", "sin_family", "sin_port", "sin_addr", "sin_zero"],
-    "struct in6_addr": ["__u6_addr"],
-    "struct sockaddr_in6": ["sin6_len", "sin6_family", "sin6_port", "sin6_flowinfo", "sin6_addr",
-                            "sin6_scope_id"],
+    **golden_probe.BSD_SOCKADDRS,
     "struct ifreq": ["ifr_name", "ifr_ifru", "ifr_ifru.ifru_addr", "ifr_ifru.ifru_flags", "ifr_ifru.ifru_mtu"],
     "struct ifaliasreq": ["ifra_name", "ifra_addr", "ifra_broadaddr", "ifra_mask"],
     "struct in6_addrlifetime": ["ia6t_expire", "ia6t_preferred", "ia6t_vltime", "ia6t_pltime"],
@@ -147,24 +144,7 @@ SHIMS: Dict[str, str] = {
 
 def probe_source() -> str:
     """The C probe: one printf per number, ``kind<TAB>key<TAB>value``."""
-    out = ["#include <stddef.h>"] + [f"#include <{h}>" for h in INCLUDES]
-    out += [
-        "int printf(const char *, ...);",
-        '_Static_assert(sizeof(long) == 8 && sizeof(void *) == 8, "LP64 only");',
-        "#define P(kind, key, v) printf(\"%s\\t%s\\t%llu\\n\", kind, key, (unsigned long long)(v))",
-        "int main(void) {",
-    ]
-    for struct, fields in STRUCTS.items():
-        out.append(f'  P("sizeof", "{struct}", sizeof({struct}));')
-        out.append(f'  P("alignof", "{struct}", _Alignof({struct}));')
-        for field in fields:
-            out.append(f'  P("offsetof", "{struct}:{field}", offsetof({struct}, {field}));')
-    for name in CONSTANTS:
-        out.append(f'  P("constants", "{name}", {name});')
-    for name in IOCTLS:
-        out.append(f'  P("ioctls", "{name}", {name});')
-    out += ["  return 0;", "}"]
-    return "\n".join(out) + "\n"
+    return golden_probe.probe_source(["#include <stddef.h>"], INCLUDES, STRUCTS, CONSTANTS, IOCTLS)
 
 
 def compile_and_run(xnu: pathlib.Path, work: pathlib.Path) -> List[Tuple[str, str, int]]:
@@ -174,37 +154,18 @@ def compile_and_run(xnu: pathlib.Path, work: pathlib.Path) -> List[Tuple[str, st
         path = shim / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    (work / "probe.c").write_text(probe_source())
-    gcc_include = subprocess.run(
-        ["gcc", "-print-file-name=include"], check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    cmd = [
-        "gcc", "-m64", "-std=gnu11", "-nostdinc", "-D__APPLE__", "-D__MACH__",
-        "-I", str(shim), "-I", str(xnu / "bsd"), "-I", str(xnu / "osfmk"), "-I", str(xnu / "libkern"),
-        "-isystem", gcc_include,
-        "-o", str(work / "probe"), str(work / "probe.c"),
-    ]
-    subprocess.run(cmd, check=True)
-    rows = subprocess.run([str(work / "probe")], check=True, capture_output=True, text=True).stdout
-    result = []
-    for line in rows.splitlines():
-        kind, key, value = line.split("\t")
-        result.append((kind, key, int(value)))
-    return result
+    flags = ["-D__APPLE__", "-D__MACH__", "-I", str(shim), "-I", str(xnu / "bsd"), "-I", str(xnu / "osfmk"),
+             "-I", str(xnu / "libkern")]
+    return golden_probe.build_and_run(probe_source(), flags, work)
 
 
 def golden(rows: List[Tuple[str, str, int]], tag: str, commit: str) -> Dict[str, object]:
     """The JSON document: provenance, then each kind of number by key."""
-    doc: Dict[str, object] = {
+    return golden_probe.document(rows, {
         "xnu": {"repository": "https://github.com/apple-oss-distributions/xnu", "tag": tag, "commit": commit},
         "abi": "LP64 (x86-64 and arm64 macOS)",
         "generator": "tools/darwin_golden.py",
-    }
-    for kind, key, value in rows:
-        table = doc.setdefault(kind, {})
-        assert isinstance(table, dict)
-        table[key] = value
-    return doc
+    })
 
 
 def main(argv: List[str]) -> int:

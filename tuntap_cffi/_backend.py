@@ -11,8 +11,8 @@ Facts that shape this module:
   import: importing the package works on any OS, and on one without a
   backend only opening a device fails, with that same error.
 - A backend is a module with the functions of :class:`Backend`; ``_linux.backend``
-  is the reference and ``_darwin.backend`` the declared macOS boundary
-  (every function raises until the macOS backend lands).  mypy checks
+  is the reference, ``_darwin.backend`` macOS's and ``_freebsd.backend``
+  FreeBSD's.  mypy checks
   each module against the Protocol where :func:`_load` returns it.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Tuple, TypeVar, Union
 
-from . import _darwin, _linux
+from . import _darwin, _freebsd, _linux
 from ._capabilities import Feature, Platform
 from ._constants import NetNamespace
 
@@ -88,6 +88,8 @@ def _choose(system: str) -> Platform:
         return LINUX
     if system == "darwin":
         return _darwin.PLATFORM
+    if system.startswith("freebsd"):
+        return _freebsd.PLATFORM
     return Platform(system, frozenset(), fallback="tuntap_cffi drives TUN/TAP devices on Linux only (macOS is planned)")
 
 
@@ -108,6 +110,10 @@ def _load() -> Backend:
         from ._darwin import backend as darwin
 
         return darwin
+    if PLATFORM is _freebsd.PLATFORM:
+        from ._freebsd.backend import BACKEND
+
+        return BACKEND
     raise PLATFORM.unsupported(None)
 
 

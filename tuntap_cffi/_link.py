@@ -190,6 +190,7 @@ class LinkConfig:
         """
         local = config.parse_interface(address)
         peer_ip = None if peer is None else config.parse_address_for(peer, "peer", local, "address")
+        _backend.require(Feature.ADDRESSES, self._name)
         _backend.current().add_address(self._channel(), self.ifindex, self._name, local, peer_ip)
 
     @announced
@@ -199,6 +200,7 @@ class LinkConfig:
         Removing an address the interface does not have is harmless.
         """
         given = config.parse_interface(address)
+        _backend.require(Feature.ADDRESSES, self._name)
         exact = isinstance(address, (IPv4Interface, IPv6Interface)) or (
             isinstance(address, str) and "/" in address
         )
@@ -220,6 +222,7 @@ class LinkConfig:
     @announced
     def addresses(self) -> "List[config.Address]":
         """Every IPv4 and IPv6 address of the interface (link-local ones too)."""
+        _backend.require(Feature.ADDRESSES, self._name)
         return _backend.current().list_addresses(self._channel(), self.ifindex, self._name)
 
     @announced
@@ -231,18 +234,21 @@ class LinkConfig:
         another interface is left alone (no replace).  Needs CAP_NET_ADMIN.
         """
         dst, gw, prio = self._route_args(destination, gateway, metric)
+        _backend.require(Feature.ROUTES, self._name)
         _backend.current().add_route(self._channel(), self.ifindex, self._name, dst, gw, prio)
 
     @announced
     def remove_route(self, destination: "Union[str, config.IPNetwork]", gateway: "Union[str, config.IPAddress, None]" = None, metric: Optional[int] = None) -> None:
         """Remove a route out of this interface; an absent route is harmless."""
         dst, gw, prio = self._route_args(destination, gateway, metric)
+        _backend.require(Feature.ROUTES, self._name)
         _backend.current().remove_route(self._channel(), self.ifindex, self._name, dst, gw, prio)
 
     @property
     @announced
     def routes(self) -> "List[config.Route]":
         """The main table's unicast routes out of this interface, IPv4 then IPv6."""
+        _backend.require(Feature.ROUTES, self._name)
         return _backend.current().list_routes(self._channel(), self.ifindex, self._name)
 
     def disable_ipv6(self) -> None:

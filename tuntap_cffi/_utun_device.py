@@ -1,5 +1,10 @@
 """The macOS Device: a utun's packets framed with their 4-byte address family, through the macOS libc.
 
+The same framing serves FreeBSD's tun with ``TUNSIFHEAD`` (``_freebsd_device``):
+every number the Device compares or writes (errno values, fcntl flags, the
+families of the header) comes from a :class:`BsdFraming` (:data:`DARWIN` here),
+never from one platform's modules.
+
 Facts that shape this module (XNU xnu-11417.101.15, bsd/net/if_utun.c):
 
 - Framing.  Every utun datagram is ``AF header + packet``, the header the
@@ -46,7 +51,8 @@ import threading
 import time
 from array import array
 from itertools import islice, repeat, takewhile
-from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Set, Tuple
 
 from . import _backend
 from ._capabilities import Feature
@@ -65,22 +71,78 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import Watched
     from .batch import Engine
 
-__all__ = ["UtunDevice", "DarwinOps", "open_utun_device", "adopt_utun"]
+__all__ = ["UtunDevice", "DarwinOps", "BsdFraming", "DARWIN", "open_utun_device", "adopt_utun"]
 
 _HDR = utun.AF_HEADER_LEN
-_ETHERTYPE = {utun.AF_INET: 0x0800, utun.AF_INET6: 0x86DD}
-_FAMILY = {0x0800: utun.AF_INET, 0x86DD: utun.AF_INET6}
 _NO_FRAME: Tuple[object, Any, int, Any] = (object(), None, 0, None)
 _POSITIVE = (0).__lt__
 _IFF_TUN = _host_lib.IFF_TUN  # (Device's flags: values only, no call)
 _IFF_NO_PI = _host_lib.IFF_NO_PI
+_IFF_TAP = _host_lib.IFF_TAP
 
 
-def _bad_version(version: int) -> InvalidPacketError:
-    return InvalidPacketError(
-        errnos.host(errnos.EINVAL),
-        f"a utun carries IPv4 or IPv6 packets: this one starts with IP version {version}, not 4 or 6",
-    )
+class _Errnos(Protocol):
+    """A platform's errno module (``_darwin.errnos``, ``_freebsd.errnos``)."""
+
+    EINTR: int
+    EAGAIN: int
+    EIO: int
+    EINVAL: int
+
+    def host(self, err: int) -> int: ...
+
+
+@dataclass(frozen=True, eq=False)
+class BsdFraming:
+    """What an AF-header Device takes from its platform: its errno and fcntl numbers and address families.
+
+    macOS's utun and FreeBSD's ``TUNSIFHEAD`` tun frame packets alike (a
+    big-endian u32 family in front); the numbers differ (AF_INET6 30 vs 28,
+    ``O_CLOEXEC``), so every number the Device compares or writes comes
+    from here, never from one platform's modules.
+    """
+
+    errnos: _Errnos
+    af_inet: int
+    af_inet6: int
+    F_GETFL: int
+    F_SETFL: int
+    F_SETFD: int
+    FD_CLOEXEC: int
+    O_NONBLOCK: int
+    O_RDONLY: int
+    O_CLOEXEC: int
+    kind: str = "utun"  #: how messages name the device
+
+    @property
+    def headers(self) -> Dict[int, bytes]:
+        """The header of a packet by IP version (the version nibble of its first byte)."""
+        return {4: self.af_inet.to_bytes(_HDR, "big"), 6: self.af_inet6.to_bytes(_HDR, "big")}
+
+    @property
+    def ethertype(self) -> Dict[int, int]:
+        """The EtherType of a family (read_packet's PacketInfo.proto)."""
+        return {self.af_inet: 0x0800, self.af_inet6: 0x86DD}
+
+    def nonblocking_cloexec(self, lib: libc.Libc, fd: int) -> bool:
+        """Make *fd* O_NONBLOCK and close-on-exec (pipe() takes no such flags); False: errno says why."""
+        int_ = lib.ffi.cast
+        status = lib.fcntl(fd, self.F_GETFL, int_("int", 0))
+        return status >= 0 and lib.fcntl(fd, self.F_SETFL, int_("int", status | self.O_NONBLOCK)) >= 0 \
+            and lib.fcntl(fd, self.F_SETFD, int_("int", self.FD_CLOEXEC)) >= 0
+
+    def bad_version(self, version: int) -> InvalidPacketError:
+        return InvalidPacketError(
+            self.errnos.host(self.errnos.EINVAL),
+            f"a {self.kind} carries IPv4 or IPv6 packets: this one starts with IP version {version}, not 4 or 6",
+        )
+
+
+#: macOS's utun (XNU's numbers).
+DARWIN = BsdFraming(
+    errnos, utun.AF_INET, utun.AF_INET6, darwin.F_GETFL, darwin.F_SETFL, darwin.F_SETFD, darwin.FD_CLOEXEC,
+    darwin.O_NONBLOCK, darwin.O_RDONLY, darwin.O_CLOEXEC,
+)
 
 
 # ------------------------------------------------------------ the fd's life on macOS
@@ -100,8 +162,9 @@ class _PyThread:
 class DarwinOps:
     """:class:`~tuntap_cffi._lifecycle.FdOps` through the macOS libc: pipe, poll, dup2 of /dev/null."""
 
-    def __init__(self, lib: libc.Libc) -> None:
+    def __init__(self, lib: libc.Libc, k: BsdFraming = DARWIN) -> None:
         self.lib = lib
+        self.k = k
         self._one = lib.ffi.new("char[1]", b"\x01")
         self._dead = -1
         self._lock = threading.Lock()
@@ -110,13 +173,13 @@ class DarwinOps:
         lib = self.lib
         fds = lib.ffi.new("int[2]")
         if lib.pipe(fds) < 0:
-            raise error_from_errno(errnos.host(lib.errno()), "pipe", name, f"cannot make the wakeup pipe of {name}")
+            raise error_from_errno(self.k.errnos.host(lib.errno()), "pipe", name, f"cannot make the wakeup pipe of {name}")
         for fd in (fds[0], fds[1]):
-            if not darwin.nonblocking_cloexec(lib, fd):
+            if not self.k.nonblocking_cloexec(lib, fd):
                 err = lib.errno()
                 lib.close(fds[0])
                 lib.close(fds[1])
-                raise error_from_errno(errnos.host(err), "fcntl", name, f"cannot set up the wakeup pipe of {name}")
+                raise error_from_errno(self.k.errnos.host(err), "fcntl", name, f"cannot set up the wakeup pipe of {name}")
         return fds[0], fds[1]
 
     def wake(self, fd: int) -> None:
@@ -137,16 +200,17 @@ class DarwinOps:
         if self._dead < 0:
             with self._lock:
                 if self._dead < 0:
-                    fd = self.lib.open(b"/dev/null", darwin.O_RDONLY | darwin.O_CLOEXEC)
+                    fd = self.lib.open(b"/dev/null", self.k.O_RDONLY | self.k.O_CLOEXEC)
                     if fd < 0:
-                        raise error_from_errno(errnos.host(self.lib.errno()), "open", "/dev/null", "cannot open /dev/null")
+                        raise error_from_errno(self.k.errnos.host(self.lib.errno()), "open", "/dev/null",
+                                               "cannot open /dev/null")
                     self._dead = fd
         return self._dead
 
     def retire(self, fd: int) -> None:
         lib = self.lib
         lib.dup2(self.dead_fd(), fd)  # closes the utun socket: the interface goes (utun_ctl_disconnect)
-        lib.fcntl(fd, darwin.F_SETFD, lib.ffi.cast("int", darwin.FD_CLOEXEC))  # dup2 clears it
+        lib.fcntl(fd, self.k.F_SETFD, lib.ffi.cast("int", self.k.FD_CLOEXEC))  # dup2 clears it
 
     def close(self, fd: int) -> None:
         if fd >= 0:
@@ -165,12 +229,12 @@ _ops: Optional[DarwinOps] = None
 _ops_lock = threading.Lock()
 
 
-def _ops_for(lib: libc.Libc) -> DarwinOps:
+def _ops_for(lib: libc.Libc, k: BsdFraming) -> DarwinOps:
     """The process's DarwinOps for *lib* (one /dev/null fd for every device of it)."""
     global _ops
     with _ops_lock:
         if _ops is None or _ops.lib is not lib:
-            _ops = DarwinOps(lib)
+            _ops = DarwinOps(lib, k)
         return _ops
 
 
@@ -179,9 +243,10 @@ def _ops_for(lib: libc.Libc) -> DarwinOps:
 class UtunReadEngine(LoopReadEngine):
     """The loop read engine, one ``readv`` (header scratch, slot) per packet; plain reads with packet_info."""
 
-    def __init__(self, lib: libc.Libc, fd: int, ring: PacketRing, framed: bool) -> None:
+    def __init__(self, lib: libc.Libc, fd: int, ring: PacketRing, framed: bool, k: BsdFraming) -> None:
         super().__init__(fd, ring)
         self.lib = lib
+        self.k = k
         self.header = _HDR if framed else 0
         if framed:
             ffi, size = lib.ffi, ring.slot_size
@@ -202,7 +267,7 @@ class UtunReadEngine(LoopReadEngine):
         del results[:]
         self.pend = first
         stop = ring.slots if not limit else min(ring.slots, first + limit)
-        lib, call, fd, arg = self.lib, self._call, self.fd, self._arg
+        lib, call, fd, arg, errnos = self.lib, self._call, self.fd, self._arg, self.k.errnos
         err = 0
         while first + len(results) < stop:
             lib.set_errno(0)
@@ -228,15 +293,16 @@ class UtunReadEngine(LoopReadEngine):
 class UtunWriteEngine(LoopWriteEngine):
     """The loop write engine, one ``writev`` (the packet's AF header, slot) per packet; plain writes with packet_info."""
 
-    def __init__(self, lib: libc.Libc, fd: int, ring: PacketRing, framed: bool) -> None:
+    def __init__(self, lib: libc.Libc, fd: int, ring: PacketRing, framed: bool, k: BsdFraming) -> None:
         super().__init__(fd, ring)
         self.lib = lib
+        self.k = k
         self.framed = framed
         self.ring_view = ring._view
         self.slot_size = ring.slot_size
         if framed:
             ffi = lib.ffi
-            self._headers = {v: ffi.new("char[]", h) for v, h in utun.AF_HEADER.items()}
+            self._headers = {v: ffi.new("char[]", h) for v, h in k.headers.items()}
             self._iovs = iovs = ffi.new("struct iovec[]", 2 * ring.slots)
             for i in range(ring.slots):
                 iovs[2 * i + 1].iov_base = self.slot_ptrs[i]
@@ -247,7 +313,7 @@ class UtunWriteEngine(LoopWriteEngine):
         results = self.results
         del results[:]
         self.pend = count
-        lib, fd = self.lib, self.fd
+        lib, fd, errnos = self.lib, self.fd, self.k.errnos
         lengths, slots, start = ring._lengths, ring.slots, ring.start
         failures: List[Tuple[int, int]] = []
         if not self.framed:
@@ -278,11 +344,11 @@ class UtunWriteEngine(LoopWriteEngine):
         return failures
 
 
-def _engine_maker(lib: libc.Libc, framed: bool) -> Any:
+def _engine_maker(lib: libc.Libc, framed: bool, k: BsdFraming) -> Any:
     def make(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> "Engine":
         if kind == "read":
-            return UtunReadEngine(lib, fd, ring, framed)
-        return UtunWriteEngine(lib, fd, ring, framed)
+            return UtunReadEngine(lib, fd, ring, framed, k)
+        return UtunWriteEngine(lib, fd, ring, framed, k)
 
     return make
 
@@ -313,20 +379,27 @@ class UtunDevice(Device):
     _af_framing = True
 
     def __init__(
-        self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True, kind_flag: int = _IFF_TUN,
+        self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True,
+        framing: BsdFraming = DARWIN, tap: bool = False, kind_flag: int = _IFF_TUN,
     ) -> None:
+        # *framing*: the platform's numbers (DARWIN: a utun; FreeBSD's for its tun).  *tap*: Ethernet
+        # frames with no header at all (FreeBSD's /dev/tap): read and written as they are.  *kind_flag*:
+        # what the Device reports (a tuntaposx tap is IFF_TAP without a header, see _af_framing).
         self._lib = lib
-        self._fd_ops = ops = _ops_for(lib)
+        self._k = framing
+        self._tap = tap
+        self._fd_ops = ops = _ops_for(lib, framing)
         ops.dead_fd()  # now, so that close() cannot fail for want of it
-        framed = self._af_framing and not packet_info
-        self._engine_maker = _engine_maker(lib, framed)
-        super().__init__(fd, name, kind_flag | (0 if packet_info else _IFF_NO_PI), blocking=blocking)
+        framed = self._af_framing and not packet_info and not tap
+        self._engine_maker = _engine_maker(lib, framed, framing)
+        flags = _IFF_TAP | _IFF_NO_PI if tap else kind_flag | (0 if packet_info else _IFF_NO_PI)
+        super().__init__(fd, name, flags, blocking=blocking)
         ffi = self._ffi = lib.ffi
         self._readv, self._writev, self._dread, self._dwrite, self._errno = (
             lib.readv, lib.writev, lib.read, lib.write, lib.errno)
         self._framed = framed
         self._header_in = ffi.new("uint32_t *")  # read headers land here (shared: nobody reads it back)
-        self._headers = {v: ffi.new("char[]", h) for v, h in utun.AF_HEADER.items()}
+        self._headers = {v: ffi.new("char[]", h) for v, h in framing.headers.items()}
         # (buffer, iovec[2], room, pointer): the frame of the last read buffer, as _rcache for Linux.
         self._rframe: Tuple[object, Any, int, Any] = _NO_FRAME
         self._rloose: Tuple[object, Any] = (_NO_FRAME[0], None)  # an uncached buffer's iovecs (PyPy)
@@ -343,6 +416,9 @@ class UtunDevice(Device):
 
     def _check_full_read(self, ptr: Any, size: int) -> None:
         """A read filled its buffer: judge the packet by its IP header (after the AF header with packet_info)."""
+        if self._tap:  # an Ethernet frame does not say its length
+            self._cut_if_too_small(size)
+            return
         skip = 0 if self._framed else _HDR
         head = _host_ffi.buffer(ptr, size)[skip: skip + 6]
         version = head[0] >> 4 if head else 0
@@ -406,7 +482,7 @@ class UtunDevice(Device):
     ) -> int:
         """Device._read_again for a utun: *r* is what readv (read with packet_info) returned."""
         header = _HDR if self._framed else 0
-        deadline = None
+        deadline, errnos = None, self._k.errnos
         while True:
             if r > header:
                 n = r - header
@@ -461,7 +537,7 @@ class UtunDevice(Device):
         The AF header's family becomes the EtherType (AF_INET 0x0800,
         AF_INET6 0x86DD; 0 for another family), as Linux's ``tun_pi`` gives.
         """
-        if self._framed:
+        if self._framed or self._tap:
             raise ValueError(f"{self._name} was opened without packet_info=True: there is no AF header")
         if buffer is None:
             if self._pi_buffer is None:
@@ -472,7 +548,7 @@ class UtunDevice(Device):
             raise ValueError(f"{self._name}: short read of {n} bytes has no AF header")
         view = memoryview(buffer).cast("B")
         family = int.from_bytes(view[:_HDR], "big")
-        return PacketInfo(0, _ETHERTYPE.get(family, 0), view[_HDR:n])
+        return PacketInfo(0, self._k.ethertype.get(family, 0), view[_HDR:n])
 
     def release_buffers(self) -> None:
         super().release_buffers()
@@ -489,7 +565,8 @@ class UtunDevice(Device):
         """Write one IP packet; return its length (see :meth:`Device.write`).
 
         One ``writev``: the AF header for the packet's IP version (AF_INET,
-        AF_INET6; big-endian), then *data* itself.  A packet whose first
+        AF_INET6; big-endian), then *data* itself.  0: the kernel took
+        nothing (a FreeBSD tun or tap that is down drops writes silently).  A packet whose first
         nibble is neither 4 nor 6 raises :class:`InvalidPacketError` before
         any syscall.  With ``packet_info=True`` *data* starts with the
         header and is written as it is.  *timeout*: as :meth:`Device.write`.
@@ -519,14 +596,16 @@ class UtunDevice(Device):
         version = ptr[0][0] >> 4 if size else 0
         header = self._headers.get(version)
         if header is None:
-            raise _bad_version(version)
+            raise self._k.bad_version(version)
         iov = self._wframe.iov
         iov[0].iov_base = header
         iov[1].iov_base, iov[1].iov_len = ptr, size
         n = self._writev(self._fd, iov, 2)
+        if n > 0:
+            return n - _HDR
         if n < 0:
             n = self._write_frame_again(iov, 2, nowait, self._writev)
-        return n - _HDR
+        return n - _HDR if n else 0  # 0: nothing taken (FreeBSD's tunwrite drops it while the interface is down)
 
     def write_packet(self, payload: "ReadableBuffer", proto: Optional[int] = None) -> int:
         """Write one packet of a ``packet_info=True`` utun with the AF header for *proto* (an EtherType).
@@ -535,18 +614,19 @@ class UtunDevice(Device):
         IP version.  Returns the payload bytes written.
         """
         ptr, size, proto = self._packet_payload(payload, proto)
-        if proto not in _FAMILY:
+        if proto not in (0x0800, 0x86DD):
             raise ValueError(f"a utun carries IPv4 or IPv6: proto must be 0x0800 or 0x86DD, not {proto:#06x}")
         iov = self._wframe.iov
-        iov[0].iov_base = self._headers[4 if _FAMILY[proto] == utun.AF_INET else 6]
+        iov[0].iov_base = self._headers[4 if proto == 0x0800 else 6]
         iov[1].iov_base, iov[1].iov_len = ptr, size
         n: int = self._writev(self._fd, iov, 2)
         if n < 0:
             n = self._write_frame_again(iov, 2, False, self._writev)
-        return n - _HDR
+        return n - _HDR if n else 0  # (0: dropped by a FreeBSD interface that is down)
 
     def _write_frame_again(self, ptr: Any, size: int, nowait: bool, call: Any) -> int:
-        """Device._write_again with macOS's errno numbers."""
+        """Device._write_again with the platform's errno numbers."""
+        errnos = self._k.errnos
         while True:
             if self._closed:
                 self._leave_closed()
@@ -577,9 +657,10 @@ class UtunDevice(Device):
         fd = self._shut(detach=True)
         if self._blocking:
             lib = self._lib
-            status = lib.fcntl(fd, darwin.F_GETFL, self._ffi.cast("int", 0))
+            k = self._k
+            status = lib.fcntl(fd, k.F_GETFL, self._ffi.cast("int", 0))
             if status >= 0:
-                lib.fcntl(fd, darwin.F_SETFL, self._ffi.cast("int", status & ~darwin.O_NONBLOCK))
+                lib.fcntl(fd, k.F_SETFL, self._ffi.cast("int", status & ~k.O_NONBLOCK))
         return fd
 
 

@@ -70,7 +70,7 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, NamedTuple, Optional, Tuple, Union
 
-from . import _backend, _darwin, bpf
+from . import _backend, _darwin, _freebsd, bpf
 from ._capabilities import Feature
 from ._announce import announced
 from ._batchio import BatchIO, take_back
@@ -1313,6 +1313,10 @@ def _open(
         from ._utun_device import open_utun_device
 
         return open_utun_device(name, packet_info, nonblocking)
+    if _backend.PLATFORM is _freebsd.PLATFORM:  # /dev/tun, /dev/tap (see _freebsd_device)
+        from ._freebsd_device import open_freebsd_device
+
+        return open_freebsd_device(name, kind.value.upper(), packet_info, nonblocking)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI

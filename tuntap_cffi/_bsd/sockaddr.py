@@ -27,11 +27,25 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 __all__ = [
-    "SOCKADDR_IN_LEN", "SOCKADDR_IN6_LEN", "SOCKADDR_DL_LEN", "roundup", "sockaddr_in", "sockaddr_in6",
+    "CDEF", "SOCKADDR_IN_LEN", "SOCKADDR_IN6_LEN", "SOCKADDR_DL_LEN", "roundup", "sockaddr_in", "sockaddr_in6",
     "sockaddr_dl", "sockaddr_ip", "netmask", "ip_of", "prefix_of", "dl_index", "pack", "unpack",
 ]
 
 IPAddress = Union[IPv4Address, IPv6Address]
+
+#: The sockaddrs as both BSDs declare them (cdef text for a platform's ``cdefs``; their golden tests check it).
+CDEF = """
+struct sockaddr { uint8_t sa_len; uint8_t sa_family; char sa_data[14]; };
+struct in_addr { uint32_t s_addr; };
+struct sockaddr_in {
+    uint8_t sin_len; uint8_t sin_family; uint16_t sin_port; struct in_addr sin_addr; char sin_zero[8];
+};
+struct in6_addr { union { uint8_t __u6_addr8[16]; uint16_t __u6_addr16[8]; uint32_t __u6_addr32[4]; } __u6_addr; };
+struct sockaddr_in6 {
+    uint8_t sin6_len; uint8_t sin6_family; uint16_t sin6_port; uint32_t sin6_flowinfo;
+    struct in6_addr sin6_addr; uint32_t sin6_scope_id;
+};
+"""
 
 SOCKADDR_IN_LEN = 16
 SOCKADDR_IN6_LEN = 28

@@ -40,12 +40,11 @@ Facts that shape this module (XNU xnu-11417.101.15):
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any, Callable, List, NoReturn, Optional, Tuple, TypeVar, Union
+from typing import Any, NoReturn, Optional, Tuple
 
-from .._bsd import Numbers, netconfig
+from .._bsd import Numbers
+from .._bsdbackend import BsdBackend
 from .._capabilities import Feature
-from .._constants import NetNamespace
-from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
 from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
                       error_from_errno)
 from . import PLATFORM, cdefs, errnos, libc, utun
@@ -61,15 +60,8 @@ __all__ = [
 ]
 
 
-_T = TypeVar("_T")
-
-
 def _lacks(feature: Feature, name: Optional[str] = None) -> NoReturn:
     raise PLATFORM.unsupported(feature, name or None)
-
-
-def _link_feature(field: str) -> Feature:
-    return Feature.TXQUEUELEN if field == "txqueuelen" else Feature.LINK
 
 
 # bsd/sys/fcntl.h
@@ -218,105 +210,46 @@ def delete_persistent(name: str) -> None:
     _lacks(Feature.PERSIST, name)
 
 
-_numbers: Optional[Tuple[Any, Numbers]] = None  # (the FFI they were sized with, the numbers)
+def _numbers(ffi: Any) -> Numbers:
+    return Numbers(
+        platform=PLATFORM.name, constants=cdefs.CONSTANTS, ioctls=cdefs.ioctl_numbers(ffi.sizeof),
+        errnos=cdefs.ERRNO, sa_align=4, pointopoint_prefixes=(_UTUN_PREFIX,),
+    )
 
 
-def numbers(ffi: Any) -> Numbers:
-    """macOS's numbers for the BSD layer, the ioctl requests sized by *ffi*'s declarations."""
-    global _numbers
-    cached = _numbers
-    if cached is None or cached[0] is not ffi:
-        cached = _numbers = (ffi, Numbers(
-            platform=PLATFORM.name, constants=cdefs.CONSTANTS, ioctls=cdefs.ioctl_numbers(ffi.sizeof),
-            errnos=cdefs.ERRNO, sa_align=4, pointopoint_prefixes=(_UTUN_PREFIX,),
-        ))
-    return cached[1]
-
-
-def _net(feature: Feature = Feature.LINK, name: Optional[str] = None) -> Tuple[libc.Libc, Numbers]:
-    """The libc and numbers for a configuration call; unsupported where there is no macOS libc."""
-    lib = libc.get()
-    if lib is None:  # this is not macOS (and no stand-in is installed)
-        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, f"{feature.value} on macOS: works only on macOS itself "
-                                       "(the calls are libSystem's)", name)
-    return lib, numbers(lib.ffi)
-
-
-def control_socket() -> int:
-    """An ``AF_INET`` datagram socket for the link ioctls (close-on-exec)."""
-    lib, k = _net()
-    return netconfig.control_socket(lib, k)
-
-
-def get_link_flags(ctl: int, name: str) -> int:
-    """``SIOCGIFFLAGS``."""
-    lib, k = _net(name=name)
-    return netconfig.get_flags(lib, k, ctl, name)
-
-
-def set_link_flags(ctl: int, name: str, flags: int) -> None:
-    """``SIOCSIFFLAGS`` (root)."""
-    lib, k = _net(name=name)
-    netconfig.set_flags(lib, k, ctl, name, flags)
-
-
-def get_int(ctl: int, name: str, field: str) -> int:
-    """``mtu`` (SIOCGIFMTU) or ``ifindex`` (if_nametoindex); txqueuelen: never."""
-    if field not in ("mtu", "ifindex"):
-        _lacks(_link_feature(field), name)
-    lib, k = _net(name=name)
-    return netconfig.get_mtu(lib, k, ctl, name) if field == "mtu" else netconfig.ifindex(lib, k, name)
-
-
-def set_int(ctl: int, name: str, field: str, value: int) -> None:
-    """``mtu`` (SIOCSIFMTU, root); txqueuelen: never."""
-    if field != "mtu":
-        _lacks(_link_feature(field), name)
-    lib, k = _net(name=name)
-    netconfig.set_mtu(lib, k, ctl, name, value)
-
-
-def config_channel(ctl: int) -> int:
-    """What the address and route functions take: the control socket itself (IPv4 ioctls go on it)."""
-    return ctl
-
-
-def add_address(chan: int, ifindex: int, name: str, local: IPInterface, peer: Optional[IPAddress]) -> None:
-    """``SIOCAIFADDR`` (IPv4, the peer required on a utun) or ``SIOCAIFADDR_IN6`` (NODAD, infinite lifetimes)."""
-    lib, k = _net(Feature.ADDRESSES, name)
-    netconfig.add_address(lib, k, chan, name, local, peer)
-
-
-def remove_address(chan: int, ifindex: int, name: str, local: IPInterface) -> None:
-    """``SIOCDIFADDR`` / ``SIOCDIFADDR_IN6``; absent is harmless."""
-    lib, k = _net(Feature.ADDRESSES, name)
-    netconfig.remove_address(lib, k, chan, ifindex, name, local)
-
-
-def list_addresses(chan: int, ifindex: int, name: str) -> List[Address]:
-    """The interface's addresses (sysctl NET_RT_IFLIST)."""
-    lib, k = _net(Feature.ADDRESSES, name)
-    return netconfig.list_addresses(lib, k, ifindex, name)
-
-
-def add_route(chan: int, ifindex: int, name: str, destination: IPNetwork, gateway: Optional[IPAddress],
-              metric: Optional[int]) -> None:
-    """``RTM_ADD`` on a PF_ROUTE socket; macOS routes have no metric."""
-    lib, k = _net(Feature.ROUTES, name)
-    netconfig.add_route(lib, k, ifindex, name, destination, gateway, metric)
-
-
-def remove_route(chan: int, ifindex: int, name: str, destination: IPNetwork, gateway: Optional[IPAddress],
-                 metric: Optional[int]) -> None:
-    """``RTM_DELETE`` of a route out of this interface; absent is harmless."""
-    lib, k = _net(Feature.ROUTES, name)
-    netconfig.remove_route(lib, k, ifindex, name, destination, gateway, metric)
-
-
-def list_routes(chan: int, ifindex: int, name: str) -> List[Route]:
-    """The routes out of this interface (sysctl NET_RT_DUMP)."""
-    lib, k = _net(Feature.ROUTES, name)
-    return netconfig.list_routes(lib, k, ifindex, name)
+# Link settings, addresses and routes through the BSD layer, and what macOS lacks for good
+# (virtio-net header, offloads, queues, sndbuf, link type, filters, carrier, namespaces): shared with
+# FreeBSD (.._bsdbackend), bound to macOS's libc and numbers.
+_SHARED = BsdBackend(PLATFORM, libc.get, _numbers, "libSystem")
+#: ``numbers(ffi)``: macOS's numbers for the BSD layer, the ioctl requests sized by *ffi*'s declarations.
+numbers = _SHARED.numbers
+control_socket = _SHARED.control_socket
+get_link_flags = _SHARED.get_link_flags
+set_link_flags = _SHARED.set_link_flags
+get_int = _SHARED.get_int
+set_int = _SHARED.set_int
+config_channel = _SHARED.config_channel
+add_address = _SHARED.add_address
+remove_address = _SHARED.remove_address
+list_addresses = _SHARED.list_addresses
+add_route = _SHARED.add_route
+remove_route = _SHARED.remove_route
+list_routes = _SHARED.list_routes
+set_vnet_hdr_size = _SHARED.set_vnet_hdr_size
+get_vnet_hdr_size = _SHARED.get_vnet_hdr_size
+set_offload = _SHARED.set_offload
+set_queue = _SHARED.set_queue
+get_sndbuf = _SHARED.get_sndbuf
+set_sndbuf = _SHARED.set_sndbuf
+get_link_type = _SHARED.get_link_type
+set_link_type = _SHARED.set_link_type
+attach_filter = _SHARED.attach_filter
+detach_filter = _SHARED.detach_filter
+set_carrier = _SHARED.set_carrier
+open_netns = _SHARED.open_netns
+in_netns = _SHARED.in_netns
+device_netns = _SHARED.device_netns
+describe_netns = _SHARED.describe_netns
 
 
 def get_hwaddr(ctl: int, name: str) -> bytes:
@@ -327,75 +260,3 @@ def get_hwaddr(ctl: int, name: str) -> bytes:
 def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
     """``SIOCSIFLLADDR`` on a feth TAP: not in this version."""
     _lacks(Feature.HWADDR, name)
-
-
-def set_vnet_hdr_size(fd: int, name: str, size: int) -> None:
-    """utun has no virtio-net header: never."""
-    _lacks(Feature.VNET_HDR, name)
-
-
-def get_vnet_hdr_size(fd: int, name: str) -> int:
-    """utun has no virtio-net header: never."""
-    _lacks(Feature.VNET_HDR, name)
-
-
-def set_offload(fd: int, name: str, flags: int) -> None:
-    """utun has no offloads: never."""
-    _lacks(Feature.OFFLOAD, name)
-
-
-def set_queue(fd: int, name: str, attach: bool) -> None:
-    """utun has no multi-queue: never."""
-    _lacks(Feature.MULTI_QUEUE, name)
-
-
-def get_sndbuf(fd: int, name: str) -> int:
-    """No TUNGETSNDBUF on macOS: never."""
-    _lacks(Feature.SNDBUF, name)
-
-
-def set_sndbuf(fd: int, name: str, size: int) -> None:
-    """No TUNSETSNDBUF on macOS: never."""
-    _lacks(Feature.SNDBUF, name)
-
-
-def get_link_type(ctl: int, name: str) -> int:
-    """No TUNSETLINK on macOS: never."""
-    _lacks(Feature.LINK_TYPE, name)
-
-
-def set_link_type(fd: int, name: str, kind: int) -> None:
-    """No TUNSETLINK on macOS: never."""
-    _lacks(Feature.LINK_TYPE, name)
-
-
-def attach_filter(fd: int, name: str, tap: bool, program: Tuple[Tuple[int, int, int, int], ...]) -> None:
-    """utun has no kernel-side filter ioctl: never (see the table's reason)."""
-    _lacks(Feature.FILTER, name)
-
-
-def detach_filter(fd: int, name: str, tap: bool) -> None:
-    """utun has no kernel-side filter ioctl: never."""
-    _lacks(Feature.FILTER, name)
-
-
-# Carrier and network namespaces: Linux's (XNU has neither TUNSETCARRIER nor network namespaces).
-
-def set_carrier(fd: int, name: str, on: bool) -> None:
-    _lacks(Feature.CARRIER, name)
-
-
-def open_netns(ns: Union[str, int]) -> int:
-    _lacks(Feature.NETNS)
-
-
-def in_netns(nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T:
-    _lacks(Feature.NETNS)
-
-
-def device_netns(fd: int, name: str) -> int:
-    _lacks(Feature.NETNS, name)
-
-
-def describe_netns(nsfd: int) -> NetNamespace:
-    _lacks(Feature.NETNS)

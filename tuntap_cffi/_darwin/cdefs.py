@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Protocol, Tuple
 
-from .._bsd import ioc as _ioc
+from .._bsd import ioc as _ioc, sockaddr as _sockaddr
 from . import utun
 
 __all__ = [
@@ -43,16 +43,7 @@ struct sockaddr_ctl {
     uint8_t sc_len; uint8_t sc_family; uint16_t ss_sysaddr;
     uint32_t sc_id; uint32_t sc_unit; uint32_t sc_reserved[5];
 };
-struct sockaddr { uint8_t sa_len; uint8_t sa_family; char sa_data[14]; };
-struct in_addr { uint32_t s_addr; };
-struct sockaddr_in {
-    uint8_t sin_len; uint8_t sin_family; uint16_t sin_port; struct in_addr sin_addr; char sin_zero[8];
-};
-struct in6_addr { union { uint8_t __u6_addr8[16]; uint16_t __u6_addr16[8]; uint32_t __u6_addr32[4]; } __u6_addr; };
-struct sockaddr_in6 {
-    uint8_t sin6_len; uint8_t sin6_family; uint16_t sin6_port; uint32_t sin6_flowinfo;
-    struct in6_addr sin6_addr; uint32_t sin6_scope_id;
-};
+""" + _sockaddr.CDEF + """
 struct ifreq {
     char ifr_name[16];
     union {

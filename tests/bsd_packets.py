@@ -1,0 +1,80 @@
+"""Packets and waits the simulated-BSD Device tests (test_darwin_device, test_freebsd_device) share."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+import time
+from typing import Any, Callable, List
+
+from tuntap_cffi import DeviceClosedError
+
+
+def ipv4(payload: bytes = b"ping", src: int = 1) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 17, 0,
+                         bytes([198, 18, 0, src]), bytes([198, 18, 0, 2]))
+    return header + payload
+
+
+def ipv6(payload: bytes = b"pong") -> bytes:
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), 17, 64, b"\xfd" + bytes(15), b"\xfd" + bytes(14) + b"\x02") + payload
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def pcap_packets(data: bytes) -> List[bytes]:
+    """The packets of a pcap file's bytes (after its 24-byte header)."""
+    at, seen = 24, []
+    while at < len(data):
+        incl = struct.unpack("=IIII", data[at:at + 16])[2]
+        seen.append(data[at + 16:at + 16 + incl])
+        at += 16 + incl
+    return seen
+
+
+def mixed(count: int) -> List[bytes]:
+    """*count* packets of growing sizes, IPv6 and IPv4 in turn."""
+    return [ipv4(bytes([i]) * (i + 1)) if i % 2 else ipv6(bytes([i]) * (i + 1)) for i in range(count)]
+
+
+async def close_fails_a_waiting_read(dev: Any) -> None:
+    """A read_async waiting on *dev* ends with DeviceClosedError when *dev* closes."""
+    waiting = asyncio.ensure_future(dev.read_async())
+    await asyncio.sleep(0)
+    dev.close()
+    try:
+        await asyncio.wait_for(waiting, 10)
+    except DeviceClosedError:
+        return
+    raise AssertionError("the waiting read did not fail with DeviceClosedError")
+
+
+def polls(kernel: Any) -> int:
+    return sum(1 for call in kernel.calls if call[0] == "poll")
+
+
+def closed_while_waiting(kernel: Any, dev: Any, call: Callable[[], object]) -> BaseException:
+    """Run *call* in a thread until it waits in poll, close *dev* here; what the call raised."""
+    errors: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=run)
+    waiter.start()
+    wait_for(lambda: polls(kernel) > 0, "the call to poll")
+    dev.close()
+    assert kernel.interfaces == []  # released at once (the close took the interface with it)
+    waiter.join(10)
+    assert not waiter.is_alive() and len(errors) == 1, errors
+    return errors[0]

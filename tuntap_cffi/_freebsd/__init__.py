@@ -1,0 +1,76 @@
+"""FreeBSD: the declared platform boundary and its backend's data.
+
+:data:`PLATFORM` declares what works on FreeBSD: TUN devices are
+``/dev/tun`` clones (``if_tuntap.c``) whose packets carry the 4-byte
+address-family header of ``TUNSIFHEAD`` (the Device is the BSD AF-header
+Device of ``tuntap_cffi._utun_device``, with FreeBSD's numbers), TAP
+devices ``/dev/tap`` clones carrying bare Ethernet frames; link settings
+(MTU, up/down, index) go through the BSD layer ``.._bsd`` with FreeBSD's
+numbers, as addresses and routes will once proven.  :mod:`.backend` holds the ``_backend.Backend`` functions, those of
+a missing feature raising the one ``UnsupportedPlatformError``.  This
+package makes no C call and loads no library: it imports on any OS.
+
+Facts that shape this package (FreeBSD 14, sys/net/if_tuntap.c, net/if_tun.h):
+
+- Opening ``/dev/tun`` (``/dev/tap``) clones the next free unit
+  (``tunclone``); ``/dev/tunN`` opens (cloning if needed) that unit; a
+  unit open elsewhere is EBUSY (``tunopen``).  ``TUNGIFNAME`` names it.
+- ``TUNSIFHEAD`` 1 makes every read and write carry the packet's family as
+  a big-endian u32 (``tunread``/``tunwrite_l3``), AF_INET6 being 28: the
+  same framing as macOS's utun, other numbers.  Without it a TUN carries
+  IPv4 only (``tunwrite_l3`` assumes AF_INET), so the backend always sets it.
+- ``TUNSIFMODE`` picks IFF_POINTOPOINT (the default) or IFF_BROADCAST,
+  refused with EBUSY while the interface is up.
+- Closing the device leaves the interface (``tunclose`` only brings it
+  down and purges its addresses): the backend destroys it with
+  ``SIOCIFDESTROY`` at close, as the library promises everywhere.
+- No multi-queue, no virtio-net header on TUN, no offloads, no io_uring, no
+  rtnetlink, no network namespaces (jails/vnet are another model).
+"""
+
+from __future__ import annotations
+
+from .._capabilities import Feature, Platform
+
+__all__ = ["PLATFORM"]
+
+_NOT_YET = "the FreeBSD backend does not implement it in this version of tuntap_cffi"
+
+#: FreeBSD's capability table.
+PLATFORM = Platform(
+    "FreeBSD",
+    features=frozenset({
+        Feature.TUN, Feature.TAP, Feature.PACKET_INFO, Feature.LOOP_BATCH,  # /dev/tun, /dev/tap (.._freebsd_device)
+        Feature.LINK,  # MTU, up/down, index through the BSD layer (.._bsd)
+    }),
+    planned=frozenset({Feature.ADDRESSES, Feature.ROUTES, Feature.PERSIST, Feature.HWADDR, Feature.FROM_FD,
+                       Feature.LINK_EVENTS}),
+    reasons={
+        Feature.ADDRESSES: _NOT_YET + "; SIOCAIFADDR ('i', 43) and SIOCAIFADDR_IN6 ('i', 27) are wired through "
+                           "the BSD layer with FreeBSD's numbers, not yet proven against in.c/in6.c's rules",
+        Feature.ROUTES: _NOT_YET + "; PF_ROUTE messages (FreeBSD's rt_msghdr, SA_SIZE alignment) are wired "
+                        "through the BSD layer, not yet proven against rtsock.c's rules",
+        Feature.PERSIST: _NOT_YET + "; FreeBSD interfaces outlive their fd (tunclose leaves them), so "
+                         "persist=True will skip the SIOCIFDESTROY at close",
+        Feature.HWADDR: _NOT_YET + "; a TAP's MAC is SIOCSIFLLADDR on the BSD layer",
+        Feature.FROM_FD: _NOT_YET + "; TUNGIFNAME names an adopted /dev/tun fd",
+        Feature.LINK_EVENTS: _NOT_YET + "; RTM_IFINFO on a PF_ROUTE socket is FreeBSD's link event",
+        Feature.OWNER: "FreeBSD has no per-interface owner: the /dev/tun node's permissions (devfs.rules) "
+                       "decide who may open it",
+        Feature.MULTI_QUEUE: "if_tuntap has no multi-queue: open several devices",
+        Feature.VNET_HDR: "this backend does not drive TAPSVNETHDR (FreeBSD's virtio-net header on TAP)",
+        Feature.OFFLOAD: "offloads need a virtio-net header, which this backend does not drive",
+        Feature.IO_URING: "io_uring is Linux's: batches use the loop engine (batch_backend='loop')",
+        Feature.TXQUEUELEN: "FreeBSD has no ioctl for an interface's send-queue length",
+        Feature.FILTER: "if_tuntap has no kernel-side filter ioctl (a BPF descriptor could filter a copy)",
+        Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on FreeBSD (ND6_IFF_IFDISABLED is the nearest)",
+        Feature.PYTUN_COMPAT: "python-pytun's API is Linux's (/dev/net/tun, TUNSETIFF): use "
+                              "tuntap_cffi.open_tun()/open_tap()",
+        Feature.NAPI: "if_tuntap has no NAPI mode",
+        Feature.SNDBUF: "if_tuntap has no TUNSETSNDBUF: its queue is the interface's send queue",
+        Feature.LINK_TYPE: "if_tuntap has no TUNSETLINK: a TUN is IFT_PROPVIRTUAL, a TAP Ethernet",
+        Feature.NETNS: "FreeBSD has no network namespaces: vnet jails are the nearest",
+        Feature.CARRIER: "if_tuntap has no carrier switch: bring the interface down instead",
+    },
+    fallback=_NOT_YET,
+)
