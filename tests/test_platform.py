@@ -477,7 +477,7 @@ print(len(os.listdir("/proc/self/fd")) == before)
 
 
 @pytest.mark.parametrize("system, name, features, tun_says, tap_says", [
-    ("sunos5", "sunos5", 0, "Linux only", "Linux only"),
+    ("sunos5", "sunos5", 0, "Linux, macOS and FreeBSD only", "Linux, macOS and FreeBSD only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
     ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "not implemented in this version"),
     # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.

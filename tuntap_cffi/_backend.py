@@ -90,7 +90,7 @@ def _choose(system: str) -> Platform:
         return _darwin.PLATFORM
     if system.startswith("freebsd"):
         return _freebsd.PLATFORM
-    return Platform(system, frozenset(), fallback="tuntap_cffi drives TUN/TAP devices on Linux only (macOS is planned)")
+    return Platform(system, frozenset(), fallback="tuntap_cffi drives TUN/TAP devices on Linux, macOS and FreeBSD only")
 
 
 #: This platform's capability table, chosen once at import.
