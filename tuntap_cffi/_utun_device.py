@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import Watched
     from .batch import Engine
 
-__all__ = ["UtunDevice", "DarwinOps", "open_utun_device", "adopt_utun"]
+__all__ = ["UtunDevice", "DarwinOps", "UtunWriteEngine", "open_utun_device", "adopt_utun", "ops_for"]
 
 _HDR = utun.AF_HEADER_LEN
 _ETHERTYPE = {utun.AF_INET: 0x0800, utun.AF_INET6: 0x86DD}
@@ -161,8 +161,8 @@ _ops: Optional[DarwinOps] = None
 _ops_lock = threading.Lock()
 
 
-def _ops_for(lib: libc.Libc) -> DarwinOps:
-    """The process's DarwinOps for *lib* (one /dev/null fd for every device of it)."""
+def ops_for(lib: libc.Libc) -> DarwinOps:
+    """The process's DarwinOps for *lib* (one /dev/null fd for every device of it: utun and feth TAP)."""
     global _ops
     with _ops_lock:
         if _ops is None or _ops.lib is not lib:
@@ -307,7 +307,7 @@ class UtunDevice(Device):
 
     def __init__(self, fd: int, name: str, lib: libc.Libc, *, packet_info: bool, blocking: bool = True) -> None:
         self._lib = lib
-        self._fd_ops = ops = _ops_for(lib)
+        self._fd_ops = ops = ops_for(lib)
         ops.dead_fd()  # now, so that close() cannot fail for want of it
         self._engine_maker = _engine_maker(lib, not packet_info)
         super().__init__(fd, name, _IFF_TUN | (0 if packet_info else _IFF_NO_PI), blocking=blocking)

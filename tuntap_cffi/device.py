@@ -1290,6 +1290,10 @@ def _open(
     check_bool("carrier", carrier)
     _require_open_features(kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
                            multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
+    if _backend.PLATFORM is _darwin.PLATFORM and kind is DeviceKind.TAP:  # a feth pair (see _feth_device)
+        from ._feth_device import open_feth_device
+
+        return open_feth_device(name, nonblocking)
     if _backend.PLATFORM is _darwin.PLATFORM:  # a utun: its own framing (see _utun_device)
         from ._utun_device import open_utun_device
 

@@ -27,9 +27,10 @@ numbers are in :mod:`.utun`):
 - No io_uring and no rtnetlink: batches go through the loop engine;
   addresses are ``SIOCAIFADDR``/``SIOCAIFADDR_IN6`` ioctls and routes
   ``PF_ROUTE`` messages (bsd/net/route.h, RTM_VERSION 5).
-- TAP has no utun equivalent: a ``feth`` pair (bsd/net/if_fake.c, peered
-  with ``SIOCSDRVSPEC`` ``IF_FAKE_S_CMD_SET_PEER``, its MAC set with
-  ``SIOCSIFLLADDR``) read through BPF is the planned way.
+- TAP has no utun equivalent: it is a ``feth`` pair (bsd/net/if_fake.c,
+  peered with ``SIOCSDRVSPEC`` ``IF_FAKE_S_CMD_SET_PEER``, its MAC set with
+  ``SIOCSIFLLADDR``), one end the user's, the other read through BPF and
+  written through an NDRV socket (``.feth``, ``.._feth_device``).
 - No ioctl sets an interface's send-queue length (bsd/sys/sockio.h has
   none): Linux's txqueuelen has no counterpart.
 """
@@ -49,13 +50,10 @@ PLATFORM = Platform(
     features=frozenset({
         Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,  # utun (.._utun_device)
         Feature.LINK, Feature.ADDRESSES, Feature.ROUTES,  # through the BSD layer (.._bsd)
+        Feature.TAP, Feature.HWADDR,  # a feth pair read through BPF, written through NDRV (.._feth_device)
     }),
-    planned=frozenset({
-        Feature.TAP, Feature.HWADDR,
-    }),
+    planned=frozenset(),
     reasons={
-        Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
-        Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
         Feature.PERSIST: "a utun interface lives only as long as its socket: keep the Device open",
         Feature.OWNER: "utun has no per-device owner or group: opening one needs root",
         Feature.MULTI_QUEUE: "utun has no multi-queue: open several utun devices",

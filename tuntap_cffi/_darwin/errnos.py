@@ -17,13 +17,14 @@ from __future__ import annotations
 import errno as _errno
 from typing import Dict
 
-__all__ = ["EINTR", "EAGAIN", "EBADF", "EINVAL", "EIO", "NAMES", "host"]
+__all__ = ["EINTR", "EAGAIN", "EBADF", "EINVAL", "EIO", "ENOBUFS", "NAMES", "host"]
 
 EINTR = 4
 EIO = 5
 EBADF = 9
 EINVAL = 22
 EAGAIN = 35  # = EWOULDBLOCK
+ENOBUFS = 55  # a full interface queue (an NDRV send): room may come
 
 #: macOS errno numbers by name (bsd/sys/errno.h): those the backend's calls can report.
 NAMES: Dict[int, str] = {

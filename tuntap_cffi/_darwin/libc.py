@@ -27,7 +27,7 @@ from typing import Any, Optional, Protocol
 
 from . import cdefs
 
-__all__ = ["Libc", "FUNCTIONS", "NET_FUNCTIONS", "get", "use"]
+__all__ = ["Libc", "FUNCTIONS", "NET_FUNCTIONS", "TAP_FUNCTIONS", "get", "use"]
 
 #: The C functions, as macOS's headers declare them (bsd/sys/socket.h, uio.h, fcntl.h, ioctl.h, unistd.h).
 FUNCTIONS = """
@@ -55,6 +55,11 @@ int sysctl(int *name, unsigned int namelen, void *oldp, size_t *oldlenp, void *n
 unsigned int if_nametoindex(const char *ifname);
 """
 
+#: What a feth TAP adds (bsd/sys/socket.h): binding its NDRV socket to the I/O end.
+TAP_FUNCTIONS = """
+int bind(int fd, const struct sockaddr *addr, uint32_t addrlen);
+"""
+
 
 class Libc(Protocol):
     """What the macOS backend calls: C's signatures, -1 and :meth:`errno` on failure."""
@@ -79,6 +84,7 @@ class Libc(Protocol):
     def writev(self, fd: int, iov: Any, iovcnt: int) -> int: ...
     def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int: ...
     def if_nametoindex(self, name: bytes) -> int: ...
+    def bind(self, fd: int, addr: Any, addrlen: int) -> int: ...
     def errno(self) -> int:
         """The errno of the last failed call on this thread."""
 
@@ -108,6 +114,7 @@ class _CLibc:
         self.writev = lib.writev
         self.sysctl = lib.sysctl
         self.if_nametoindex = lib.if_nametoindex
+        self.bind = lib.bind
 
     def errno(self) -> int:
         return int(self.ffi.errno)
@@ -132,6 +139,7 @@ def _load() -> Optional[Libc]:
     cdefs.declare(ffi)
     ffi.cdef(FUNCTIONS)
     ffi.cdef(NET_FUNCTIONS)
+    ffi.cdef(TAP_FUNCTIONS)
     return _CLibc(ffi)
 
 
