@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import io
 import struct
 import threading
@@ -239,9 +240,22 @@ def test_close_destroys_both_ends_and_frees_every_fd(xnu: XnuTapKernel) -> None:
         dev.write(frame())
     with pytest.raises(DeviceClosedError):
         dev.read()
+    other = open_tap()
     with pytest.raises(ValueError):
-        open_tap().detach()
-    assert len(xnu.feths) == 2  # (the refused detach left that one open: the fixture's teardown closes it)
+        other.detach()
+    assert len(xnu.feths) == 2 and not other.closed  # refused: still open
+    other.close()
+
+
+def test_an_unclosed_device_takes_its_pair_with_it(xnu: XnuTapKernel) -> None:
+    warm_up()
+    before = fd_count()
+    dev = open_tap()
+    with pytest.warns(ResourceWarning):
+        del dev
+        gc.collect()
+    assert only_lo0(xnu) and xnu.tap_fds == 0
+    wait_for(lambda: fd_count() == before, "every fd to be freed")
 
 
 def test_close_from_another_thread_wakes_a_blocked_reader(xnu: XnuTapKernel) -> None:

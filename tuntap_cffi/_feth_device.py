@@ -72,12 +72,95 @@ _ALIGN = 3  # BPF_WORDALIGN: BPF_ALIGNMENT 4 - 1
 _EMPTY = -1  # _take(): the buffer is drained and the read found nothing (EAGAIN)
 
 
-class FethReadEngine(LoopReadEngine):
-    """The loop read engine over the Device's BPF buffer: every record of each read into a ring slot."""
+class BpfBuffer:
+    """A TAP's BPF buffer and the position of the next record (see the module docstring).
 
-    def __init__(self, dev: "FethDevice", fd: int, ring: PacketRing) -> None:
+    Its own object, not the Device's: the engines hold it, and nothing here
+    refers back to the Device (an engine table outlives a Device only as
+    long as nothing it holds keeps the Device alive).
+    """
+
+    def __init__(self, lib: libc.Libc, fd: int, size: int, name: str) -> None:
+        self.lib = lib
+        self.fd = fd  # -1 once the Device is closed (a read then fails: EBADF)
+        self.name = name
+        self.buf = bytearray(size)
+        self.ptr = _host_ffi.from_buffer(self.buf)
+        self.size = size
+        self.pos = self.end = 0  # the records not handed out yet: buf[pos:end]
+        self.lock = threading.Lock()  # the position; never held across a wait
+        self._read = lib.read
+
+    def _refill(self) -> int:
+        """One BPF read into the buffer (the lock held): its length, 0 at end of file, -1 with errno."""
+        n: int = self._read(self.fd, self.ptr, self.size)
+        if n > 0:
+            self.pos, self.end = 0, n
+        return n
+
+    def _record(self) -> Tuple[int, int, int]:
+        """The record at the position (the lock held), consumed: (frame offset, caplen, datalen)."""
+        pos = self.pos
+        caplen, datalen, hdrlen = _RECORD.unpack_from(self.buf, pos + _RECORD_AT)
+        start = pos + hdrlen
+        self.pos = (start + caplen + _ALIGN) & ~_ALIGN
+        return start, caplen, datalen
+
+    def _truncated(self, caplen: int, datalen: int) -> InvalidPacketError:
+        return InvalidPacketError(
+            _errno.EMSGSIZE, f"BPF captured only {caplen} of the {datalen} bytes of a frame on {self.name} "
+                             f"(its buffer is {self.size} bytes): the frame was dropped")
+
+    def take_frame(self, ptr: Any, size: int) -> int:
+        """The next frame copied to *ptr*: its length; -1 (the errno set) or 0 (end of file) if none came."""
+        with self.lock:
+            if self.pos >= self.end:
+                n = self._refill()
+                if n <= 0:
+                    return n if n == 0 else -1
+            start, caplen, datalen = self._record()
+        if caplen < datalen:
+            raise self._truncated(caplen, datalen)
+        if caplen > size:  # (the buffer was checked against the MTU: it grew since)
+            raise ValueError(f"a frame of {caplen} bytes came on {self.name} but the read buffer holds {size}: "
+                             "it was dropped; use a buffer of at least Device.max_packet_size bytes")
+        _host_ffi.memmove(ptr, self.ptr + start, caplen)
+        return caplen
+
+    def take_records(self, results: "array[int]", ptrs: List[Any], first: int, stop: int, size: int) -> int:
+        """Copy records into slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno at the end."""
+        lib = self.lib
+        i = first
+        with self.lock:
+            while i < stop:
+                if self.pos >= self.end:
+                    lib.set_errno(0)
+                    n = self._refill()
+                    if n <= 0:
+                        err = lib.errno()
+                        if n == 0 or not err:
+                            return CLOSED_SLOT
+                        return _EMPTY if err in (errnos.EAGAIN, errnos.EINTR) else -errnos.host(err)
+                caplen, datalen, _ = _RECORD.unpack_from(self.buf, self.pos + _RECORD_AT)
+                if caplen < datalen:
+                    if i > first:
+                        return _EMPTY  # hand out what came before it; the next call raises
+                    self._record()
+                    return -_errno.EMSGSIZE
+                start, caplen, _ = self._record()
+                n = min(caplen, size)  # a slot too small: the engine sees a full slot and reports the cut
+                _host_ffi.memmove(ptrs[i], self.ptr + start, n)
+                results.append(n)
+                i += 1
+        return _EMPTY
+
+
+class FethReadEngine(LoopReadEngine):
+    """The loop read engine over a TAP's BPF buffer: every record of each read into a ring slot."""
+
+    def __init__(self, bpf: BpfBuffer, fd: int, ring: PacketRing) -> None:
         super().__init__(fd, ring)
-        self.dev = dev
+        self.bpf = bpf
         self.size = ring.slot_size
 
     def fill(self, ring: PacketRing, first: int, limit: int = 0) -> int:
@@ -85,9 +168,19 @@ class FethReadEngine(LoopReadEngine):
         del results[:]
         self.pend = first
         stop = ring.slots if not limit else min(ring.slots, first + limit)
-        status = self.dev._take_records(results, self.slot_ptrs, first, stop, self.size)
+        status = self.bpf.take_records(results, self.slot_ptrs, first, stop, self.size)
         k = self._commit(ring)
         return k if k or status == _EMPTY else status
+
+
+def _engine_maker(lib: libc.Libc, bpf: BpfBuffer, ndrv: int) -> Any:
+    """The engines of a TAP: reads from its BPF buffer, writes on its NDRV socket (no reference to the Device)."""
+    def make(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> "Engine":
+        if kind == "read":
+            return FethReadEngine(bpf, fd, ring)
+        return UtunWriteEngine(lib, ndrv, ring, False)
+
+    return make
 
 
 class FethDevice(Device):
@@ -100,14 +193,11 @@ class FethDevice(Device):
         self._pair: Optional[feth.FethPair] = pair
         self._ndrv = pair.ndrv
         self._ndrv_retired = -1
-        self._engine_maker = self._make_engine
+        self._bpf = bpf = BpfBuffer(lib, pair.bpf, pair.bufsize, pair.user)
+        self._engine_maker = _engine_maker(lib, bpf, pair.ndrv)
         super().__init__(pair.bpf, pair.user, _IFF_TAP | _IFF_NO_PI, blocking=blocking)
-        self._bbuf = bytearray(pair.bufsize)
-        self._bptr = _host_ffi.from_buffer(self._bbuf)
-        self._bsize = pair.bufsize
-        self._bpos = self._bend = 0  # the records not handed out yet: _bbuf[_bpos:_bend]
-        self._block = threading.Lock()  # the position; never held across a wait
-        self._dread, self._dwrite, self._errno = lib.read, lib.write, lib.errno
+        self._take_frame = bpf.take_frame
+        self._dwrite, self._errno = lib.write, lib.errno
 
     @property
     def io_name(self) -> str:
@@ -116,76 +206,6 @@ class FethDevice(Device):
         if pair is None:
             raise DeviceClosedError(self._name)
         return pair.io
-
-    def _make_engine(self, kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> "Engine":
-        if kind == "read":
-            return FethReadEngine(self, fd, ring)
-        return UtunWriteEngine(self._lib, self._ndrv, ring, False)
-
-    # ------------------------------------------------------------ the BPF buffer
-
-    def _refill(self) -> int:
-        """One BPF read into the device's buffer (the lock held): its length, 0 at end of file, -1 with errno."""
-        n: int = self._dread(self._fd, self._bptr, self._bsize)
-        if n > 0:
-            self._bpos, self._bend = 0, n
-        return n
-
-    def _record(self) -> Tuple[int, int, int]:
-        """The record at the position (the lock held), consumed: (frame offset, caplen, datalen)."""
-        pos = self._bpos
-        caplen, datalen, hdrlen = _RECORD.unpack_from(self._bbuf, pos + _RECORD_AT)
-        start = pos + hdrlen
-        self._bpos = (start + caplen + _ALIGN) & ~_ALIGN
-        return start, caplen, datalen
-
-    def _truncated(self, caplen: int, datalen: int) -> InvalidPacketError:
-        return InvalidPacketError(
-            _errno.EMSGSIZE, f"BPF captured only {caplen} of the {datalen} bytes of a frame on {self._name} "
-                             f"(its buffer is {self._bsize} bytes): the frame was dropped")
-
-    def _take_frame(self, ptr: Any, size: int) -> int:
-        """The next frame copied to *ptr*: its length; -1 (the errno set) or 0 (end of file) if none came."""
-        with self._block:
-            if self._bpos >= self._bend:
-                n = self._refill()
-                if n <= 0:
-                    return n if n == 0 else -1
-            start, caplen, datalen = self._record()
-        if caplen < datalen:
-            raise self._truncated(caplen, datalen)
-        if caplen > size:
-            self._cut_if_too_small(size)  # (raises: the MTU grew past the buffer)
-            raise ValueError(f"a frame of {caplen} bytes came on {self._name}: the buffer holds {size}")
-        _host_ffi.memmove(ptr, self._bptr + start, caplen)
-        return caplen
-
-    def _take_records(self, results: "array[int]", ptrs: List[Any], first: int, stop: int, size: int) -> int:
-        """Copy records into slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno at the end."""
-        i = first
-        with self._block:
-            while i < stop:
-                if self._bpos >= self._bend:
-                    self._lib.set_errno(0)
-                    n = self._refill()
-                    if n <= 0:
-                        err = self._errno()
-                        if n == 0 or not err:
-                            return CLOSED_SLOT
-                        return _EMPTY if err in (errnos.EAGAIN, errnos.EINTR) else -errnos.host(err)
-                pos = self._bpos
-                caplen, datalen, _ = _RECORD.unpack_from(self._bbuf, pos + _RECORD_AT)
-                if caplen < datalen:
-                    if i > first:
-                        return _EMPTY  # hand out what came before it; the next call raises
-                    self._record()
-                    return -_errno.EMSGSIZE
-                start, caplen, _ = self._record()
-                n = min(caplen, size)  # a slot too small: the engine sees a full slot and reports the cut
-                _host_ffi.memmove(ptrs[i], self._bptr + start, n)
-                results.append(n)
-                i += 1
-        return _EMPTY
 
     # ------------------------------------------------------------ reading
 
@@ -329,6 +349,7 @@ class FethDevice(Device):
         failure = None
         with self._life.lock:
             pair, self._pair = self._pair, None
+            self._bpf.fd = -1  # (its number is the Device's, retired above)
             if pair is not None:
                 self._ndrv_retired, self._ndrv = self._ndrv, -1
                 self._fd_ops.retire(self._ndrv_retired)  # a racing write meets /dev/null: DeviceClosedError
