@@ -24,7 +24,7 @@ from darwin_kernel import E, running_as_macos
 from tuntest import fd_count
 from xnu_tap import XnuTapKernel
 from tuntap_cffi import (DeviceBusyError, DeviceClosedError, DeviceKind, DevicesExhaustedError, InvalidPacketError,
-                         TunTapPermissionError, open_tap)
+                         TunTapPermissionError, UnsupportedPlatformError, open_tap)
 from tuntap_cffi._feth_device import FethDevice
 from tuntap_cffi.pcap import LINKTYPE_ETHERNET, PcapWriter
 
@@ -154,6 +154,52 @@ def test_written_frames_arrive_at_the_user_end_and_are_not_read_back(xnu: XnuTap
         assert xnu.received[dev.io_name] == []
         with pytest.raises(BlockingIOError):  # BIOCSSEESENT 0: our own frames are not read back
             dev.read()
+
+
+def test_a_full_interface_queue_blocks_or_raises(xnu: XnuTapKernel) -> None:
+    with open_tap(nonblocking=True) as dev:
+        xnu.fail["ndrv_write"] = E["ENOBUFS"]
+        with pytest.raises(BlockingIOError):
+            dev.write(frame())
+        assert xnu.received[dev.name] == []
+    with open_tap() as dev:
+        xnu.fail["ndrv_write"] = E["ENOBUFS"]
+        mark = len(xnu.calls)
+        assert dev.write(frame(b"again")) == len(frame(b"again"))  # waited for room on the NDRV socket, sent
+        assert xnu.received[dev.name] == [frame(b"again")]
+        assert [c[0] for c in xnu.calls[mark:]].count("ndrv_write") == 2 and calls(xnu, "poll") >= 1
+
+
+def test_packet_info_is_refused_before_any_syscall(xnu: XnuTapKernel) -> None:
+    with pytest.raises(UnsupportedPlatformError) as info:
+        open_tap(packet_info=True)
+    assert "utun" in str(info.value) and xnu.calls == []
+
+
+def test_concurrent_readers_get_every_frame_once(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        frames = [frame(i.to_bytes(2, "big") * 20) for i in range(300)]
+        got: List[bytes] = []
+        lock = threading.Lock()
+
+        def read() -> None:
+            buf = bytearray(dev.max_packet_size)
+            while True:
+                try:
+                    n = dev.readinto(buf, timeout=0.5)
+                except TimeoutError:
+                    return
+                with lock:
+                    got.append(bytes(buf[:n]))
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for t in readers:
+            t.start()
+        for f in frames:
+            xnu.stack_send(dev.name, f)
+        for t in readers:
+            t.join(30)
+        assert sorted(got) == sorted(frames)
 
 
 def test_a_frame_shorter_than_its_header_is_refused_before_the_syscall(xnu: XnuTapKernel) -> None:

@@ -367,6 +367,8 @@ class XnuTapKernel(XnuNetKernel):
         if cb is None:
             return super().write(fd, buf, count)
         self.calls.append(("ndrv_write", fd))
+        if "ndrv_write" in self.fail:
+            return self._fail(self.fail.pop("ndrv_write"))  # e.g. ENOBUFS: ifnet_output_raw found the queue full
         if cb.ifname is None:
             return self._fail(E["ENOTCONN"])  # ndrv_send: not bound
         if cb.ifname not in self.ifnets:

@@ -381,9 +381,16 @@ class FethDevice(Device):
             self._fd_ops.close(fd)
 
 
-def open_feth_device(name: str, nonblocking: bool) -> FethDevice:
-    """Build TAP *name* (``""``: free units) as a Device (the arguments are checked already)."""
+def open_feth_device(name: str, packet_info: bool, nonblocking: bool) -> FethDevice:
+    """Build TAP *name* (``""``: free units) as a Device (the arguments are checked already).
+
+    *packet_info* is refused: macOS's packet information is utun's AF
+    header, and a feth's frames carry none.
+    """
     feth.feth_name(name)  # ValueError/TypeError before any syscall
+    if packet_info:
+        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, "packet_info on macOS is a utun's address-family header: "
+                                       "a TAP (feth) frame has none; open it without packet_info", name or None)
     lib = libc.get()
     if lib is None:
         raise UnsupportedPlatformError(_errno.EOPNOTSUPP, "a feth TAP needs macOS's own C library (libSystem), "
