@@ -263,9 +263,12 @@ def test_hwaddr_mtu_and_up_down_act_on_the_user_end(xnu: XnuTapKernel) -> None:
         assert dev.hwaddr == "02:00:5e:10:00:01"
         assert xnu.ifnets[dev.io_name].lladdr == b"feth\0\0"
         assert dev.mtu == 1500
-        dev.mtu = 9000
-        assert xnu.ifnets["feth3"].mtu == 9000 and xnu.ifnets[dev.io_name].mtu == 1500
-        assert dev.max_packet_size >= 9000 + 14
+        dev.mtu = 2000
+        assert xnu.ifnets["feth3"].mtu == 2000 and xnu.ifnets[dev.io_name].mtu == 1500
+        assert dev.max_packet_size >= 2000 + 14
+        with pytest.raises(OSError) as info:
+            dev.mtu = 9000  # above feth's maximum (2048 unless sysctl net.link.fake.max_mtu says more)
+        assert info.value.errno == errno.EINVAL and dev.mtu == 2000
         assert dev.is_up
         dev.down()
         assert not dev.is_up and xnu.ifnets[dev.io_name].flags & 1

@@ -43,6 +43,7 @@ AF_NDRV, SOCK_RAW = C["AF_NDRV"], C["SOCK_RAW"]
 IF_MAXUNIT = 0x7FFF  # net/if_private.h: feth_cloner's ifc_maxunit
 IFF_SIMPLEX = 0x800
 FETH_MTU = 1500  # feth_clone_create: ETHERMTU
+FETH_MAX_MTU = 2048  # if_fake.c: FETH_MAX_MTU_DEFAULT (sysctl net.link.fake.max_mtu)
 BPF_UNITS = 4  # /dev/bpf0..3 exist here (macOS makes more on demand, up to bpf_maxdevices)
 BPF_DEFAULT_BUFSIZE = 4096  # bpf.c: bpf_bufsize
 BPF_HDRLEN = 18  # bpf_attachd: BPF_WORDALIGN(14 + SIZEOF_BPF_HDR 18) - 14 for DLT_EN10MB
@@ -181,6 +182,11 @@ class XnuTapKernel(XnuNetKernel):
             return self._clone_destroy(data)
         if request == "SIOCSDRVSPEC":
             return self._set_drvspec(data)
+        name = bytes(data[:16]).split(b"\0")[0].decode("latin-1")
+        if request == "SIOCSIFMTU" and name in self.feths and self.root:
+            mtu = struct.unpack_from("=i", data, OFF["struct ifreq:ifr_ifru.ifru_mtu"])[0]
+            if mtu > FETH_MAX_MTU:
+                return E["EINVAL"]  # feth_ioctl SIOCSIFMTU: above feth_max_mtu (IF_MINMTU: the generic check)
         return super()._ifioctl(family, request, data)
 
     # ------------------------------------------------------------ frames on the wire

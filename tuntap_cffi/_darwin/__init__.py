@@ -2,7 +2,8 @@
 
 :data:`PLATFORM` declares what works on macOS (a TUN is a utun, with its
 packets, packet_info, loop batches and adopting a utun socket: the Device is
-``tuntap_cffi._utun_device``; link configuration, addresses and routes go
+``tuntap_cffi._utun_device``; a TAP is a feth pair with its MAC:
+``tuntap_cffi._feth_device``; link configuration, addresses and routes go
 through the BSD layer ``.._bsd``), what the macOS backend is planned to
 deliver, and gives every other feature its reason; :mod:`.backend` holds
 the ``_backend.Backend`` functions, those of a missing feature raising the
@@ -61,8 +62,8 @@ PLATFORM = Platform(
         Feature.OFFLOAD: "utun has no TUN_F_* offloads (they need a virtio-net header)",
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
-        Feature.FILTER: "utun has no kernel-side filter ioctl; a TAP on a feth pair, read through BPF, could "
-                        "take one (BIOCSETF) once that backend lands: not planned in this version",
+        Feature.FILTER: "utun has no kernel-side filter ioctl; a feth TAP, read through BPF, could take one "
+                        "(BIOCSETF): not in this version",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
         Feature.PYTUN_COMPAT: "python-pytun's API is Linux's (/dev/net/tun, TUNSETIFF, its flags and "
                               "ioctls): open a utun with tuntap_cffi.open_tun() instead",

@@ -34,6 +34,10 @@ Facts that shape this module (XNU xnu-11417.101.15):
   connected to the I/O end; each send is one Ethernet frame out of it
   (``ndrv_output`` -> ``ifnet_output_raw``), which the user end receives.
   Creating one needs root (``ndrv_attach``: EPERM without SS_PRIV).
+- MTU: a feth takes at most ``feth_max_mtu`` (2048 unless ``sysctl
+  net.link.fake.max_mtu`` raises it; ``feth_ioctl`` SIOCSIFMTU: EINVAL
+  above).  Only the user end's is set: nothing on the I/O end's path
+  (``ndrv_output``, ``feth_output``, BPF) checks its own MTU.
 - Tear-down: ``SIOCIFDESTROY`` of each end (``if_clone_destroy``); every
   step of :func:`open_pair` undoes the ones before it if it fails.
 """
