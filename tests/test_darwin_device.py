@@ -65,7 +65,7 @@ def test_open_tun_on_macos_is_a_utun_device(xnu: XnuKernel) -> None:
 def test_what_macos_lacks_fails_before_any_call(xnu: XnuKernel) -> None:
     from tuntap_cffi import UnsupportedPlatformError, open_tap
 
-    for call in (lambda: open_tap(), lambda: open_tun(persist=True), lambda: open_tun(vnet_hdr=True),
+    for call in (lambda: open_tap(persist=True), lambda: open_tun(persist=True), lambda: open_tun(vnet_hdr=True),
                  lambda: open_tun(multi_queue=True)):
         with pytest.raises(UnsupportedPlatformError):
             call()

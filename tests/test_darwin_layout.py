@@ -114,3 +114,25 @@ def test_af_header_of_each_ip_version(version: int) -> None:
     scratch = FFI.new("uint32_t *")
     cdefs.af_header_into(scratch, {4: cdefs.AF_INET, 6: cdefs.AF_INET6}[version])
     assert bytes(FFI.buffer(scratch)) == utun.AF_HEADER[version]
+
+
+def test_the_tap_device_reads_bpf_records_at_the_headers_offsets() -> None:
+    """_feth_device parses bpf_hdr with one struct.unpack_from and aligns records by hand: both from XNU's numbers."""
+    from tuntap_cffi import _feth_device
+
+    off = GOLDEN["offsetof"]
+    at = _feth_device._RECORD_AT
+    assert at == off["struct bpf_hdr:bh_caplen"]
+    fields = [off[f"struct bpf_hdr:bh_{f}"] - at for f in ("caplen", "datalen", "hdrlen")]
+    assert fields == [0, 4, 8] and _feth_device._RECORD.format in ("=IIH", b"=IIH")
+    assert _feth_device._ALIGN + 1 == GOLDEN["constants"]["BPF_ALIGNMENT"]
+
+
+def test_the_feth_requests_are_sized_by_the_golden_structs() -> None:
+    """SIOCSDRVSPEC carries a struct ifdrv (pack 4), whose ifd_data points at a struct if_fake_request."""
+    from tuntap_cffi._darwin import feth
+
+    assert GOLDEN["ioctls"]["SIOCSDRVSPEC"] == cdefs.ioc(cdefs.IOC_IN, "i", 123, GOLDEN["sizeof"]["struct ifdrv"])
+    assert GOLDEN["sizeof"]["struct if_fake_request"] == FFI.sizeof("struct if_fake_request") == 160
+    assert GOLDEN["sizeof"]["struct sockaddr_ndrv"] == FFI.sizeof("struct sockaddr_ndrv") == 18
+    assert feth.BPF_BUFFER <= GOLDEN["constants"]["BPF_MAXBUFSIZE"]

@@ -17,7 +17,7 @@ import pathlib
 import subprocess
 import sys
 from ipaddress import ip_interface, ip_network
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Set
 
 import pytest
 
@@ -282,10 +282,11 @@ def test_linux_feature_works_on_a_real_device(feature: Feature, ifnames: NameFac
 
 DARWIN = _darwin.PLATFORM
 #: What works on macOS: utun (tests/test_darwin_device.py) and, through the BSD layer, its configuration
-#: (tests/test_darwin_config.py); both against the simulated kernel.
+#: (tests/test_darwin_config.py); a TAP as a feth pair, with its MAC (tests/test_darwin_tap.py); all against
+#: the simulated kernel.
 DARWIN_WORKS = {Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,
-                Feature.LINK, Feature.ADDRESSES, Feature.ROUTES}
-PLANNED = {Feature.TAP, Feature.HWADDR}
+                Feature.LINK, Feature.ADDRESSES, Feature.ROUTES, Feature.TAP, Feature.HWADDR}
+PLANNED: Set[Feature] = set()
 
 
 def test_darwin_table_says_what_works_today_and_what_is_planned() -> None:
@@ -376,13 +377,20 @@ def test_darwin_backend_function_raises_naming_macos_and_its_feature(method: str
     assert "macOS" in text and EXPECTED_FEATURE[method].value in text, text
 
 
-@pytest.mark.parametrize("kind, feature, says", [("TAP", Feature.TAP, "not implemented in this version"),
-                                                 ("TUN", Feature.TUN, "macOS's own C library")])
+@pytest.mark.parametrize("kind, feature, says", [("TUN", Feature.TUN, "macOS's own C library")])
 def test_darwin_create_names_the_kind_asked_for(kind: str, feature: Feature, says: str) -> None:
-    """TAP is not there yet; TUN is, but needs macOS's libc (this process runs on Linux, without the simulator)."""
+    """TUN needs macOS's libc (this process runs on Linux, without the simulator)."""
     with pytest.raises(UnsupportedPlatformError) as info:
         darwin_backend.create("utun7", 0, None, None, None, kind)
     assert feature.value in str(info.value) and says in str(info.value)
+
+
+def test_darwin_create_sends_a_tap_to_open_tap() -> None:
+    """A macOS TAP is a feth pair with two fds, which create()'s one fd cannot carry: open_tap() builds it."""
+    before = fd_count()
+    with pytest.raises(ValueError, match="feth pair"):
+        darwin_backend.create("", 0, None, None, None, "TAP")
+    assert fd_count() == before
 
 
 def test_darwin_txqueuelen_is_its_own_feature() -> None:
@@ -479,7 +487,7 @@ print(len(os.listdir("/proc/self/fd")) == before)
 @pytest.mark.parametrize("system, name, features, tun_says, tap_says", [
     ("sunos5", "sunos5", 0, "Linux, macOS and FreeBSD only", "Linux, macOS and FreeBSD only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
-    ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "not implemented in this version"),
+    ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "a feth TAP needs macOS's own C library"),
     # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.
     ("freebsd14", "FreeBSD", 5, "FreeBSD's own C library", "FreeBSD's own C library"),
 ])

@@ -499,9 +499,13 @@ class XnuNetKernel(XnuKernel):
         for ifp in self.ifnets.values():
             if index and index != ifp.index:
                 continue
-            dl = bytearray(SIZE["struct sockaddr_dl"])
-            struct.pack_into("=BBHBBBB", dl, 0, len(dl), AF_LINK, ifp.index, 0, len(ifp.name), 0, 0)
-            dl[8:8 + len(ifp.name)] = ifp.name.encode()
+            # sysctl_iflist copies the interface's sockaddr_dl: the name, then (an Ethernet one: IFT_ETHER) the
+            # MAC, sdl_len growing past sizeof(struct sockaddr_dl) when they need more than sdl_data's 12 bytes.
+            mac = ifp.lladdr or b""
+            dl = bytearray(max(SIZE["struct sockaddr_dl"], 8 + len(ifp.name) + len(mac)))
+            struct.pack_into("=BBHBBBB", dl, 0, len(dl), AF_LINK, ifp.index, C["IFT_ETHER"] if mac else 0,
+                             len(ifp.name), len(mac), 0)
+            dl[8:8 + len(ifp.name) + len(mac)] = ifp.name.encode() + mac
             out += self._message("struct if_msghdr", "ifm_", C["RTM_IFINFO"],
                                  {"index": ("=H", ifp.index), "flags": ("=i", ifp.flags),
                                   "data.ifi_mtu": ("=I", ifp.mtu)}, [(C["RTA_IFP"], bytes(dl))])

@@ -87,6 +87,8 @@ CONSTANTS: List[str] = [
     "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_MULTICAST", "AF_UNSPEC", "RTM_NEWADDR", "RTA_GENMASK", "RTA_IFA",
     "RTA_AUTHOR", "RTA_BRD", "RTAX_MAX", "RTF_DONE", "RTF_LLINFO", "RTF_WASCLONED", "RTF_LOCAL", "RTF_BROADCAST",
     "RTF_MULTICAST", "CTL_NET", "NET_RT_DUMP", "NET_RT_IFLIST", "F_SETFD", "FD_CLOEXEC",
+    # TAP (a feth pair): /dev/bpfN's open flags, BPF's buffer bounds and link type, the MAC's sockaddr_dl type.
+    "O_RDWR", "O_CLOEXEC", "BPF_MINBUFSIZE", "BPF_MAXBUFSIZE", "DLT_EN10MB", "IFT_ETHER", "ENOSPC",
     # errno values macOS's libc reports (sys/errno.h), mapped to the host's by name.
     "EPERM", "ENOENT", "ESRCH", "EIO", "ENXIO", "EBADF", "ENOMEM", "EACCES", "EBUSY", "EEXIST", "ENODEV", "EINVAL",
     "ENFILE", "EMFILE", "ENOTTY", "EAGAIN", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE", "ENOPROTOOPT",
@@ -113,6 +115,7 @@ INCLUDES = [
     "sys/types.h", "sys/ioccom.h", "sys/socket.h", "sys/sockio.h", "sys/kern_control.h", "sys/sys_domain.h",
     "net/if.h", "net/if_utun.h", "net/route.h", "netinet/in.h", "netinet6/in6_var.h", "netinet6/nd6.h",
     "net/bpf.h", "net/ndrv.h", "net/if_fake_var.h", "net/if_dl.h", "sys/sysctl.h", "sys/fcntl.h", "sys/errno.h",
+    "net/if_types.h",
 ]
 
 #: What a Linux gcc with -nostdinc lacks: stand-ins for the SDK's compiler and generated headers.

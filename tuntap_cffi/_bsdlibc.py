@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["FUNCTIONS", "NET_FUNCTIONS", "Libc", "CLibc", "Loader"]
+__all__ = ["FUNCTIONS", "NET_FUNCTIONS", "TAP_FUNCTIONS", "Libc", "CLibc", "Loader"]
 
 #: The C functions, as both BSDs' headers declare them (sys/socket.h, uio.h, fcntl.h, ioctl.h, unistd.h, poll.h):
 #: ``socklen_t`` is ``__uint32_t`` and ``nfds_t`` ``unsigned int`` on both; ``ioctl``, ``fcntl`` and ``open`` variadic.
@@ -47,6 +47,11 @@ int sysctl(int *name, unsigned int namelen, void *oldp, size_t *oldlenp, void *n
 unsigned int if_nametoindex(const char *ifname);
 """
 
+#: What a macOS feth TAP adds (bsd/sys/socket.h): binding its NDRV socket to the I/O end.
+TAP_FUNCTIONS = """
+int bind(int fd, const struct sockaddr *addr, uint32_t addrlen);
+"""
+
 
 class Libc(Protocol):
     """What a BSD backend calls: C's signatures, -1 and :meth:`errno` on failure."""
@@ -71,6 +76,7 @@ class Libc(Protocol):
     def writev(self, fd: int, iov: Any, iovcnt: int) -> int: ...
     def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int: ...
     def if_nametoindex(self, name: bytes) -> int: ...
+    def bind(self, fd: int, addr: Any, addrlen: int) -> int: ...
     def errno(self) -> int:
         """The errno of the last failed call on this thread."""
 
@@ -100,6 +106,7 @@ class CLibc:
         self.writev = lib.writev
         self.sysctl = lib.sysctl
         self.if_nametoindex = lib.if_nametoindex
+        self.bind = lib.bind
 
     def errno(self) -> int:
         return int(self.ffi.errno)
@@ -127,6 +134,7 @@ class Loader:
         self._declare(ffi)
         ffi.cdef(FUNCTIONS)
         ffi.cdef(NET_FUNCTIONS)
+        ffi.cdef(TAP_FUNCTIONS)
         return CLibc(ffi)
 
     def get(self) -> Optional[Libc]:

@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import Watched
     from .batch import Engine
 
-__all__ = ["UtunDevice", "DarwinOps", "BsdFraming", "DARWIN", "open_utun_device", "adopt_utun"]
+__all__ = ["UtunDevice", "DarwinOps", "BsdFraming", "DARWIN", "UtunWriteEngine", "open_utun_device", "adopt_utun",
+           "ops_for"]
 
 _HDR = utun.AF_HEADER_LEN
 _NO_FRAME: Tuple[object, Any, int, Any] = (object(), None, 0, None)
@@ -229,8 +230,8 @@ _ops: Optional[DarwinOps] = None
 _ops_lock = threading.Lock()
 
 
-def _ops_for(lib: libc.Libc, k: BsdFraming) -> DarwinOps:
-    """The process's DarwinOps for *lib* (one /dev/null fd for every device of it)."""
+def ops_for(lib: libc.Libc, k: "BsdFraming" = DARWIN) -> DarwinOps:
+    """The process's DarwinOps for *lib* (one /dev/null fd for every device of it: utun, feth TAP, FreeBSD's)."""
     global _ops
     with _ops_lock:
         if _ops is None or _ops.lib is not lib:
@@ -388,7 +389,7 @@ class UtunDevice(Device):
         self._lib = lib
         self._k = framing
         self._tap = tap
-        self._fd_ops = ops = _ops_for(lib, framing)
+        self._fd_ops = ops = ops_for(lib, framing)
         ops.dead_fd()  # now, so that close() cannot fail for want of it
         framed = self._af_framing and not packet_info and not tap
         self._engine_maker = _engine_maker(lib, framed, framing)

@@ -1309,6 +1309,10 @@ def _open(
         from ._tuntaposx_device import open_tuntaposx_device
 
         return open_tuntaposx_device(kind.name, name, nonblocking)
+    if _backend.PLATFORM is _darwin.PLATFORM and kind is DeviceKind.TAP:  # a feth pair (see _feth_device)
+        from ._feth_device import open_feth_device
+
+        return open_feth_device(name, packet_info, nonblocking)
     if _backend.PLATFORM is _darwin.PLATFORM:  # a utun: its own framing (see _utun_device)
         from ._utun_device import open_utun_device
 

@@ -61,6 +61,7 @@ from .sockaddr import ip_of, netmask, prefix_of, sockaddr_dl, sockaddr_in, socka
 __all__ = [
     "control_socket", "get_flags", "set_flags", "get_mtu", "set_mtu", "ifindex", "is_pointopoint",
     "add_address", "remove_address", "list_addresses", "add_route", "remove_route", "list_routes", "set_lladdr",
+    "get_lladdr",
 ]
 
 _seq = itertools.count(1)  # rtm_seq of our requests (next() is atomic under the GIL)
@@ -306,6 +307,27 @@ def list_addresses(lib: BsdLibc, k: Numbers, index: int, name: str) -> List[Addr
             peer = None
         out.append(Address(ip_interface((ip, prefix)), peer))
     return out
+
+
+def get_lladdr(lib: BsdLibc, k: Numbers, index: int, name: str) -> bytes:
+    """The link-level address of interface *index* (b"" if it has none): the ``sockaddr_dl`` of its RTM_IFINFO.
+
+    ``sysctl_iflist`` puts the interface's ``sockaddr_dl`` in RTA_IFP:
+    ``sdl_data`` holds the name (``sdl_nlen`` bytes), then the address
+    (``sdl_alen`` bytes) at offset 8 + sdl_nlen (net/if_dl.h ``LLADDR``).
+    """
+    c = k.constants
+    data = _sysctl(lib, k, (c["CTL_NET"], c["PF_ROUTE"], 0, 0, c["NET_RT_IFLIST"], index),
+                   f"cannot read the hardware address of {name}", name)
+    for kind, msg in rtmsg.walk(data, k):
+        if kind != c["RTM_IFINFO"]:
+            continue
+        hdr, sas = rtmsg.sockaddrs(lib.ffi, k, msg)
+        dl = sas.get(c["RTA_IFP"], b"")
+        if hdr.ifindex == index and len(dl) >= 8 and dl[1] == c["AF_LINK"]:
+            nlen, alen = dl[5], dl[6]
+            return dl[8 + nlen:8 + nlen + alen]
+    return b""
 
 
 # ------------------------------------------------------------------ routes

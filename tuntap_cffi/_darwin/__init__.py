@@ -2,7 +2,8 @@
 
 :data:`PLATFORM` declares what works on macOS (a TUN is a utun, with its
 packets, packet_info, loop batches and adopting a utun socket: the Device is
-``tuntap_cffi._utun_device``; link configuration, addresses and routes go
+``tuntap_cffi._utun_device``; a TAP is a feth pair with its MAC:
+``tuntap_cffi._feth_device``; link configuration, addresses and routes go
 through the BSD layer ``.._bsd``), what the macOS backend is planned to
 deliver, and gives every other feature its reason; :mod:`.backend` holds
 the ``_backend.Backend`` functions, those of a missing feature raising the
@@ -27,9 +28,10 @@ numbers are in :mod:`.utun`):
 - No io_uring and no rtnetlink: batches go through the loop engine;
   addresses are ``SIOCAIFADDR``/``SIOCAIFADDR_IN6`` ioctls and routes
   ``PF_ROUTE`` messages (bsd/net/route.h, RTM_VERSION 5).
-- TAP has no utun equivalent: a ``feth`` pair (bsd/net/if_fake.c, peered
-  with ``SIOCSDRVSPEC`` ``IF_FAKE_S_CMD_SET_PEER``, its MAC set with
-  ``SIOCSIFLLADDR``) read through BPF is the planned way.
+- TAP has no utun equivalent: it is a ``feth`` pair (bsd/net/if_fake.c,
+  peered with ``SIOCSDRVSPEC`` ``IF_FAKE_S_CMD_SET_PEER``, its MAC set with
+  ``SIOCSIFLLADDR``), one end the user's, the other read through BPF and
+  written through an NDRV socket (``.feth``, ``.._feth_device``).
 - No ioctl sets an interface's send-queue length (bsd/sys/sockio.h has
   none): Linux's txqueuelen has no counterpart.
 """
@@ -49,13 +51,10 @@ PLATFORM = Platform(
     features=frozenset({
         Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,  # utun (.._utun_device)
         Feature.LINK, Feature.ADDRESSES, Feature.ROUTES,  # through the BSD layer (.._bsd)
+        Feature.TAP, Feature.HWADDR,  # a feth pair read through BPF, written through NDRV (.._feth_device)
     }),
-    planned=frozenset({
-        Feature.TAP, Feature.HWADDR,
-    }),
+    planned=frozenset(),
     reasons={
-        Feature.TAP: _NOT_YET + "; TAP devices will be feth pairs read through BPF",
-        Feature.HWADDR: _NOT_YET + "; the MAC of a feth TAP will be set with SIOCSIFLLADDR",
         Feature.PERSIST: "a utun interface lives only as long as its socket: keep the Device open",
         Feature.OWNER: "utun has no per-device owner or group: opening one needs root",
         Feature.MULTI_QUEUE: "utun has no multi-queue: open several utun devices",
@@ -63,8 +62,8 @@ PLATFORM = Platform(
         Feature.OFFLOAD: "utun has no TUN_F_* offloads (they need a virtio-net header)",
         Feature.IO_URING: "io_uring is Linux's: batches will use the loop engine (batch_backend='loop')",
         Feature.TXQUEUELEN: "macOS has no setting for an interface's send-queue length",
-        Feature.FILTER: "utun has no kernel-side filter ioctl; a TAP on a feth pair, read through BPF, could "
-                        "take one (BIOCSETF) once that backend lands: not planned in this version",
+        Feature.FILTER: "utun has no kernel-side filter ioctl; a feth TAP, read through BPF, could take one "
+                        "(BIOCSETF): not in this version",
         Feature.DISABLE_IPV6: "no per-interface IPv6 switch is mapped on macOS (ND6_IFF_IFDISABLED is the nearest)",
         Feature.PYTUN_COMPAT: "python-pytun's API is Linux's (/dev/net/tun, TUNSETIFF, its flags and "
                               "ioctls): open a utun with tuntap_cffi.open_tun() instead",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import errno as _errno
 from typing import Any, NoReturn, Optional, Tuple
 
-from .._bsd import Numbers
+from .._bsd import Numbers, netconfig
 from .._bsdbackend import BsdBackend
 from .._capabilities import Feature
 from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
@@ -167,9 +167,9 @@ def create(
     name: str, flags: int, owner: Optional[int], group: Optional[int], persist: Optional[bool], kind: str,
     everyone: bool = False,
 ) -> Tuple[int, str]:
-    """Open a TUN (utun); a TAP (feth + BPF) is not in this version."""
+    """Open a TUN (utun).  A TAP is a feth pair with two fds, not one: ``_feth_device.open_feth_device`` builds it."""
     if kind == "TAP":
-        _lacks(Feature.TAP, name)
+        raise ValueError("a macOS TAP is a feth pair: open it with tuntap_cffi.open_tap()")
     return open_utun(name)
 
 
@@ -253,10 +253,15 @@ describe_netns = _SHARED.describe_netns
 
 
 def get_hwaddr(ctl: int, name: str) -> bytes:
-    """The MAC of a feth TAP: not in this version."""
-    _lacks(Feature.HWADDR, name)
+    """The MAC of a feth TAP's user end: the ``sockaddr_dl`` of its NET_RT_IFLIST entry."""
+    lib, k = _SHARED.net(Feature.HWADDR, name)
+    mac = netconfig.get_lladdr(lib, k, netconfig.ifindex(lib, k, name), name)
+    if len(mac) != 6:
+        raise error_from_errno(_errno.EOPNOTSUPP, "sysctl", name, f"{name} has no Ethernet address")
+    return mac
 
 
 def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
-    """``SIOCSIFLLADDR`` on a feth TAP: not in this version."""
-    _lacks(Feature.HWADDR, name)
+    """``SIOCSIFLLADDR`` on a feth TAP's user end (root)."""
+    lib, k = _SHARED.net(Feature.HWADDR, name)
+    netconfig.set_lladdr(lib, k, ctl, name, mac)

@@ -201,6 +201,10 @@ O_CLOEXEC = 0x1000000
 IF_FAKE_S_CMD_SET_PEER = 1  # bsd/net/if_fake_var.h: ifdrv.ifd_cmd of SIOCSDRVSPEC
 IF_FAKE_G_CMD_GET_PEER = 1  # ... of SIOCGDRVSPEC
 BPF_ALIGNMENT = 4  # bpf records start on 4-byte boundaries (BPF_WORDALIGN)
+BPF_MINBUFSIZE = 32  # BIOCSBLEN raises a smaller size to this ...
+BPF_MAXBUFSIZE = 0x80000  # ... and bpf_maxbufsize defaults to this
+DLT_EN10MB = 1  # a feth's BPF link type: Ethernet frames
+IFT_ETHER = 0x6  # net/if_types.h: a feth's sdl_type
 
 # bsd/sys/ioccom.h: the encoding is BSD's, shared with FreeBSD (see .._bsd.ioc)
 IOCPARM_MASK = _ioc.IOCPARM_MASK
@@ -225,6 +229,7 @@ EINVAL = 22
 ENFILE = 23
 EMFILE = 24
 ENOTTY = 25
+ENOSPC = 28
 EAGAIN = 35
 EDESTADDRREQ = 39
 EMSGSIZE = 40

@@ -23,13 +23,14 @@ from . import cdefs
 
 ERRNO = cdefs.ERRNO
 
-__all__ = ["EINTR", "EAGAIN", "EBADF", "EINVAL", "EIO", "host"]
+__all__ = ["EINTR", "EAGAIN", "EBADF", "EINVAL", "EIO", "ENOBUFS", "host"]
 
 EINTR = ERRNO["EINTR"]
 EIO = ERRNO["EIO"]
 EBADF = ERRNO["EBADF"]
 EINVAL = ERRNO["EINVAL"]
 EAGAIN = ERRNO["EAGAIN"]  # = EWOULDBLOCK
+ENOBUFS = ERRNO["ENOBUFS"]  # a full interface queue (an NDRV send): room may come
 
 
 def host(err: int) -> int:

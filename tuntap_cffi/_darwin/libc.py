@@ -24,10 +24,10 @@ Facts that shape this module:
 from __future__ import annotations
 
 # The functions macOS declares as FreeBSD does, under the names this module always had.
-from .._bsdlibc import FUNCTIONS, NET_FUNCTIONS, Libc, Loader
+from .._bsdlibc import FUNCTIONS, NET_FUNCTIONS, TAP_FUNCTIONS, Libc, Loader
 from . import cdefs
 
-__all__ = ["Libc", "FUNCTIONS", "NET_FUNCTIONS", "get", "use"]
+__all__ = ["Libc", "FUNCTIONS", "NET_FUNCTIONS", "TAP_FUNCTIONS", "get", "use"]
 
 _LOADER = Loader("Darwin", cdefs.declare)
 #: ``get()``: macOS's C functions (loaded on first use on macOS), the stand-in of :func:`use`, or None.

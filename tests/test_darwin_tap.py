@@ -1,0 +1,381 @@
+"""A TAP on macOS (a feth pair, BPF reads, NDRV writes), against the simulated XNU kernel of ``xnu_tap.py``.
+
+The seam is ``darwin_kernel.running_as_macos`` (see test_darwin_device.py);
+the BPF and NDRV fds are real AF_UNIX socketpairs, so poll, blocking,
+close() from another thread, asyncio and fd counts are real.  "The stack"
+is :meth:`XnuTapKernel.stack_send` (a frame sent out of the user end) and
+:attr:`XnuTapKernel.received` (frames the user end received).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import io
+import struct
+import threading
+import time
+from typing import Callable, Iterator, List
+
+import pytest
+
+from darwin_kernel import E, running_as_macos
+from tuntest import fd_count
+from xnu_tap import XnuTapKernel
+from tuntap_cffi import (DeviceBusyError, DeviceClosedError, DeviceKind, DevicesExhaustedError, InvalidPacketError,
+                         TunTapPermissionError, UnsupportedPlatformError, open_tap)
+from tuntap_cffi._feth_device import FethDevice
+from tuntap_cffi.pcap import LINKTYPE_ETHERNET, PcapWriter
+
+
+@pytest.fixture
+def xnu() -> Iterator[XnuTapKernel]:
+    with running_as_macos(XnuTapKernel()) as kernel:
+        yield kernel
+
+
+def frame(payload: bytes = b"hello", dst: bytes = b"\x02\0\0\0\0\x01", src: bytes = b"\x02\0\0\0\0\x02") -> bytes:
+    return dst + src + b"\x88\xb5" + payload  # EtherType 0x88B5: local experimental
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def calls(kernel: XnuTapKernel, name: str) -> int:
+    return sum(1 for call in kernel.calls if call[0] == name)
+
+
+def only_lo0(kernel: XnuTapKernel) -> bool:
+    return list(kernel.ifnets) == ["lo0"] and not kernel.feths
+
+
+def warm_up() -> None:
+    """The process-wide /dev/null fd of close() is opened once."""
+    open_tap().close()
+
+
+# ------------------------------------------------------------ opening
+
+def test_open_tap_builds_a_peered_pair_read_by_bpf_written_by_ndrv(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        assert isinstance(dev, FethDevice) and dev.name == "feth0" and dev.io_name == "feth1"
+        assert xnu.feths["feth0"].peer == "feth1" and xnu.feths["feth1"].peer == "feth0"
+        assert all(xnu.ifnets[n].flags & 1 for n in ("feth0", "feth1"))  # both IFF_UP
+        (bpf,) = xnu.bpfs.values()
+        assert dev.fileno() in xnu.bpfs and bpf.ifname == "feth1"
+        assert (bpf.bufsize, bpf.immediate, bpf.seesent, bpf.hdrcmplt) == (131072, True, False, True)
+        (ndrv,) = xnu.ndrvs.values()
+        assert ndrv.ifname == "feth1" and ndrv.connected
+        assert dev.kind is DeviceKind.TAP and not dev.packet_info and dev.blocking
+
+
+def test_open_tap_by_name_and_busy_names(xnu: XnuTapKernel) -> None:
+    with open_tap("feth7") as dev:
+        assert dev.name == "feth7" and dev.io_name == "feth0"
+        with pytest.raises(DeviceBusyError) as info:
+            open_tap("feth7")
+        assert info.value.filename == "feth7" and "exists already" in str(info.value)
+        with open_tap("") as other:  # the free units: 1 and 2
+            assert (other.name, other.io_name) == ("feth1", "feth2")
+    assert only_lo0(xnu) and xnu.tap_fds == 0
+
+
+@pytest.mark.parametrize("name", ["tap16", "feth", "feth01", "feth-1", "feth32768", "utun0"])  # (tapN, N < 16: the tuntaposx legacy path)
+def test_a_bad_name_is_refused_before_any_syscall(xnu: XnuTapKernel, name: str) -> None:
+    with pytest.raises(ValueError):
+        open_tap(name)
+    assert xnu.calls == []
+
+
+def test_a_busy_bpf_unit_moves_on_and_none_free_is_exhausted(xnu: XnuTapKernel) -> None:
+    xnu.bpf_busy = {0, 1}
+    with open_tap() as dev:
+        assert [d.unit for d in xnu.bpfs.values()] == [2]
+        assert [c[1] for c in xnu.calls if c[0] == "open" and c[1].startswith(b"/dev/bpf")] == \
+            [b"/dev/bpf0", b"/dev/bpf1", b"/dev/bpf2"]
+        assert dev.name == "feth0"
+    xnu.bpf_busy = {0, 1, 2, 3}
+    before = fd_count()
+    with pytest.raises(DevicesExhaustedError):
+        open_tap()
+    assert only_lo0(xnu) and xnu.tap_fds == 0 and fd_count() == before
+
+
+def test_without_root_the_error_says_so_and_nothing_is_left(xnu: XnuTapKernel) -> None:
+    xnu.root = False
+    before = fd_count()
+    with pytest.raises(TunTapPermissionError) as info:
+        open_tap()
+    assert "root" in str(info.value)
+    assert only_lo0(xnu) and fd_count() == before
+
+
+@pytest.mark.parametrize("step", ["SIOCIFCREATE", "SIOCSDRVSPEC", "SIOCSIFFLAGS", "open", "BIOCSBLEN", "BIOCSETIF",
+                                  "BIOCIMMEDIATE", "BIOCSSEESENT", "BIOCSHDRCMPLT", "socket", "bind", "connect"])
+def test_a_failing_step_leaves_no_interface_and_no_fd(xnu: XnuTapKernel, step: str) -> None:
+    warm_up()
+    before = fd_count()
+    xnu.fail[step] = E["EIO"]
+    with pytest.raises(OSError):
+        open_tap()
+    assert step not in xnu.fail  # the step was reached
+    assert only_lo0(xnu) and xnu.tap_fds == 0 and fd_count() == before
+
+
+# ------------------------------------------------------------ frames
+
+def test_frames_the_stack_sends_come_out_of_the_device_one_per_read(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        frames = [frame(bytes([i]) * (i + 1)) for i in range(3)]
+        for f in frames:
+            xnu.stack_send(dev.name, f)
+        buf = bytearray(dev.max_packet_size)
+        got = []
+        for _ in frames:
+            n = dev.readinto(buf)
+            got.append(bytes(buf[:n]))
+        assert got == frames  # each at buf[0]
+        assert calls(xnu, "bpf_read") == 1  # one BPF read brought the three
+        xnu.stack_send(dev.name, frame(b"x" * 1000))
+        assert dev.read() == frame(b"x" * 1000)
+
+
+def test_written_frames_arrive_at_the_user_end_and_are_not_read_back(xnu: XnuTapKernel) -> None:
+    with open_tap(nonblocking=True) as dev:
+        assert dev.write(frame(b"out")) == len(frame(b"out"))
+        assert dev.write(bytearray(frame(b"out2"))) == len(frame(b"out2"))
+        assert xnu.received[dev.name] == [frame(b"out"), frame(b"out2")]
+        assert xnu.received[dev.io_name] == []
+        with pytest.raises(BlockingIOError):  # BIOCSSEESENT 0: our own frames are not read back
+            dev.read()
+
+
+def test_a_full_interface_queue_blocks_or_raises(xnu: XnuTapKernel) -> None:
+    with open_tap(nonblocking=True) as dev:
+        xnu.fail["ndrv_write"] = E["ENOBUFS"]
+        with pytest.raises(BlockingIOError):
+            dev.write(frame())
+        assert xnu.received[dev.name] == []
+    with open_tap() as dev:
+        xnu.fail["ndrv_write"] = E["ENOBUFS"]
+        mark = len(xnu.calls)
+        assert dev.write(frame(b"again")) == len(frame(b"again"))  # waited for room on the NDRV socket, sent
+        assert xnu.received[dev.name] == [frame(b"again")]
+        assert [c[0] for c in xnu.calls[mark:]].count("ndrv_write") == 2 and calls(xnu, "poll") >= 1
+
+
+def test_packet_info_is_refused_before_any_syscall(xnu: XnuTapKernel) -> None:
+    with pytest.raises(UnsupportedPlatformError) as info:
+        open_tap(packet_info=True)
+    assert "utun" in str(info.value) and xnu.calls == []
+
+
+def test_concurrent_readers_get_every_frame_once(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        frames = [frame(i.to_bytes(2, "big") * 20) for i in range(300)]
+        got: List[bytes] = []
+        lock = threading.Lock()
+
+        def read() -> None:
+            buf = bytearray(dev.max_packet_size)
+            while True:
+                try:
+                    n = dev.readinto(buf, timeout=0.5)
+                except TimeoutError:
+                    return
+                with lock:
+                    got.append(bytes(buf[:n]))
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for t in readers:
+            t.start()
+        for f in frames:
+            xnu.stack_send(dev.name, f)
+        for t in readers:
+            t.join(30)
+        assert sorted(got) == sorted(frames)
+
+
+def test_a_frame_shorter_than_its_header_is_refused_before_the_syscall(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        with pytest.raises(InvalidPacketError):
+            dev.write(b"\x02" * 13)
+        assert calls(xnu, "ndrv_write") == 0
+
+
+def test_a_frame_bpf_cut_short_is_never_delivered_as_whole(xnu: XnuTapKernel) -> None:
+    xnu.bpf_cap = 256  # the kernel caps BIOCSBLEN: a 300-byte frame cannot fit
+    with open_tap() as dev:
+        xnu.stack_send(dev.name, frame(b"b" * 286))
+        xnu.stack_send(dev.name, frame(b"ok"))
+        buf = bytearray(dev.max_packet_size)
+        with pytest.raises(InvalidPacketError) as info:
+            dev.readinto(buf)
+        assert "only 238 of the 300 bytes" in str(info.value)
+        n = dev.readinto(buf)
+        assert bytes(buf[:n]) == frame(b"ok")  # the next frame comes next
+
+
+def test_read_batch_hands_out_every_record_of_one_bpf_read(xnu: XnuTapKernel) -> None:
+    with open_tap(nonblocking=True) as dev:
+        ring = dev.packet_ring(8)
+        frames = [frame(bytes([i]) * (7 * i + 1)) for i in range(5)]
+        for f in frames:
+            xnu.stack_send(dev.name, f)
+        assert dev.read_batch(ring) == 5
+        assert [bytes(p) for p in ring] == frames
+        assert calls(xnu, "bpf_read") == 2  # the records, then EAGAIN
+        assert dev.write_batch(ring) == 5
+        assert xnu.received[dev.name] == frames
+        with pytest.raises(BlockingIOError):  # (our own frames are not read back)
+            dev.read_batch(ring)
+        assert dev.write_batch([frame(b"a"), frame(b"b")]) == 2
+        assert xnu.received[dev.name][5:] == [frame(b"a"), frame(b"b")]
+
+
+def test_read_batch_stops_before_a_truncated_record_and_raises_on_it_next(xnu: XnuTapKernel) -> None:
+    xnu.bpf_cap = 256
+    with open_tap(nonblocking=True) as dev:
+        ring = dev.packet_ring(4)
+        xnu.stack_send(dev.name, frame(b"1"))
+        xnu.stack_send(dev.name, frame(b"c" * 286))
+        xnu.stack_send(dev.name, frame(b"2"))
+        assert dev.read_batch(ring) == 1 and bytes(ring[0]) == frame(b"1")
+        with pytest.raises(OSError) as info:
+            dev.read_batch(ring)
+        assert info.value.errno == errno.EMSGSIZE
+        assert dev.read_batch(ring) == 1 and bytes(ring[0]) == frame(b"2")
+
+
+# ------------------------------------------------------------ configuration through the BSD layer
+
+def test_hwaddr_mtu_and_up_down_act_on_the_user_end(xnu: XnuTapKernel) -> None:
+    with open_tap("feth3") as dev:
+        assert dev.hwaddr == "66:65:74:68:00:03"  # feth_clone_create: "feth" + the unit
+        dev.hwaddr = "02:00:5e:10:00:01"
+        assert xnu.ifnets["feth3"].lladdr == bytes.fromhex("02005e100001")
+        assert dev.hwaddr == "02:00:5e:10:00:01"
+        assert xnu.ifnets[dev.io_name].lladdr == b"feth\0\0"
+        assert dev.mtu == 1500
+        dev.mtu = 2000
+        assert xnu.ifnets["feth3"].mtu == 2000 and xnu.ifnets[dev.io_name].mtu == 1500
+        assert dev.max_packet_size >= 2000 + 14
+        with pytest.raises(OSError) as info:
+            dev.mtu = 9000  # above feth's maximum (2048 unless sysctl net.link.fake.max_mtu says more)
+        assert info.value.errno == errno.EINVAL and dev.mtu == 2000
+        assert dev.is_up
+        dev.down()
+        assert not dev.is_up and xnu.ifnets[dev.io_name].flags & 1
+
+
+# ------------------------------------------------------------ closing
+
+def test_close_destroys_both_ends_and_frees_every_fd(xnu: XnuTapKernel) -> None:
+    warm_up()
+    before = fd_count()
+    dev = open_tap()
+    assert fd_count() > before
+    dev.close()
+    assert only_lo0(xnu) and xnu.tap_fds == 0
+    wait_for(lambda: fd_count() == before, "every fd to be freed")
+    dev.close()  # idempotent
+    with pytest.raises(DeviceClosedError):
+        dev.write(frame())
+    with pytest.raises(DeviceClosedError):
+        dev.read()
+    other = open_tap()
+    with pytest.raises(ValueError):
+        other.detach()
+    assert len(xnu.feths) == 2 and not other.closed  # refused: still open
+    other.close()
+
+
+def test_an_unclosed_device_takes_its_pair_with_it(xnu: XnuTapKernel) -> None:
+    warm_up()
+    before = fd_count()
+    dev = open_tap()
+    with pytest.warns(ResourceWarning):
+        del dev
+        gc.collect()
+    assert only_lo0(xnu) and xnu.tap_fds == 0
+    wait_for(lambda: fd_count() == before, "every fd to be freed")
+
+
+def test_close_from_another_thread_wakes_a_blocked_reader(xnu: XnuTapKernel) -> None:
+    warm_up()
+    before = fd_count()
+    dev = open_tap()
+    buf = bytearray(dev.max_packet_size)
+    errors: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            dev.readinto(buf)
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    wait_for(lambda: calls(xnu, "poll") > 0, "the reader to wait in poll")
+    dev.close()
+    reader.join(10)
+    assert not reader.is_alive() and len(errors) == 1 and isinstance(errors[0], DeviceClosedError)
+    assert only_lo0(xnu)
+    wait_for(lambda: fd_count() == before, "every fd to be freed")
+
+
+def test_a_blocking_read_with_a_timeout(xnu: XnuTapKernel) -> None:
+    with open_tap() as dev:
+        with pytest.raises(TimeoutError):
+            dev.read(timeout=0.05)
+        threading.Timer(0.05, xnu.stack_send, (dev.name, frame(b"late"))).start()
+        assert dev.read(timeout=10) == frame(b"late")
+
+
+# ------------------------------------------------------------ asyncio and pcap
+
+def test_asyncio_reads_and_writes(xnu: XnuTapKernel) -> None:
+    async def main() -> None:
+        with open_tap() as dev:
+            buf = bytearray(dev.max_packet_size)
+            reading = asyncio.ensure_future(dev.readinto_async(buf))
+            await asyncio.sleep(0)
+            assert not reading.done()
+            xnu.stack_send(dev.name, frame(b"async"))
+            n = await asyncio.wait_for(reading, 10)
+            assert bytes(buf[:n]) == frame(b"async")
+            assert await dev.write_async(frame(b"back")) == len(frame(b"back"))
+            assert xnu.received[dev.name] == [frame(b"back")]
+            waiting = asyncio.ensure_future(dev.read_async())
+            await asyncio.sleep(0)
+            dev.close()
+            with pytest.raises(DeviceClosedError):
+                await asyncio.wait_for(waiting, 10)
+
+    asyncio.run(main())
+
+
+def test_a_capture_is_linktype_ethernet(xnu: XnuTapKernel) -> None:
+    frames = [frame(b"one"), frame(b"two" * 50)]
+    out = io.BytesIO()
+    with open_tap() as dev, PcapWriter(out, LINKTYPE_ETHERNET) as writer:
+        buf = bytearray(dev.max_packet_size)
+        for f in frames:
+            xnu.stack_send(dev.name, f)
+        for _ in frames:
+            n = dev.readinto(buf)
+            writer.write_packet(memoryview(buf)[:n])
+        data = out.getvalue()
+    assert struct.unpack("=I", data[20:24])[0] == 1
+    at, seen = 24, []
+    while at < len(data):
+        incl = struct.unpack("=IIII", data[at:at + 16])[2]
+        seen.append(data[at + 16:at + 16 + incl])
+        at += 16 + incl
+    assert seen == frames

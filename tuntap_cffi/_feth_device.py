@@ -1,0 +1,406 @@
+"""The macOS TAP Device: a feth pair, its frames read through BPF and written through NDRV.
+
+``_darwin.feth`` builds the pair (see its docstring for the kernel's
+rules); this module is the Device over it.  ``dev.name`` is the user end,
+which link configuration, addresses, routes and ``hwaddr`` act on; the
+Device's fd (``fileno()``, what poll and asyncio watch) is the BPF device
+of the other end, and writes go to that end's NDRV socket.
+
+Facts that shape this module (XNU xnu-11417.101.15, bsd/net/bpf.c):
+
+- One BPF read returns every frame captured since the last one, each a
+  record: ``struct bpf_hdr`` (``bh_caplen`` u32 @8, ``bh_datalen`` u32
+  @12, ``bh_hdrlen`` u16 @16: offsets checked against XNU's headers), the
+  frame at ``bh_hdrlen`` (18 for Ethernet: ``bpf_attachd`` pads so the
+  network header is aligned), the next record at
+  ``BPF_WORDALIGN(hdrlen + caplen)`` (4-byte words).  A read must ask for
+  exactly the buffer length BIOCSBLEN settled on (``bpf_read``).
+- So ``readinto`` cannot put a frame at ``buffer[0]`` without a copy: the
+  Device keeps one BPF buffer, reads into it when it is drained, and hands
+  out one frame per call with one ``memmove`` (the one copy BPF forces).
+  ``read_batch`` hands out every record of a read into the ring: one
+  syscall for as many frames as arrived (the batch primitive macOS has).
+  The buffer's position is shared by the readers under a lock that is
+  never held across a wait.
+- A record whose ``bh_caplen < bh_datalen`` is a frame BPF cut short (its
+  buffer was smaller than the frame: ``catchpacket``).  It is never
+  delivered as if whole: the read that meets it drops it and raises
+  :class:`InvalidPacketError` (EMSGSIZE) naming both lengths; the next
+  read goes on with the frames after it.  A batch returns the frames
+  before it first, and raises on the next call.
+- Writes: one ``write`` per frame on the NDRV socket (a frame shorter than
+  an Ethernet header raises :class:`InvalidPacketError` first); batches
+  through the loop write engine on that socket.
+- close(): the Device's fd life as a utun's (``_utun_device.DarwinOps``),
+  plus the NDRV number put on /dev/null at once and closed with the other
+  helpers once no call is inside, and both interfaces destroyed
+  (``SIOCIFDESTROY``).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import select
+import struct
+import threading
+import time
+from array import array
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+
+from ._constants import MAX_MTU
+from ._darwin import backend as darwin, errnos, feth, libc
+from ._syscalls import ffi as _host_ffi, lib as _host_lib
+from ._utun_device import DARWIN, UtunWriteEngine, ops_for
+from ._validate import check_timeout
+from .batch import CLOSED_SLOT, LoopReadEngine
+from .device import Device
+from .errors import DeviceClosedError, InvalidPacketError, UnsupportedPlatformError, error_from_errno
+from .ring import PacketRing
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from .batch import Engine
+
+__all__ = ["FethDevice", "open_feth_device"]
+
+_IFF_TAP = _host_lib.IFF_TAP  # (Device's flags: values only, no call)
+_IFF_NO_PI = _host_lib.IFF_NO_PI
+_RECORD = struct.Struct("=IIH")  # bh_caplen, bh_datalen, bh_hdrlen
+_RECORD_AT = 8  # after bh_tstamp (struct timeval32)
+_ALIGN = 3  # BPF_WORDALIGN: BPF_ALIGNMENT 4 - 1
+_EMPTY = -1  # _take(): the buffer is drained and the read found nothing (EAGAIN)
+
+
+class BpfBuffer:
+    """A TAP's BPF buffer and the position of the next record (see the module docstring).
+
+    Its own object, not the Device's: the engines hold it, and nothing here
+    refers back to the Device (an engine table outlives a Device only as
+    long as nothing it holds keeps the Device alive).
+    """
+
+    def __init__(self, lib: libc.Libc, fd: int, size: int, name: str) -> None:
+        self.lib = lib
+        self.fd = fd  # -1 once the Device is closed (a read then fails: EBADF)
+        self.name = name
+        self.buf = bytearray(size)
+        self.ptr = _host_ffi.from_buffer(self.buf)
+        self.size = size
+        self.pos = self.end = 0  # the records not handed out yet: buf[pos:end]
+        self.lock = threading.Lock()  # the position; never held across a wait
+        self._read = lib.read
+
+    def _refill(self) -> int:
+        """One BPF read into the buffer (the lock held): its length, 0 at end of file, -1 with errno."""
+        n: int = self._read(self.fd, self.ptr, self.size)
+        if n > 0:
+            self.pos, self.end = 0, n
+        return n
+
+    def _record(self) -> Tuple[int, int, int]:
+        """The record at the position (the lock held), consumed: (frame offset, caplen, datalen)."""
+        pos = self.pos
+        caplen, datalen, hdrlen = _RECORD.unpack_from(self.buf, pos + _RECORD_AT)
+        start = pos + hdrlen
+        self.pos = (start + caplen + _ALIGN) & ~_ALIGN
+        return start, caplen, datalen
+
+    def _truncated(self, caplen: int, datalen: int) -> InvalidPacketError:
+        return InvalidPacketError(
+            _errno.EMSGSIZE, f"BPF captured only {caplen} of the {datalen} bytes of a frame on {self.name} "
+                             f"(its buffer is {self.size} bytes): the frame was dropped")
+
+    def take_frame(self, ptr: Any, size: int) -> int:
+        """The next frame copied to *ptr*: its length; -1 (the errno set) or 0 (end of file) if none came."""
+        with self.lock:
+            if self.pos >= self.end:
+                n = self._refill()
+                if n <= 0:
+                    return n if n == 0 else -1
+            start, caplen, datalen = self._record()
+        if caplen < datalen:
+            raise self._truncated(caplen, datalen)
+        if caplen > size:  # (the buffer was checked against the MTU: it grew since)
+            raise ValueError(f"a frame of {caplen} bytes came on {self.name} but the read buffer holds {size}: "
+                             "it was dropped; use a buffer of at least Device.max_packet_size bytes")
+        _host_ffi.memmove(ptr, self.ptr + start, caplen)
+        return caplen
+
+    def take_records(self, results: "array[int]", ptrs: List[Any], first: int, stop: int, size: int) -> int:
+        """Copy records into slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno at the end."""
+        lib = self.lib
+        i = first
+        with self.lock:
+            while i < stop:
+                if self.pos >= self.end:
+                    lib.set_errno(0)
+                    n = self._refill()
+                    if n <= 0:
+                        err = lib.errno()
+                        if n == 0 or not err:
+                            return CLOSED_SLOT
+                        return _EMPTY if err in (errnos.EAGAIN, errnos.EINTR) else -errnos.host(err)
+                caplen, datalen, _ = _RECORD.unpack_from(self.buf, self.pos + _RECORD_AT)
+                if caplen < datalen:
+                    if i > first:
+                        return _EMPTY  # hand out what came before it; the next call raises
+                    self._record()
+                    return -_errno.EMSGSIZE
+                start, caplen, _ = self._record()
+                n = min(caplen, size)  # a slot too small: the engine sees a full slot and reports the cut
+                _host_ffi.memmove(ptrs[i], self.ptr + start, n)
+                results.append(n)
+                i += 1
+        return _EMPTY
+
+
+class FethReadEngine(LoopReadEngine):
+    """The loop read engine over a TAP's BPF buffer: every record of each read into a ring slot."""
+
+    def __init__(self, bpf: BpfBuffer, fd: int, ring: PacketRing) -> None:
+        super().__init__(fd, ring)
+        self.bpf = bpf
+        self.size = ring.slot_size
+
+    def fill(self, ring: PacketRing, first: int, limit: int = 0) -> int:
+        results = self.results
+        del results[:]
+        self.pend = first
+        stop = ring.slots if not limit else min(ring.slots, first + limit)
+        status = self.bpf.take_records(results, self.slot_ptrs, first, stop, self.size)
+        k = self._commit(ring)
+        return k if k or status == _EMPTY else status
+
+
+def _engine_maker(lib: libc.Libc, bpf: BpfBuffer, ndrv: int) -> Any:
+    """The engines of a TAP: reads from its BPF buffer, writes on its NDRV socket (no reference to the Device)."""
+    def make(kind: str, backend: str, fd: int, ring: PacketRing, name: Optional[str] = None) -> "Engine":
+        if kind == "read":
+            return FethReadEngine(bpf, fd, ring)
+        return UtunWriteEngine(lib, ndrv, ring, False, DARWIN)  # (unframed: Ethernet frames as they are)
+
+    return make
+
+
+class FethDevice(Device):
+    """A macOS TAP (see the module docstring): Ethernet frames of a feth pair, read through BPF, written through NDRV."""
+
+    def __init__(self, pair: feth.FethPair, lib: libc.Libc, *, blocking: bool = True) -> None:
+        self._lib = lib
+        self._fd_ops = ops = ops_for(lib)
+        ops.dead_fd()  # now, so that close() cannot fail for want of it
+        self._pair: Optional[feth.FethPair] = pair
+        self._ndrv = pair.ndrv
+        self._ndrv_retired = -1
+        self._bpf = bpf = BpfBuffer(lib, pair.bpf, pair.bufsize, pair.user)
+        self._engine_maker = _engine_maker(lib, bpf, pair.ndrv)
+        super().__init__(pair.bpf, pair.user, _IFF_TAP | _IFF_NO_PI, blocking=blocking)
+        self._take_frame = bpf.take_frame
+        self._dwrite, self._errno = lib.write, lib.errno
+
+    @property
+    def io_name(self) -> str:
+        """The feth end that carries the frames (the user end's peer): leave it alone."""
+        pair = self._pair
+        if pair is None:
+            raise DeviceClosedError(self._name)
+        return pair.io
+
+    # ------------------------------------------------------------ reading
+
+    def readinto(self, buffer: "WriteableBuffer", timeout: Optional[float] = None) -> int:
+        """Copy the next frame to ``buffer[0]``; return its length.
+
+        Frames come from the BPF buffer of the device, filled by one read
+        of every frame that arrived: the one copy is from there into
+        *buffer* (BPF gives no way to read a frame in place).  A frame BPF
+        captured cut short raises :class:`InvalidPacketError` (see the
+        module docstring).  Otherwise as :meth:`Device.readinto`.
+        """
+        if timeout is not None:
+            check_timeout(timeout)
+        cached, ptr, size = self._rcache
+        if cached is not buffer:
+            cached, ptr, size = self._bind_read_buffer(buffer)
+        n = self._take_frame(ptr, size)
+        if n > 0:
+            return n
+        return self._frame_again(n, ptr, size, buffer, False, timeout)
+
+    def readinto_nowait(self, buffer: "WriteableBuffer") -> int:
+        """One non-blocking :meth:`readinto`: the frame's length, or -1 if none is queued."""
+        cached, ptr, size = self._rcache
+        if cached is not buffer:
+            cached, ptr, size = self._bind_read_buffer(buffer)
+        return self._frame_again(self._take_frame(ptr, size), ptr, size, buffer, True)
+
+    def _frame_again(self, r: int, ptr: Any, size: int, buffer: object, nowait: bool = False,
+                     timeout: Optional[float] = None) -> int:
+        """After a read that got no frame: wait and retry, or raise (macOS's errno numbers)."""
+        deadline = None
+        while True:
+            if r > 0:
+                return r
+            if self._closed:
+                self._leave_closed()
+            if r == 0:
+                return 0  # end of file
+            err = self._errno()
+            if err == errnos.EAGAIN:
+                if nowait:
+                    return -1
+                if not self._blocking:
+                    raise BlockingIOError(errnos.host(err), f"no frame queued on {self._name}")
+                if timeout is None:
+                    self._wait(select.POLLIN)
+                else:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    self._wait(select.POLLIN, self._ms_left(deadline, "no frame came from", timeout))
+                if buffer is not None and self._rcache[0] is not buffer:
+                    _, ptr, size = self._bind_read_buffer(buffer)
+            elif err != errnos.EINTR:
+                raise error_from_errno(errnos.host(err), "read", self._name, f"read from {self._name} failed")
+            r = self._take_frame(ptr, size)
+
+    def read(self, size: int = -1, timeout: Optional[float] = None) -> bytes:
+        """Read one frame and return it as bytes (see :meth:`Device.read`)."""
+        self._check_read_size(size)
+        if timeout is not None:
+            check_timeout(timeout)
+        with self._read_lock:
+            if self._scratch is None:
+                self._scratch = bytearray(MAX_MTU + self._overhead)
+                self._scratch_ptr = _host_ffi.from_buffer(self._scratch)
+            ptr, room = self._scratch_ptr, len(self._scratch)
+            n = self._frame_again(self._take_frame(ptr, room), ptr, room, None, False, timeout)
+            return _host_ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ writing
+
+    def _wait(self, events: int, timeout_ms: int = -1) -> None:
+        """Device._wait, room to write being the NDRV socket's."""
+        self._life.wait(self._ndrv if events & select.POLLOUT else self._fd, events, timeout_ms)
+
+    def write(self, data: "ReadableBuffer", nbytes: Optional[int] = None, timeout: Optional[float] = None) -> int:
+        """Send one Ethernet frame out of the user end's peer (the user end receives it); return its length.
+
+        One ``write`` on the NDRV socket, *data* passed without a copy; a
+        frame shorter than its 14-byte header raises
+        :class:`InvalidPacketError` before any syscall.  *nbytes*,
+        *timeout*: as :meth:`Device.write`.
+        """
+        if timeout is not None:
+            check_timeout(timeout)
+            return self._write_timed(data, nbytes, timeout)
+        return self._send(data, nbytes, False)
+
+    def write_nowait(self, data: "ReadableBuffer", nbytes: Optional[int] = None) -> int:
+        """One non-blocking :meth:`write`: BlockingIOError if the kernel cannot take the frame now."""
+        return self._send(data, nbytes, True)
+
+    def _send(self, data: "ReadableBuffer", nbytes: Optional[int], nowait: bool) -> int:
+        cached, ptr, size = self._wcache
+        if cached is not data:
+            cached, ptr, size = self._bind_write_buffer(data)
+        if nbytes is not None:
+            if not 0 <= nbytes <= size:
+                raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
+            size = nbytes
+        if size < feth.ETHER_HDR_LEN:
+            raise InvalidPacketError(errnos.host(errnos.EINVAL), f"a TAP takes Ethernet frames: {size} bytes is "
+                                     f"shorter than the {feth.ETHER_HDR_LEN}-byte Ethernet header")
+        n: int = self._dwrite(self._ndrv, ptr, size)
+        if n >= 0:
+            return n
+        return self._send_again(ptr, size, nowait)
+
+    def _send_again(self, ptr: Any, size: int, nowait: bool) -> int:
+        """After a refused send: wait for room and retry, or raise (ENOBUFS counts as no room)."""
+        while True:
+            if self._closed:
+                self._leave_closed()
+            err = self._errno()
+            if err in (errnos.EAGAIN, errnos.ENOBUFS):
+                if nowait or not self._blocking:
+                    raise BlockingIOError(errnos.host(errnos.EAGAIN), f"{self._name} cannot take a frame now")
+                self._wait(select.POLLOUT)
+            elif err != errnos.EINTR:
+                raise error_from_errno(errnos.host(err), "write", self._name, f"write to {self._name} failed")
+            n: int = self._dwrite(self._ndrv, ptr, size)
+            if n >= 0:
+                return n
+
+    def _write_error(self, err: int, what: str) -> OSError:
+        """The exception for a refused batch write (*err*: the running OS's number already)."""
+        return error_from_errno(err, "write", self._name, what)
+
+    # ------------------------------------------------------------ closing
+
+    def detach(self) -> int:
+        """A feth TAP is two interfaces and two fds: there is no one fd to hand back."""
+        raise ValueError(f"{self._name} is a feth pair read through BPF and written through NDRV: it cannot be "
+                         "detached; close() it")
+
+    def _shut(self, detach: bool) -> int:
+        """Device._shut, then the NDRV number onto /dev/null and both interfaces destroyed (once)."""
+        fd = super()._shut(detach)
+        failure = None
+        with self._life.lock:
+            pair, self._pair = self._pair, None
+            self._bpf.fd = -1  # (its number is the Device's, retired above)
+            if pair is not None:
+                self._ndrv_retired, self._ndrv = self._ndrv, -1
+                self._fd_ops.retire(self._ndrv_retired)  # a racing write meets /dev/null: DeviceClosedError
+        if pair is not None:
+            k = darwin.numbers(self._lib.ffi)
+            failure = feth.destroy_pair(self._lib, k, pair)
+            self._life.free_when_safe()  # the NDRV number is a helper now
+        if failure is not None:
+            raise failure
+        return fd
+
+    def _helpers_open(self) -> bool:
+        return super()._helpers_open() or self._ndrv_retired >= 0
+
+    def _release_helpers(self) -> None:
+        super()._release_helpers()
+        fd, self._ndrv_retired = self._ndrv_retired, -1
+        self._fd_ops.close(fd)
+
+    def __del__(self, *args: Any) -> None:
+        pair = getattr(self, "_pair", None)
+        super().__del__(*args)
+        if pair is not None:  # never closed: the interfaces and the NDRV socket go with the object
+            self._pair = None
+            self._fd_ops.close(pair.ndrv)
+            feth.destroy_pair(self._lib, darwin.numbers(self._lib.ffi), pair)
+        fd, self._ndrv_retired = getattr(self, "_ndrv_retired", -1), -1
+        if fd >= 0:
+            self._fd_ops.close(fd)
+
+
+def open_feth_device(name: str, packet_info: bool, nonblocking: bool) -> FethDevice:
+    """Build TAP *name* (``""``: free units) as a Device (the arguments are checked already).
+
+    *packet_info* is refused: macOS's packet information is utun's AF
+    header, and a feth's frames carry none.
+    """
+    feth.feth_name(name)  # ValueError/TypeError before any syscall
+    if packet_info:
+        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, "packet_info on macOS is a utun's address-family header: "
+                                       "a TAP (feth) frame has none; open it without packet_info", name or None)
+    lib = libc.get()
+    if lib is None:
+        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, "a feth TAP needs macOS's own C library (libSystem), "
+                                       "and this process does not run on macOS", name or None)
+    k = darwin.numbers(lib.ffi)
+    pair = feth.open_pair(lib, k, name)
+    try:
+        return FethDevice(pair, lib, blocking=not nonblocking)
+    except BaseException:
+        lib.close(pair.bpf)
+        lib.close(pair.ndrv)
+        feth.destroy_pair(lib, k, pair)
+        raise
