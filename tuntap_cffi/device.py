@@ -90,7 +90,7 @@ from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, TUNNEL_OFFLOADS
 from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
-from ._syscalls import check, close_quietly, ffi, lib
+from ._syscalls import check, close_quietly, ffi, lib, poll_ms
 from ._validate import check_bool, check_int, check_int_in, check_name, check_netns, check_offload, check_owner
 from ._validate import check_link_type, check_napi, check_sndbuf, check_timeout, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
@@ -1136,7 +1136,7 @@ class Device(BatchIO, LinkConfig):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(errno.ETIMEDOUT, f"{what} {self._name} within {timeout:g} s")
-        return int(left * 1000) + 1 if left < 2_000_000 else 2_000_000_000  # (inf: as good as for ever)
+        return poll_ms(left)
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
         """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms* (see FdLife.wait)."""
