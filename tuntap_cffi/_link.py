@@ -131,12 +131,14 @@ class LinkConfig:
     @announced
     def txqueuelen(self) -> int:
         """The transmit queue length: packets the kernel holds for a slow reader (settable)."""
+        _backend.require(Feature.TXQUEUELEN, self._name)  # before the control socket is made
         return _backend.current().get_int(self._control(), self._name, "txqueuelen")
 
     @txqueuelen.setter
     @announced
     def txqueuelen(self, value: int) -> None:
         check_int_in("txqueuelen", value, 0, 2**31 - 1, "2**31-1")
+        _backend.require(Feature.TXQUEUELEN, self._name)
         _backend.current().set_int(self._control(), self._name, "txqueuelen", value)
 
     @property
@@ -253,6 +255,7 @@ class LinkConfig:
         keep it quiet.  It also drops the interface's IPv6 addresses.
         Harmless when the kernel has no IPv6.  Needs CAP_NET_ADMIN.
         """
+        _backend.require(Feature.DISABLE_IPV6, self._name)
         if self._closed:
             raise DeviceClosedError(self._name)
         self._in_own_netns(lambda: config.set_ipv6(self._name, False), _keep)  # /proc/sys/net is per thread
