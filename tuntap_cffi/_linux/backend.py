@@ -401,11 +401,22 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 
 
 def set_queue(fd: int, name: str, attach: bool) -> None:
-    """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it."""
+    """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it.
+
+    The kernel says EINVAL both for a queue already in the state asked for
+    and for an interface deleted under the fd (tun_set_queue finds no tun);
+    TUNGETIFF tells the second apart (EBADFD), which gets the deleted
+    interface's error (DeviceNotReadyError: close it, open a new one).
+    """
     ifr = ifreq("")
     ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
-    check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name,
-          what=f"cannot {'attach' if attach else 'detach'} a queue of {name}")
+    what = f"cannot {'attach' if attach else 'detach'} a queue of {name}"
+    try:
+        check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name, what=what)
+    except TunTapError as exc:
+        if exc.errno != errno.EINVAL or lib.ioctl(fd, _ioctl.TUNGETIFF, ifreq("")) >= 0 or ffi.errno != errno.EBADFD:
+            raise
+        raise error_from_errno(errno.EBADFD, "ioctl", name, what) from None
 
 
 def get_vnet_hdr_size(fd: int, name: str) -> int:
