@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -61,7 +62,8 @@ def test_queue_ops_after_the_interface_was_deleted_say_so(ifname: str, call: str
         ip("link", "del", ifname)
         with pytest.raises(DeviceNotReadyError) as info:
             getattr(queues[1], call)()
-        assert info.value.filename == ifname and "was deleted" in str(info.value)
+        assert info.value.errno == errno.EINVAL and info.value.filename == ifname  # (the kernel's errno)
+        assert "was deleted" in str(info.value)
         assert "open a new one" in str(info.value)
     finally:
         for q in queues:

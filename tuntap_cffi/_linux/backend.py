@@ -406,7 +406,7 @@ def set_queue(fd: int, name: str, attach: bool) -> None:
     The kernel says EINVAL both for a queue already in the state asked for
     and for an interface deleted under the fd (tun_set_queue finds no tun);
     TUNGETIFF tells the second apart (EBADFD), which gets the deleted
-    interface's error (DeviceNotReadyError: close it, open a new one).
+    interface's error (DeviceNotReadyError, errno still EINVAL).
     """
     ifr = ifreq("")
     ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
@@ -416,7 +416,7 @@ def set_queue(fd: int, name: str, attach: bool) -> None:
     except TunTapError as exc:
         if exc.errno != errno.EINVAL or lib.ioctl(fd, _ioctl.TUNGETIFF, ifreq("")) >= 0 or ffi.errno != errno.EBADFD:
             raise
-        raise error_from_errno(errno.EBADFD, "ioctl", name, what) from None
+        raise error_from_errno(errno.EINVAL, "queue_deleted", name, what) from None
 
 
 def get_vnet_hdr_size(fd: int, name: str) -> int:
