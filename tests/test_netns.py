@@ -26,10 +26,10 @@ import pytest
 
 from conftest import NameFactory
 from tuntest import (
-    fd_count, ip, link_exists, namespace, need, open_fds, read_until, udp_flow, udp_socket, wait_until,
+    fd_count, ip, link_exists, namespace, need, new_name, open_fds, read_until, udp_flow, udp_socket, wait_until,
 )
 from tuntap_cffi import (
-    DeviceBusyError, NamespaceNotFoundError, NetNamespace, TunTapError, open_queues, open_tap, open_tun,
+    DeviceBusyError, NamespaceNotFoundError, NetNamespace, TunFlags, TunTapError, open_queues, open_tap, open_tun,
 )
 from tuntap_cffi.device import Device, delete_persistent
 
@@ -435,6 +435,24 @@ def test_carrier_false_at_open_shows_no_carrier_until_switched_on(ifname: str) -
         dev.disable_ipv6()
         dev.up()
         assert dev.carrier and "NO-CARRIER" not in ip("link", "show", "dev", ifname)
+
+
+def test_einval_for_no_carrier_says_it_needs_linux_6() -> None:
+    """A kernel before 6.0 refuses IFF_NO_CARRIER with a bare EINVAL; this one (6.x) takes it, so the
+    mapping is checked by calling it: the message names the flag, the version and the run-time switch."""
+    from tuntap_cffi._linux.backend import set_iff_error
+
+    name = new_name("c")  # no interface of that name: the create's error, not an attach's
+    flags = TunFlags.TUN | TunFlags.NO_PI
+    err = set_iff_error(errno.EINVAL, name, flags | TunFlags.NO_CARRIER, "TUN")
+    assert isinstance(err, DeviceBusyError) and err.errno == errno.EINVAL and err.filename == name
+    assert all(words in str(err) for words in ("IFF_NO_CARRIER", "Linux 6.0", "Device.carrier = False"))
+    assert set_iff_error(errno.EINVAL, "tun%d", flags | TunFlags.NO_CARRIER, "TUN").filename == "tun%d"
+    assert "IFF_NO_CARRIER" in str(set_iff_error(errno.EINVAL, "tun%d", flags | TunFlags.NO_CARRIER, "TUN"))
+    plain = set_iff_error(errno.EINVAL, name, flags, "TUN")  # without the flag: the table's other-kind advice
+    assert isinstance(plain, DeviceBusyError) and "another kind" in str(plain) and "CARRIER" not in str(plain)
+    busy = set_iff_error(errno.EBUSY, name, flags | TunFlags.NO_CARRIER, "TUN")  # another errno: the table's
+    assert "CARRIER" not in str(busy) and "already attached" in str(busy)
 
 
 def test_without_carrier_the_kernel_routes_nothing_through_the_device(ifname: str, subnet: str) -> None:

@@ -139,16 +139,28 @@ def set_iff(fd: int, name: str, flags: int, kind: str) -> str:
     """
     ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
-    op = "create_template" if "%" in name else "create"
     try:
-        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None,
-              what=f"cannot create {kind} device {name or '(kernel-chosen name)'}")
-    except TunTapError as exc:
-        if op == "create" and name and exc.errno is not None and sysfs_tun_flags(name) is not None:
-            raise error_from_errno(exc.errno, "attach", name, f"cannot attach to {kind} device {name}") from None
-        raise
+        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op="ioctl")
+    except OSError as exc:  # mapped again, knowing the name and flags
+        raise set_iff_error(exc.errno or errno.EIO, name, flags, kind) from None
     real: str = ffi.string(ifr.ifr_name).decode("ascii")
     return real
+
+
+def set_iff_error(err: int, name: str, flags: int, kind: str) -> OSError:
+    """The error for ``TUNSETIFF`` failing with *err* on *name* with IFF_* *flags*.
+
+    An interface of that name exists: the attach's error (EPERM there means
+    owner/group).  EINVAL with IFF_NO_CARRIER asked for: a kernel before 6.0
+    does not know the flag, and says only EINVAL; the message says so and
+    what to do instead.  Else the table's, for a name or a ``%d`` template.
+    """
+    if "%" not in name and name and sysfs_tun_flags(name) is not None:
+        return error_from_errno(err, "attach", name, f"cannot attach to {kind} device {name}")
+    op = "create_template" if "%" in name else "create"
+    if err == errno.EINVAL and flags & lib.IFF_NO_CARRIER:
+        op = "create_no_carrier"
+    return error_from_errno(err, op, name or None, f"cannot create {kind} device {name or '(kernel-chosen name)'}")
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
