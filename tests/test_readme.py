@@ -83,6 +83,7 @@ SH_BLOCKS: Dict[str, Tuple[str, str]] = {
     ".venv/bin/tuntap-cffi dump --address 198.18.12.1/24 --pcap - | wireshark": ("skip", "needs Wireshark's GUI"),
     ".venv/bin/tuntap-cffi dump tun%d --address 198.18.12.1/24 --no-ipv6 --count 3": ("serve", "ends; clients may fail"),
     ".venv/bin/tuntap-cffi dump rec0 --address 198.18.15.1/24": ("serve", "ends; clients may fail"),
+    "ip netns add blue && .venv/bin/tuntap-cffi dump tun0 --netns blue": ("serve", "ends; clients may fail"),
     ".venv/bin/python examples/dump.py": ("serve", "clients may fail"),
     ".venv/bin/python examples/icmp_responder.py": ("serve", ""),
     ".venv/bin/python examples/tap_responder.py": ("serve", ""),
