@@ -156,13 +156,6 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
         "the interface is gone (deleted, e.g. by `ip link del`): "
         "this device carries no more packets; close it and open a new one",
     ),
-    # TUNSETIFF's EINVAL with IFF_NO_CARRIER set (see _linux.backend.set_iff_error).
-    ("create_no_carrier", _errno.EINVAL): (
-        DeviceBusyError,
-        "carrier=False (IFF_NO_CARRIER) needs Linux 6.0, and an older kernel refuses the flag with just this "
-        "error: open with the carrier on and set Device.carrier = False at once (TUNSETCARRIER, Linux 4.19); "
-        "on a newer kernel the name is taken by an interface of another kind",
-    ),
     # TUNSETQUEUE's EINVAL once TUNGETIFF said the interface is gone (see _linux.backend.set_queue).
     ("queue_deleted", _errno.EINVAL): (DeviceNotReadyError, _DELETED),
     ("create", _errno.EPERM): (

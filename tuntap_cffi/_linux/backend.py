@@ -26,7 +26,7 @@ from ..bpf import to_ebpf
 from .._netlink import RtNetlink, attr, fixed, parse_attrs
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
-from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
+from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, UnsupportedPlatformError, error_from_errno
 # Namespaces have a module of their own; the backend boundary offers its functions.
 from .netns import describe_netns as describe_netns, device_netns as device_netns
 from .netns import in_netns as in_netns, open_netns as open_netns
@@ -109,6 +109,10 @@ def create(
     what = f"cannot create {kind} device {name or '(kernel-chosen name)'}"
     fd = open_cloexec(TUN_PATH, os.O_RDWR | os.O_NONBLOCK, what)
     try:
+        if flags & lib.IFF_NO_CARRIER:  # (TUNSETIFF would ignore it before 6.0: see unknown_flags_error)
+            refusal = unknown_flags_error(tun_features(fd), flags, name, kind)
+            if refusal is not None:
+                raise refusal
         name = set_iff(fd, name, flags, kind)
         what = f"cannot configure {kind} device {name}"
         ids = owner_and_group(name) if everyone and persist is not False else (None, None)
@@ -151,16 +155,36 @@ def set_iff_error(err: int, name: str, flags: int, kind: str) -> OSError:
     """The error for ``TUNSETIFF`` failing with *err* on *name* with IFF_* *flags*.
 
     An interface of that name exists: the attach's error (EPERM there means
-    owner/group).  EINVAL with IFF_NO_CARRIER asked for: a kernel before 6.0
-    does not know the flag, and says only EINVAL; the message says so and
-    what to do instead.  Else the table's, for a name or a ``%d`` template.
+    owner/group).  Else the table's, for a name or a ``%d`` template.
     """
     if "%" not in name and name and sysfs_tun_flags(name) is not None:
         return error_from_errno(err, "attach", name, f"cannot attach to {kind} device {name}")
     op = "create_template" if "%" in name else "create"
-    if err == errno.EINVAL and flags & lib.IFF_NO_CARRIER:
-        op = "create_no_carrier"
     return error_from_errno(err, op, name or None, f"cannot create {kind} device {name or '(kernel-chosen name)'}")
+
+
+def unknown_flags_error(features: int, flags: int, name: str, kind: str) -> Optional[OSError]:
+    """The error for asking TUNSETIFF for *flags* the kernel's ``TUNGETFEATURES`` (*features*) lacks, or None.
+
+    TUNSETIFF ignores flags it does not know ("we never checked for invalid
+    flags on TUNSETIFF", tun.c): a kernel before 6.0 would make the device
+    with its carrier on when asked for IFF_NO_CARRIER.  So that flag is
+    checked against the features first.
+    """
+    if flags & lib.IFF_NO_CARRIER and not features & lib.IFF_NO_CARRIER:
+        return UnsupportedPlatformError(
+            errno.EOPNOTSUPP, f"cannot create {kind} device {name or '(kernel-chosen name)'} without carrier: "
+            "carrier=False (IFF_NO_CARRIER) needs Linux 6.0; open it with the carrier on and set "
+            "Device.carrier = False at once (TUNSETCARRIER, Linux 4.19)", name or None)
+    return None
+
+
+def tun_features(fd: int) -> int:
+    """``TUNGETFEATURES``: the IFF_* flags this kernel's TUNSETIFF knows (any /dev/net/tun fd, attached or not)."""
+    features = ffi.new("unsigned int *")
+    check(lib.ioctl, fd, _ioctl.TUNGETFEATURES, features, op="ioctl", what="cannot read the tun driver's features")
+    value: int = features[0]
+    return value
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
