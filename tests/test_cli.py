@@ -18,7 +18,7 @@ from typing import IO, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 
-from tuntest import RUN_TAG, delete_link, ip, ipv6_of, need
+from tuntest import RUN_TAG, delete_link, ip, ipv6_of, namespace, need
 from tuntap_cffi import __version__
 from tuntap_cffi.decode import format_time
 
@@ -530,3 +530,46 @@ def tshark_rows_opts(path: str, options: List[str], *fields: str) -> List[Dict[s
     proc = subprocess.run(cmd, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     return [dict(zip(fields, line.split("|"))) for line in proc.stdout.decode().splitlines()]
+
+
+# ------------------------------------------------------------------ --netns
+
+
+def ip_in(ns: str, *args: str) -> str:
+    """`ip netns exec NS ip ARGS` (the namespace's own view)."""
+    return ip("netns", "exec", ns, "ip", *args)
+
+
+@pytest.mark.device
+def test_dump_netns_captures_traffic_made_in_the_namespace(ifname: str, subnet: str, workdir: str, dumps: Callable[..., Dump]) -> None:
+    """--netns: the device is made there (not here), configured there, and what a ping bound to it
+    inside the namespace sends is printed and recorded; the interface goes with the command."""
+    need("tshark")
+    with namespace("d") as ns:
+        pcap = os.path.join(workdir, "netns.pcap")
+        d = dumps(ifname, "--netns", ns, "--address", f"{subnet}.1/24", "--no-ipv6", "--count", "3", "--pcap", pcap)
+        assert d.listening() == ifname and f"netns {ns}" in d.err_lines[0], d.transcript()
+        assert not os.path.exists(f"/sys/class/net/{ifname}"), "made in the caller's namespace"
+        assert f"inet {subnet}.1/24" in ip_in(ns, "addr", "show", "dev", ifname)
+        pinger = subprocess.Popen(["ip", "netns", "exec", ns, need("ping"), "-n", "-c", "3", "-i", "0.2", "-W", "1",
+                                   "-I", ifname, f"{subnet}.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run_pings(pinger)
+        assert d.finish() == 0, d.transcript()  # --count 3: IPv6 is off, so only the echo requests count
+        packets = d.packets()
+        assert count_line(d) == len(packets) == 3
+        assert [(p.src, p.dst, p.rest.split()[-1]) for p in echo_requests(packets, "ICMP", f"{subnet}.2")] == [
+            (f"{subnet}.1", f"{subnet}.2", f"seq={i}") for i in (1, 2, 3)]
+        assert_lines_match_pcap(packets, tshark_rows(pcap, *IP_FIELDS))
+        assert ifname not in ip_in(ns, "-o", "link", "show")
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("where, says", [("name", "no network namespace named"), ("file", "not a namespace file")])
+def test_dump_netns_unknown_is_one_line_and_status_1(where: str, says: str, ifname: str, workdir: str, dumps: Callable[..., Dump]) -> None:
+    ns = f"{RUN_TAG}nosuch" if where == "name" else os.path.join(workdir, "plain-file")
+    if where == "file":
+        open(ns, "w").close()
+    d = dumps(ifname, "--netns", ns)
+    assert d.finish() == 1, d.transcript()
+    assert len(d.err_lines) == 1 and says in d.err_lines[0] and "Traceback" not in d.transcript(), d.transcript()
+    assert not os.path.exists(f"/sys/class/net/{ifname}")

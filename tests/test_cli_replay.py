@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from tuntest import bind_to_device, delete_link, disable_ipv6, ethernet, ip, ipv4_udp, link_exists, need
+from tuntest import bind_to_device, delete_link, disable_ipv6, ethernet, ip, ipv4_udp, link_exists, namespace, need
 from tuntap_cffi import open_tun
 from tuntap_cffi.cli import tuntap_line
 from tuntap_cffi.pcap import PcapWriter
@@ -237,6 +237,30 @@ def test_replay_into_a_new_device_removes_it_after(ifname: str, subnet: str, tmp
     assert f"replaying {path} into {ifname} (TUN, at the recorded pace, {subnet}.1/24)" in proc.stderr, proc.stderr
     assert f"3 packets (" in proc.stderr and f"written into {ifname}" in proc.stderr
     assert not link_exists(ifname)
+
+
+@pytest.mark.device
+def test_replay_netns_writes_into_a_device_in_the_namespace(ifname: str, subnet: str, tmp_path: "os.PathLike[str]") -> None:
+    """--netns: the new TUN is made in the namespace, and its stack there receives the packets."""
+    from tuntap_cffi._linux.netns import in_netns, open_netns
+
+    with namespace("r") as ns:
+        nsfd = open_netns(ns)
+        try:  # a UDP socket of the namespace's (the test's thread stays here)
+            s = in_netns(nsfd, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM), lambda sock: sock.close())
+        finally:
+            os.close(nsfd)
+        with s:
+            s.bind(("0.0.0.0", 0))
+            s.settimeout(5)
+            path = os.path.join(tmp_path, "netns.pcapng")
+            capture(path, udp_packets(subnet, s.getsockname()[1], 3, "ns"), gap=0.0)
+            proc = cli("replay", path, ifname, "--netns", ns, "--address", f"{subnet}.1/24", "--no-ipv6")
+            assert proc.returncode == 0, proc.stderr
+            assert f"into {ifname} (TUN, netns {ns}, at the recorded pace" in proc.stderr, proc.stderr
+            assert [s.recv(100) for _ in range(3)] == [b"ns0", b"ns1", b"ns2"] and nothing_more(s)
+        assert ifname not in ip("netns", "exec", ns, "ip", "-o", "link", "show")  # removed after the replay
+        assert cli("replay", path, ifname, "--netns", f"{ns}x").returncode == 1  # an unknown namespace
 
 
 @pytest.mark.device

@@ -29,7 +29,7 @@ from tuntest import (
     fd_count, ip, link_exists, namespace, need, open_fds, read_until, udp_flow, udp_socket, wait_until,
 )
 from tuntap_cffi import (
-    DeviceBusyError, NamespaceNotFoundError, NetNamespace, TunTapError, open_queues, open_tap, open_tun,
+    DeviceBusyError, NamespaceNotFoundError, NetNamespace, TunFlags, TunTapError, open_queues, open_tap, open_tun,
 )
 from tuntap_cffi.device import Device, delete_persistent
 
@@ -435,6 +435,30 @@ def test_carrier_false_at_open_shows_no_carrier_until_switched_on(ifname: str) -
         dev.disable_ipv6()
         dev.up()
         assert dev.carrier and "NO-CARRIER" not in ip("link", "show", "dev", ifname)
+
+
+def test_carrier_false_on_a_kernel_without_iff_no_carrier_is_refused_not_ignored(ifname: str) -> None:
+    """Before 6.0 TUNSETIFF ignores IFF_NO_CARRIER (it never checked for unknown flags) and the device
+    would come up with carrier; so the open checks TUNGETFEATURES first.  This 6.x kernel has the flag:
+    the refusal is checked by calling the decision with a pre-6.0 feature set."""
+    from tuntap_cffi import UnsupportedPlatformError
+    from tuntap_cffi._linux.backend import tun_features, unknown_flags_error
+
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        here = tun_features(fd)  # an fd attached to nothing answers too
+    finally:
+        os.close(fd)
+    assert here & TunFlags.NO_CARRIER and here & TunFlags.NAPI  # 6.0+
+    flags = TunFlags.TUN | TunFlags.NO_PI | TunFlags.NO_CARRIER
+    assert unknown_flags_error(here, flags, ifname, "TUN") is None
+    before_6_0 = here & ~TunFlags.NO_CARRIER  # what a 5.x kernel answers
+    err = unknown_flags_error(before_6_0, flags, ifname, "TUN")
+    assert isinstance(err, UnsupportedPlatformError) and err.errno == errno.EOPNOTSUPP and err.filename == ifname
+    assert all(words in str(err) for words in ("IFF_NO_CARRIER", "Linux 6.0", "Device.carrier = False"))
+    assert unknown_flags_error(before_6_0, flags & ~TunFlags.NO_CARRIER, ifname, "TUN") is None  # carrier on: fine
+    with open_tun(ifname, carrier=False) as dev:  # and the check lets this kernel through
+        assert not dev.carrier
 
 
 def test_without_carrier_the_kernel_routes_nothing_through_the_device(ifname: str, subnet: str) -> None:

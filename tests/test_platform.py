@@ -299,6 +299,37 @@ def test_darwin_table_says_what_works_today_and_what_is_planned() -> None:
     assert "several utun devices" in DARWIN.reasons[Feature.MULTI_QUEUE]
 
 
+#: Each Device member of a feature macOS lacks, called on a utun Device.
+DEVICE_MEMBERS: Dict[Feature, Callable[[Device], object]] = {
+    Feature.DISABLE_IPV6: lambda dev: dev.disable_ipv6(),
+    Feature.TXQUEUELEN: lambda dev: dev.txqueuelen,
+    Feature.PERSIST: lambda dev: dev.persistent,
+    Feature.CARRIER: lambda dev: dev.carrier,
+    Feature.NETNS: lambda dev: dev.netns,
+    Feature.SNDBUF: lambda dev: dev.sndbuf,
+    Feature.LINK_TYPE: lambda dev: dev.link_type,
+    Feature.FILTER: lambda dev: dev.attach_filter([(0x06, 0, 0, 0)]),
+    Feature.MULTI_QUEUE: lambda dev: dev.attach_queue(),
+    Feature.OFFLOAD: lambda dev: dev.set_offload(0),
+    Feature.LINK_EVENTS: lambda dev: dev.events(),
+}
+
+
+@pytest.mark.parametrize("feature", list(DEVICE_MEMBERS), ids=lambda f: f.name)
+def test_a_macos_device_refuses_what_macos_lacks_with_the_one_error(feature: Feature) -> None:
+    """On a utun Device (the simulated kernel), before any call: disable_ipv6 wrote /proc, silent on a real Mac."""
+    from darwin_kernel import running_as_macos
+    from xnu_net import XnuNetKernel
+
+    assert not DARWIN.supports(feature)
+    with running_as_macos(XnuNetKernel()) as kernel, open_tun() as dev:
+        calls = len(kernel.calls)
+        with pytest.raises(UnsupportedPlatformError) as info:
+            DEVICE_MEMBERS[feature](dev)
+        assert feature.value in str(info.value) and "macOS" in str(info.value)
+        assert len(kernel.calls) == calls
+
+
 def test_a_table_cannot_contradict_itself() -> None:
     with pytest.raises(ValueError, match="both there and planned"):
         Platform("X", {Feature.TUN}, planned={Feature.TUN})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -9,8 +10,8 @@ from typing import List
 
 import pytest
 
-from tuntest import configure, fd_count, link_exists
-from tuntap_cffi import Device, DeviceBusyError, DeviceClosedError, TunFlags, delete_persistent, open_queues, open_tun
+from tuntest import configure, fd_count, ip, link_exists
+from tuntap_cffi import Device, DeviceBusyError, DeviceClosedError, DeviceNotReadyError, TunFlags, delete_persistent, open_queues, open_tun
 from tuntap_cffi.device import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6
 
 pytestmark = pytest.mark.device
@@ -49,6 +50,24 @@ def test_queue_ops_need_multi_queue(ifname: str) -> None:
     with open_tun(ifname) as dev:
         with pytest.raises(ValueError):
             dev.detach_queue()
+
+
+@pytest.mark.parametrize("call", ["attach_queue", "detach_queue"])
+def test_queue_ops_after_the_interface_was_deleted_say_so(ifname: str, call: str) -> None:
+    """The kernel says EINVAL (tun_set_queue finds no tun): the library's DeviceNotReadyError, naming the deletion."""
+    queues = open_queues(ifname, 2)
+    try:
+        if call == "attach_queue":
+            queues[1].detach_queue()
+        ip("link", "del", ifname)
+        with pytest.raises(DeviceNotReadyError) as info:
+            getattr(queues[1], call)()
+        assert info.value.errno == errno.EINVAL and info.value.filename == ifname  # (the kernel's errno)
+        assert "was deleted" in str(info.value)
+        assert "open a new one" in str(info.value)
+    finally:
+        for q in queues:
+            q.close()
 
 
 def test_detached_queue_gets_no_packets(ifname: str, subnet: str) -> None:

@@ -83,6 +83,8 @@ SH_BLOCKS: Dict[str, Tuple[str, str]] = {
     ".venv/bin/tuntap-cffi dump --address 198.18.12.1/24 --pcap - | wireshark": ("skip", "needs Wireshark's GUI"),
     ".venv/bin/tuntap-cffi dump tun%d --address 198.18.12.1/24 --no-ipv6 --count 3": ("serve", "ends; clients may fail"),
     ".venv/bin/tuntap-cffi dump rec0 --address 198.18.15.1/24": ("serve", "ends; clients may fail"),
+    "ip netns add blue && .venv/bin/tuntap-cffi dump tun0 --netns blue": ("serve", "ends; clients may fail"),
+    ".venv/bin/tuntap-cffi dump tun%d --address 198.18.32.1/24 --filter icmp": ("serve", "ends; clients may fail"),
     ".venv/bin/python examples/dump.py": ("serve", "clients may fail"),
     ".venv/bin/python examples/icmp_responder.py": ("serve", ""),
     ".venv/bin/python examples/tap_responder.py": ("serve", ""),
@@ -419,3 +421,17 @@ def test_set_ipv6_errors_name_the_interface(ifname: str) -> None:
         assert proc.stdout.split() == ["denied", ifname], proc.stdout + proc.stderr
         with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6") as f:
             assert f.read().strip() == "0"
+
+
+def test_the_error_table_names_every_error_the_library_raises() -> None:
+    """Every exception class the package exports has a row, and so do the builtins it raises for kernel
+    outcomes: BlockingIOError (EAGAIN) and TimeoutError (the timeouts of readinto/read/write/events)."""
+    import tuntap_cffi
+
+    section = README.read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1) for m in re.finditer(r"^\| `(\w+)`", section, re.M)}
+    exported = {name for name in tuntap_cffi.__all__
+                if isinstance(getattr(tuntap_cffi, name), type) and issubclass(getattr(tuntap_cffi, name), BaseException)}
+    assert "LibpcapNotFoundError" in exported and "NamespaceNotFoundError" in exported
+    missing = (exported | {"BlockingIOError", "TimeoutError"}) - rows
+    assert not missing, f"the README's error table has no row for {sorted(missing)}"

@@ -6,11 +6,11 @@ import math
 import socket
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
-from tuntest import bind_to_device, fd_count, join_task, tun_with_address, udp_flow
+from tuntest import batch_tun, bind_to_device, fd_count, join_task, require_uring, tun_with_address, udp_flow
 from tuntap_cffi import DeviceClosedError, open_tap, open_tun
 
 pytestmark = pytest.mark.device
@@ -110,18 +110,25 @@ def test_a_non_blocking_device_ignores_the_timeout(ifname: str) -> None:
         assert time.monotonic() - start < 4
 
 
-def test_an_infinite_timeout_waits_until_close(ifname: str) -> None:
-    dev = quiet_tun(ifname)
+def in_thread(call: Callable[[], object]) -> Tuple[threading.Thread, List[object], List[BaseException]]:
+    """A started thread running *call*; the lists get what it returned or raised."""
+    results: List[object] = []
     errors: List[BaseException] = []
 
-    def reader() -> None:
+    def run() -> None:
         try:
-            dev.readinto(bytearray(dev.max_packet_size), timeout=math.inf)
+            results.append(call())
         except BaseException as exc:  # noqa: B902 - recorded for the assertion
             errors.append(exc)
 
-    thread = threading.Thread(target=reader)
+    thread = threading.Thread(target=run)
     thread.start()
+    return thread, results, errors
+
+
+def test_an_infinite_timeout_waits_until_close(ifname: str) -> None:
+    dev = quiet_tun(ifname)
+    thread, _, errors = in_thread(lambda: dev.readinto(bytearray(dev.max_packet_size), timeout=math.inf))
     try:
         thread.join(0.3)
         assert thread.is_alive() and not errors
@@ -129,6 +136,27 @@ def test_an_infinite_timeout_waits_until_close(ifname: str) -> None:
         dev.close()
         join_task(thread)
     assert len(errors) == 1 and isinstance(errors[0], DeviceClosedError), errors
+
+
+@pytest.mark.parametrize("backend", ["loop", "io_uring"])
+def test_read_batch_with_an_infinite_timeout_waits_for_the_packet(ifname: str, subnet: str, backend: str) -> None:
+    """inf means "no limit" for read_batch as for readinto (it raised OverflowError: int(inf * 1000))."""
+    if backend == "io_uring":
+        require_uring()
+    with batch_tun(ifname, subnet, backend) as dev:
+        ring = dev.packet_ring(8)
+        thread, got, errors = in_thread(lambda: dev.read_batch(ring, timeout=math.inf))
+        try:
+            thread.join(0.3)
+            assert thread.is_alive() and not errors, errors  # waiting, not failed
+            send_one(subnet, ifname, 4242)
+            join_task(thread)
+        finally:
+            if thread.is_alive():
+                dev.close()
+                join_task(thread)
+        assert not errors and got == [len(ring)] and len(ring) >= 1, (got, errors)
+        assert any(udp_flow(f"{subnet}.2", 4242)(bytes(packet)) for packet in ring)
 
 
 def test_close_wakes_a_timed_read(ifname: str) -> None:

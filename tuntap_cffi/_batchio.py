@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from . import batch
 from ._engines import EngineTable
+from ._syscalls import poll_ms
 from ._validate import check_min_packets
 from .batch import BatchWriteError, Reader
 from .errors import DeviceClosedError, TunTapError, error_from_errno
@@ -198,7 +199,7 @@ class BatchIO:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                wait_ms = int(left * 1000) + 1
+                wait_ms = poll_ms(left)  # (inf: no limit)
             self._wait(select.POLLIN, wait_ms)
         ring.count = got
         if self._stale_engines:

@@ -1,4 +1,4 @@
-"""Link configuration of a Device: MTU, up/down, addresses, routes, MAC, persistence, carrier, namespace.
+"""Link settings of a Device: MTU, up/down, addresses, routes, MAC, persistence, sndbuf, link type, carrier, netns.
 
 Internal: :class:`LinkConfig` is a base of :class:`~tuntap_cffi.device.Device`,
 which is where these members are documented and used.  Each one reaches the
@@ -36,7 +36,7 @@ from ._capabilities import Feature
 from ._constants import MAX_MTU, MIN_MTU, DeviceKind, NetNamespace, NetnsSpec
 from ._netlink import RtNetlink
 from ._syscalls import check, close_quietly, lib
-from ._validate import check_bool, check_int_in, check_netns
+from ._validate import check_bool, check_int_in, check_link_type, check_netns, check_sndbuf
 from .errors import DeviceClosedError
 
 __all__ = ["LinkConfig"]
@@ -131,12 +131,14 @@ class LinkConfig:
     @announced
     def txqueuelen(self) -> int:
         """The transmit queue length: packets the kernel holds for a slow reader (settable)."""
+        _backend.require(Feature.TXQUEUELEN, self._name)  # before the control socket is made
         return _backend.current().get_int(self._control(), self._name, "txqueuelen")
 
     @txqueuelen.setter
     @announced
     def txqueuelen(self, value: int) -> None:
         check_int_in("txqueuelen", value, 0, 2**31 - 1, "2**31-1")
+        _backend.require(Feature.TXQUEUELEN, self._name)
         _backend.current().set_int(self._control(), self._name, "txqueuelen", value)
 
     @property
@@ -259,6 +261,7 @@ class LinkConfig:
         keep it quiet.  It also drops the interface's IPv6 addresses.
         Harmless when the kernel has no IPv6.  Needs CAP_NET_ADMIN.
         """
+        _backend.require(Feature.DISABLE_IPV6, self._name)
         if self._closed:
             raise DeviceClosedError(self._name)
         self._in_own_netns(lambda: config.set_ipv6(self._name, False), _keep)  # /proc/sys/net is per thread
@@ -323,6 +326,57 @@ class LinkConfig:
         # Inside the device's namespace: set_persist looks its owner up there.
         self._in_own_netns(lambda: backend.set_persist(self._fd, self._name, value, self._everyone), _keep)
         self._flags = self._flags | lib.IFF_PERSIST if value else self._flags & ~lib.IFF_PERSIST
+
+    # ------------------------------------------------------ send buffer, link type
+
+    @property
+    @announced
+    def sndbuf(self) -> int:
+        """Bytes of written packets the kernel may hold for the interface at once (``TUNGETSNDBUF``; settable).
+
+        2**31-1, the default, means no limit.  With a limit, a write that
+        would pass it waits (or raises ``BlockingIOError`` on a non-blocking
+        device) until the kernel has passed earlier packets on.  It is the
+        interface's: every queue and fd of it shares the value.
+        """
+        _backend.require(Feature.SNDBUF, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        return _backend.current().get_sndbuf(self._fd, self._name)
+
+    @sndbuf.setter
+    @announced
+    def sndbuf(self, value: int) -> None:
+        size = check_sndbuf(value)
+        _backend.require(Feature.SNDBUF, self._name)
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_sndbuf(self._fd, self._name, size)
+
+    @property
+    @announced
+    def link_type(self) -> int:
+        """The interface's ARPHRD_* type: 1 (Ethernet) for a TAP, 65534 (ARPHRD_NONE) for a TUN; settable on a TAP.
+
+        Setting it (``TUNSETLINK``) changes what the interface tells the
+        stack and tools it carries, e.g. ``ARPHRD_NONE`` for raw IP over a
+        TAP; the frames still move as the TAP moves them.  The kernel takes it
+        only while the interface is down: else :class:`DeviceBusyError`.
+        A TUN's type is refused with ValueError: a TUN has no link layer to name.
+        """
+        _backend.require(Feature.LINK_TYPE, self._name)
+        return _backend.current().get_link_type(self._control(), self._name)
+
+    @link_type.setter
+    @announced
+    def link_type(self, value: int) -> None:
+        kind = check_link_type(value)
+        _backend.require(Feature.LINK_TYPE, self._name)
+        if self._kind is not DeviceKind.TAP:
+            raise ValueError(f"{self._name} is a TUN: link_type can be set on a TAP only (a TUN is ARPHRD_NONE)")
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        _backend.current().set_link_type(self._fd, self._name, kind)
 
     # ------------------------------------------------------ carrier, namespace
 

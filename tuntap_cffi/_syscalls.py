@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from ._libc import ffi
 from .errors import error_from_errno
 
-__all__ = ["ffi", "lib", "check", "open_cloexec", "close_quietly", "dead_fd", "WAIT_SLICE_MS"]
+__all__ = ["ffi", "lib", "check", "open_cloexec", "close_quietly", "dead_fd", "WAIT_SLICE_MS", "poll_ms"]
 
 
 def _load() -> Any:
@@ -35,6 +35,15 @@ lib = _load()
 #: A blocking wait in the main thread wakes this often so that a Ctrl-C whose
 #: signal the kernel delivered to another thread is still handled promptly.
 WAIT_SLICE_MS = 200
+
+
+def poll_ms(seconds: float) -> int:
+    """A poll() timeout for *seconds* (> 0) left: whole ms rounded up (it waits at least that long).
+
+    Beyond ~23 days (math.inf included) it is 2e9 ms, as good as for ever
+    and within poll's int: ``int(inf * 1000)`` would raise OverflowError.
+    """
+    return int(seconds * 1000) + 1 if seconds < 2_000_000 else 2_000_000_000
 
 
 def check(

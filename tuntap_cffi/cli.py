@@ -32,7 +32,7 @@ from . import __version__
 from .config import IPInterface, parse_interface
 from .decode import format_time, hexdump, summarize_ethernet, summarize_ip
 from ._constants import MAX_MTU, MIN_MTU, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6
-from ._validate import check_name
+from ._validate import check_name, check_netns
 from .bpf import compile_filter
 from .capfile import CaptureFormatError, CapturedPacket, linktype_name, read_capture
 from .device import Device, DeviceKind, TunFlags, delete_persistent, open_tap, open_tun
@@ -45,6 +45,10 @@ __all__ = ["main", "build_parser", "tuntap_line"]
 
 PROG = "tuntap-cffi"
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6
+
+_NETNS_HELP = ("create the device in network namespace NS: a name of `ip netns list` (/run/netns/NS) or a path "
+               "such as /proc/PID/ns/net; --address, --mtu, --no-ipv6 and --filter act there, and the interface "
+               "goes with the command as usual (an unknown NS: exit status 1)")
 
 _DUMP_EPILOG = """\
 Each packet is printed on one line: local time, IP version, length, protocol,
@@ -62,6 +66,9 @@ examples:
       only the packets sent to it: no router solicitations or MLD reports of its own
   %(prog)s --address 198.18.12.1/24 --filter 'udp port 53 or icmp'
       the kernel drops every other packet before it reaches the reader (see tx_dropped in `ip -s link`)
+  %(prog)s tun0 --netns blue --address 198.18.12.1/24 --no-ipv6
+      the device lives in namespace blue (`ip netns add blue`): then
+      `ip netns exec blue ping -I tun0 198.18.12.2` shows up here
 
 Packet lines go to stdout (to stderr with --pcap -); the "listening" banner,
 the final packet count and errors go to stderr.
@@ -84,6 +91,14 @@ def _name(value: str) -> str:
         return check_name(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _netns(value: str) -> str:
+    try:
+        checked = check_netns("--netns", value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return str(checked)
 
 
 def _int_in(low: int, high: int) -> Any:
@@ -121,6 +136,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="interface name, or a template with one %%d such as 'tun%%d' (default: the kernel picks tunN/tapN)",
     )
     dump.add_argument("--tap", action="store_true", help="create a TAP device (Ethernet frames) instead of a TUN (IP packets)")
+    dump.add_argument("--netns", type=_netns, metavar="NS", help=_NETNS_HELP)
     dump.add_argument(
         "--address", action="append", default=[], type=_interface, metavar="ADDR/PREFIX",
         help="add this IPv4 or IPv6 address to the interface, e.g. 198.18.12.1/24 or fd00:7474:12::1/64 (repeatable)",
@@ -220,9 +236,9 @@ def _one_line(exc: BaseException) -> str:
 
 def _open_device(args: argparse.Namespace) -> Device:
     if args.offload:
-        dev = open_tun(args.name, vnet_hdr=True, offload=OFFLOADS)
+        dev = open_tun(args.name, vnet_hdr=True, offload=OFFLOADS, netns=args.netns)
     else:
-        dev = (open_tap if args.tap else open_tun)(args.name)
+        dev = (open_tap if args.tap else open_tun)(args.name, netns=args.netns)
     return _configured(dev, args)
 
 
@@ -267,7 +283,8 @@ def _dump(args: argparse.Namespace, stop: _Stop) -> int:
             stop.interruptible = False
             print(
                 f"{PROG}: listening on {dev.name} ({dev.kind.value.upper()}, link-type "
-                f"{'EN10MB' if tap else 'RAW'}, MTU {dev.mtu}{', ' + addresses if addresses else ''}"
+                f"{'EN10MB' if tap else 'RAW'}, MTU {dev.mtu}{', netns ' + args.netns if args.netns else ''}"
+                f"{', ' + addresses if addresses else ''}"
                 f"{f', filter {args.filter!r}' if args.filter is not None else ''}){where}",
                 file=sys.stderr, flush=True,
             )
@@ -485,6 +502,11 @@ def _add_replay_parser(sub: Any) -> None:
         help="add this IPv4 or IPv6 address to the interface before the replay (repeatable), as dump does",
     )
     replay.add_argument("--no-ipv6", action="store_true", help="turn IPv6 off on the interface before it comes up")
+    replay.add_argument(
+        "--netns", type=_netns, metavar="NS",
+        help="the device in network namespace NS (a name of `ip netns list`, or a path): created there, or an "
+        "interface of NAME there attached to (then --tap/--tun must name its kind, and a multi-queue one is refused)",
+    )
     replay.add_argument("--mtu", type=_int_in(MIN_MTU, MAX_MTU), metavar="BYTES", help="set the interface MTU (68..65535)")
     replay.add_argument("--no-progress", action="store_true", help="print no progress line, only the summary")
 
@@ -660,8 +682,9 @@ def _replay_file(args: argparse.Namespace, progress: _Progress) -> int:
             return 0
         progress.file = source
         progress.file_size = _size_of(source)
-        flags = _tun_flags(args.name)
-        if flags is None and args.name and "%" not in args.name and os.path.exists(f"/sys/class/net/{args.name}"):
+        # (sysfs shows this namespace's interfaces, not those of --netns)
+        flags = _tun_flags(args.name) if args.netns is None else None
+        if flags is None and args.netns is None and args.name and "%" not in args.name and os.path.exists(f"/sys/class/net/{args.name}"):
             raise OSError(errno.EEXIST, "an interface of that name exists and is not a TUN/TAP device", args.name)
         if flags is not None:
             tap = bool(flags & TunFlags.TAP)
@@ -673,6 +696,7 @@ def _replay_file(args: argparse.Namespace, progress: _Progress) -> int:
         with _replay_device(args, flags, tap) as dev:
             name = dev.name
             print(f"{PROG}: replaying {args.file} into {name} ({dev.kind.value.upper()}, "
+                  f"{'netns ' + args.netns + ', ' if args.netns else ''}"
                   f"{_pace_text(args)}{', ' + ' '.join(map(str, args.address)) if args.address else ''})",
                   file=sys.stderr, flush=True)
             started = time.monotonic_ns()
@@ -720,7 +744,7 @@ def _tun_flags(name: str) -> Optional[int]:
 def _replay_device(args: argparse.Namespace, flags: Optional[int], tap: bool) -> Device:
     """Attach to the existing TUN/TAP *args.name* (its *flags*) or create one; configure it and bring it up."""
     multi_queue = bool(flags is not None and flags & TunFlags.MULTI_QUEUE)
-    return _configured((open_tap if tap else open_tun)(args.name, multi_queue=multi_queue), args)
+    return _configured((open_tap if tap else open_tun)(args.name, multi_queue=multi_queue, netns=args.netns), args)
 
 
 def _pace_text(args: argparse.Namespace) -> str:

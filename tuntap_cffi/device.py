@@ -90,9 +90,9 @@ from ._constants import TUN_F_TSO_ECN as TUN_F_TSO_ECN, TUN_F_UFO as TUN_F_UFO
 from ._constants import TUN_F_USO4 as TUN_F_USO4, TUN_F_USO6 as TUN_F_USO6
 from ._constants import TUN_F_UDP_TUNNEL_GSO as TUN_F_UDP_TUNNEL_GSO, TUNNEL_OFFLOADS
 from ._constants import TUN_F_UDP_TUNNEL_GSO_CSUM as TUN_F_UDP_TUNNEL_GSO_CSUM
-from ._syscalls import check, close_quietly, ffi, lib
+from ._syscalls import check, close_quietly, ffi, lib, poll_ms
 from ._validate import check_bool, check_int, check_int_in, check_name, check_netns, check_offload, check_owner
-from ._validate import check_link_type, check_napi, check_sndbuf, check_timeout, check_tunnel_offload, check_vnet_hdr_size
+from ._validate import check_napi, check_timeout, check_tunnel_offload, check_vnet_hdr_size
 from ._validate import check_min_packets as check_min_packets  # (importable from here as it was)
 from .errors import DeviceBusyError, DeviceClosedError, TunTapPermissionError, error_from_errno
 
@@ -432,55 +432,6 @@ class Device(BatchIO, LinkConfig):
     def napi(self) -> bool:
         """True if the device was opened with ``napi=True`` (IFF_NAPI): writes go through NAPI and GRO."""
         return bool(self._flags & lib.IFF_NAPI)
-
-    @property
-    @announced
-    def sndbuf(self) -> int:
-        """Bytes of written packets the kernel may hold for the interface at once (``TUNGETSNDBUF``; settable).
-
-        2**31-1, the default, means no limit.  With a limit, a write that
-        would pass it waits (or raises ``BlockingIOError`` on a non-blocking
-        device) until the kernel has passed earlier packets on.  It is the
-        interface's: every queue and fd of it shares the value.
-        """
-        _backend.require(Feature.SNDBUF, self._name)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        return _backend.current().get_sndbuf(self._fd, self._name)
-
-    @sndbuf.setter
-    @announced
-    def sndbuf(self, value: int) -> None:
-        size = check_sndbuf(value)
-        _backend.require(Feature.SNDBUF, self._name)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        _backend.current().set_sndbuf(self._fd, self._name, size)
-
-    @property
-    @announced
-    def link_type(self) -> int:
-        """The interface's ARPHRD_* type: 1 (Ethernet) for a TAP, 65534 (ARPHRD_NONE) for a TUN; settable on a TAP.
-
-        Setting it (``TUNSETLINK``) changes what the interface tells the
-        stack and tools it carries, e.g. ``ARPHRD_NONE`` for raw IP over a
-        TAP; the frames still move as the TAP moves them.  The kernel takes it
-        only while the interface is down: else :class:`DeviceBusyError`.
-        A TUN's type is refused with ValueError: a TUN has no link layer to name.
-        """
-        _backend.require(Feature.LINK_TYPE, self._name)
-        return _backend.current().get_link_type(self._control(), self._name)
-
-    @link_type.setter
-    @announced
-    def link_type(self, value: int) -> None:
-        kind = check_link_type(value)
-        _backend.require(Feature.LINK_TYPE, self._name)
-        if self._kind is not DeviceKind.TAP:
-            raise ValueError(f"{self._name} is a TUN: link_type can be set on a TAP only (a TUN is ARPHRD_NONE)")
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        _backend.current().set_link_type(self._fd, self._name, kind)
 
     @announced
     def set_offload(self, flags: int) -> int:
@@ -1136,7 +1087,7 @@ class Device(BatchIO, LinkConfig):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(errno.ETIMEDOUT, f"{what} {self._name} within {timeout:g} s")
-        return int(left * 1000) + 1 if left < 2_000_000 else 2_000_000_000  # (inf: as good as for ever)
+        return poll_ms(left)
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
         """Block until the fd is ready for *events*, the device closes, a signal, or *timeout_ms* (see FdLife.wait)."""

@@ -96,6 +96,8 @@ _NEED_CAP = (
     "`setcap cap_net_admin+ep` on the interpreter, or `ambient` capabilities)"
 )
 
+_DELETED = "the interface was deleted (e.g. by `ip link del`): this fd carries no more packets; close it and open a new one"
+
 _TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
     _errno.EPERM: (TunTapPermissionError, _NEED_CAP),
     _errno.EACCES: (TunTapPermissionError, _NEED_CAP),
@@ -103,7 +105,7 @@ _TABLE: Dict[int, Tuple[Type[TunTapError], str]] = {
     _errno.ENFILE: (TunTapError, "the system has too many open files"),
     _errno.EMFILE: (TunTapError, "this process has too many open files (see RLIMIT_NOFILE)"),
     _errno.EIO: (DeviceNotReadyError, "the interface is down: bring it up first (Device.up())"),
-    _errno.EBADFD: (DeviceNotReadyError, "the interface was deleted (e.g. by `ip link del`): this fd carries no more packets; close it and open a new one"),
+    _errno.EBADFD: (DeviceNotReadyError, _DELETED),
     _errno.ENODEV: (DeviceNotFoundError, "no such interface"),
     _errno.ENXIO: (DeviceNotFoundError, "no such interface"),
     _errno.ENOENT: (DeviceNotFoundError, "no such file"),
@@ -154,6 +156,8 @@ _OP_TABLE: Dict[Tuple[str, int], Tuple[Type[TunTapError], str]] = {
         "the interface is gone (deleted, e.g. by `ip link del`): "
         "this device carries no more packets; close it and open a new one",
     ),
+    # TUNSETQUEUE's EINVAL once TUNGETIFF said the interface is gone (see _linux.backend.set_queue).
+    ("queue_deleted", _errno.EINVAL): (DeviceNotReadyError, _DELETED),
     ("create", _errno.EPERM): (
         TunTapPermissionError,
         _NEED_CAP + "; without it a process can only attach to a persistent device "

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Deque, Optional, Set
 
 from . import config
 from ._netlink import NLMSG_HDRLEN
-from ._syscalls import check, close_quietly, ffi, lib
+from ._syscalls import check, close_quietly, ffi, lib, poll_ms
 from ._validate import check_int_in, check_timeout
 from .errors import DeviceClosedError, TunTapError, error_from_errno
 
@@ -235,7 +235,7 @@ class LinkEvents:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(errno.ETIMEDOUT, f"no link event on {self._name} within {timeout:g} s")
-                    wait_ms = int(left * 1000) + 1 if left < 2_000_000 else 2_000_000_000
+                    wait_ms = poll_ms(left)
                 try:
                     self._life.poll_beside(self._pollfds, 2, wait_ms)
                 except DeviceClosedError:

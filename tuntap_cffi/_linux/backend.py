@@ -26,7 +26,7 @@ from ..bpf import to_ebpf
 from .._netlink import RtNetlink, attr, fixed, parse_attrs
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
-from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, error_from_errno
+from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, UnsupportedPlatformError, error_from_errno
 # Namespaces have a module of their own; the backend boundary offers its functions.
 from .netns import describe_netns as describe_netns, device_netns as device_netns
 from .netns import in_netns as in_netns, open_netns as open_netns
@@ -109,6 +109,10 @@ def create(
     what = f"cannot create {kind} device {name or '(kernel-chosen name)'}"
     fd = open_cloexec(TUN_PATH, os.O_RDWR | os.O_NONBLOCK, what)
     try:
+        if flags & lib.IFF_NO_CARRIER:  # (TUNSETIFF would ignore it before 6.0: see unknown_flags_error)
+            refusal = unknown_flags_error(tun_features(fd), flags, name, kind)
+            if refusal is not None:
+                raise refusal
         name = set_iff(fd, name, flags, kind)
         what = f"cannot configure {kind} device {name}"
         ids = owner_and_group(name) if everyone and persist is not False else (None, None)
@@ -139,16 +143,48 @@ def set_iff(fd: int, name: str, flags: int, kind: str) -> str:
     """
     ifr = ifreq(name)
     ifr.ifr_flags = _short(flags)
-    op = "create_template" if "%" in name else "create"
     try:
-        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op=op, name=name or None,
-              what=f"cannot create {kind} device {name or '(kernel-chosen name)'}")
-    except TunTapError as exc:
-        if op == "create" and name and exc.errno is not None and sysfs_tun_flags(name) is not None:
-            raise error_from_errno(exc.errno, "attach", name, f"cannot attach to {kind} device {name}") from None
-        raise
+        check(lib.ioctl, fd, _ioctl.TUNSETIFF, ifr, op="ioctl")
+    except OSError as exc:  # mapped again, knowing the name and flags
+        raise set_iff_error(exc.errno or errno.EIO, name, flags, kind) from None
     real: str = ffi.string(ifr.ifr_name).decode("ascii")
     return real
+
+
+def set_iff_error(err: int, name: str, flags: int, kind: str) -> OSError:
+    """The error for ``TUNSETIFF`` failing with *err* on *name* with IFF_* *flags*.
+
+    An interface of that name exists: the attach's error (EPERM there means
+    owner/group).  Else the table's, for a name or a ``%d`` template.
+    """
+    if "%" not in name and name and sysfs_tun_flags(name) is not None:
+        return error_from_errno(err, "attach", name, f"cannot attach to {kind} device {name}")
+    op = "create_template" if "%" in name else "create"
+    return error_from_errno(err, op, name or None, f"cannot create {kind} device {name or '(kernel-chosen name)'}")
+
+
+def unknown_flags_error(features: int, flags: int, name: str, kind: str) -> Optional[OSError]:
+    """The error for asking TUNSETIFF for *flags* the kernel's ``TUNGETFEATURES`` (*features*) lacks, or None.
+
+    TUNSETIFF ignores flags it does not know ("we never checked for invalid
+    flags on TUNSETIFF", tun.c): a kernel before 6.0 would make the device
+    with its carrier on when asked for IFF_NO_CARRIER.  So that flag is
+    checked against the features first.
+    """
+    if flags & lib.IFF_NO_CARRIER and not features & lib.IFF_NO_CARRIER:
+        return UnsupportedPlatformError(
+            errno.EOPNOTSUPP, f"cannot create {kind} device {name or '(kernel-chosen name)'} without carrier: "
+            "carrier=False (IFF_NO_CARRIER) needs Linux 6.0; open it with the carrier on and set "
+            "Device.carrier = False at once (TUNSETCARRIER, Linux 4.19)", name or None)
+    return None
+
+
+def tun_features(fd: int) -> int:
+    """``TUNGETFEATURES``: the IFF_* flags this kernel's TUNSETIFF knows (any /dev/net/tun fd, attached or not)."""
+    features = ffi.new("unsigned int *")
+    check(lib.ioctl, fd, _ioctl.TUNGETFEATURES, features, op="ioctl", what="cannot read the tun driver's features")
+    value: int = features[0]
+    return value
 
 
 def get_iff(fd: int) -> Tuple[str, int]:
@@ -401,11 +437,22 @@ def set_offload(fd: int, name: str, flags: int) -> None:
 
 
 def set_queue(fd: int, name: str, attach: bool) -> None:
-    """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it."""
+    """``TUNSETQUEUE``: attach this fd's queue to its multi-queue interface, or detach it.
+
+    The kernel says EINVAL both for a queue already in the state asked for
+    and for an interface deleted under the fd (tun_set_queue finds no tun);
+    TUNGETIFF tells the second apart (EBADFD), which gets the deleted
+    interface's error (DeviceNotReadyError, errno still EINVAL).
+    """
     ifr = ifreq("")
     ifr.ifr_flags = lib.IFF_ATTACH_QUEUE if attach else lib.IFF_DETACH_QUEUE
-    check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name,
-          what=f"cannot {'attach' if attach else 'detach'} a queue of {name}")
+    what = f"cannot {'attach' if attach else 'detach'} a queue of {name}"
+    try:
+        check(lib.ioctl, fd, _ioctl.TUNSETQUEUE, ifr, op="ioctl", name=name, what=what)
+    except TunTapError as exc:
+        if exc.errno != errno.EINVAL or lib.ioctl(fd, _ioctl.TUNGETIFF, ifreq("")) >= 0 or ffi.errno != errno.EBADFD:
+            raise
+        raise error_from_errno(errno.EINVAL, "queue_deleted", name, what) from None
 
 
 def get_vnet_hdr_size(fd: int, name: str) -> int:
