@@ -528,3 +528,29 @@ def test_batch_engines_of_exited_threads_are_reaped_without_proc(xnu: XnuKernel,
             alive.join(10)
         table.get(rings[1], "write")  # the next miss after it exited: its engine goes too
         assert len(table) == 2
+
+
+def test_the_dump_command_on_a_utun(xnu: XnuKernel, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tuntap-cffi dump utun4 --count 2 --pcap F` on macOS: a line per packet, a LINKTYPE_RAW capture, the utun gone."""
+    from tuntap_cffi.cli import main
+
+    packets = [ipv4(b"one"), ipv6(b"two")]
+    path = tmp_path / "utun.pcap"
+
+    def stack() -> None:  # the stack sends two packets out of the interface once the dump has it up
+        wait_for(lambda: "utun4" in xnu.interfaces and polls(xnu) > 0, "the dump to wait for packets")
+        for packet in packets:
+            xnu.output("utun4", packet)
+
+    sender = threading.Thread(target=stack)
+    sender.start()
+    try:
+        status = main(["dump", "utun4", "--count", "2", "--pcap", str(path)])  # (signal handlers: the main thread)
+    finally:
+        sender.join(10)
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    assert len([line for line in out if " UDP " in line]) == 2, out
+    assert any("198.18.0.1" in line for line in out) and any("fd00::2" in line for line in out), out
+    assert pcap_packets(path.read_bytes()) == packets
+    assert xnu.interfaces == []
