@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from typing import Iterator, List
 
 import pytest
@@ -22,6 +23,12 @@ from tuntest import (
 )
 # Re-exported: tests written before tuntest.py was their home import these two from here.
 from tuntest import fd_count, join_task  # noqa: F401
+
+# The real-device suites of the other systems (tests/macos/, tests/freebsd/: see their modules' docstrings)
+# are collected only there: never run, nor skipped, on Linux.  Here rather than in a conftest.py of their
+# own: a second module named conftest would shadow this one for the test files that import from it.
+collect_ignore_glob = [f"{system}/*" for system, here in (("macos", sys.platform == "darwin"),
+                                                           ("freebsd", sys.platform.startswith("freebsd"))) if not here]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

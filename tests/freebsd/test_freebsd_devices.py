@@ -4,6 +4,13 @@ Traffic stays on 198.18.0.0/15 (RFC 2544 benchmarking space), on the
 test's own devices: each ping goes from the test's point-to-point address
 to its peer, which only the test's tun reaches.  Addresses are set with
 ifconfig(8): the library's own address calls are planned on FreeBSD.
+
+Collected only when ``sys.platform`` starts with "freebsd"
+(tests/conftest.py).  ``.github/workflows/freebsd.yml`` runs them in a
+FreeBSD VM (vmactions/freebsd-vm).  These tests have not run yet: the
+project is not hosted, and no FreeBSD machine is available where it is
+developed (the simulator suite, tests/test_freebsd_device.py, is what ran
+there).
 """
 
 from __future__ import annotations

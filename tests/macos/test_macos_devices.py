@@ -4,6 +4,14 @@ Traffic stays on 198.18.0.0/15 (RFC 2544 benchmarking space), on the
 test's own devices; each ping is bound to the test's interface
 (``ping -b utunN``, macOS's boundif) and sent to the peer of its
 point-to-point address, which only the test's device can reach.
+
+Collected only when ``sys.platform == "darwin"`` (tests/conftest.py): never
+on Linux CI, not even skipped.  ``.github/workflows/macos.yml`` runs them
+with sudo on hosted macOS runners.  The tuntaposx tests run only where the
+kext's /dev/tun0 is present (never on Apple silicon) and skip otherwise.
+These tests have not run yet: the project is not hosted, and no Mac is
+available where it is developed (the darwin simulator suites,
+tests/test_darwin_*.py, are what ran there).
 """
 
 from __future__ import annotations
