@@ -76,6 +76,7 @@ from ._announce import announced
 from ._batchio import BatchIO, take_back
 from ._lifecycle import LINUX_OPS, FdLife, FdOps, pending_retirements as pending_retirements  # (still importable here)
 from ._engines import EngineTable
+from ._filters import FilterConfig
 from ._link import LinkConfig
 from ._netlink import RtNetlink
 from .batch import BatchWriteError as BatchWriteError  # (importable from here as it was)
@@ -186,7 +187,7 @@ def _cacheable(buffer: Any, ptr: Any) -> Any:
             kind = type(buffer.obj)
     return ptr if kind in _PINNED else None
 
-class Device(BatchIO, LinkConfig):
+class Device(BatchIO, LinkConfig, FilterConfig):
     """An open TUN or TAP device.
 
     Create one with :func:`open_tun`, :func:`open_tap` or
@@ -471,68 +472,6 @@ class Device(BatchIO, LinkConfig):
         self._offload = flags
         self._recheck_read_buffer()  # the largest packet changed
         return flags
-
-    # ------------------------------------------------------------ packet filters
-
-    @property
-    def filter_linktype(self) -> int:
-        """The pcap link type a filter for this device is compiled for (see :mod:`tuntap_cffi.bpf`).
-
-        ``LINKTYPE_ETHERNET`` for a TAP, ``LINKTYPE_RAW`` (IP packets) for a
-        TUN, whatever ``packet_info`` and ``vnet_hdr`` say: the kernel runs
-        the filter before it adds those headers.
-        """
-        return bpf.LINKTYPE_ETHERNET if self._kind is DeviceKind.TAP else bpf.LINKTYPE_RAW
-
-    @property
-    def filter(self) -> Optional[Tuple[bpf.Instruction, ...]]:
-        """The program this Device attached with :meth:`attach_filter`, or None.
-
-        The kernel cannot be asked: ``TUNGETFILTER`` returns only the length
-        and a pointer into whichever process attached one, and keeps them
-        after a detach.
-        """
-        return self._filter
-
-    @announced
-    def attach_filter(self, program: bpf.Program) -> Tuple[bpf.Instruction, ...]:
-        """Attach a kernel-side filter to the interface; return the instructions attached.
-
-        *program* is a tcpdump-syntax expression (compiled by libpcap for
-        :attr:`filter_linktype`) or a sequence of raw ``(code, jt, jf, k)``
-        classic BPF instructions.  The kernel runs it on every packet before
-        queuing it for the reader: a packet it rejects is dropped there
-        (counted in the interface's ``tx_dropped``) and wakes no reader.
-        It replaces any filter attached before, and applies to the whole
-        interface (every queue of a multi-queue one).  A TAP takes the
-        classic program (``TUNATTACHFILTER``); a TUN an eBPF translation of
-        it (``TUNSETFILTEREBPF``, Linux 4.16, loading it needs CAP_BPF or
-        CAP_SYS_ADMIN).
-
-        TypeError/ValueError for a bad program (with libpcap's message for
-        an expression) before any syscall; :class:`LibpcapNotFoundError`
-        for an expression when libpcap is not installed; the kernel's
-        refusals as :class:`TunTapError` subclasses.
-        """
-        _backend.require(Feature.FILTER, self._name)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        if isinstance(program, str):
-            checked = bpf.check_program(bpf.compile_filter(program, self.filter_linktype))
-        else:
-            checked = bpf.check_program(program)
-        _backend.current().attach_filter(self._fd, self._name, self._kind is DeviceKind.TAP, checked)
-        self._filter = checked
-        return checked
-
-    @announced
-    def detach_filter(self) -> None:
-        """Remove the interface's filter: every packet reaches the reader again.  Harmless without one."""
-        _backend.require(Feature.FILTER, self._name)
-        if self._closed:
-            raise DeviceClosedError(self._name)
-        _backend.current().detach_filter(self._fd, self._name, self._kind is DeviceKind.TAP)
-        self._filter = None
 
     def attach_queue(self) -> None:
         """Attach this queue to its multi-queue interface again (``TUNSETQUEUE``).
