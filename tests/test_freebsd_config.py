@@ -168,6 +168,7 @@ def test_changing_an_ipv6_prefix_length_is_freebsds_einval_in_the_hosts_number(f
         with pytest.raises(OSError) as info:  # in6_validate_ifra: "should not be changed"
             dev.add_address("fd00:5::1/56")
         assert info.value.errno == errno.EINVAL and dev.name in str(info.value)
+        assert "remove it first" in str(info.value)  # what to do
         assert dev.addresses == [Address(ip_interface("fd00:5::1/64"))]
 
 
