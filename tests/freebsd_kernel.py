@@ -18,6 +18,7 @@ The network side is what the Device's life needs: an interface per unit,
 its flags, MTU and index (``SIOCGIFFLAGS``/``SIOCSIFFLAGS``,
 ``SIOCGIFMTU``/``SIOCSIFMTU``, ``if_nametoindex``), ``SIOCSIFNAME`` and
 ``SIOCIFDESTROY`` on an ``AF_INET`` datagram socket (``ifioctl``).
+Addresses, routes and a TAP's MAC are ``freebsd_net.FreeBsdNetKernel``'s.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class _Dev:
 class FreeBsdKernel(XnuKernel):
     """The kernel side of the FreeBSD libc boundary: /dev/tun and /dev/tap, their interfaces, ifioctl."""
 
+    IFNET = Ifnet  #: the interface record _create makes (freebsd_net's adds addresses)
+
     def __init__(self, root: bool = True) -> None:
         super().__init__(root)  # root: priv_check(PRIV_NET_IFCREATE ...) of the calling process succeeds
         self.ffi = cffi.FFI()
@@ -111,7 +114,7 @@ class FreeBsdKernel(XnuKernel):
         """tun_create_device + tuncreate: a tun is IFF_POINTOPOINT|IFF_MULTICAST, a tap
         IFF_BROADCAST|IFF_SIMPLEX|IFF_MULTICAST; neither is up; MTU TUNMTU (ether_ifattach: 1500 too)."""
         flags = IFF_MULTICAST | (IFF_POINTOPOINT if kind == "tun" else IFF_BROADCAST | IFF_SIMPLEX)
-        ifnet = Ifnet(kind, unit, f"{kind}{unit}", self._next_index, flags)
+        ifnet = self.IFNET(kind, unit, f"{kind}{unit}", self._next_index, flags)
         self._next_index += 1
         self.ifnets[ifnet.name] = ifnet
         return ifnet

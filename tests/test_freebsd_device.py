@@ -258,17 +258,6 @@ def test_mtu_and_up_down_go_through_ifioctl_with_freebsds_numbers(fbsd: FreeBsdK
     assert fbsd.interfaces == []
 
 
-def test_addresses_and_routes_are_planned_and_fail_before_any_call(fbsd: FreeBsdKernel) -> None:
-    with open_tun() as dev:
-        mark = len(fbsd.calls)
-        for call in (lambda: dev.add_address("198.18.0.1/24"), lambda: dev.addresses,
-                     lambda: dev.add_route("198.19.0.0/16"), lambda: dev.routes):
-            with pytest.raises(UnsupportedPlatformError) as info:
-                call()
-            assert "FreeBSD" in str(info.value) and "planned" in str(info.value)
-        assert fbsd.calls[mark:] == []
-
-
 def test_no_fd_leaks_over_a_devices_life(fbsd: FreeBsdKernel) -> None:
     open_tun().close()  # the process-wide /dev/null fd
     before = fd_count()

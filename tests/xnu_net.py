@@ -10,7 +10,9 @@ and routes).  It follows xnu-11417.101.15 rule by rule; each rule cites
 the kernel function.  Every number (requests, offsets, errno values) comes
 from XNU's headers through ``tests/darwin_golden.json``, not from the
 backend's cdefs: errors are XNU's errno values (EDESTADDRREQ is 39 here,
-not Linux's 89), so the backend's mapping is exercised.
+not Linux's 89), so the backend's mapping is exercised.  The PF_ROUTE write
+and ``sysctl`` plumbing both BSDs share is ``bsd_net.PfRouteSide``'s; the
+rules here are XNU's.
 
 Not simulated: the routes the kernel adds by itself for an address
 (``in_ifinit``'s ``rtinit``), cloning, RTM_GET/RTM_CHANGE, scoped routes.
@@ -25,6 +27,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from bsd_net import PfRouteSide
 from darwin_kernel import GOLDEN, XnuKernel, _Socket
 from tuntap_cffi._darwin import libc
 
@@ -125,8 +128,11 @@ class RtEntry:
     ifindex: int
 
 
-class XnuNetKernel(XnuKernel):
+class XnuNetKernel(XnuKernel, PfRouteSide):
     """``XnuKernel`` with interfaces, addresses, a routing table and the sockets that reach them."""
+
+    C, E, OFF, SIZE = C, E, OFF, SIZE  # XNU's numbers for PfRouteSide
+    sa_room = staticmethod(roundup32)  # rtsock.c ROUNDUP32
 
     def __init__(self, root: bool = True) -> None:
         super().__init__(root)
@@ -333,35 +339,11 @@ class XnuNetKernel(XnuKernel):
     def write(self, fd: int, buf: Any, count: int) -> int:
         if self.net_sockets.get(fd) != PF_ROUTE:
             return super().write(fd, buf, count)
-        self.calls.append(("route_write",))
         msg = bytes(buf[:count]) if isinstance(buf, (bytes, bytearray)) else self.ffi.buffer(buf, count)[:]
-        for other in self.chatter:  # other processes' messages reach every listener first
-            os.write(self.sockets[fd].peer, other)
-        error, reply = self._route_output(msg)
-        if reply is not None and not self.full_buffers:  # rts_attach set SO_USELOOPBACK: the sender's copy too
-            for rfd, family in self.net_sockets.items():
-                if family == PF_ROUTE:
-                    os.write(self.sockets[rfd].peer, reply)
-        return self._fail(error) if error else count
+        return self.route_write(fd, msg)
 
-    def _route_output(self, msg: bytes) -> Tuple[int, Optional[bytes]]:
-        """route_output (rtsock.c): the errno and the message every listener gets back."""
-        hdr = {f: OFF[f"struct rt_msghdr:rtm_{f}"] for f in ("msglen", "version", "type", "index", "flags", "addrs",
-                                                             "pid", "seq", "errno")}
-        size = SIZE["struct rt_msghdr"]
-        if len(msg) < size or len(msg) != struct.unpack_from("=H", msg, 0)[0]:
-            return E["EINVAL"], None  # route_output: len < sizeof(*RTM) or != rtm_msglen (no message back)
-        out = bytearray(msg)
-        error = self._route_request(msg, hdr, size)
-        struct.pack_into("=i", out, hdr["pid"], os.getpid())  # RTM->rtm_pid = proc_selfpid()
-        if error:
-            struct.pack_into("=i", out, hdr["errno"], error)
-        else:
-            flags = struct.unpack_from("=i", out, hdr["flags"])[0]
-            struct.pack_into("=i", out, hdr["flags"], flags | C["RTF_DONE"])
-        return error, bytes(out)
-
-    def _route_request(self, msg: bytes, hdr: Dict[str, int], size: int) -> int:
+    def _route_request(self, msg: bytes, size: int) -> int:
+        hdr = {f: OFF[f"struct rt_msghdr:rtm_{f}"] for f in ("version", "type", "flags")}
         if msg[hdr["version"]] != C["RTM_VERSION"]:
             return E["EPROTONOSUPPORT"]
         rtm_type = msg[hdr["type"]]
@@ -434,64 +416,17 @@ class XnuNetKernel(XnuKernel):
                         return ifp
         return None
 
-    # ------------------------------------------------------------ sysctl
-    def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int:
-        mib = [name[i] for i in range(namelen)]
-        self.calls.append(("sysctl", tuple(mib)))
-        if namelen != 6 or mib[:3] != [C["CTL_NET"], PF_ROUTE, 0]:
-            return self._fail(E["ENOENT"])  # (only net.route is simulated)
-        if newp != self.ffi.NULL:
-            return self._fail(E["EPERM"])  # sysctl_rtsock: req->newptr (the tables are read-only)
-        af, op, arg = mib[3:]
-        if op == C["NET_RT_DUMP"]:
-            table = self._dump(af)
-        elif op == C["NET_RT_IFLIST"]:
-            table = self._iflist(af, arg)
-        else:
-            return self._fail(E["EINVAL"])
-        if oldp == self.ffi.NULL:  # sysctl: the size a buffer needs
-            oldlenp[0] = len(table)
-            return 0
-        if oldlenp[0] < len(table):
-            return self._fail(E["ENOMEM"])  # SYSCTL_OUT: the buffer is too small
-        self.ffi.memmove(oldp, table, len(table))
-        oldlenp[0] = len(table)
-        return 0
-
-    def _sockaddrs(self, items: List[Tuple[int, bytes]]) -> Tuple[int, bytes]:
-        """rt_msg2: the sockaddrs of the set bits, each ROUNDUP32 long (a zero-length one takes 4 bytes)."""
-        mask, out = 0, b""
-        for bit, sa in sorted(items):
-            mask |= bit
-            out += sa + bytes(roundup32(len(sa)) - len(sa))
-        return mask, out
-
-    def _message(self, ctype: str, prefix: str, msg_type: int, fields: Dict[str, Tuple[str, int]],
-                 items: List[Tuple[int, bytes]]) -> bytes:
-        addrs, body = self._sockaddrs(items)
-        head = bytearray(SIZE[ctype])
-        struct.pack_into("=HBB", head, 0, len(head) + len(body), C["RTM_VERSION"], msg_type)
-        struct.pack_into("=i", head, OFF[f"{ctype}:{prefix}addrs"], addrs)
-        for fname, (fmt, value) in fields.items():
-            struct.pack_into(fmt, head, OFF[f"{ctype}:{prefix}{fname}"], value)
-        return bytes(head) + body
-
-    def _dump(self, af: int) -> bytes:
-        """sysctl_dumpentry for each route: RTM_GET, DST/GATEWAY/NETMASK, rtm_index the route's interface."""
-        out = b""
-        for r in self.routes:
-            if af and af != r.family:
-                continue
-            items = [(C["RTA_DST"], sockaddr(r.family, r.dst)), (C["RTA_GATEWAY"], r.gateway)]
-            if r.mask is not None:
-                items.append((C["RTA_NETMASK"], trimmed(sockaddr(r.family, r.mask))))
-            ifp = self._by_index(r.ifindex)
-            ifa = ifp and ([ia.addr for ia in ifp.inet] if r.family == AF_INET else [ia6.addr for ia6 in ifp.inet6])
-            if ifa:  # RT_HAS_IFADDR: the route's interface address (rt_ifa)
-                items.append((C["RTA_IFA"], sockaddr(r.family, ifa[0])))
-            out += self._message("struct rt_msghdr", "rtm_", C["RTM_GET"],
-                                 {"index": ("=H", r.ifindex), "flags": ("=i", r.flags)}, items)
-        return out
+    # ------------------------------------------------------------ sysctl (PfRouteSide's, with these tables)
+    def _route_sockaddrs(self, r: RtEntry) -> List[Tuple[int, bytes]]:
+        """sysctl_dumpentry: DST, GATEWAY, the trimmed NETMASK, the route's interface address (rt_ifa)."""
+        items = [(C["RTA_DST"], sockaddr(r.family, r.dst)), (C["RTA_GATEWAY"], r.gateway)]
+        if r.mask is not None:
+            items.append((C["RTA_NETMASK"], trimmed(sockaddr(r.family, r.mask))))
+        ifp = self._by_index(r.ifindex)
+        ifa = ifp and ([ia.addr for ia in ifp.inet] if r.family == AF_INET else [ia6.addr for ia6 in ifp.inet6])
+        if ifa:  # RT_HAS_IFADDR: the route's interface address (rt_ifa)
+            items.append((C["RTA_IFA"], sockaddr(r.family, ifa[0])))
+        return items
 
     def _iflist(self, af: int, index: int) -> bytes:
         """sysctl_iflist: per interface (all, or arg's) an RTM_IFINFO, then an RTM_NEWADDR per address."""

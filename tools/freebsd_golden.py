@@ -65,6 +65,7 @@ SOURCE: Dict[str, object] = {
         "sys/net/if_tun.h": "5836bb2ab050b3b1109e468053ccc2b84d946505",
         "sys/net/if_tap.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
         "sys/net/if_dl.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
+        "sys/net/if_types.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
         "sys/net/route.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
         "sys/netinet/in.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
         "sys/netinet/in_var.h": "0f7ff3427c99afe8b7a0ccf8638dc10aed02c3f8",
@@ -109,7 +110,7 @@ CONSTANTS: List[str] = [
     "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_ROUTE", "PF_ROUTE", "AF_LINK", "SOCK_DGRAM", "SOCK_RAW",
     "SOCK_CLOEXEC", "SOCK_NONBLOCK", "IFNAMSIZ", "IF_MAXUNIT",
     "IFF_UP", "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_POINTOPOINT", "IFF_RUNNING", "IFF_MULTICAST",
-    "IFF_CANTCHANGE", "IN6_IFF_NODAD", "TUNMTU", "TUNMRU", "TAPMRU",
+    "IFF_CANTCHANGE", "IFT_ETHER", "IFT_PROPVIRTUAL", "IN6_IFF_TENTATIVE", "IN6_IFF_NODAD", "TUNMTU", "TUNMRU", "TAPMRU",
     "RTM_VERSION", "RTM_ADD", "RTM_DELETE", "RTM_GET", "RTM_NEWADDR", "RTM_DELADDR", "RTM_IFINFO",
     "RTM_IFANNOUNCE", "RTA_DST", "RTA_GATEWAY", "RTA_NETMASK", "RTA_GENMASK", "RTA_IFP", "RTA_IFA", "RTA_AUTHOR",
     "RTA_BRD", "RTAX_MAX", "RTF_UP", "RTF_GATEWAY", "RTF_HOST", "RTF_DONE", "RTF_LLINFO", "RTF_STATIC",
@@ -139,7 +140,7 @@ IOCTLS: List[str] = [
 #: The probe's includes, in an order that needs no header to include another.
 INCLUDES = [
     "sys/ioccom.h", "sys/socket.h", "sys/sockio.h", "net/if.h", "net/if_tun.h", "net/if_tap.h", "net/if_dl.h",
-    "net/route.h", "netinet/in.h", "netinet/in_var.h", "sys/errno.h", "sys/fcntl.h",
+    "net/if_types.h", "net/route.h", "netinet/in.h", "netinet/in_var.h", "sys/errno.h", "sys/fcntl.h",
 ]
 
 #: FreeBSD/amd64's base types (sys/_types.h, sys/types.h, x86/_types.h, sys/_timeval.h), which the

@@ -27,7 +27,7 @@ from ._bsd import BsdLibc, Numbers, netconfig
 from ._capabilities import Feature, Platform
 from ._constants import NetNamespace
 from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
-from .errors import UnsupportedPlatformError
+from .errors import UnsupportedPlatformError, error_from_errno
 
 __all__ = ["BsdBackend"]
 
@@ -97,6 +97,19 @@ class BsdBackend:
         self._link_field(field, ("mtu",), name)
         lib, k = self.net(name=name)
         netconfig.set_mtu(lib, k, ctl, name, value)
+
+    def get_hwaddr(self, ctl: int, name: str) -> bytes:
+        """An Ethernet interface's MAC: the ``sockaddr_dl`` of its NET_RT_IFLIST entry (``sysctl_iflist``'s RTA_IFP)."""
+        lib, k = self.net(Feature.HWADDR, name)
+        mac = netconfig.get_lladdr(lib, k, netconfig.ifindex(lib, k, name), name)
+        if len(mac) != 6:
+            raise error_from_errno(_errno.EOPNOTSUPP, "sysctl", name, f"{name} has no Ethernet address")
+        return mac
+
+    def set_hwaddr(self, ctl: int, name: str, mac: bytes) -> None:
+        """``SIOCSIFLLADDR`` (root): the driver or ``if_setlladdr`` takes ``sa_len`` bytes of ``sa_data``."""
+        lib, k = self.net(Feature.HWADDR, name)
+        netconfig.set_lladdr(lib, k, ctl, name, mac)
 
     # ------------------------------------------------------------ addresses and routes
     def config_channel(self, ctl: int) -> int:

@@ -2,8 +2,9 @@
 
 Traffic stays on 198.18.0.0/15 (RFC 2544 benchmarking space), on the
 test's own devices: each ping goes from the test's point-to-point address
-to its peer, which only the test's tun reaches.  Addresses are set with
-ifconfig(8): the library's own address calls are planned on FreeBSD.
+to its peer, which only the test's tun reaches.  The ping test sets its
+address with ifconfig(8); the configuration test uses the library's own
+calls and checks them with ifconfig(8) and netstat(1).
 
 Collected only when ``sys.platform`` starts with "freebsd"
 (tests/conftest.py).  ``.github/workflows/freebsd.yml`` runs them in a
@@ -104,6 +105,27 @@ def test_a_tap_is_an_ethernet_interface() -> None:
         frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + b"tuntap_cffi"
         assert dev.write(frame) == len(frame)
     assert dev.name not in interfaces()
+
+
+def test_addresses_routes_and_mac_through_the_library_as_ifconfig_and_netstat_see_them() -> None:
+    ours, peer = subnet()
+    third = ours.split(".")[2]
+    with open_tun() as dev:
+        dev.add_address(f"{ours}/32", peer=peer)
+        dev.add_address("fd00:7f::1/64")
+        dev.add_route(f"198.19.{third}.0/24")
+        out = subprocess.run(["ifconfig", dev.name], check=True, capture_output=True, text=True).stdout
+        assert f"inet {ours} --> {peer}" in out and "fd00:7f::1" in out
+        assert {str(a.interface) for a in dev.addresses} >= {f"{ours}/32", "fd00:7f::1/64"}
+        table = subprocess.run(["netstat", "-rn", "-f", "inet"], check=True, capture_output=True, text=True).stdout
+        assert f"198.19.{third}.0/24" in table and any(str(r.destination) == f"198.19.{third}.0/24" for r in dev.routes)
+        dev.remove_route(f"198.19.{third}.0/24")
+        dev.remove_address("fd00:7f::1/64")
+        assert all(str(r.destination) != f"198.19.{third}.0/24" for r in dev.routes)
+    with open_tap() as tap:
+        tap.hwaddr = "02:00:5e:10:00:01"
+        out = subprocess.run(["ifconfig", tap.name], check=True, capture_output=True, text=True).stdout
+        assert "ether 02:00:5e:10:00:01" in out and tap.hwaddr == "02:00:5e:10:00:01"
 
 
 def test_a_second_opener_of_a_unit_is_busy() -> None:

@@ -18,7 +18,9 @@ Facts that shape this module (XNU xnu-11417.101.15, FreeBSD alike):
   socket (``in6_control``), ``IN6_IFF_NODAD`` and infinite lifetimes; on a
   point-to-point interface a destination needs a /128 and elsewhere none is
   allowed, and a /0 prefix is refused (EINVAL in ``in6_update_ifa``):
-  refused here first.  ``SIOCDIFADDR_IN6`` removes.
+  refused here first.  FreeBSD also refuses (EINVAL) to change the prefix
+  length of an address that is there; the error says to remove it first.
+  ``SIOCDIFADDR_IN6`` removes.
 - Listing addresses uses ``sysctl(CTL_NET, PF_ROUTE, 0, 0, NET_RT_IFLIST,
   index)`` rather than getifaddrs: the kernel filters by interface, the
   answer is the same packed message format the route dump uses (one parser,
@@ -217,7 +219,11 @@ def add_address(lib: BsdLibc, k: Numbers, ctl: int, name: str, local: IPInterfac
     req.ifra_lifetime.ia6t_vltime = req.ifra_lifetime.ia6t_pltime = c["ND6_INFINITE_LIFETIME"]
     s6 = _socket(lib, k, "AF_INET6", "SOCK_DGRAM", what)
     try:
-        _ioctl(lib, k, s6, "SIOCAIFADDR_IN6", req, name, what)
+        if lib.ioctl(s6, k.ioctls["SIOCAIFADDR_IN6"], req) < 0:
+            err = lib.errno()
+            if k.host_errno(err) == _errno.EINVAL:  # in6_validate_ifra (FreeBSD): a prefix length may not change
+                what += f" (if {local.ip} is there with another prefix length, remove it first)"
+            raise _error(lib, k, what, name, err=err)
     finally:
         lib.close(s6)
 

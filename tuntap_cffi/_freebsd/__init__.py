@@ -5,9 +5,11 @@
 address-family header of ``TUNSIFHEAD`` (the Device is the BSD AF-header
 Device of ``tuntap_cffi._utun_device``, with FreeBSD's numbers), TAP
 devices ``/dev/tap`` clones carrying bare Ethernet frames; link settings
-(MTU, up/down, index) go through the BSD layer ``.._bsd`` with FreeBSD's
-numbers, as addresses and routes will once proven.  :mod:`.backend` holds the ``_backend.Backend`` functions, those of
-a missing feature raising the one ``UnsupportedPlatformError``.  This
+(MTU, up/down, index), IPv4/IPv6 addresses, routes and a TAP's MAC go
+through the BSD layer ``.._bsd`` with FreeBSD's numbers (proven against
+``tests/freebsd_net.py``, which follows in.c, in6.c and rtsock.c).
+:mod:`.backend` holds the ``_backend.Backend`` functions, those of a
+missing feature raising the one ``UnsupportedPlatformError``.  This
 package makes no C call and loads no library: it imports on any OS.
 
 Facts that shape this package (FreeBSD 14, sys/net/if_tuntap.c, net/if_tun.h):
@@ -42,17 +44,13 @@ PLATFORM = Platform(
     features=frozenset({
         Feature.TUN, Feature.TAP, Feature.PACKET_INFO, Feature.LOOP_BATCH,  # /dev/tun, /dev/tap (.._freebsd_device)
         Feature.LINK,  # MTU, up/down, index through the BSD layer (.._bsd)
+        # SIOCAIFADDR ('i', 43) / SIOCAIFADDR_IN6 ('i', 27), PF_ROUTE with SA_SIZE alignment, SIOCSIFLLADDR
+        Feature.ADDRESSES, Feature.ROUTES, Feature.HWADDR,
     }),
-    planned=frozenset({Feature.ADDRESSES, Feature.ROUTES, Feature.PERSIST, Feature.HWADDR, Feature.FROM_FD,
-                       Feature.LINK_EVENTS}),
+    planned=frozenset({Feature.PERSIST, Feature.FROM_FD, Feature.LINK_EVENTS}),
     reasons={
-        Feature.ADDRESSES: _NOT_YET + "; SIOCAIFADDR ('i', 43) and SIOCAIFADDR_IN6 ('i', 27) are wired through "
-                           "the BSD layer with FreeBSD's numbers, not yet proven against in.c/in6.c's rules",
-        Feature.ROUTES: _NOT_YET + "; PF_ROUTE messages (FreeBSD's rt_msghdr, SA_SIZE alignment) are wired "
-                        "through the BSD layer, not yet proven against rtsock.c's rules",
         Feature.PERSIST: _NOT_YET + "; FreeBSD interfaces outlive their fd (tunclose leaves them), so "
                          "persist=True will skip the SIOCIFDESTROY at close",
-        Feature.HWADDR: _NOT_YET + "; a TAP's MAC is SIOCSIFLLADDR on the BSD layer",
         Feature.FROM_FD: _NOT_YET + "; TUNGIFNAME names an adopted /dev/tun fd",
         Feature.LINK_EVENTS: _NOT_YET + "; RTM_IFINFO on a PF_ROUTE socket is FreeBSD's link event",
         Feature.OWNER: "FreeBSD has no per-interface owner: the /dev/tun node's permissions (devfs.rules) "

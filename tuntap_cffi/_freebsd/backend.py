@@ -30,6 +30,9 @@ Facts that shape this module (FreeBSD 14, sys/net/if_tuntap.c):
 - ``open(2)`` on FreeBSD takes ``O_CLOEXEC`` and ``O_NONBLOCK`` directly
   (sys/fcntl.h numbers, which differ from Linux's).
 - Routing messages align sockaddrs to ``sizeof(long)`` (``SA_SIZE``, route.h).
+- A TAP's MAC is the ``sockaddr_dl`` of its ``NET_RT_IFLIST`` entry and
+  ``SIOCSIFLLADDR`` sets it (``if_setlladdr``: Ethernet types only, the
+  length unchanged); the BSD layer's shared functions do both.
 """
 
 from __future__ import annotations
@@ -202,14 +205,6 @@ class FreeBsdBackend(BsdBackend):
     def delete_persistent(self, name: str) -> None:
         """Persistent devices: planned."""
         self.lacks(Feature.PERSIST, name)
-
-    def get_hwaddr(self, ctl: int, name: str) -> bytes:
-        """A TAP's MAC: planned."""
-        self.lacks(Feature.HWADDR, name)
-
-    def set_hwaddr(self, ctl: int, name: str, mac: bytes) -> None:
-        """``SIOCSIFLLADDR`` on a TAP: planned."""
-        self.lacks(Feature.HWADDR, name)
 
 
 #: FreeBSD's backend, bound to its libc boundary (a simulated kernel in the tests) and numbers.

@@ -130,8 +130,10 @@ CONSTANTS: Dict[str, int] = {
     # net/if.h (IFF_CANTCHANGE: the bits SIOCSIFFLAGS cannot change)
     "IFNAMSIZ": 16, "IF_MAXUNIT": 0x7FFF, "IFF_UP": 0x1, "IFF_BROADCAST": 0x2, "IFF_LOOPBACK": 0x8,
     "IFF_POINTOPOINT": 0x10, "IFF_RUNNING": 0x40, "IFF_MULTICAST": 0x8000, "IFF_CANTCHANGE": 0x218F72,
+    # net/if_types.h: a tap's interface type, a tun's
+    "IFT_ETHER": 0x6, "IFT_PROPVIRTUAL": 0x35,
     # netinet6/in6_var.h; net/if_tun.h, net/if_tap.h
-    "IN6_IFF_NODAD": 0x20, "TUNMTU": 1500, "TUNMRU": 65535, "TAPMRU": 65535,
+    "IN6_IFF_TENTATIVE": 0x02, "IN6_IFF_NODAD": 0x20, "TUNMTU": 1500, "TUNMRU": 65535, "TAPMRU": 65535,
     # net/route.h
     "RTM_VERSION": 5, "RTM_ADD": 0x1, "RTM_DELETE": 0x2, "RTM_GET": 0x4, "RTM_NEWADDR": 0xC, "RTM_DELADDR": 0xD,
     "RTM_IFINFO": 0xE, "RTM_IFANNOUNCE": 0x11,
