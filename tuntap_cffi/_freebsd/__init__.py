@@ -42,19 +42,16 @@ PLATFORM = Platform(
     features=frozenset({
         Feature.TUN, Feature.TAP, Feature.PACKET_INFO, Feature.LOOP_BATCH,  # /dev/tun, /dev/tap (.._freebsd_device)
         Feature.LINK,  # MTU, up/down, index through the BSD layer (.._bsd)
+        Feature.LINK_EVENTS,  # RTM_IFINFO/RTM_IFANNOUNCE (and address messages) on a PF_ROUTE socket (.._bsdevents)
+        Feature.PERSIST, Feature.FROM_FD,  # no SIOCIFDESTROY at close; TUNGIFNAME names an adopted fd
     }),
-    planned=frozenset({Feature.ADDRESSES, Feature.ROUTES, Feature.PERSIST, Feature.HWADDR, Feature.FROM_FD,
-                       Feature.LINK_EVENTS}),
+    planned=frozenset({Feature.ADDRESSES, Feature.ROUTES, Feature.HWADDR}),
     reasons={
         Feature.ADDRESSES: _NOT_YET + "; SIOCAIFADDR ('i', 43) and SIOCAIFADDR_IN6 ('i', 27) are wired through "
                            "the BSD layer with FreeBSD's numbers, not yet proven against in.c/in6.c's rules",
         Feature.ROUTES: _NOT_YET + "; PF_ROUTE messages (FreeBSD's rt_msghdr, SA_SIZE alignment) are wired "
                         "through the BSD layer, not yet proven against rtsock.c's rules",
-        Feature.PERSIST: _NOT_YET + "; FreeBSD interfaces outlive their fd (tunclose leaves them), so "
-                         "persist=True will skip the SIOCIFDESTROY at close",
         Feature.HWADDR: _NOT_YET + "; a TAP's MAC is SIOCSIFLLADDR on the BSD layer",
-        Feature.FROM_FD: _NOT_YET + "; TUNGIFNAME names an adopted /dev/tun fd",
-        Feature.LINK_EVENTS: _NOT_YET + "; RTM_IFINFO on a PF_ROUTE socket is FreeBSD's link event",
         Feature.OWNER: "FreeBSD has no per-interface owner: the /dev/tun node's permissions (devfs.rules) "
                        "decide who may open it",
         Feature.MULTI_QUEUE: "if_tuntap has no multi-queue: open several devices",

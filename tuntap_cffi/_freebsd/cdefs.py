@@ -105,6 +105,11 @@ struct ifa_msghdr {
     int ifam_flags; unsigned short ifam_index; unsigned short _ifam_spare1; int ifam_metric;
 };
 struct tuninfo { int baudrate; unsigned short mtu; unsigned char type; unsigned char dummy; };
+/* net/if.h: RTM_IFANNOUNCE (if_announce: an interface arrived or departed), a link event. */
+struct if_announcemsghdr {
+    unsigned short ifan_msglen; unsigned char ifan_version; unsigned char ifan_type; unsigned short ifan_index;
+    char ifan_name[16]; unsigned short ifan_what;
+};
 """
 
 
@@ -135,6 +140,8 @@ CONSTANTS: Dict[str, int] = {
     # net/route.h
     "RTM_VERSION": 5, "RTM_ADD": 0x1, "RTM_DELETE": 0x2, "RTM_GET": 0x4, "RTM_NEWADDR": 0xC, "RTM_DELADDR": 0xD,
     "RTM_IFINFO": 0xE, "RTM_IFANNOUNCE": 0x11,
+    # net/if.h: RTM_IFANNOUNCE's ifan_what, if_data's ifi_link_state (link events)
+    "IFAN_ARRIVAL": 0, "IFAN_DEPARTURE": 1, "LINK_STATE_UNKNOWN": 0, "LINK_STATE_DOWN": 1, "LINK_STATE_UP": 2,
     "RTA_DST": 0x1, "RTA_GATEWAY": 0x2, "RTA_NETMASK": 0x4, "RTA_GENMASK": 0x8, "RTA_IFP": 0x10, "RTA_IFA": 0x20,
     "RTA_AUTHOR": 0x40, "RTA_BRD": 0x80, "RTAX_MAX": 8,
     "RTF_UP": 0x1, "RTF_GATEWAY": 0x2, "RTF_HOST": 0x4, "RTF_DONE": 0x40, "RTF_LLINFO": 0x400, "RTF_STATIC": 0x800,
