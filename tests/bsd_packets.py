@@ -81,20 +81,20 @@ def closed_while_waiting(kernel: Any, dev: Any, call: Callable[[], object]) -> B
     return errors[0]
 
 
-def raw_input(peers: Iterable[int], msg: bytes) -> int:
-    """A routing message to each PF_ROUTE socket through the kernel's end *peers*: how many were full and lost it.
+def raw_input(peers: Iterable[int], msg: bytes) -> List[int]:
+    """A routing message to each PF_ROUTE socket through the kernel's end *peers*: the ones that were full and lost it.
 
     Both BSDs' ``raw_input`` append a copy to each listener's buffer and drop
     it where the buffer is full (XNU ignores ``sbappendaddr``'s failure;
     FreeBSD's ``soroverflow`` tells the reader only with SO_RERROR).
     """
-    dropped = 0
+    dropped = []
     for fd in peers:
         peer = socket.socket(fileno=fd)
         try:
             peer.send(msg, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            dropped += 1
+            dropped.append(fd)
         finally:
             peer.detach()
     return dropped

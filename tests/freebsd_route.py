@@ -17,9 +17,9 @@ kernel function it follows:
   IFAN_DEPARTURE when an interface leaves this vnet (``if_detach``,
   ``if_vmove``: ``ifconfig tun0 vnet jail``).
 - ``raw_input``/``soroverflow``: a message that does not fit a socket's
-  buffer is dropped; the reader is told (ENOBUFS) only with SO_RERROR,
-  which the library cannot set (no ``setsockopt`` at the boundary): here,
-  silently, counted in ``dropped``.
+  buffer is dropped (counted in ``dropped``); a socket with SO_RERROR
+  (``setsockopt``) gets ENOBUFS from its next read once what is queued is
+  read (``soreceive_generic``: ``so_rerror``, cleared when reported).
 
 Addresses and routes (RTM_NEWADDR/DELADDR, in.c/in6.c) are the network
 side's (``freebsd_net``), not simulated here.
@@ -28,9 +28,10 @@ side's (``freebsd_net``), not simulated here.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 from bsd_packets import raw_input, sysctl_copyout
 from darwin_kernel import _Socket
@@ -55,6 +56,8 @@ class FreeBsdRouteKernel(FreeBsdKernel):
         super().__init__(root)
         self.ffi.cdef(_bsdlibc.NET_FUNCTIONS)
         self.route_sockets: List[int] = []
+        self.options: Dict[Tuple[int, int], int] = {}  # (fd, SO_*) -> value set with setsockopt
+        self.rerror: Set[int] = set()  # route sockets with an ENOBUFS to report (so_rerror)
         self.link_states: Dict[int, int] = {}  # ifindex -> ifi_link_state (LINK_STATE_UNKNOWN until opened)
         self.dropped = 0  # messages raw_input dropped on a full socket buffer
 
@@ -72,7 +75,30 @@ class FreeBsdRouteKernel(FreeBsdKernel):
         self.route_sockets.append(fd)
         return fd
 
+    def setsockopt(self, fd: int, level: int, name: int, value: Any, length: int) -> int:
+        self.calls.append(("setsockopt", name))
+        if fd not in self.route_sockets:
+            return self._fail(E["ENOTSOCK"] if fd in self.files else E["EBADF"])  # (only routing sockets here)
+        if level != C["SOL_SOCKET"] or name not in (C["SO_RERROR"], C["SO_RCVBUF"]) or length != 4:
+            return self._fail(E["ENOPROTOOPT"])  # sosetopt: (the options simulated)
+        self.options[fd, name] = self.ffi.cast("int *", value)[0]
+        if name == C["SO_RCVBUF"]:  # what is queued unread is bounded by the kernel end's send buffer here
+            peer = socket.socket(fileno=self.sockets[fd].peer)
+            try:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.options[fd, name])
+            finally:
+                peer.detach()
+        return 0
+
+    def read(self, fd: int, buf: Any, count: int) -> int:
+        if fd in self.rerror and not select.select([fd], [], [], 0)[0]:  # the buffer read empty: so_rerror
+            self.rerror.discard(fd)
+            self.calls.append(("read", fd))
+            return self._fail(E["ENOBUFS"])
+        return super().read(fd, buf, count)
+
     def _detach_socket(self, fd: int) -> None:
+        self.rerror.discard(fd)
         if fd in self.route_sockets:
             self.route_sockets.remove(fd)
         was = self.sockets.get(fd)
@@ -140,7 +166,11 @@ class FreeBsdRouteKernel(FreeBsdKernel):
 
     def _raw_input(self, msg: bytes) -> None:
         """raw_input: a copy to each routing socket; a full buffer loses it (soroverflow, no SO_RERROR)."""
-        self.dropped += raw_input([self.sockets[fd].peer for fd in self.route_sockets], msg)
+        by_peer = {self.sockets[fd].peer: fd for fd in self.route_sockets}
+        for peer in raw_input(by_peer, msg):
+            self.dropped += 1
+            if self.options.get((by_peer[peer], C["SO_RERROR"])):
+                self.rerror.add(by_peer[peer])  # soroverflow
 
     # ------------------------------------------------------------ sysctl
     def sysctl(self, name: Any, namelen: int, oldp: Any, oldlenp: Any, newp: Any, newlen: int) -> int:

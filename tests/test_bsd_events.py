@@ -21,6 +21,7 @@ import pytest
 
 from darwin_kernel import running_as_macos
 from freebsd_kernel import running_as_freebsd
+from freebsd_kernel import C
 from freebsd_route import LINK_STATE_DOWN, LINK_STATE_UP, FreeBsdRouteKernel
 from tuntest import (Runner, close_ends_an_async_iterator, close_wakes_a_blocked_iterator, fd_count,
                      iterator_closed_from_another_thread)
@@ -28,7 +29,8 @@ from xnu_net import PF_ROUTE, XnuNetKernel
 from tuntap_cffi import Device, UnsupportedPlatformError, open_tun
 from tuntap_cffi.config import Address
 from tuntap_cffi.events import (
-    AddressAdded, AddressRemoved, CarrierOff, CarrierOn, LinkDeleted, LinkDown, LinkEvent, LinkUp, MtuChanged,
+    AddressAdded, AddressRemoved, CarrierOff, CarrierOn, EventsLost, LinkDeleted, LinkDown, LinkEvent, LinkUp,
+    MtuChanged,
 )
 
 
@@ -199,3 +201,24 @@ def test_freebsd_departure_ends_the_iteration(fbsd: FreeBsdRouteKernel) -> None:
         fbsd.vmove(dev.name)
         assert list(events) == [LinkUp(), LinkDeleted()]
         assert events.get() is None
+
+
+def test_freebsd_lost_events_are_reported_then_resynced(fbsd: FreeBsdRouteKernel) -> None:
+    """SO_RERROR is set: messages dropped on the full socket come back as ENOBUFS, then the state is read again."""
+    with open_tun() as dev, dev.events(rcvbuf=4096) as events:
+        assert fbsd.options[events._sock, C["SO_RCVBUF"]] == 4096 and fbsd.options[events._sock, C["SO_RERROR"]]
+        for mtu in range(1300, 1340):  # far more than the socketpair queues unread: most are dropped
+            dev.mtu = mtu
+        got: List[LinkEvent] = []
+        while True:
+            try:
+                got.append(events.get(timeout=1))
+            except TimeoutError:
+                break
+        assert fbsd.dropped > 0 and got.count(EventsLost()) == 1, got
+        lost = got.index(EventsLost())
+        before = [MtuChanged(1500 if mtu == 1300 else mtu - 1, mtu) for mtu in range(1300, 1300 + lost)]
+        assert got[:lost] == before  # what was queued, in order
+        last = before[-1].new if before else 1500
+        assert got[lost + 1:] == [MtuChanged(last, 1339)], got  # then the kernel's state, read again
+

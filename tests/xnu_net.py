@@ -557,7 +557,7 @@ class XnuNetKernel(XnuKernel):
         """raw_input (raw_usrreq.c): a copy to each PF_ROUTE socket; one whose buffer is full loses it, unreported
         (sbappendaddr's failure is ignored)."""
         peers = [self.sockets[fd].peer for fd, family in self.net_sockets.items() if family == PF_ROUTE]
-        self.dropped += raw_input(peers, msg)
+        self.dropped += len(raw_input(peers, msg))
 
 
 @contextlib.contextmanager

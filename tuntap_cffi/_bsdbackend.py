@@ -142,7 +142,7 @@ class BsdBackend:
         """A PF_ROUTE socket keeping the messages of *dev*'s interface (``_bsdevents``)."""
         lib, k = self.net(Feature.LINK_EVENTS, dev.name)
         check_rcvbuf(k, dev.name, rcvbuf)
-        return RouteSource(lib, k, dev.name, dev.ifindex)
+        return RouteSource(lib, k, dev.name, dev.ifindex, rcvbuf)
 
     # ------------------------------------------------------------ what neither BSD has
     def sysfs_tun_flags(self, name: str) -> Optional[int]:

@@ -25,10 +25,10 @@ sys/net/rtsock.c, if.c):
   the Device's close and ends the iteration anyway.
 - Overflow: XNU's ``raw_input`` drops a message that does not fit the
   socket's buffer without telling the reader (raw_usrreq.c ignores
-  ``sbappendaddr``'s failure), so on macOS no EventsLost can be reported.
-  A read that fails with ENOBUFS (FreeBSD's ``soroverflow``) is reported
-  as a loss.  The socket's size (*rcvbuf*) is not settable here: the BSD
-  libc boundary has no ``setsockopt``.
+  ``sbappendaddr``'s failure), so on macOS no EventsLost can be reported,
+  and *rcvbuf* is refused there.  FreeBSD's ``soroverflow`` makes the next
+  read fail with ENOBUFS when the socket has SO_RERROR (13.0), which is
+  set here: a loss; *rcvbuf* is its SO_RCVBUF.
 - The state to diff against is ``sysctl(NET_RT_IFLIST, index)``: the same
   RTM_IFINFO and RTM_NEWADDR messages as the events, one parser.
 - The socket is close-on-exec and non-blocking (``fcntl``: macOS's
@@ -53,16 +53,16 @@ _READ_SIZE = 4096
 
 
 def check_rcvbuf(k: Numbers, name: str, rcvbuf: Optional[int]) -> None:
-    """Refuse a *rcvbuf* (before any call): the boundary cannot set a socket's buffer (no ``setsockopt``)."""
-    if rcvbuf is not None:
-        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, f"link events' rcvbuf on {k.platform}: the routing "
-                                       "socket's buffer is the system's default here; leave rcvbuf=None", name)
+    """Refuse a *rcvbuf* (before any call) where losses are not reported (no SO_RERROR: macOS)."""
+    if rcvbuf is not None and "SO_RERROR" not in k.constants:
+        raise UnsupportedPlatformError(_errno.EOPNOTSUPP, f"link events' rcvbuf on {k.platform}: the kernel "
+                                       "drops what overflows the routing socket silently; leave rcvbuf=None", name)
 
 
 class RouteSource:
     """Interface *index*'s link events from a PF_ROUTE socket (see the module docstring)."""
 
-    def __init__(self, lib: BsdLibc, k: Numbers, name: str, index: int) -> None:
+    def __init__(self, lib: BsdLibc, k: Numbers, name: str, index: int, rcvbuf: Optional[int] = None) -> None:
         self._lib, self._k, self._name, self._index = lib, k, name, index
         c = k.constants
         # (the functions, not bound methods: no reference cycle through self)
@@ -78,10 +78,20 @@ class RouteSource:
             flags = lib.fcntl(self._sock, c["F_GETFL"], lib.ffi.cast("int", 0))
             if flags < 0 or lib.fcntl(self._sock, c["F_SETFL"], lib.ffi.cast("int", flags | c["O_NONBLOCK"])) < 0:
                 raise error_from_errno(k.host_errno(lib.errno()), "fcntl", name, what)
+            if "SO_RERROR" in c:
+                self._option("SO_RERROR", 1, "cannot have lost link events reported")
+            if rcvbuf is not None:
+                self._option("SO_RCVBUF", rcvbuf, f"cannot set the link events' buffer to {rcvbuf} bytes")
         except BaseException:
             self.close()
             raise
         self._buf = lib.ffi.new("char[]", _READ_SIZE)
+
+    def _option(self, option: str, value: int, what: str) -> None:
+        """``setsockopt(SOL_SOCKET, option, int value)`` on the socket."""
+        lib, c = self._lib, self._k.constants
+        if lib.setsockopt(self._sock, c["SOL_SOCKET"], c[option], lib.ffi.new("int *", value), 4) < 0:
+            raise error_from_errno(self._k.host_errno(lib.errno()), "setsockopt", self._name, what)
 
     @property
     def fd(self) -> int:
