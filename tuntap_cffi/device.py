@@ -881,8 +881,9 @@ class Device(BatchIO, LinkConfig):
         Yields :mod:`tuntap_cffi.events` values (LinkUp, LinkDown, CarrierOn,
         CarrierOff, MtuChanged, AddressAdded, AddressRemoved, LinkDeleted,
         EventsLost) for changes made after this call, by anyone.  It waits on
-        a NETLINK_ROUTE socket of its own (the event loop's, with ``async
-        for``: no thread); closing the device ends it, as do its own
+        a NETLINK_ROUTE socket of its own (a PF_ROUTE one on macOS and
+        FreeBSD; the event loop's, with ``async for``: no thread); closing
+        the device ends it, as do its own
         ``close()``/``aclose()`` and leaving its ``with`` block, which close
         the socket.  ``get(timeout)`` waits at most *timeout* seconds
         (``TimeoutError``).  *rcvbuf* sets the socket's receive buffer
