@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Iterable, List
 
 from tuntap_cffi import DeviceClosedError
 
@@ -78,3 +79,34 @@ def closed_while_waiting(kernel: Any, dev: Any, call: Callable[[], object]) -> B
     waiter.join(10)
     assert not waiter.is_alive() and len(errors) == 1, errors
     return errors[0]
+
+
+def raw_input(peers: Iterable[int], msg: bytes) -> List[int]:
+    """A routing message to each PF_ROUTE socket through the kernel's end *peers*: the ones that were full and lost it.
+
+    Both BSDs' ``raw_input`` append a copy to each listener's buffer and drop
+    it where the buffer is full (XNU ignores ``sbappendaddr``'s failure;
+    FreeBSD's ``soroverflow`` tells the reader only with SO_RERROR).
+    """
+    dropped = []
+    for fd in peers:
+        peer = socket.socket(fileno=fd)
+        try:
+            peer.send(msg, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            dropped.append(fd)
+        finally:
+            peer.detach()
+    return dropped
+
+
+def sysctl_copyout(ffi: Any, table: bytes, oldp: Any, oldlenp: Any) -> bool:
+    """sysctl's answer: the size a buffer needs (*oldp* NULL) or *table* copied out; False: the buffer is too small."""
+    if oldp == ffi.NULL:
+        oldlenp[0] = len(table)
+        return True
+    if oldlenp[0] < len(table):
+        return False  # SYSCTL_OUT: ENOMEM
+    ffi.memmove(oldp, table, len(table))
+    oldlenp[0] = len(table)
+    return True

@@ -18,10 +18,10 @@ from typing import Iterator, List
 import pytest
 
 from bsd_packets import close_fails_a_waiting_read, closed_while_waiting, ipv4, ipv6, mixed, pcap_packets
-from freebsd_kernel import AF_INET, AF_INET6, IO, FreeBsdKernel, running_as_freebsd
+from freebsd_kernel import AF_INET, AF_INET6, IO, O_RDWR, FreeBsdKernel, running_as_freebsd
 from tuntest import fd_count
-from tuntap_cffi import (DeviceBusyError, DeviceClosedError, DeviceNotFoundError, InvalidPacketError,
-                         UnsupportedPlatformError, open_tap, open_tun)
+from tuntap_cffi import (Device, DeviceBusyError, DeviceClosedError, DeviceNotFoundError, InvalidPacketError,
+                         UnsupportedPlatformError, delete_persistent, open_tap, open_tun)
 from tuntap_cffi._freebsd_device import FreeBsdDevice
 from tuntap_cffi.pcap import LINKTYPE_RAW, PcapWriter
 
@@ -62,7 +62,8 @@ def test_open_tun_clones_dev_tun_turns_on_the_af_header_and_destroys_at_close(fb
 def test_tun_n_opens_that_unit_and_a_second_opener_is_busy(fbsd: FreeBsdKernel) -> None:
     with open_tun("tun7", packet_info=True, nonblocking=True) as dev:
         assert dev.name == "tun7" and dev.packet_info and not dev.blocking
-        assert fbsd.calls[0][:2] == ("open", b"/dev/tun7")
+        # Whether tun7 was there (it persists then) is asked before the open, which would make it.
+        assert [c[:2] for c in fbsd.calls[:2]] == [("if_nametoindex", b"tun7"), ("open", b"/dev/tun7")]
         before = fd_count()
         with pytest.raises(DeviceBusyError) as info:  # tunopen: TUN_OPEN
             open_tun("tun7")
@@ -100,7 +101,7 @@ def test_without_root_no_node_is_cloned(fbsd: FreeBsdKernel) -> None:
 
 
 def test_what_freebsd_lacks_fails_before_any_call(fbsd: FreeBsdKernel) -> None:
-    for call in (lambda: open_tun(persist=True), lambda: open_tun(vnet_hdr=True), lambda: open_tun(multi_queue=True),
+    for call in (lambda: open_tun(vnet_hdr=True), lambda: open_tun(multi_queue=True),
                  lambda: open_tun(owner=0)):
         with pytest.raises(UnsupportedPlatformError) as info:
             call()
@@ -267,3 +268,64 @@ def test_no_fd_leaks_over_a_devices_life(fbsd: FreeBsdKernel) -> None:
             dev.write(ipv4())
             dev.mtu
     assert fd_count() == before and fbsd.interfaces == []
+
+
+# ------------------------------------------------------------ persistence and adoption (if_tuntap.c)
+
+def test_persist_skips_the_destroy_and_tun_n_attaches_again(fbsd: FreeBsdKernel) -> None:
+    """tunclose leaves the interface: a persistent Device does not destroy it, /dev/tunN opens it again."""
+    open_tap().close()  # the process-wide /dev/null fd
+    before = fd_count()
+    with open_tun(persist=True) as dev:
+        assert dev.persistent and dev.name == "tun0"
+        index = fbsd.ifnets["tun0"].index
+    assert fbsd.interfaces == ["tun0"] and fbsd.destroyed == ["tap0"]
+    with open_tun("tun0") as again:  # there before the open: persistent unless persist=False
+        assert again.persistent and fbsd.ifnets["tun0"].index == index
+    assert fbsd.interfaces == ["tun0"]
+    with open_tun("tun0", persist=False) as last:
+        assert not last.persistent
+    assert fbsd.interfaces == [] and fbsd.destroyed == ["tap0", "tun0"]
+    assert fd_count() == before
+
+
+def test_persistent_is_settable_and_delete_persistent_destroys(fbsd: FreeBsdKernel) -> None:
+    with open_tap() as dev:
+        assert not dev.persistent
+        dev.persistent = True
+        with pytest.raises(TypeError):
+            dev.persistent = 1  # type: ignore[assignment]
+        with pytest.raises(DeviceBusyError):  # tun_destroy would sleep until the close: refused first
+            delete_persistent(dev.name)
+        assert fbsd.interfaces == ["tap0"]
+    assert fbsd.interfaces == ["tap0"] and fbsd.destroyed == []
+    before = fd_count()
+    delete_persistent("tap0")
+    assert fbsd.interfaces == [] and fbsd.destroyed == ["tap0"] and fd_count() == before
+    with pytest.raises(DeviceNotFoundError):
+        delete_persistent("tap0")
+    assert fbsd.interfaces == []
+
+
+def test_from_fd_adopts_a_dev_tun_fd_and_turns_its_header_on(fbsd: FreeBsdKernel) -> None:
+    """A /dev/tun fd opened elsewhere (no TUNSIFHEAD yet): TUNGIFNAME names it, TUNGIFHEAD tells it is a tun."""
+    fd = fbsd.open(b"/dev/tun", O_RDWR)
+    assert not fbsd.ifnets["tun0"].head
+    with Device.from_fd(fd) as dev:
+        assert isinstance(dev, FreeBsdDevice) and dev.name == "tun0" and dev.kind.value == "tun"
+        assert fbsd.ifnets["tun0"].head and not dev.persistent and not dev.packet_info
+        dev.up()  # (tunwrite drops a packet while down)
+        dev.write(ipv6())
+        assert fbsd.input("tun0") == (AF_INET6, ipv6())
+    assert fbsd.interfaces == [] and fbsd.destroyed == ["tun0"]  # not persistent: it goes with the Device
+
+
+def test_from_fd_adopts_a_dev_tap_fd(fbsd: FreeBsdKernel) -> None:
+    fd = fbsd.open(b"/dev/tap", O_RDWR)
+    with pytest.raises(ValueError):
+        Device.from_fd(fd, packet_info=True)  # a tap has no header to show
+    with Device.from_fd(fd, nonblocking=True) as dev:
+        assert dev.name == "tap0" and dev.kind.value == "tap" and not dev.blocking
+        dev.persistent = True
+    assert fbsd.interfaces == ["tap0"]
+

@@ -16,6 +16,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 from ipaddress import ip_interface, ip_network
 from typing import Callable, Dict, Iterator, List, Set
 
@@ -283,9 +284,9 @@ def test_linux_feature_works_on_a_real_device(feature: Feature, ifnames: NameFac
 DARWIN = _darwin.PLATFORM
 #: What works on macOS: utun (tests/test_darwin_device.py) and, through the BSD layer, its configuration
 #: (tests/test_darwin_config.py); a TAP as a feth pair, with its MAC (tests/test_darwin_tap.py); all against
-#: the simulated kernel.
+#: the simulated kernel; link events from PF_ROUTE (tests/test_bsd_events.py).
 DARWIN_WORKS = {Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,
-                Feature.LINK, Feature.ADDRESSES, Feature.ROUTES, Feature.TAP, Feature.HWADDR}
+                Feature.LINK, Feature.ADDRESSES, Feature.ROUTES, Feature.TAP, Feature.HWADDR, Feature.LINK_EVENTS}
 PLANNED: Set[Feature] = set()
 
 
@@ -311,7 +312,6 @@ DEVICE_MEMBERS: Dict[Feature, Callable[[Device], object]] = {
     Feature.FILTER: lambda dev: dev.attach_filter([(0x06, 0, 0, 0)]),
     Feature.MULTI_QUEUE: lambda dev: dev.attach_queue(),
     Feature.OFFLOAD: lambda dev: dev.set_offload(0),
-    Feature.LINK_EVENTS: lambda dev: dev.events(),
 }
 
 
@@ -366,7 +366,8 @@ def _call_args(method: Callable[..., object]) -> Dict[str, object]:
               "mac": bytes(6), "size": 10, "attach": True, "tap": True, "program": ((6, 0, 0, 0),), "chan": 99999,
               "ifindex": 7, "local": ip_interface("198.18.0.1/24"), "peer": None, "destination": ip_network("198.19.0.0/16"),
               "gateway": None, "metric": None,
-              "ns": "blue", "nsfd": 99999, "func": lambda: 1, "undo": lambda _: None}
+              "ns": "blue", "nsfd": 99999, "func": lambda: 1, "undo": lambda _: None,
+              "dev": types.SimpleNamespace(name="utun7"), "rcvbuf": None}
     params = [p for p in inspect.signature(method).parameters if p != "self"]
     return {p: values[p] for p in params}
 
@@ -386,7 +387,7 @@ EXPECTED_FEATURE = {
     "add_address": Feature.ADDRESSES, "remove_address": Feature.ADDRESSES, "list_addresses": Feature.ADDRESSES,
     "add_route": Feature.ROUTES, "remove_route": Feature.ROUTES, "list_routes": Feature.ROUTES,
     "set_carrier": Feature.CARRIER, "open_netns": Feature.NETNS, "in_netns": Feature.NETNS,
-    "device_netns": Feature.NETNS, "describe_netns": Feature.NETNS,
+    "device_netns": Feature.NETNS, "describe_netns": Feature.NETNS, "event_source": Feature.LINK_EVENTS,
 }
 
 
@@ -519,9 +520,9 @@ print(len(os.listdir("/proc/self/fd")) == before)
     ("sunos5", "sunos5", 0, "Linux, macOS and FreeBSD only", "Linux, macOS and FreeBSD only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
     ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "a feth TAP needs macOS's own C library"),
-    # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.  Its 8: TUN, TAP,
-    # packet info, loop batches, link settings, addresses, routes, a TAP's MAC.
-    ("freebsd14", "FreeBSD", 8, "FreeBSD's own C library", "FreeBSD's own C library"),
+    # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.  Its 11: TUN, TAP,
+    # packet info, loop batches, link settings, addresses, routes, a TAP's MAC, link events, persistence, from_fd.
+    ("freebsd14", "FreeBSD", 11, "FreeBSD's own C library", "FreeBSD's own C library"),
 ])
 def test_package_imports_on_another_os_and_opening_fails_cleanly(
     system: str, name: str, features: int, tun_says: str, tap_says: str,

@@ -624,3 +624,70 @@ class Runner:
             loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+# ------------------------------------------------------------ link events, any platform
+
+def close_wakes_a_blocked_iterator(dev: Device) -> None:
+    """Close *dev* while a thread waits in ``next()`` of its link events: the iteration ends (nothing yielded)."""
+    events = dev.events()
+    got: List[Any] = []
+    entered = threading.Event()
+
+    def consume() -> None:
+        entered.set()
+        got.extend(events)  # blocks until the close
+        got.append("ended")
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        entered.wait(5)
+        thread.join(0.3)
+        assert thread.is_alive()
+    finally:
+        dev.close()
+        join_task(thread)
+    assert got == ["ended"]
+    assert events.get() is None
+
+
+def close_ends_an_async_iterator(dev: Device, run: "Runner") -> None:
+    """Close *dev* while a task waits in ``async for`` over its link events: the task ends (nothing yielded)."""
+    async def main() -> List[Any]:
+        got: List[Any] = []
+
+        async def consume() -> None:
+            async for event in dev.events():
+                got.append(event)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        dev.close()
+        await asyncio.wait_for(task, 10)
+        return got
+
+    try:
+        assert run(main()) == []
+    finally:
+        dev.close()
+
+
+def iterator_closed_from_another_thread(dev: Device) -> None:
+    """Close a link-event iterator of *dev* from another thread while it waits: get() returns None, dev goes on."""
+    events = dev.events()
+    closer = threading.Timer(0.3, events.close)
+    closer.start()
+    try:
+        assert events.get(timeout=30) is None
+    finally:
+        closer.join()
+    assert not dev.closed  # the device goes on
+    dev.mtu = 1300
+    try:
+        next(events)
+    except StopIteration:
+        return
+    raise AssertionError("a closed iterator yielded an event")
+

@@ -14,8 +14,16 @@ not Linux's 89), so the backend's mapping is exercised.  The PF_ROUTE write
 and ``sysctl`` plumbing both BSDs share is ``bsd_net.PfRouteSide``'s; the
 rules here are XNU's.
 
+Link events: every PF_ROUTE socket hears ``rt_ifmsg``'s RTM_IFINFO when
+an interface goes up or down (``ifnet_set_flags`` -> ``if_updown``) or
+SIOCSIFMTU succeeds, and ``rt_newaddrmsg``'s RTM_NEWADDR/RTM_DELADDR when
+an address comes or goes (``rtinit``, ``in6_ifloop_request``); a message
+that does not fit a socket's buffer is dropped silently (``raw_input``).
+
 Not simulated: the routes the kernel adds by itself for an address
-(``in_ifinit``'s ``rtinit``), cloning, RTM_GET/RTM_CHANGE, scoped routes.
+(``in_ifinit``'s ``rtinit``), cloning, RTM_GET/RTM_CHANGE, scoped routes,
+the address messages of an update in place (``in_ifinit`` scrubbing and
+re-adding an address that is there).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from bsd_net import PfRouteSide
+from bsd_packets import raw_input
 from darwin_kernel import GOLDEN, XnuKernel, _Socket
 from tuntap_cffi._darwin import libc
 
@@ -142,6 +151,7 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
         self.net_sockets: Dict[int, int] = {}  # fd -> family (AF_INET, AF_INET6, PF_ROUTE)
         self.chatter: List[bytes] = []  # other listeners' messages each route socket gets before a reply
         self.full_buffers = False  # raw_input: sbappendaddr fails on a full socket buffer, the copy is dropped
+        self.dropped = 0  # link-event messages raw_input dropped on a full socket buffer
         self._if_index = 0
         lo0 = self.attach("lo0", IFF_UP | IFF_LOOPBACK | IFF_RUNNING | IFF_MULTICAST, 16384)
         lo0.inet.append(InAddr(bytes((127, 0, 0, 1)), bytes((255, 0, 0, 0)), bytes(4)))
@@ -237,13 +247,16 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
             return E["EPERM"]  # ifioctl: proc_suser(p); in_control/in6_control: not privileged
         if request == "SIOCSIFFLAGS":  # ifioctl: the IFF_CANTCHANGE bits stay the kernel's
             asked = struct.unpack_from("=h", data, flags_at)[0] & 0xFFFF
-            ifp.flags = (ifp.flags & IFF_CANTCHANGE) | (asked & ~IFF_CANTCHANGE & 0xFFFF)
+            old, ifp.flags = ifp.flags, (ifp.flags & IFF_CANTCHANGE) | (asked & ~IFF_CANTCHANGE & 0xFFFF)
+            if (old ^ ifp.flags) & IFF_UP:  # ifnet_set_flags -> if_updown -> rt_ifmsg
+                self.rt_ifmsg(ifp)
             return 0
         if request == "SIOCSIFMTU":
             mtu = struct.unpack_from("=i", data, mtu_at)[0]
             if not IF_MINMTU <= mtu <= IF_MAXMTU:
                 return E["EINVAL"]  # ifioctl SIOCSIFMTU
             ifp.mtu = mtu  # utun_ioctl: ifnet_set_mtu
+            self.rt_ifmsg(ifp)  # ifioctl SIOCSIFMTU: after the driver took it, changed or not
             return 0
         if request == "SIOCSIFLLADDR":  # ifioctl -> the driver: feth_ioctl's ifnet_set_lladdr, utun_ioctl's default
             if ifp.lladdr is None:
@@ -276,6 +289,7 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
                 ia.mask, ia.dst = mask, dst
                 return 0
         ifp.inet.append(InAddr(addr, mask, dst))
+        self.rt_newaddrmsg(C["RTM_NEWADDR"], ifp, AF_INET, addr, mask, dst)  # in_ifinit -> rtinit
         return 0
 
     def _in_difaddr(self, ifp: Ifnet, data: bytearray) -> int:
@@ -284,6 +298,7 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
         for ia in ifp.inet:
             if ia.addr == addr:
                 ifp.inet.remove(ia)
+                self.rt_newaddrmsg(C["RTM_DELADDR"], ifp, AF_INET, ia.addr, ia.mask, ia.dst)  # in_ifscrub -> rtinit
                 return 0
         return E["EADDRNOTAVAIL"]  # in_control SIOCDIFADDR: ia == NULL
 
@@ -324,6 +339,7 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
                 ia.plen, ia.dst, ia.flags, ia.vltime, ia.pltime = plen, dst, flags, vltime, pltime
                 return 0
         ifp.inet6.append(In6Addr(addr, plen, dst, flags, vltime, pltime))
+        self.rt_newaddrmsg(C["RTM_NEWADDR"], ifp, AF_INET6, addr, mask_bytes(plen, 16), dst)  # in6_ifloop_request
         return 0
 
     def _in6_difaddr(self, ifp: Ifnet, data: bytearray) -> int:
@@ -332,6 +348,7 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
         for ia in ifp.inet6:
             if ia.addr == addr:
                 ifp.inet6.remove(ia)
+                self.rt_newaddrmsg(C["RTM_DELADDR"], ifp, AF_INET6, ia.addr, mask_bytes(ia.plen, 16), ia.dst)
                 return 0
         return E["EADDRNOTAVAIL"]  # in6_control SIOCDIFADDR_IN6: no such address on the interface
 
@@ -434,27 +451,55 @@ class XnuNetKernel(XnuKernel, PfRouteSide):
         for ifp in self.ifnets.values():
             if index and index != ifp.index:
                 continue
-            # sysctl_iflist copies the interface's sockaddr_dl: the name, then (an Ethernet one: IFT_ETHER) the
-            # MAC, sdl_len growing past sizeof(struct sockaddr_dl) when they need more than sdl_data's 12 bytes.
-            mac = ifp.lladdr or b""
-            dl = bytearray(max(SIZE["struct sockaddr_dl"], 8 + len(ifp.name) + len(mac)))
-            struct.pack_into("=BBHBBBB", dl, 0, len(dl), AF_LINK, ifp.index, C["IFT_ETHER"] if mac else 0,
-                             len(ifp.name), len(mac), 0)
-            dl[8:8 + len(ifp.name) + len(mac)] = ifp.name.encode() + mac
-            out += self._message("struct if_msghdr", "ifm_", C["RTM_IFINFO"],
-                                 {"index": ("=H", ifp.index), "flags": ("=i", ifp.flags),
-                                  "data.ifi_mtu": ("=I", ifp.mtu)}, [(C["RTA_IFP"], bytes(dl))])
+            out += self._ifinfo(ifp, [(C["RTA_IFP"], self._link_sockaddr(ifp))])
             entries = [(AF_INET, ia.addr, ia.mask, ia.dst) for ia in ifp.inet] + \
                 [(AF_INET6, ia6.addr, mask_bytes(ia6.plen, 16), ia6.dst) for ia6 in ifp.inet6]
             for family, addr, mask, dst in entries:
                 if af and af != family:
                     continue
-                items = [(C["RTA_IFA"], sockaddr(family, addr)), (C["RTA_NETMASK"], trimmed(sockaddr(family, mask)))]
-                if dst is not None:
-                    items.append((C["RTA_BRD"], sockaddr(family, dst)))
-                out += self._message("struct ifa_msghdr", "ifam_", C["RTM_NEWADDR"],
-                                     {"index": ("=H", ifp.index)}, items)
+                out += self._addrmsg(C["RTM_NEWADDR"], ifp, family, addr, mask, dst, [])
         return out
+
+    @staticmethod
+    def _link_sockaddr(ifp: Ifnet) -> bytes:
+        """The interface's sockaddr_dl: the name, then (an Ethernet one: IFT_ETHER) the MAC, sdl_len growing
+        past sizeof(struct sockaddr_dl) when they need more than sdl_data's 12 bytes."""
+        mac = ifp.lladdr or b""
+        dl = bytearray(max(SIZE["struct sockaddr_dl"], 8 + len(ifp.name) + len(mac)))
+        struct.pack_into("=BBHBBBB", dl, 0, len(dl), AF_LINK, ifp.index, C["IFT_ETHER"] if mac else 0,
+                         len(ifp.name), len(mac), 0)
+        dl[8:8 + len(ifp.name) + len(mac)] = ifp.name.encode() + mac
+        return bytes(dl)
+
+    def _ifinfo(self, ifp: Ifnet, items: List[Tuple[int, bytes]]) -> bytes:
+        """An RTM_IFINFO of *ifp*: its index, flags and if_data's MTU (XNU's if_data has no link state)."""
+        return self._message("struct if_msghdr", "ifm_", C["RTM_IFINFO"],
+                             {"index": ("=H", ifp.index), "flags": ("=i", ifp.flags), "data.ifi_mtu": ("=I", ifp.mtu)},
+                             items)
+
+    def _addrmsg(self, kind: int, ifp: Ifnet, family: int, addr: bytes, mask: bytes, dst: Optional[bytes],
+                 items: List[Tuple[int, bytes]]) -> bytes:
+        """An RTM_NEWADDR/RTM_DELADDR of one address: RTA_IFA, RTA_NETMASK, RTA_BRD (peer or broadcast), *items*."""
+        items = items + [(C["RTA_IFA"], sockaddr(family, addr)), (C["RTA_NETMASK"], trimmed(sockaddr(family, mask)))]
+        if dst is not None:
+            items.append((C["RTA_BRD"], sockaddr(family, dst)))
+        return self._message("struct ifa_msghdr", "ifam_", kind, {"index": ("=H", ifp.index)}, items)
+
+    # ------------------------------------------------------------ link events
+    def rt_ifmsg(self, ifp: Ifnet) -> None:
+        """rt_ifmsg (rtsock.c): the interface's RTM_IFINFO to every PF_ROUTE socket, with no sockaddrs."""
+        self._raw_input(self._ifinfo(ifp, []))
+
+    def rt_newaddrmsg(self, kind: int, ifp: Ifnet, family: int, addr: bytes, mask: bytes, dst: Optional[bytes]) -> None:
+        """rt_newaddrmsg (rtsock.c): RTM_NEWADDR/RTM_DELADDR with RTA_IFA, RTA_IFP (the link address), RTA_NETMASK,
+        RTA_BRD (ifa_dstaddr) to every PF_ROUTE socket."""
+        self._raw_input(self._addrmsg(kind, ifp, family, addr, mask, dst, [(C["RTA_IFP"], self._link_sockaddr(ifp))]))
+
+    def _raw_input(self, msg: bytes) -> None:
+        """raw_input (raw_usrreq.c): a copy to each PF_ROUTE socket; one whose buffer is full loses it, unreported
+        (sbappendaddr's failure is ignored)."""
+        peers = [self.sockets[fd].peer for fd, family in self.net_sockets.items() if family == PF_ROUTE]
+        self.dropped += len(raw_input(peers, msg))
 
 
 @contextlib.contextmanager

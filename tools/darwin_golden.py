@@ -84,7 +84,7 @@ CONSTANTS: List[str] = [
     "IOCPARM_MASK", "IOC_VOID", "IOC_OUT", "IOC_IN", "IOC_INOUT",
     "IF_FAKE_S_CMD_SET_PEER", "IF_FAKE_G_CMD_GET_PEER", "BPF_ALIGNMENT",
     # Link configuration (the BSD layer): flags, routing messages, the sysctl tables, fcntl.
-    "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_MULTICAST", "AF_UNSPEC", "RTM_NEWADDR", "RTA_GENMASK", "RTA_IFA",
+    "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_MULTICAST", "AF_UNSPEC", "RTM_NEWADDR", "RTM_DELADDR", "RTA_GENMASK", "RTA_IFA",
     "RTA_AUTHOR", "RTA_BRD", "RTAX_MAX", "RTF_DONE", "RTF_LLINFO", "RTF_WASCLONED", "RTF_LOCAL", "RTF_BROADCAST",
     "RTF_MULTICAST", "CTL_NET", "NET_RT_DUMP", "NET_RT_IFLIST", "F_SETFD", "FD_CLOEXEC",
     # TAP (a feth pair): /dev/bpfN's open flags, BPF's buffer bounds and link type, the MAC's sockaddr_dl type.

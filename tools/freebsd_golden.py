@@ -103,16 +103,20 @@ STRUCTS: Dict[str, List[str]] = {
     "struct ifa_msghdr": ["ifam_msglen", "ifam_version", "ifam_type", "ifam_addrs", "ifam_flags", "ifam_index",
                           "ifam_metric"],
     "struct tuninfo": ["baudrate", "mtu", "type", "dummy"],
+    # Link events on the PF_ROUTE socket: an interface's departure.
+    "struct if_announcemsghdr": ["ifan_msglen", "ifan_version", "ifan_type", "ifan_index", "ifan_name",
+                                 "ifan_what"],
 }
 
 #: Integer macros, by header name.
 CONSTANTS: List[str] = [
     "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_ROUTE", "PF_ROUTE", "AF_LINK", "SOCK_DGRAM", "SOCK_RAW",
-    "SOCK_CLOEXEC", "SOCK_NONBLOCK", "IFNAMSIZ", "IF_MAXUNIT",
+    "SOCK_CLOEXEC", "SOCK_NONBLOCK", "SOL_SOCKET", "SO_RCVBUF", "SO_RERROR", "IFNAMSIZ", "IF_MAXUNIT",
     "IFF_UP", "IFF_BROADCAST", "IFF_LOOPBACK", "IFF_POINTOPOINT", "IFF_RUNNING", "IFF_MULTICAST",
     "IFF_CANTCHANGE", "IFT_ETHER", "IFT_PROPVIRTUAL", "IN6_IFF_TENTATIVE", "IN6_IFF_NODAD", "TUNMTU", "TUNMRU", "TAPMRU",
     "RTM_VERSION", "RTM_ADD", "RTM_DELETE", "RTM_GET", "RTM_NEWADDR", "RTM_DELADDR", "RTM_IFINFO",
-    "RTM_IFANNOUNCE", "RTA_DST", "RTA_GATEWAY", "RTA_NETMASK", "RTA_GENMASK", "RTA_IFP", "RTA_IFA", "RTA_AUTHOR",
+    "RTM_IFANNOUNCE", "IFAN_ARRIVAL", "IFAN_DEPARTURE", "LINK_STATE_UNKNOWN", "LINK_STATE_DOWN", "LINK_STATE_UP",
+    "RTA_DST", "RTA_GATEWAY", "RTA_NETMASK", "RTA_GENMASK", "RTA_IFP", "RTA_IFA", "RTA_AUTHOR",
     "RTA_BRD", "RTAX_MAX", "RTF_UP", "RTF_GATEWAY", "RTF_HOST", "RTF_DONE", "RTF_LLINFO", "RTF_STATIC",
     "RTF_PINNED", "RTF_LOCAL", "RTF_BROADCAST", "RTF_MULTICAST", "NET_RT_DUMP", "NET_RT_IFLIST",
     "IOCPARM_MASK", "IOC_VOID", "IOC_OUT", "IOC_IN", "IOC_INOUT",

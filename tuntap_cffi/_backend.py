@@ -28,6 +28,7 @@ from ._constants import NetNamespace
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
+    from ._eventsource import EventSource
     from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
 
 __all__ = ["Backend", "Feature", "Platform", "LINUX", "PLATFORM", "current", "require", "supports"]
@@ -76,6 +77,8 @@ class Backend(Protocol):
     def in_netns(self, nsfd: int, func: Callable[[], _T], undo: Callable[[_T], None]) -> _T: ...
     def device_netns(self, fd: int, name: str) -> int: ...
     def describe_netns(self, nsfd: int) -> NetNamespace: ...
+    # Link events (Feature.LINK_EVENTS): a subscribed socket for events.LinkEvents (*dev* a Device).
+    def event_source(self, dev: Any, rcvbuf: Optional[int]) -> "EventSource": ...
 
 
 #: Linux has everything the library offers (its table is ``_linux.PLATFORM``).

@@ -13,6 +13,7 @@ Facts that shape this module:
 - Where the platform's own C library is not there (the package imported on
   another OS, no simulated kernel installed) a configuration call fails
   with the one ``UnsupportedPlatformError``, naming the platform.
+- Link events are a PF_ROUTE socket of the iterator's own (``_bsdevents``).
 - What neither BSD has (virtio-net header, offloads, queues, sndbuf, link
   type, kernel-side filters, carrier, network namespaces, Linux's sysfs)
   raises that error too, with the reason from the platform's table.
@@ -24,6 +25,7 @@ import errno as _errno
 from typing import Any, Callable, List, NoReturn, Optional, Tuple, TypeVar, Union
 
 from ._bsd import BsdLibc, Numbers, netconfig
+from ._bsdevents import RouteSource, check_rcvbuf
 from ._capabilities import Feature, Platform
 from ._constants import NetNamespace
 from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
@@ -147,6 +149,13 @@ class BsdBackend:
         """The routes out of this interface (sysctl NET_RT_DUMP)."""
         lib, k = self.net(Feature.ROUTES, name)
         return netconfig.list_routes(lib, k, ifindex, name)
+
+    # ------------------------------------------------------------ link events
+    def event_source(self, dev: Any, rcvbuf: Optional[int]) -> RouteSource:
+        """A PF_ROUTE socket keeping the messages of *dev*'s interface (``_bsdevents``)."""
+        lib, k = self.net(Feature.LINK_EVENTS, dev.name)
+        check_rcvbuf(k, dev.name, rcvbuf)
+        return RouteSource(lib, k, dev.name, dev.ifindex, rcvbuf)
 
     # ------------------------------------------------------------ what neither BSD has
     def sysfs_tun_flags(self, name: str) -> Optional[int]:

@@ -27,6 +27,7 @@ struct iovec { void *iov_base; size_t iov_len; };
 int socket(int domain, int type, int protocol);
 int connect(int fd, const struct sockaddr *addr, uint32_t addrlen);
 int getsockopt(int fd, int level, int name, void *value, uint32_t *len);
+int setsockopt(int fd, int level, int name, const void *value, uint32_t len);
 int ioctl(int fd, unsigned long request, ...);
 int fcntl(int fd, int cmd, ...);
 int open(const char *path, int flags, ...);
@@ -63,6 +64,7 @@ class Libc(Protocol):
     def socket(self, domain: int, type: int, protocol: int) -> int: ...
     def connect(self, fd: int, addr: Any, addrlen: int) -> int: ...
     def getsockopt(self, fd: int, level: int, name: int, value: Any, length: Any) -> int: ...
+    def setsockopt(self, fd: int, level: int, name: int, value: Any, length: int) -> int: ...
     def ioctl(self, fd: int, request: int, arg: Any) -> int: ...
     def fcntl(self, fd: int, cmd: int, arg: Any) -> int: ...
     def close(self, fd: int) -> int: ...
@@ -93,6 +95,7 @@ class CLibc:
         self.socket = lib.socket
         self.connect = lib.connect
         self.getsockopt = lib.getsockopt
+        self.setsockopt = lib.setsockopt
         self.ioctl = lib.ioctl
         self.fcntl = lib.fcntl
         self.close = lib.close

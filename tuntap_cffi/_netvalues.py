@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import NamedTuple, Optional, Union
 
-__all__ = ["Address", "Route", "IPInterface", "IPAddress", "IPNetwork"]
+__all__ = ["Address", "Route", "LinkState", "IPInterface", "IPAddress", "IPNetwork"]
 
 IPInterface = Union[IPv4Interface, IPv6Interface]
 IPAddress = Union[IPv4Address, IPv6Address]
@@ -33,3 +33,12 @@ class Route(NamedTuple):
     destination: IPNetwork
     gateway: Optional[IPAddress] = None
     metric: int = 0
+
+
+class LinkState(NamedTuple):
+    """What the kernel says of an interface: its index, IFF_* flags, MTU and carrier (rtnetlink or PF_ROUTE)."""
+
+    ifindex: int
+    flags: int  #: IFF_UP, IFF_RUNNING (IFF_LOWER_UP on Linux), ...: IFF_UP is 0x1 on Linux and the BSDs
+    mtu: Optional[int]  #: None if the message had no MTU (IFLA_MTU)
+    carrier: bool  #: IFLA_CARRIER (3.7), else IFF_LOWER_UP; FreeBSD's ifi_link_state; True on macOS (unreported)

@@ -132,6 +132,13 @@ class BsdFraming:
         return status >= 0 and lib.fcntl(fd, self.F_SETFL, int_("int", status | self.O_NONBLOCK)) >= 0 \
             and lib.fcntl(fd, self.F_SETFD, int_("int", self.FD_CLOEXEC)) >= 0
 
+    def make_nonblocking(self, lib: libc.Libc, fd: int, name: str) -> None:
+        """O_NONBLOCK on an adopted *fd* (shared with its duplicates) unless it is so already; fcntl's error raised."""
+        status = lib.fcntl(fd, self.F_GETFL, lib.ffi.cast("int", 0))
+        if status < 0 or not status & self.O_NONBLOCK and \
+                lib.fcntl(fd, self.F_SETFL, lib.ffi.cast("int", status | self.O_NONBLOCK)) < 0:
+            raise error_from_errno(self.errnos.host(lib.errno()), "fcntl", name, f"cannot make {name} non-blocking")
+
     def bad_version(self, version: int) -> InvalidPacketError:
         return InvalidPacketError(
             self.errnos.host(self.errnos.EINVAL),
@@ -682,8 +689,5 @@ def adopt_utun(fd: int, nonblocking: bool, packet_info: bool) -> UtunDevice:
     name, _ = darwin.get_iff(fd)
     lib = libc.get()
     assert lib is not None  # (get_iff raised otherwise)
-    status = lib.fcntl(fd, darwin.F_GETFL, lib.ffi.cast("int", 0))
-    if status < 0 or not status & darwin.O_NONBLOCK and \
-            lib.fcntl(fd, darwin.F_SETFL, lib.ffi.cast("int", status | darwin.O_NONBLOCK)) < 0:
-        raise error_from_errno(errnos.host(lib.errno()), "fcntl", name, f"cannot make {name} non-blocking")
+    DARWIN.make_nonblocking(lib, fd, name)
     return UtunDevice(fd, name, lib, packet_info=packet_info, blocking=not nonblocking)

@@ -28,10 +28,10 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from ._netlink import RtNetlink, attr, fixed, parse_attrs
-from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
+from ._netvalues import Address, IPAddress, IPInterface, IPNetwork, LinkState, Route
 from ._syscalls import ffi, lib
 from .errors import DeviceNotFoundError, error_from_errno
 
@@ -238,16 +238,6 @@ def parse_address_message(body: memoryview) -> Optional[Tuple[int, Address]]:
 
 
 # ------------------------------------------------------------------- link state
-
-
-class LinkState(NamedTuple):
-    """What an RTM_NEWLINK says of an interface: its index, IFF_* flags, MTU and carrier."""
-
-    ifindex: int
-    flags: int  #: IFF_UP, IFF_RUNNING, IFF_LOWER_UP, ...
-    mtu: Optional[int]  #: None if the message had no IFLA_MTU
-    carrier: bool  #: IFLA_CARRIER (3.7), else IFF_LOWER_UP (which also needs the link up)
-
 
 _IFINFOMSG = struct.Struct("=BBHiII")  # struct ifinfomsg
 

@@ -301,7 +301,9 @@ class Device(BatchIO, LinkConfig, FilterConfig):
         On macOS *fd* is a utun socket (connected to the utun control); its
         name comes from ``UTUN_OPT_IFNAME``, and *packet_info* None means
         False: whether the AF header is stripped is this Device's choice,
-        not the kernel's state.
+        not the kernel's state.  On FreeBSD *fd* is a /dev/tun or /dev/tap
+        fd: its name from ``TUNGIFNAME``, a tun's AF header turned on
+        (``TUNSIFHEAD``) if it was off; *packet_info* as on macOS.
         """
         check_int("fd", fd)
         if fd < 0:
@@ -316,6 +318,10 @@ class Device(BatchIO, LinkConfig, FilterConfig):
             from ._utun_device import adopt_utun
 
             return adopt_utun(fd, nonblocking, bool(packet_info))
+        if _backend.PLATFORM is _freebsd.PLATFORM:  # a /dev/tun or /dev/tap fd (see _freebsd_device.adopt_freebsd)
+            from ._freebsd_device import adopt_freebsd
+
+            return adopt_freebsd(fd, nonblocking, bool(packet_info))
         backend = _backend.current()
         name, flags = backend.get_iff(fd)
         if packet_info is None:
@@ -814,8 +820,9 @@ class Device(BatchIO, LinkConfig, FilterConfig):
         Yields :mod:`tuntap_cffi.events` values (LinkUp, LinkDown, CarrierOn,
         CarrierOff, MtuChanged, AddressAdded, AddressRemoved, LinkDeleted,
         EventsLost) for changes made after this call, by anyone.  It waits on
-        a NETLINK_ROUTE socket of its own (the event loop's, with ``async
-        for``: no thread); closing the device ends it, as do its own
+        a NETLINK_ROUTE socket of its own (a PF_ROUTE one on macOS and
+        FreeBSD; the event loop's, with ``async for``: no thread); closing
+        the device ends it, as do its own
         ``close()``/``aclose()`` and leaving its ``with`` block, which close
         the socket.  ``get(timeout)`` waits at most *timeout* seconds
         (``TimeoutError``).  *rcvbuf* sets the socket's receive buffer
@@ -1210,7 +1217,7 @@ def _open(
     if _backend.PLATFORM is _freebsd.PLATFORM:  # /dev/tun, /dev/tap (see _freebsd_device)
         from ._freebsd_device import open_freebsd_device
 
-        return open_freebsd_device(name, kind.value.upper(), packet_info, nonblocking)
+        return open_freebsd_device(name, kind.value.upper(), packet_info, nonblocking, persist)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI

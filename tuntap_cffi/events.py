@@ -1,16 +1,17 @@
-"""Link events: this interface's rtnetlink notifications as typed values, blocking or async.
+"""Link events: this interface's kernel notifications as typed values, blocking or async.
 
 Facts that shape this module:
 
-- The kernel multicasts every link change (RTMGRP_LINK: RTM_NEWLINK,
-  RTM_DELLINK) and address change (RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR:
-  RTM_NEWADDR, RTM_DELADDR) of the namespace to each NETLINK_ROUTE socket
-  bound to those groups; no privilege is needed to listen.  So each
-  iterator binds a socket of its own and keeps the messages of its
-  interface (by index).
-- An RTM_NEWLINK carries the whole state (flags, MTU, carrier), not what
-  changed (``ifi_change`` is 0 for carrier changes), and the kernel sends
-  one for changes nobody asked about (statistics, queue settings).  So the
+- The kernel tells every listening socket of each link and address change:
+  rtnetlink's groups on Linux (``_nlevents``), every PF_ROUTE socket on
+  macOS and FreeBSD (``_bsdevents``).  No privilege is needed to listen.
+  So each iterator has a socket of its own (the platform's
+  ``EventSource``, from the backend) that keeps the messages of its
+  interface (by index); everything else here is the same on every platform.
+- A link message carries the whole state (flags, MTU, carrier), not what
+  changed (Linux's ``ifi_change`` is 0 for carrier changes), and the kernel
+  sends one for changes nobody asked about (statistics, queue settings,
+  promiscuous mode).  So the
   iterator keeps the last state, taken from the kernel right after it
   subscribed (nothing between is missed), and yields the differences:
   :class:`LinkUp`/:class:`LinkDown` (IFF_UP), :class:`CarrierOn`/
@@ -21,7 +22,7 @@ Facts that shape this module:
   (up then down again): the last event always matches the kernel.
 - A socket's receive buffer is finite: when notifications come faster than
   they are read the kernel drops them and the next ``recv`` fails with
-  ENOBUFS.  Never silent here: the iterator yields :class:`EventsLost`,
+  ENOBUFS (Linux, FreeBSD; XNU drops them silently).  Never silent here: the iterator yields :class:`EventsLost`,
   drops what is still queued (older than what it reads next: an address
   whose removal was lost must not come back), reads the state again and
   yields what changed meanwhile, so the last state it reported is the
@@ -30,11 +31,12 @@ Facts that shape this module:
   so a namespace busy with other interfaces fills it too.
 - Ending.  The interface's deletion yields :class:`LinkDeleted` and ends the
   iteration.  The device's ``close()`` ends it too (events still queued are
-  dropped): a blocked ``next()`` wakes through the device's wakeup eventfd,
+  dropped): a blocked ``next()`` wakes through the device's wakeup fd,
   as a blocked reader does (``_lifecycle``), an ``async for`` through a
   future the close fails.  An iterator closed on its own (``close()``,
-  ``with``, ``aclose()``, from any thread) wakes its waiter through an
-  eventfd of its own.  The socket and that eventfd are closed when the
+  ``with``, ``aclose()``, from any thread) wakes its waiter through a
+  wakeup of its own (the platform's: an eventfd, a pipe on the BSDs, from
+  the device's ``FdOps``).  The socket and that wakeup are closed when the
   iteration ends, by whichever thread is inside it then (never under a
   waiting poll), or at once if none is.
 - One consumer at a time: a second thread or task calling ``next()`` while
@@ -45,21 +47,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import select
-import socket
-import struct
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Deque, Optional, Set
 
-from . import config
-from ._netlink import NLMSG_HDRLEN
-from ._syscalls import check, close_quietly, ffi, lib, poll_ms
+from . import _backend, config
+from ._eventsource import EventSource
+from ._syscalls import poll_ms
 from ._validate import check_int_in, check_timeout
-from .errors import DeviceClosedError, TunTapError, error_from_errno
+from .errors import DeviceClosedError, TunTapError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import FdLife
@@ -133,11 +132,8 @@ class EventsLost(LinkEvent):
     """
 
 
-_GROUPS = lib.RTMGRP_LINK | lib.RTMGRP_IPV4_IFADDR | lib.RTMGRP_IPV6_IFADDR
-_MSG_DONTWAIT = 0x40  # (the same value on every Linux architecture)
-_RECV_SIZE = 65536
-_NLMSG_LEN_TYPE = struct.Struct("=IH")  # the start of struct nlmsghdr
 _MAX_RCVBUF = 2**31 - 1
+_IFF_UP = 0x1  # (Linux's and both BSDs')
 
 
 def _wake_future(fut: "asyncio.Future[None]") -> None:
@@ -166,43 +162,21 @@ class LinkEvents:
         self._closed = False  # close() was called, or the iteration ended
         self._gone = False  # the interface was deleted: end once the queued events are read
         self._pending: Deque[LinkEvent] = deque()
-        self._sock = self._wake = -1
+        self._source: Optional[EventSource] = None
+        self._wake = self._wake_signal = -1
         try:
-            # In the device's namespace: a netlink socket hears only the namespace it was made in.
-            self._sock = dev._in_own_netns(lambda: self._subscribe(rcvbuf), close_quietly)
-            self._wake = check(lib.eventfd, 0, os.O_CLOEXEC | os.O_NONBLOCK, op="eventfd", name=self._name)
-            state, addresses = dev._link_snapshot()  # after subscribing: a change from now on is queued
+            self._source = _backend.current().event_source(dev, rcvbuf)
+            self._wake, self._wake_signal = self._life.ops.wakeup(self._name)
+            state, addresses = self._source.snapshot()  # after subscribing: a change from now on is queued
         except BaseException:
             self._release()
             raise
-        self._index = state.ifindex
         self._state = state
         self._addresses: Set[config.Address] = set(addresses)
-        self._buf = bytearray(_RECV_SIZE)
-        self._ptr = ffi.from_buffer(self._buf)
-        self._sender_nl = ffi.new("struct sockaddr_nl *")
-        self._sender = ffi.cast("struct sockaddr *", self._sender_nl)
-        self._addrlen = ffi.new("socklen_t *")
-        self._pollfds = ffi.new("struct pollfd[3]")  # the socket, our wakeup, the device's wakeup
+        self._sock = self._source.fd
+        self._pollfds = self._life.ops.pollfds()  # the socket, our wakeup, the device's wakeup
         self._pollfds[0].fd, self._pollfds[1].fd = self._sock, self._wake
         self._pollfds[0].events = self._pollfds[1].events = select.POLLIN
-
-    def _subscribe(self, rcvbuf: Optional[int]) -> int:
-        sock = check(lib.socket, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0,  # NETLINK_ROUTE
-                     op="socket", name=self._name, what="cannot open a NETLINK_ROUTE socket for link events")
-        try:
-            if rcvbuf is not None:
-                size = ffi.new("int *", rcvbuf)
-                check(lib.setsockopt, sock, socket.SOL_SOCKET, socket.SO_RCVBUF, size, ffi.sizeof("int"),
-                      op="setsockopt", name=self._name, what=f"cannot set the link events' buffer to {rcvbuf} bytes")
-            addr = ffi.new("struct sockaddr_nl *")
-            addr.nl_family, addr.nl_groups = socket.AF_NETLINK, _GROUPS
-            check(lib.bind, sock, ffi.cast("struct sockaddr *", addr), ffi.sizeof("struct sockaddr_nl"),
-                  op="bind", name=self._name, what="cannot subscribe to link and address notifications")
-        except BaseException:
-            close_quietly(sock)
-            raise
-        return sock
 
     # ------------------------------------------------------------ blocking
 
@@ -246,11 +220,11 @@ class LinkEvents:
     def close(self) -> None:
         """End the iteration and close its socket (from any thread: a waiting next() returns at once).  Idempotent."""
         with self._lock:
-            if self._closed and self._sock < 0:
+            if self._closed and self._source is None:
                 return
             self._closed = True
             if self._busy:  # the waiter closes the fds when it leaves: wake it
-                lib.write(self._wake, ffi.new("uint64_t *", 1), 8)
+                self._life.ops.wake(self._wake_signal)
                 return
         self._release()
 
@@ -338,48 +312,30 @@ class LinkEvents:
 
     def _receive(self) -> bool:
         """Handle one datagram from the kernel; False when none is queued."""
-        self._addrlen[0] = ffi.sizeof("struct sockaddr_nl")
-        n: int = lib.recvfrom(self._sock, self._ptr, _RECV_SIZE, _MSG_DONTWAIT, self._sender, self._addrlen)
-        if n < 0:
-            err: int = ffi.errno
-            if err in (errno.EAGAIN, errno.EINTR):
-                return err == errno.EINTR
-            if err == errno.ENOBUFS:
-                self._pending.append(EventsLost())
-                self._drain()
-                self._resync()
-                return True
-            raise error_from_errno(err, "netlink", self._name, f"cannot read the link events of {self._name}")
-        if self._sender_nl.nl_pid == 0:  # only the kernel's: any CAP_NET_ADMIN process may send to our port
-            self._parse(memoryview(self._buf)[:n])
-        return True
+        assert self._source is not None  # (released only once the iteration ended)
+        return self._source.receive(self)
 
-    def _parse(self, data: memoryview) -> None:
-        offset, end = 0, len(data)
-        while offset + NLMSG_HDRLEN <= end:
-            length, kind = _NLMSG_LEN_TYPE.unpack_from(data, offset)
-            if length < NLMSG_HDRLEN or offset + length > end:
-                return  # malformed: the rest cannot be framed
-            body = data[offset + NLMSG_HDRLEN : offset + length]
-            offset += (length + 3) & ~3
-            if kind in (lib.RTM_NEWLINK, lib.RTM_DELLINK):
-                state = config.parse_link(body)
-                if state is None or state.ifindex != self._index:
-                    continue
-                if kind == lib.RTM_DELLINK:
-                    self._deleted()
-                    return
-                self._diff_link(state)
-            elif kind in (lib.RTM_NEWADDR, lib.RTM_DELADDR):
-                parsed = config.parse_address_message(body)
-                if parsed is None or parsed[0] != self._index:
-                    continue
-                self._diff_addresses(parsed[1], kind == lib.RTM_NEWADDR)
+    # The EventSink the source tells what it read (see _eventsource).
+    def _link(self, state: config.LinkState) -> None:
+        self._diff_link(state)
+
+    def _address(self, address: config.Address, added: bool) -> None:
+        self._diff_addresses(address, added)
+
+    def _deleted(self) -> None:
+        self._pending.append(LinkDeleted())
+        self._gone = True
+
+    def _lost(self) -> None:
+        self._pending.append(EventsLost())
+        assert self._source is not None
+        self._source.drain()  # older than the state _resync reads: an add whose removal was lost must not come back
+        self._resync()
 
     def _diff_link(self, new: config.LinkState) -> None:
         old, out = self._state, self._pending
-        if (new.flags ^ old.flags) & lib.IFF_UP:
-            out.append(LinkUp() if new.flags & lib.IFF_UP else LinkDown())
+        if (new.flags ^ old.flags) & _IFF_UP:
+            out.append(LinkUp() if new.flags & _IFF_UP else LinkDown())
         if new.carrier != old.carrier:
             out.append(CarrierOn() if new.carrier else CarrierOff())
         if new.mtu is not None and new.mtu != old.mtu:
@@ -395,15 +351,11 @@ class LinkEvents:
             known.discard(address)
             self._pending.append(AddressRemoved(address))
 
-    def _drain(self) -> None:
-        """After ENOBUFS: drop what is queued, older than the state _resync reads (an add whose removal was lost)."""
-        while lib.recv(self._sock, self._ptr, _RECV_SIZE, _MSG_DONTWAIT) >= 0 or ffi.errno in (errno.EINTR, errno.ENOBUFS):
-            pass
-
     def _resync(self) -> None:
         """After ENOBUFS: read the state again and queue what changed since the last one reported."""
+        assert self._source is not None
         try:
-            state, addresses = self._dev._link_snapshot()
+            state, addresses = self._source.snapshot()
         except DeviceClosedError:
             self._closed = True
             return
@@ -419,24 +371,24 @@ class LinkEvents:
         for new in addresses:
             self._diff_addresses(new, True)
 
-    def _deleted(self) -> None:
-        self._pending.append(LinkDeleted())
-        self._gone = True
-
     def _release(self) -> None:
-        """Close the socket and the eventfd (no thread is inside the iterator; once, if close() races _finish)."""
+        """Close the socket and the wakeup (no thread is inside the iterator; once, if close() races _finish)."""
         with self._lock:
-            sock, self._sock = self._sock, -1
+            source, self._source = self._source, None
             wake, self._wake = self._wake, -1
-        close_quietly(sock)
-        close_quietly(wake)
+            signal, self._wake_signal = self._wake_signal, -1
+        if source is not None:
+            source.close()
+        ops = self._life.ops
+        ops.close(wake)
+        if signal != wake:
+            ops.close(signal)
 
     def __del__(self) -> None:
-        if getattr(self, "_busy", False) is False:
-            close_quietly(getattr(self, "_sock", -1))
-            close_quietly(getattr(self, "_wake", -1))
+        if getattr(self, "_busy", False) is False and hasattr(self, "_wake_signal"):
+            self._release()
 
     def __repr__(self) -> str:
-        state = " [closed]" if self._closed else f" fd={self._sock}"
+        state = " [closed]" if self._closed or self._source is None else f" fd={self._source.fd}"
         return f"<{type(self).__name__} of {self._name!r}{state}>"
 

@@ -135,3 +135,37 @@ def test_a_second_opener_of_a_unit_is_busy() -> None:
         with pytest.raises(DeviceBusyError):
             open_tun(dev.name)
         assert isinstance(dev, Device)
+
+
+def test_link_events_made_by_ifconfig() -> None:
+    """RTM_IFINFO from FreeBSD: up, MTU and down made by another process (ifconfig) are reported."""
+    from tuntap_cffi.events import LinkDown, LinkEvent, LinkUp, MtuChanged
+
+    def until(events: "object", wanted: LinkEvent) -> None:
+        while True:  # (the kernel also announces what it does by itself)
+            if events.get(timeout=10) == wanted:  # type: ignore[attr-defined]
+                return
+
+    with open_tun() as dev, dev.events() as events:
+        subprocess.run(["ifconfig", dev.name, "up"], check=True)
+        until(events, LinkUp())
+        subprocess.run(["ifconfig", dev.name, "mtu", "1400"], check=True)
+        until(events, MtuChanged(1500, 1400))
+        subprocess.run(["ifconfig", dev.name, "down"], check=True)
+        until(events, LinkDown())
+
+
+def test_a_persistent_tun_outlives_its_device_until_deleted() -> None:
+    from tuntap_cffi import delete_persistent
+
+    with open_tun(persist=True) as dev:
+        name = dev.name
+    try:
+        assert name in interfaces()
+        with open_tun(name) as again:  # /dev/tunN attaches to it
+            assert again.persistent
+        assert name in interfaces()
+    finally:
+        delete_persistent(name)
+    assert name not in interfaces()
+

@@ -155,3 +155,26 @@ def test_a_tuntaposx_device_is_ready_once_up_and_answers_a_ping() -> None:
         dev.add_address(f"{local}/32", peer)
         dev.up()
         ping_through(dev, peer, ["-b", dev.name])
+
+
+def test_link_events_of_a_utun_made_by_ifconfig(utun: Device) -> None:
+    """RTM_IFINFO/RTM_NEWADDR/RTM_DELADDR from XNU: changes made by another process (ifconfig) are reported."""
+    from tuntap_cffi.events import AddressAdded, AddressRemoved, LinkDown, LinkEvent, MtuChanged
+
+    def until(events: "object", wanted: LinkEvent) -> None:
+        while True:  # (XNU also announces what it does by itself: IPv6 link-local addresses ...)
+            if events.get(timeout=10) == wanted:  # type: ignore[attr-defined]
+                return
+
+    local, peer = subnet()
+    with utun.events() as events:
+        subprocess.run(["ifconfig", utun.name, "mtu", "1400"], check=True)
+        until(events, MtuChanged(1500, 1400))
+        subprocess.run(["ifconfig", utun.name, "inet", local, peer, "netmask", "255.255.255.255"], check=True)
+        added = next(a for a in utun.addresses if str(a.interface.ip) == local)
+        until(events, AddressAdded(added))
+        subprocess.run(["ifconfig", utun.name, "inet", local, "delete"], check=True)
+        until(events, AddressRemoved(added))
+        subprocess.run(["ifconfig", utun.name, "down"], check=True)
+        until(events, LinkDown())
+

@@ -55,7 +55,7 @@ import select
 from ipaddress import IPv6Address, ip_interface, ip_network
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, Route
+from .._netvalues import Address, IPAddress, IPInterface, IPNetwork, LinkState, Route
 from ..errors import TunTapError, error_from_errno
 from . import BsdLibc, Numbers, rtmsg
 from .sockaddr import ip_of, netmask, prefix_of, sockaddr_dl, sockaddr_in, sockaddr_in6, sockaddr_ip
@@ -63,7 +63,7 @@ from .sockaddr import ip_of, netmask, prefix_of, sockaddr_dl, sockaddr_in, socka
 __all__ = [
     "control_socket", "get_flags", "set_flags", "get_mtu", "set_mtu", "ifindex", "is_pointopoint",
     "add_address", "remove_address", "list_addresses", "add_route", "remove_route", "list_routes", "set_lladdr",
-    "get_lladdr",
+    "get_lladdr", "address_of", "link_state", "interface_state", "route_socket",
 ]
 
 _seq = itertools.count(1)  # rtm_seq of our requests (next() is atomic under the GIL)
@@ -90,6 +90,11 @@ def _socket(lib: BsdLibc, k: Numbers, family: str, kind: str, what: str) -> int:
         lib.close(fd)
         raise exc
     return fd
+
+
+def route_socket(lib: BsdLibc, k: Numbers, what: str) -> int:
+    """A new close-on-exec ``PF_ROUTE`` raw socket (routing requests, link events)."""
+    return _socket(lib, k, "PF_ROUTE", "SOCK_RAW", what)
 
 
 def control_socket(lib: BsdLibc, k: Numbers) -> int:
@@ -287,12 +292,32 @@ def _unembed(ip: Optional[IPAddress]) -> Optional[IPAddress]:
     return ip
 
 
-def list_addresses(lib: BsdLibc, k: Numbers, index: int, name: str) -> List[Address]:
-    """Every IPv4 and IPv6 address of interface *index*, in the kernel's order (NET_RT_IFLIST)."""
+def address_of(k: Numbers, sas: Dict[int, bytes], p2p: bool) -> Optional[Address]:
+    """The Address of an RTM_NEWADDR/RTM_DELADDR's sockaddrs (None for the link-level one); RTA_BRD is the peer if *p2p*."""
+    c = k.constants
+    ip = _unembed(ip_of(sas.get(c["RTA_IFA"], b""), c["AF_INET"], c["AF_INET6"]))
+    if ip is None:
+        return None
+    prefix = prefix_of(sas.get(c["RTA_NETMASK"]), ip.version)
+    brd = sas.get(c["RTA_BRD"])
+    peer = _unembed(ip_of(brd, c["AF_INET"], c["AF_INET6"])) if p2p and brd else None
+    if peer is not None and (peer.version != ip.version or not int(peer)):
+        peer = None
+    return Address(ip_interface((ip, prefix)), peer)
+
+
+def link_state(k: Numbers, index: int, flags: int, mtu: int, state: Optional[int]) -> LinkState:
+    """An RTM_IFINFO's LinkState: the carrier is off only when the kernel says LINK_STATE_DOWN (FreeBSD)."""
+    down = k.constants.get("LINK_STATE_DOWN")
+    return LinkState(index, flags, mtu, state is None or down is None or state != down)
+
+
+def interface_state(lib: BsdLibc, k: Numbers, index: int, name: str) -> Tuple[Optional[LinkState], List[Address]]:
+    """Interface *index*'s state (None: no such interface) and addresses, in the kernel's order (NET_RT_IFLIST)."""
     c = k.constants
     data = _sysctl(lib, k, (c["CTL_NET"], c["PF_ROUTE"], 0, 0, c["NET_RT_IFLIST"], index),
                    f"cannot list the addresses of {name}", name)
-    p2p = False
+    state: Optional[LinkState] = None
     out: List[Address] = []
     for kind, msg in rtmsg.walk(data, k):
         if kind not in (c["RTM_IFINFO"], c["RTM_NEWADDR"]):
@@ -301,18 +326,17 @@ def list_addresses(lib: BsdLibc, k: Numbers, index: int, name: str) -> List[Addr
         if hdr.ifindex != index:
             continue
         if kind == c["RTM_IFINFO"]:
-            p2p = bool(hdr.flags & c["IFF_POINTOPOINT"])
+            state = link_state(k, index, hdr.flags, *rtmsg.link_data(lib.ffi, msg))
             continue
-        ip = _unembed(ip_of(sas.get(c["RTA_IFA"], b""), c["AF_INET"], c["AF_INET6"]))
-        if ip is None:
-            continue  # the link-level address
-        prefix = prefix_of(sas.get(c["RTA_NETMASK"]), ip.version)
-        brd = sas.get(c["RTA_BRD"])
-        peer = _unembed(ip_of(brd, c["AF_INET"], c["AF_INET6"])) if p2p and brd else None
-        if peer is not None and (peer.version != ip.version or not int(peer)):
-            peer = None
-        out.append(Address(ip_interface((ip, prefix)), peer))
-    return out
+        address = address_of(k, sas, bool(state and state.flags & c["IFF_POINTOPOINT"]))
+        if address is not None:
+            out.append(address)
+    return state, out
+
+
+def list_addresses(lib: BsdLibc, k: Numbers, index: int, name: str) -> List[Address]:
+    """Every IPv4 and IPv6 address of interface *index*, in the kernel's order (NET_RT_IFLIST)."""
+    return interface_state(lib, k, index, name)[1]
 
 
 def get_lladdr(lib: BsdLibc, k: Numbers, index: int, name: str) -> bytes:
@@ -369,7 +393,7 @@ def _route_request(lib: BsdLibc, k: Numbers, rtm_type: str, index: int, name: st
     flags, items = _route_items(k, index, destination, gateway)
     seq = next(_seq) & 0x7FFFFFFF
     msg = rtmsg.route_request(ffi, k, c[rtm_type], flags, index, seq, items)
-    fd = _socket(lib, k, "PF_ROUTE", "SOCK_RAW", what)
+    fd = route_socket(lib, k, what)
     try:
         if lib.write(fd, msg, len(msg)) < 0:
             err = lib.errno()

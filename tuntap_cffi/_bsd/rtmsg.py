@@ -15,17 +15,23 @@ net/rtsock.c, route.h):
   type, ``rtm_seq`` and ``rtm_pid`` are.
 - A header read from the kernel is untrusted in length: a message shorter
   than its header or than its own ``msglen`` ends the walk.
+- Link events are these messages as ``rt_ifmsg`` and ``rt_newaddrmsg``
+  (rtsock.c) send them to every PF_ROUTE socket: RTM_IFINFO with the
+  interface's flags and ``if_data`` (its MTU; FreeBSD's also carries
+  ``ifi_link_state``, XNU's none), RTM_NEWADDR/RTM_DELADDR with the
+  address's sockaddrs, and (FreeBSD only: XNU has no such message)
+  RTM_IFANNOUNCE when an interface arrives or departs.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Iterator, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 from . import Numbers
 from .sockaddr import pack, unpack
 
-__all__ = ["Header", "route_request", "walk", "header", "sockaddrs"]
+__all__ = ["Header", "route_request", "walk", "header", "sockaddrs", "link_data", "announcement"]
 
 
 class Header(NamedTuple):
@@ -43,6 +49,7 @@ class Header(NamedTuple):
 _KINDS = {  # message type -> (struct, field prefix); index/flags/addrs are in every one
     "RTM_IFINFO": ("struct if_msghdr", "ifm_"),
     "RTM_NEWADDR": ("struct ifa_msghdr", "ifam_"),
+    "RTM_DELADDR": ("struct ifa_msghdr", "ifam_"),
 }
 
 
@@ -75,7 +82,7 @@ def walk(data: bytes, k: Numbers) -> Iterator[Tuple[int, bytes]]:
 
 def _struct_of(k: Numbers, msg_type: int) -> Tuple[str, str]:
     for name, kind in _KINDS.items():
-        if k.constants[name] == msg_type:
+        if k.constants.get(name) == msg_type:
             return kind
     return "struct rt_msghdr", "rtm_"
 
@@ -84,10 +91,7 @@ def header(ffi: Any, k: Numbers, msg: bytes) -> Tuple[Header, int]:
     """The fixed header of *msg* and its size; ValueError if *msg* is shorter than it."""
     ctype, prefix = _struct_of(k, msg[3])
     size = ffi.sizeof(ctype)
-    if len(msg) < size:
-        raise ValueError(f"a {ctype} message of {len(msg)} bytes (it has {size})")
-    hdr = ffi.new(f"{ctype} *")
-    ffi.memmove(hdr, msg[:size], size)
+    hdr = _fixed(ffi, ctype, msg)
     rt = prefix == "rtm_"
     return Header(
         type=msg[3], ifindex=getattr(hdr, prefix + "index"), flags=getattr(hdr, prefix + "flags"),
@@ -100,3 +104,26 @@ def sockaddrs(ffi: Any, k: Numbers, msg: bytes) -> Tuple[Header, Dict[int, bytes
     """The header of *msg* and its sockaddrs by RTA bit."""
     hdr, size = header(ffi, k, msg)
     return hdr, unpack(hdr.addrs, msg[size:], k.sa_align, k.constants["RTAX_MAX"])
+
+
+def _fixed(ffi: Any, ctype: str, msg: bytes) -> Any:
+    """*msg*'s fixed header as a *ctype*; ValueError if *msg* is shorter than it."""
+    size = ffi.sizeof(ctype)
+    if len(msg) < size:
+        raise ValueError(f"a {ctype} message of {len(msg)} bytes (it has {size})")
+    hdr = ffi.new(f"{ctype} *")
+    ffi.memmove(hdr, msg[:size], size)
+    return hdr
+
+
+def link_data(ffi: Any, msg: bytes) -> Tuple[int, Optional[int]]:
+    """The MTU and ``ifi_link_state`` (None where ``if_data`` has none: XNU) of an RTM_IFINFO *msg*."""
+    data = _fixed(ffi, "struct if_msghdr", msg).ifm_data
+    has_state = any(name == "ifi_link_state" for name, _ in ffi.typeof("struct if_data").fields)
+    return int(data.ifi_mtu), int(data.ifi_link_state) if has_state else None
+
+
+def announcement(ffi: Any, msg: bytes) -> Tuple[int, int]:
+    """(index, ``ifan_what``) of an RTM_IFANNOUNCE *msg* (FreeBSD's ``if_announcemsghdr``)."""
+    hdr = _fixed(ffi, "struct if_announcemsghdr", msg)
+    return int(hdr.ifan_index), int(hdr.ifan_what)

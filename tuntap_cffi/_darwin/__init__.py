@@ -52,6 +52,7 @@ PLATFORM = Platform(
         Feature.TUN, Feature.PACKET_INFO, Feature.LOOP_BATCH, Feature.FROM_FD,  # utun (.._utun_device)
         Feature.LINK, Feature.ADDRESSES, Feature.ROUTES,  # through the BSD layer (.._bsd)
         Feature.TAP, Feature.HWADDR,  # a feth pair read through BPF, written through NDRV (.._feth_device)
+        Feature.LINK_EVENTS,  # RTM_IFINFO/RTM_NEWADDR/RTM_DELADDR on a PF_ROUTE socket (.._bsdevents)
     }),
     planned=frozenset(),
     reasons={
@@ -72,7 +73,6 @@ PLATFORM = Platform(
         Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
         Feature.NETNS: "macOS has no network namespaces: run the program in a VM or container for isolation",
         Feature.CARRIER: "utun has no carrier switch (no TUNSETCARRIER): bring the interface down instead",
-        Feature.LINK_EVENTS: "macOS has no rtnetlink; a PF_ROUTE socket's RTM_IFINFO/RTM_NEWADDR is the nearest",
     },
     fallback=_NOT_YET,
 )

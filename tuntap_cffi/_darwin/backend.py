@@ -56,7 +56,7 @@ __all__ = [
     "get_sndbuf", "set_sndbuf", "get_link_type", "set_link_type", "attach_filter", "detach_filter",
     "numbers", "config_channel", "add_address", "remove_address", "list_addresses", "add_route", "remove_route",
     "list_routes",
-    "set_carrier", "open_netns", "in_netns", "device_netns", "describe_netns",
+    "set_carrier", "open_netns", "in_netns", "device_netns", "describe_netns", "event_source",
 ]
 
 
@@ -250,6 +250,7 @@ open_netns = _SHARED.open_netns
 in_netns = _SHARED.in_netns
 device_netns = _SHARED.device_netns
 describe_netns = _SHARED.describe_netns
+event_source = _SHARED.event_source
 
 
 def get_hwaddr(ctl: int, name: str) -> bytes:

@@ -163,6 +163,7 @@ RTM_ADD = 0x1
 RTM_DELETE = 0x2
 RTM_GET = 0x4
 RTM_NEWADDR = 0xC
+RTM_DELADDR = 0xD  # (rt_newaddrmsg: an address removed; a link event)
 RTM_IFINFO = 0xE
 RTA_DST = 0x1
 RTA_GATEWAY = 0x2

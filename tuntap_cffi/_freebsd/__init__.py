@@ -46,13 +46,11 @@ PLATFORM = Platform(
         Feature.LINK,  # MTU, up/down, index through the BSD layer (.._bsd)
         # SIOCAIFADDR ('i', 43) / SIOCAIFADDR_IN6 ('i', 27), PF_ROUTE with SA_SIZE alignment, SIOCSIFLLADDR
         Feature.ADDRESSES, Feature.ROUTES, Feature.HWADDR,
+        Feature.LINK_EVENTS,  # RTM_IFINFO/RTM_IFANNOUNCE (and address messages) on a PF_ROUTE socket (.._bsdevents)
+        Feature.PERSIST, Feature.FROM_FD,  # no SIOCIFDESTROY at close; TUNGIFNAME names an adopted fd
     }),
-    planned=frozenset({Feature.PERSIST, Feature.FROM_FD, Feature.LINK_EVENTS}),
+    planned=frozenset(),
     reasons={
-        Feature.PERSIST: _NOT_YET + "; FreeBSD interfaces outlive their fd (tunclose leaves them), so "
-                         "persist=True will skip the SIOCIFDESTROY at close",
-        Feature.FROM_FD: _NOT_YET + "; TUNGIFNAME names an adopted /dev/tun fd",
-        Feature.LINK_EVENTS: _NOT_YET + "; RTM_IFINFO on a PF_ROUTE socket is FreeBSD's link event",
         Feature.OWNER: "FreeBSD has no per-interface owner: the /dev/tun node's permissions (devfs.rules) "
                        "decide who may open it",
         Feature.MULTI_QUEUE: "if_tuntap has no multi-queue: open several devices",

@@ -26,7 +26,11 @@ Facts that shape this module (FreeBSD 14, sys/net/if_tuntap.c):
   Without it IPv6 could not be written at all.  A TAP takes no header.
 - Closing the fd leaves the interface (``tunclose``: down, addresses
   purged), so :func:`destroy` (``SIOCIFDESTROY``, ``if_clone_destroy``) is
-  what makes it go, as the library promises on close.
+  what makes it go, as the library promises on close.  That is FreeBSD's
+  persistence: a persistent Device skips the destroy, and opening
+  ``/dev/tunN`` again attaches to the interface (``tunopen`` of the unit's
+  existing node); an interface that was there before the open is taken
+  as persistent unless ``persist=False`` is asked.
 - ``open(2)`` on FreeBSD takes ``O_CLOEXEC`` and ``O_NONBLOCK`` directly
   (sys/fcntl.h numbers, which differ from Linux's).
 - Routing messages align sockaddrs to ``sizeof(long)`` (``SA_SIZE``, route.h).
@@ -47,7 +51,7 @@ from ..errors import (DeviceBusyError, DeviceNotFoundError, TunTapPermissionErro
                       error_from_errno)
 from . import PLATFORM, cdefs, errnos, libc
 
-__all__ = ["BACKEND", "FreeBsdBackend", "open_device", "destroy", "device_name", "numbers"]
+__all__ = ["BACKEND", "FreeBsdBackend", "open_device", "open_node", "close_device", "adopt", "destroy", "device_name", "numbers"]
 
 #: The node to clone from and the interface prefix, by kind.
 _PREFIX = {"TUN": "tun", "TAP": "tap"}
@@ -123,7 +127,13 @@ def _rename(lib: libc.Libc, k: Numbers, ctl: int, old: str, new: str) -> None:
 
 
 def open_device(name: str, kind: str) -> Tuple[int, str]:
-    """Open TUN or TAP *name* (``""``: a new one): the non-blocking, close-on-exec fd and the interface name.
+    """Open TUN or TAP *name* (``""``: a new one): the non-blocking, close-on-exec fd and the interface name."""
+    fd, real, _ = open_node(name, kind)
+    return fd, real
+
+
+def open_node(name: str, kind: str) -> Tuple[int, str, bool]:
+    """:func:`open_device`, and whether this call made the interface (False: ``/dev/tunN`` was there already).
 
     A TUN gets ``TUNSIFHEAD`` 1.  On any failure the fd is closed and a
     clone made here destroyed.
@@ -133,6 +143,8 @@ def open_device(name: str, kind: str) -> Tuple[int, str]:
     if lib is None:
         raise _no_libc(Feature.TUN if kind == "TUN" else Feature.TAP, name)
     k = numbers(lib.ffi)
+    # Opening /dev/tunN makes the interface if it is not there (tunclone): whether it was, asked first.
+    existed = bool(name) and not rename and lib.if_nametoindex(name.encode("ascii")) != 0
     fd = lib.open(node.encode(), cdefs.O_RDWR | cdefs.O_NONBLOCK | cdefs.O_CLOEXEC)
     if fd < 0:
         raise _open_error(lib.errno(), node, name, kind)
@@ -149,15 +161,48 @@ def open_device(name: str, kind: str) -> Tuple[int, str]:
                 lib.close(ctl)
             made = real = name
         if kind == "TUN":
-            one = lib.ffi.new("int *", 1)
-            if lib.ioctl(fd, k.ioctls["TUNSIFHEAD"], one) < 0:
-                raise error_from_errno(errnos.host(lib.errno()), "ioctl", real, f"cannot turn on the AF header of {real}")
-        return fd, real
+            _head_on(lib, k, fd, real)
+        return fd, real, bool(made) or not existed
     except BaseException:
-        lib.close(fd)
-        if made:
-            destroy(made)
+        close_device(fd, made)
         raise
+
+
+def close_device(fd: int, made: str) -> None:
+    """Undo an open that failed later: close *fd*, destroy the interface *made* here (``""``: none was)."""
+    lib = libc.get()
+    assert lib is not None  # (nothing was opened otherwise)
+    lib.close(fd)
+    if made:
+        destroy(made)
+
+
+def _head_on(lib: libc.Libc, k: Numbers, fd: int, name: str) -> None:
+    """``TUNSIFHEAD`` 1: every packet carries its 4-byte address family."""
+    if lib.ioctl(fd, k.ioctls["TUNSIFHEAD"], lib.ffi.new("int *", 1)) < 0:
+        raise error_from_errno(errnos.host(lib.errno()), "ioctl", name, f"cannot turn on the AF header of {name}")
+
+
+def adopt(fd: int) -> Tuple[str, str]:
+    """``Device.from_fd``: the interface name (TUNGIFNAME) and kind of a /dev/tun or /dev/tap fd.
+
+    ``TUNGIFHEAD`` answers on a tun only (a tap falls through to ENOTTY):
+    a tun whose header is off gets it turned on (``TUNSIFHEAD`` 1: without
+    it only IPv4 can be written), as :func:`open_device` does.
+    """
+    lib = libc.get()
+    if lib is None:
+        raise _no_libc(Feature.FROM_FD, None)
+    k = numbers(lib.ffi)
+    name = _ifname(lib, fd, "tun or tap")
+    head = lib.ffi.new("int *")
+    if lib.ioctl(fd, k.ioctls["TUNGIFHEAD"], head) < 0:
+        if errnos.host(lib.errno()) != _errno.ENOTTY:
+            raise error_from_errno(errnos.host(lib.errno()), "ioctl", name, f"cannot read the AF header mode of {name}")
+        return name, "TAP"
+    if not head[0]:
+        _head_on(lib, k, fd, name)
+    return name, "TUN"
 
 
 def destroy(name: str) -> None:
@@ -195,16 +240,37 @@ class FreeBsdBackend(BsdBackend):
         return open_device(name, kind)
 
     def get_iff(self, fd: int) -> Tuple[str, int]:
-        """Adopting a /dev/tun fd (``Device.from_fd``): planned."""
+        """Linux's TUNGETIFF flags have no FreeBSD counterpart: ``Device.from_fd`` uses :func:`adopt`."""
         self.lacks(Feature.FROM_FD)
 
     def set_persist(self, fd: int, name: str, on: bool, everyone: bool = False) -> None:
-        """Persistence (no SIOCIFDESTROY at close): planned."""
-        self.lacks(Feature.PERSIST, name)
+        """Nothing to tell the kernel: every interface outlives its fd; the Device skips SIOCIFDESTROY."""
+        self.platform.require(Feature.PERSIST, name)
 
     def delete_persistent(self, name: str) -> None:
-        """Persistent devices: planned."""
-        self.lacks(Feature.PERSIST, name)
+        """``SIOCIFDESTROY`` of interface *name*, unless a process has it open.
+
+        ``tun_destroy`` sleeps until the device is closed, so an open one is
+        refused first: opening ``/dev/tunN`` says EBUSY then (``tunopen``:
+        one opener).  A renamed interface's node is not found by its name:
+        it is destroyed without that check.
+        """
+        self.net(Feature.PERSIST, name)  # (the one error where FreeBSD's libc is not)
+        lib = libc.get()
+        assert lib is not None
+        if lib.if_nametoindex(name.encode("ascii")) == 0:
+            raise DeviceNotFoundError(_errno.ENODEV, "no interface of that name", name)
+        node, rename = device_name(name, "TAP" if name.startswith("tap") else "TUN")
+        if not rename:
+            fd = lib.open(node.encode(), cdefs.O_RDWR | cdefs.O_NONBLOCK | cdefs.O_CLOEXEC)
+            if fd < 0:
+                err = errnos.host(lib.errno())
+                if err == _errno.EBUSY:
+                    raise DeviceBusyError(err, f"cannot delete {name}: it is open in a process: close it first",
+                                          name)
+                raise error_from_errno(err, "open", name, f"cannot delete {name}")
+            lib.close(fd)
+        destroy(name)
 
 
 #: FreeBSD's backend, bound to its libc boundary (a simulated kernel in the tests) and numbers.

@@ -105,6 +105,11 @@ struct ifa_msghdr {
     int ifam_flags; unsigned short ifam_index; unsigned short _ifam_spare1; int ifam_metric;
 };
 struct tuninfo { int baudrate; unsigned short mtu; unsigned char type; unsigned char dummy; };
+/* net/if.h: RTM_IFANNOUNCE (if_announce: an interface arrived or departed), a link event. */
+struct if_announcemsghdr {
+    unsigned short ifan_msglen; unsigned char ifan_version; unsigned char ifan_type; unsigned short ifan_index;
+    char ifan_name[16]; unsigned short ifan_what;
+};
 """
 
 
@@ -126,6 +131,8 @@ CONSTANTS: Dict[str, int] = {
     # sys/socket.h
     "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_INET": 2, "AF_ROUTE": 17, "PF_ROUTE": 17, "AF_LINK": 18, "AF_INET6": 28,
     "SOCK_DGRAM": 2, "SOCK_RAW": 3, "SOCK_CLOEXEC": 0x10000000, "SOCK_NONBLOCK": 0x20000000,
+    # (a routing socket's buffer, and SO_RERROR: soroverflow reports a dropped message as ENOBUFS)
+    "SOL_SOCKET": 0xFFFF, "SO_RCVBUF": 0x1002, "SO_RERROR": 0x20000,
     "NET_RT_DUMP": 1, "NET_RT_IFLIST": 3,
     # net/if.h (IFF_CANTCHANGE: the bits SIOCSIFFLAGS cannot change)
     "IFNAMSIZ": 16, "IF_MAXUNIT": 0x7FFF, "IFF_UP": 0x1, "IFF_BROADCAST": 0x2, "IFF_LOOPBACK": 0x8,
@@ -137,6 +144,8 @@ CONSTANTS: Dict[str, int] = {
     # net/route.h
     "RTM_VERSION": 5, "RTM_ADD": 0x1, "RTM_DELETE": 0x2, "RTM_GET": 0x4, "RTM_NEWADDR": 0xC, "RTM_DELADDR": 0xD,
     "RTM_IFINFO": 0xE, "RTM_IFANNOUNCE": 0x11,
+    # net/if.h: RTM_IFANNOUNCE's ifan_what, if_data's ifi_link_state (link events)
+    "IFAN_ARRIVAL": 0, "IFAN_DEPARTURE": 1, "LINK_STATE_UNKNOWN": 0, "LINK_STATE_DOWN": 1, "LINK_STATE_UP": 2,
     "RTA_DST": 0x1, "RTA_GATEWAY": 0x2, "RTA_NETMASK": 0x4, "RTA_GENMASK": 0x8, "RTA_IFP": 0x10, "RTA_IFA": 0x20,
     "RTA_AUTHOR": 0x40, "RTA_BRD": 0x80, "RTAX_MAX": 8,
     "RTF_UP": 0x1, "RTF_GATEWAY": 0x2, "RTF_HOST": 0x4, "RTF_DONE": 0x40, "RTF_LLINFO": 0x400, "RTF_STATIC": 0x800,

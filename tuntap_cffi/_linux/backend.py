@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import _ioctl
 from ..bpf import to_ebpf
 from .._netlink import RtNetlink, attr, fixed, parse_attrs
+from .._nlevents import NetlinkSource
 from .._syscalls import check, close_quietly, ffi, lib, open_cloexec
 from ..config import add_address, add_route, list_addresses, list_routes, remove_address, remove_route
 from ..errors import DeviceBusyError, DeviceNotFoundError, TunTapError, UnsupportedPlatformError, error_from_errno
@@ -72,6 +73,7 @@ __all__ = [
     "open_netns",
     "in_netns",
     "device_netns",
+    "event_source",
     "describe_netns",
 ]
 
@@ -617,3 +619,8 @@ def set_carrier(fd: int, name: str, on: bool) -> None:
     """``TUNSETCARRIER`` (4.19): switch the interface's carrier on or off (needs CAP_NET_ADMIN)."""
     check(lib.ioctl, fd, _ioctl.TUNSETCARRIER, ffi.new("int *", int(on)), op="ioctl", name=name,
           what=f"cannot switch the carrier of {name} {'on' if on else 'off'} (TUNSETCARRIER, Linux 4.19)")
+
+
+def event_source(dev: Any, rcvbuf: Optional[int]) -> NetlinkSource:
+    """A NETLINK_ROUTE socket bound to the link and address groups, in *dev*'s namespace (``_nlevents``)."""
+    return NetlinkSource(dev, rcvbuf)
