@@ -42,6 +42,9 @@ OFF, SIZE = GOLDEN["offsetof"], GOLDEN["sizeof"]
 PF_ROUTE, SOCK_RAW, AF_LINK = C["PF_ROUTE"], C["SOCK_RAW"], C["AF_LINK"]
 CTL_NET = 4  # sys/sysctl.h
 LINK_STATE_DOWN, LINK_STATE_UP = C["LINK_STATE_DOWN"], C["LINK_STATE_UP"]
+# sys/socket.h of FreeBSD 15 (main): FreeBSD 14's headers (the golden file's) have no SO_RERROR, and its
+# sosetopt answers ENOPROTOOPT for it.
+SO_RERROR = 0x20000
 
 
 def sa_size(sa_len: int) -> int:
@@ -52,8 +55,9 @@ def sa_size(sa_len: int) -> int:
 class FreeBsdRouteKernel(FreeBsdKernel):
     """``FreeBsdKernel`` with routing sockets and the link messages they hear (see the module docstring)."""
 
-    def __init__(self, root: bool = True) -> None:
+    def __init__(self, root: bool = True, so_rerror: bool = True) -> None:
         super().__init__(root)
+        self.so_rerror = so_rerror  # a FreeBSD 15 kernel (SO_RERROR), or 14 (sosetopt: ENOPROTOOPT)
         self.ffi.cdef(_bsdlibc.NET_FUNCTIONS)
         self.route_sockets: List[int] = []
         self.options: Dict[Tuple[int, int], int] = {}  # (fd, SO_*) -> value set with setsockopt
@@ -79,8 +83,9 @@ class FreeBsdRouteKernel(FreeBsdKernel):
         self.calls.append(("setsockopt", name))
         if fd not in self.route_sockets:
             return self._fail(E["ENOTSOCK"] if fd in self.files else E["EBADF"])  # (only routing sockets here)
-        if level != C["SOL_SOCKET"] or name not in (C["SO_RERROR"], C["SO_RCVBUF"]) or length != 4:
-            return self._fail(E["ENOPROTOOPT"])  # sosetopt: (the options simulated)
+        known = (SO_RERROR, C["SO_RCVBUF"]) if self.so_rerror else (C["SO_RCVBUF"],)
+        if level != C["SOL_SOCKET"] or name not in known or length != 4:
+            return self._fail(E["ENOPROTOOPT"])  # sosetopt: (the options simulated; FreeBSD 14 has no SO_RERROR)
         self.options[fd, name] = self.ffi.cast("int *", value)[0]
         if name == C["SO_RCVBUF"]:  # what is queued unread is bounded by the kernel end's send buffer here
             peer = socket.socket(fileno=self.sockets[fd].peer)
@@ -169,7 +174,7 @@ class FreeBsdRouteKernel(FreeBsdKernel):
         by_peer = {self.sockets[fd].peer: fd for fd in self.route_sockets}
         for peer in raw_input(by_peer, msg):
             self.dropped += 1
-            if self.options.get((by_peer[peer], C["SO_RERROR"])):
+            if self.options.get((by_peer[peer], SO_RERROR)):
                 self.rerror.add(by_peer[peer])  # soroverflow
 
     # ------------------------------------------------------------ sysctl

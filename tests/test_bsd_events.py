@@ -22,7 +22,7 @@ import pytest
 from darwin_kernel import running_as_macos
 from freebsd_kernel import running_as_freebsd
 from freebsd_kernel import C
-from freebsd_route import LINK_STATE_DOWN, LINK_STATE_UP, FreeBsdRouteKernel
+from freebsd_route import LINK_STATE_DOWN, LINK_STATE_UP, SO_RERROR, FreeBsdRouteKernel
 from tuntest import (Runner, close_ends_an_async_iterator, close_wakes_a_blocked_iterator, fd_count,
                      iterator_closed_from_another_thread)
 from xnu_net import PF_ROUTE, XnuNetKernel
@@ -206,7 +206,7 @@ def test_freebsd_departure_ends_the_iteration(fbsd: FreeBsdRouteKernel) -> None:
 def test_freebsd_lost_events_are_reported_then_resynced(fbsd: FreeBsdRouteKernel) -> None:
     """SO_RERROR is set: messages dropped on the full socket come back as ENOBUFS, then the state is read again."""
     with open_tun() as dev, dev.events(rcvbuf=4096) as events:
-        assert fbsd.options[events._sock, C["SO_RCVBUF"]] == 4096 and fbsd.options[events._sock, C["SO_RERROR"]]
+        assert fbsd.options[events._sock, C["SO_RCVBUF"]] == 4096 and fbsd.options[events._sock, SO_RERROR]
         for mtu in range(1300, 1340):  # far more than the socketpair queues unread: most are dropped
             dev.mtu = mtu
         got: List[LinkEvent] = []
@@ -222,3 +222,14 @@ def test_freebsd_lost_events_are_reported_then_resynced(fbsd: FreeBsdRouteKernel
         last = before[-1].new if before else 1500
         assert got[lost + 1:] == [MtuChanged(last, 1339)], got  # then the kernel's state, read again
 
+
+
+def test_freebsd_14_without_so_rerror_still_reports_events() -> None:
+    """FreeBSD 14's sosetopt refuses SO_RERROR (ENOPROTOOPT): events still come, a loss goes unreported as on macOS."""
+    with running_as_freebsd(FreeBsdRouteKernel(so_rerror=False)) as fbsd:
+        with open_tun() as dev, dev.events() as events:
+            assert ("setsockopt", SO_RERROR) in fbsd.calls  # asked, refused, carried on
+            dev.up()
+            assert events.get(timeout=5) == LinkUp()
+            dev.mtu = 1400
+            assert events.get(timeout=5) == MtuChanged(1500, 1400)

@@ -27,8 +27,9 @@ sys/net/rtsock.c, if.c):
   socket's buffer without telling the reader (raw_usrreq.c ignores
   ``sbappendaddr``'s failure), so on macOS no EventsLost can be reported,
   and *rcvbuf* is refused there.  FreeBSD's ``soroverflow`` makes the next
-  read fail with ENOBUFS when the socket has SO_RERROR (13.0), which is
-  set here: a loss; *rcvbuf* is its SO_RCVBUF.
+  read fail with ENOBUFS when the socket has SO_RERROR (FreeBSD 15; not in
+  14's headers, whose sosetopt refuses it with ENOPROTOOPT: a loss then goes
+  unreported, as on macOS), which is asked for here; *rcvbuf* is its SO_RCVBUF.
 - The state to diff against is ``sysctl(NET_RT_IFLIST, index)``: the same
   RTM_IFINFO and RTM_NEWADDR messages as the events, one parser.
 - The socket is close-on-exec and non-blocking (``fcntl``: macOS's
@@ -78,8 +79,8 @@ class RouteSource:
             flags = lib.fcntl(self._sock, c["F_GETFL"], lib.ffi.cast("int", 0))
             if flags < 0 or lib.fcntl(self._sock, c["F_SETFL"], lib.ffi.cast("int", flags | c["O_NONBLOCK"])) < 0:
                 raise error_from_errno(k.host_errno(lib.errno()), "fcntl", name, what)
-            if "SO_RERROR" in c:
-                self._option("SO_RERROR", 1, "cannot have lost link events reported")
+            if "SO_RERROR" in c:  # (False from a kernel before FreeBSD 15: losses go unreported, as on macOS)
+                self._option("SO_RERROR", 1, "cannot have lost link events reported", optional=True)
             if rcvbuf is not None:
                 self._option("SO_RCVBUF", rcvbuf, f"cannot set the link events' buffer to {rcvbuf} bytes")
         except BaseException:
@@ -87,11 +88,15 @@ class RouteSource:
             raise
         self._buf = lib.ffi.new("char[]", _READ_SIZE)
 
-    def _option(self, option: str, value: int, what: str) -> None:
-        """``setsockopt(SOL_SOCKET, option, int value)`` on the socket."""
+    def _option(self, option: str, value: int, what: str, optional: bool = False) -> bool:
+        """``setsockopt(SOL_SOCKET, option, int value)`` on the socket; False if *optional* and the kernel lacks it."""
         lib, c = self._lib, self._k.constants
         if lib.setsockopt(self._sock, c["SOL_SOCKET"], c[option], lib.ffi.new("int *", value), 4) < 0:
-            raise error_from_errno(self._k.host_errno(lib.errno()), "setsockopt", self._name, what)
+            err = self._k.host_errno(lib.errno())
+            if optional and err == _errno.ENOPROTOOPT:
+                return False
+            raise error_from_errno(err, "setsockopt", self._name, what)
+        return True
 
     @property
     def fd(self) -> int:
