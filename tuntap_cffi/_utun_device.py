@@ -132,10 +132,11 @@ class BsdFraming:
         return status >= 0 and lib.fcntl(fd, self.F_SETFL, int_("int", status | self.O_NONBLOCK)) >= 0 \
             and lib.fcntl(fd, self.F_SETFD, int_("int", self.FD_CLOEXEC)) >= 0
 
-    def bad_version(self, version: int) -> InvalidPacketError:
+    def bad_version(self, version: int, name: Optional[str] = None) -> InvalidPacketError:
         return InvalidPacketError(
             self.errnos.host(self.errnos.EINVAL),
             f"a {self.kind} carries IPv4 or IPv6 packets: this one starts with IP version {version}, not 4 or 6",
+            name,
         )
 
 
@@ -597,7 +598,7 @@ class UtunDevice(Device):
         version = ptr[0][0] >> 4 if size else 0
         header = self._headers.get(version)
         if header is None:
-            raise self._k.bad_version(version)
+            raise self._k.bad_version(version, self._name)
         iov = self._wframe.iov
         iov[0].iov_base = header
         iov[1].iov_base, iov[1].iov_len = ptr, size

@@ -385,6 +385,10 @@ class Device(BatchIO, LinkConfig):
             raise DeviceClosedError(self._name)
         return self._fd
 
+    def write_fileno(self) -> int:
+        """The fd whose room a write waits for (for event loops): :meth:`fileno`, except on a macOS feth TAP."""
+        return self.fileno()
+
     def __str__(self) -> str:
         return self._name
 
