@@ -155,6 +155,7 @@ def test_a_packet_that_is_not_ipv4_or_ipv6_is_refused_before_the_syscall(xnu: Xn
         with pytest.raises(InvalidPacketError) as info:
             dev.write(packet)
         assert isinstance(info.value, ValueError) and info.value.errno == errno.EINVAL
+        assert info.value.filename == dev.name  # (as the kernel's EINVAL on Linux names it)
         assert xnu.calls[mark:] == []
 
 

@@ -10,13 +10,15 @@ is :meth:`XnuTapKernel.stack_send` (a frame sent out of the user end) and
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import gc
 import io
 import struct
+import sys
 import threading
 import time
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -25,7 +27,9 @@ from tuntest import fd_count
 from xnu_tap import XnuTapKernel
 from tuntap_cffi import (DeviceBusyError, DeviceClosedError, DeviceKind, DevicesExhaustedError, InvalidPacketError,
                          TunTapPermissionError, UnsupportedPlatformError, open_tap)
+from tuntap_cffi import _feth_device as feth_device
 from tuntap_cffi._feth_device import FethDevice
+from tuntap_cffi._syscalls import ffi as host_ffi
 from tuntap_cffi.pcap import LINKTYPE_ETHERNET, PcapWriter
 
 
@@ -204,8 +208,9 @@ def test_concurrent_readers_get_every_frame_once(xnu: XnuTapKernel) -> None:
 
 def test_a_frame_shorter_than_its_header_is_refused_before_the_syscall(xnu: XnuTapKernel) -> None:
     with open_tap() as dev:
-        with pytest.raises(InvalidPacketError):
+        with pytest.raises(InvalidPacketError) as info:
             dev.write(b"\x02" * 13)
+        assert info.value.filename == dev.name and info.value.errno == errno.EINVAL
         assert calls(xnu, "ndrv_write") == 0
 
 
@@ -217,7 +222,7 @@ def test_a_frame_bpf_cut_short_is_never_delivered_as_whole(xnu: XnuTapKernel) ->
         buf = bytearray(dev.max_packet_size)
         with pytest.raises(InvalidPacketError) as info:
             dev.readinto(buf)
-        assert "only 238 of the 300 bytes" in str(info.value)
+        assert "only 238 of the 300 bytes" in str(info.value) and info.value.filename == dev.name
         n = dev.readinto(buf)
         assert bytes(buf[:n]) == frame(b"ok")  # the next frame comes next
 
@@ -237,6 +242,54 @@ def test_read_batch_hands_out_every_record_of_one_bpf_read(xnu: XnuTapKernel) ->
             dev.read_batch(ring)
         assert dev.write_batch([frame(b"a"), frame(b"b")]) == 2
         assert xnu.received[dev.name][5:] == [frame(b"a"), frame(b"b")]
+
+
+def test_frames_are_handed_out_with_nothing_made_per_frame(xnu: XnuTapKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """readinto and read_batch copy each frame from a pointer made once per record position, not per frame."""
+    sources: List[object] = []  # the source of every copy from the BPF buffer (kept alive: distinct objects, distinct ids)
+
+    class Recording:  # the module's cffi, its memmove recorded (the FFI object's own attributes are read-only)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(host_ffi, name)
+
+        def memmove(self, dst: Any, src: Any, n: int) -> None:
+            sources.append(src)
+            host_ffi.memmove(dst, src, n)
+
+    monkeypatch.setattr(feth_device, "_host_ffi", Recording())
+    with open_tap(nonblocking=True) as dev:
+        buf = bytearray(dev.max_packet_size)
+        ring = dev.packet_ring(16)
+        frames = [frame(bytes([i]) * 300) for i in range(10)]
+        reads = calls(xnu, "bpf_read")
+        for round in range(41):  # each round's frames come in one BPF read, at the same positions
+            for f in frames:
+                xnu.stack_send(dev.name, f)
+            if round % 2:
+                assert dev.read_batch(ring) == 10 and [bytes(p) for p in ring] == frames
+            else:
+                got = []
+                for _ in frames:
+                    n = dev.readinto(buf)
+                    got.append(bytes(buf[:n]))
+                assert got == frames
+        assert calls(xnu, "bpf_read") - reads <= 41 * 2  # (read_batch's last read says EAGAIN)
+        assert len(sources) == 410 and len({id(s) for s in sources}) == 10
+
+
+def test_an_interrupted_bpf_read_is_retried(xnu: XnuTapKernel) -> None:
+    """EINTR is retried by readinto and read_batch alike (device.py's rule), never taken for an empty queue."""
+    with open_tap(nonblocking=True) as dev:
+        ring = dev.packet_ring(4)
+        buf = bytearray(dev.max_packet_size)
+        # read_batch: EINTR, the frame, then EAGAIN ends the batch; readinto: EINTR, the frame.
+        for call, reads in ((lambda: dev.read_batch(ring) == 1 and bytes(ring[0]) == frame(b"i"), 3),
+                            (lambda: bytes(buf[:dev.readinto(buf)]) == frame(b"i"), 2)):
+            xnu.stack_send(dev.name, frame(b"i"))
+            xnu.fail["bpf_read"] = E["EINTR"]
+            mark = calls(xnu, "bpf_read")
+            assert call()
+            assert "bpf_read" not in xnu.fail and calls(xnu, "bpf_read") - mark == reads
 
 
 def test_read_batch_stops_before_a_truncated_record_and_raises_on_it_next(xnu: XnuTapKernel) -> None:
@@ -330,6 +383,33 @@ def test_close_from_another_thread_wakes_a_blocked_reader(xnu: XnuTapKernel) -> 
     wait_for(lambda: fd_count() == before, "every fd to be freed")
 
 
+def test_a_reader_woken_by_close_frees_the_numbers_itself(xnu: XnuTapKernel) -> None:
+    """A blocked reader whose buffer is not cached (any buffer on PyPy; a ctypes array here) leaves through the
+    close protocol's door: it frees the retired numbers before it returns, not the reaper after it exited."""
+    warm_up()
+    dev = open_tap()
+    bpf = dev.fileno()
+    size = dev.max_packet_size
+    # Not pinned by an export, so bound again after every wait: any buffer on PyPy, a ctypes array on CPython.
+    buf = bytearray(size) if sys.implementation.name == "pypy" else (ctypes.c_char * size)()
+    seen: List[object] = []
+
+    def run() -> None:
+        try:
+            dev.readinto(buf)
+        except DeviceClosedError:
+            seen.append(bpf in xnu.files)  # (this thread is the only other one: nothing else may hold them)
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    wait_for(lambda: calls(xnu, "poll") > 0, "the reader to wait in poll")
+    wait_for(lambda: all(t.name != "tuntap_cffi-reaper" for t in threading.enumerate()),
+             "an earlier test's reaper to finish (a thread alive at close() holds the numbers)")
+    dev.close()
+    reader.join(10)
+    assert seen == [False]
+
+
 def test_a_blocking_read_with_a_timeout(xnu: XnuTapKernel) -> None:
     with open_tap() as dev:
         with pytest.raises(TimeoutError):
@@ -359,6 +439,57 @@ def test_asyncio_reads_and_writes(xnu: XnuTapKernel) -> None:
                 await asyncio.wait_for(waiting, 10)
 
     asyncio.run(main())
+
+
+def test_write_async_waits_for_room_on_the_ndrv_socket(xnu: XnuTapKernel) -> None:
+    """The BPF device is always writable: a write that found no room waits on the NDRV socket, not spinning."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with open_tap() as dev:
+            (ndrv,) = xnu.ndrvs
+            assert dev.write_fileno() == ndrv != dev.fileno()
+            assert xnu.ndrv_fill(ndrv) > 0
+            mark = calls(xnu, "ndrv_write")
+            writing = asyncio.ensure_future(dev.write_async(frame(b"room")))
+            await asyncio.sleep(0.2)  # (a writer woken by the BPF fd would have retried thousands of times by now)
+            assert not writing.done() and calls(xnu, "ndrv_write") - mark == 1
+            xnu.ndrv_drain(ndrv)
+            assert await asyncio.wait_for(writing, 10) == len(frame(b"room"))
+            assert calls(xnu, "ndrv_write") - mark == 2 and xnu.received[dev.name] == [frame(b"room")]
+            xnu.ndrv_fill(ndrv)
+            waiting = asyncio.ensure_future(dev.write_async(frame(b"never")))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            dev.close()
+            with pytest.raises(DeviceClosedError):
+                await asyncio.wait_for(waiting, 10)
+            assert not loop.remove_writer(ndrv)  # the close unregistered the NDRV socket
+
+    asyncio.run(main())
+
+
+def test_the_ndrv_number_is_retired_as_the_devices_own(xnu: XnuTapKernel) -> None:
+    """A thread alive at close() may be between loading the NDRV number and its write: the number stays on
+    /dev/null (the socket is gone) until that thread cannot be, as the BPF number does."""
+    warm_up()
+    before = fd_count()
+    dev = open_tap()
+    (ndrv,) = xnu.ndrvs
+    bpf = dev.fileno()
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        dev.close()
+        assert not xnu.ndrvs and only_lo0(xnu)  # the socket and the pair are gone at once
+        assert xnu.files.get(ndrv) == xnu.files.get(bpf) == "/dev/null"  # both numbers still taken
+        with pytest.raises(DeviceClosedError):
+            dev.write(frame())
+    finally:
+        done.set()
+        other.join(10)
+    wait_for(lambda: fd_count() == before, "both numbers to be freed once the thread exited")
+    assert ndrv not in xnu.files and bpf not in xnu.files
 
 
 def test_a_capture_is_linktype_ethernet(xnu: XnuTapKernel) -> None:

@@ -29,6 +29,7 @@ is the stack sending a frame out of an interface.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -288,6 +289,8 @@ class XnuTapKernel(XnuNetKernel):
         if desc is None:
             return super().read(fd, buf, count)
         self.calls.append(("bpf_read", fd))
+        if "bpf_read" in self.fail:
+            return self._fail(self.fail.pop("bpf_read"))  # e.g. EINTR: bpf_read's msleep(PCATCH) interrupted
         if count != desc.bufsize:
             return self._fail(E["EINVAL"])  # bpf_read: uio_resid != bd_bufsize
         if desc.ifname is None:
@@ -379,9 +382,46 @@ class XnuTapKernel(XnuNetKernel):
             return self._fail(E["ENOTCONN"])  # ndrv_send: not bound
         if cb.ifname not in self.ifnets:
             return self._fail(E["ENXIO"])  # the interface went away
+        if not self._writable(fd):
+            return self._fail(E["EAGAIN"])  # sosend: no room in so_snd on a non-blocking socket (EWOULDBLOCK)
         frame = bytes(buf[:count]) if isinstance(buf, (bytes, bytearray)) else self.ffi.buffer(buf, count)[:]
         self._output(cb.ifname, frame)  # ndrv_output -> ifnet_output_raw -> feth_output
         return count
+
+    @staticmethod
+    def _writable(fd: int) -> bool:
+        """Whether the socket has room (what poll says: the test fills the real socketpair with :meth:`ndrv_fill`)."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return bool(poller.poll(0))
+
+    def ndrv_fill(self, fd: int) -> int:
+        """Fill NDRV socket *fd*'s queue (datagrams the kernel's end does not take): writes then say EAGAIN."""
+        sent = 0
+        blocking = os.get_blocking(fd)
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            try:
+                while True:
+                    sock.send(b"\0" * 64, socket.MSG_DONTWAIT)
+                    sent += 1
+            except BlockingIOError:
+                pass
+            finally:
+                os.set_blocking(fd, blocking)  # (PyPy's socket() makes the shared file blocking)
+        return sent
+
+    def ndrv_drain(self, fd: int) -> None:
+        """Room again on NDRV socket *fd*: the kernel's end takes what ndrv_fill queued."""
+        peer = self.sockets[fd].peer
+        blocking = os.get_blocking(peer)
+        with socket.socket(fileno=os.dup(peer)) as sock:
+            try:
+                while True:
+                    sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            finally:
+                os.set_blocking(peer, blocking)
 
     # ------------------------------------------------------------ fds going away
     def close(self, fd: int) -> int:

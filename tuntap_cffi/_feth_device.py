@@ -18,6 +18,13 @@ Facts that shape this module (XNU xnu-11417.101.15, bsd/net/bpf.c):
 - So ``readinto`` cannot put a frame at ``buffer[0]`` without a copy: the
   Device keeps one BPF buffer, reads into it when it is drained, and hands
   out one frame per call with one ``memmove`` (the one copy BPF forces).
+  No cdata is made per frame: the pointer to a record's frame is made the
+  first time a record starts at that position, then reused by every later
+  read (at most one per word of the buffer, kept for the Device's life).
+  The header is parsed with ``struct.unpack_from``: its 3-tuple comes from
+  CPython's tuple free list and PyPy's JIT removes it, where reading
+  memoryview casts in place measured 2.7x slower per frame on PyPy and no
+  faster on CPython.
   ``read_batch`` hands out every record of a read into the ring: one
   syscall for as many frames as arrived (the batch primitive macOS has).
   The buffer's position is shared by the readers under a lock that is
@@ -32,9 +39,17 @@ Facts that shape this module (XNU xnu-11417.101.15, bsd/net/bpf.c):
   an Ethernet header raises :class:`InvalidPacketError` first); batches
   through the loop write engine on that socket.
 - close(): the Device's fd life as a utun's (``_utun_device.DarwinOps``),
-  plus the NDRV number put on /dev/null at once and closed with the other
-  helpers once no call is inside, and both interfaces destroyed
-  (``SIOCIFDESTROY``).
+  and both interfaces destroyed (``SIOCIFDESTROY``).  ``write`` loads the
+  NDRV number and calls ``write`` unannounced, as ``readinto`` does the
+  BPF number, so the NDRV number is retired the same way
+  (``FdLife.retire_also``): /dev/null over it at once (a racing write
+  fails and sees ``closed``), freed only once no thread alive at the close
+  can still be about to use it.  (Freed with the engines, once no call was
+  announced, a writer between its load and its syscall could reach a file
+  that reused the number.)
+- Waiting for room: XNU's BPF device is always writable, so a write that
+  met ENOBUFS/EAGAIN waits on the NDRV socket, blocking (``_wait``) and in
+  asyncio (``write_fileno``, what ``aio`` polls for a write).
 """
 
 from __future__ import annotations
@@ -45,7 +60,7 @@ import struct
 import threading
 import time
 from array import array
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ._constants import MAX_MTU
 from ._darwin import backend as darwin, errnos, feth, libc
@@ -90,6 +105,11 @@ class BpfBuffer:
         self.pos = self.end = 0  # the records not handed out yet: buf[pos:end]
         self.lock = threading.Lock()  # the position; never held across a wait
         self._read = lib.read
+        # The frame pointer of a record at position p: sources[p >> 2], made the first time p is met
+        # (then reused by every read: no cdata per frame).  For one bh_hdrlen (the DLT's: fixed per attachment).
+        self.sources: List[Any] = [None] * ((size + _ALIGN) >> 2)
+        self.hdrlen = -1
+        self.memmove = _host_ffi.memmove
 
     def _refill(self) -> int:
         """One BPF read into the buffer (the lock held): its length, 0 at end of file, -1 with errno."""
@@ -98,58 +118,72 @@ class BpfBuffer:
             self.pos, self.end = 0, n
         return n
 
-    def _record(self) -> Tuple[int, int, int]:
-        """The record at the position (the lock held), consumed: (frame offset, caplen, datalen)."""
-        pos = self.pos
-        caplen, datalen, hdrlen = _RECORD.unpack_from(self.buf, pos + _RECORD_AT)
-        start = pos + hdrlen
-        self.pos = (start + caplen + _ALIGN) & ~_ALIGN
-        return start, caplen, datalen
+    def _source(self, pos: int, hdrlen: int) -> Any:
+        """The pointer to the frame of the record at *pos* (the lock held), made once per position."""
+        if hdrlen != self.hdrlen:  # (the first record; never again for a feth: its DLT is fixed)
+            self.sources = [None] * ((self.size + _ALIGN) >> 2)
+            self.hdrlen = hdrlen
+        src = self.sources[pos >> 2] = self.ptr + (pos + hdrlen)
+        return src
 
     def _truncated(self, caplen: int, datalen: int) -> InvalidPacketError:
         return InvalidPacketError(
             _errno.EMSGSIZE, f"BPF captured only {caplen} of the {datalen} bytes of a frame on {self.name} "
-                             f"(its buffer is {self.size} bytes): the frame was dropped")
+                             f"(its buffer is {self.size} bytes): the frame was dropped", self.name)
 
     def take_frame(self, ptr: Any, size: int) -> int:
         """The next frame copied to *ptr*: its length; -1 (the errno set) or 0 (end of file) if none came."""
         with self.lock:
-            if self.pos >= self.end:
+            pos = self.pos
+            if pos >= self.end:
                 n = self._refill()
                 if n <= 0:
                     return n if n == 0 else -1
-            start, caplen, datalen = self._record()
+                pos = 0
+            caplen: int
+            caplen, datalen, hdrlen = _RECORD.unpack_from(self.buf, pos + _RECORD_AT)
+            self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
+            src = self.sources[pos >> 2]
+            if src is None or hdrlen != self.hdrlen:
+                src = self._source(pos, hdrlen)
         if caplen < datalen:
             raise self._truncated(caplen, datalen)
         if caplen > size:  # (the buffer was checked against the MTU: it grew since)
             raise ValueError(f"a frame of {caplen} bytes came on {self.name} but the read buffer holds {size}: "
                              "it was dropped; use a buffer of at least Device.max_packet_size bytes")
-        _host_ffi.memmove(ptr, self.ptr + start, caplen)
+        self.memmove(ptr, src, caplen)
         return caplen
 
     def take_records(self, results: "array[int]", ptrs: List[Any], first: int, stop: int, size: int) -> int:
         """Copy records into slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno at the end."""
-        lib = self.lib
+        lib, buf, memmove = self.lib, self.buf, self.memmove
         i = first
         with self.lock:
             while i < stop:
-                if self.pos >= self.end:
+                pos = self.pos
+                if pos >= self.end:
                     lib.set_errno(0)
                     n = self._refill()
                     if n <= 0:
                         err = lib.errno()
                         if n == 0 or not err:
                             return CLOSED_SLOT
-                        return _EMPTY if err in (errnos.EAGAIN, errnos.EINTR) else -errnos.host(err)
-                caplen, datalen, _ = _RECORD.unpack_from(self.buf, self.pos + _RECORD_AT)
+                        if err == errnos.EINTR:
+                            continue  # (retried, as every read of the library retries it)
+                        return _EMPTY if err == errnos.EAGAIN else -errnos.host(err)
+                    pos = 0
+                caplen, datalen, hdrlen = _RECORD.unpack_from(buf, pos + _RECORD_AT)
                 if caplen < datalen:
                     if i > first:
                         return _EMPTY  # hand out what came before it; the next call raises
-                    self._record()
+                    self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
                     return -_errno.EMSGSIZE
-                start, caplen, _ = self._record()
+                self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
+                src = self.sources[pos >> 2]
+                if src is None or hdrlen != self.hdrlen:
+                    src = self._source(pos, hdrlen)
                 n = min(caplen, size)  # a slot too small: the engine sees a full slot and reports the cut
-                _host_ffi.memmove(ptrs[i], self.ptr + start, n)
+                memmove(ptrs[i], src, n)
                 results.append(n)
                 i += 1
         return _EMPTY
@@ -192,7 +226,6 @@ class FethDevice(Device):
         ops.dead_fd()  # now, so that close() cannot fail for want of it
         self._pair: Optional[feth.FethPair] = pair
         self._ndrv = pair.ndrv
-        self._ndrv_retired = -1
         self._bpf = bpf = BpfBuffer(lib, pair.bpf, pair.bufsize, pair.user)
         self._engine_maker = _engine_maker(lib, bpf, pair.ndrv)
         super().__init__(pair.bpf, pair.user, _IFF_TAP | _IFF_NO_PI, blocking=blocking)
@@ -259,6 +292,8 @@ class FethDevice(Device):
                         deadline = time.monotonic() + timeout
                     self._wait(select.POLLIN, self._ms_left(deadline, "no frame came from", timeout))
                 if buffer is not None and self._rcache[0] is not buffer:
+                    if self._closed:  # woken by close(): leave through the door that frees the numbers
+                        self._leave_closed()
                     _, ptr, size = self._bind_read_buffer(buffer)
             elif err != errnos.EINTR:
                 raise error_from_errno(errnos.host(err), "read", self._name, f"read from {self._name} failed")
@@ -278,6 +313,12 @@ class FethDevice(Device):
             return _host_ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ writing
+
+    def write_fileno(self) -> int:
+        """The NDRV socket the frames are written to: what an event loop polls for room (not :meth:`fileno`)."""
+        if self._closed:
+            raise DeviceClosedError(self._name)
+        return self._ndrv
 
     def _wait(self, events: int, timeout_ms: int = -1) -> None:
         """Device._wait, room to write being the NDRV socket's."""
@@ -310,7 +351,7 @@ class FethDevice(Device):
             size = nbytes
         if size < feth.ETHER_HDR_LEN:
             raise InvalidPacketError(errnos.host(errnos.EINVAL), f"a TAP takes Ethernet frames: {size} bytes is "
-                                     f"shorter than the {feth.ETHER_HDR_LEN}-byte Ethernet header")
+                                     f"shorter than the {feth.ETHER_HDR_LEN}-byte Ethernet header", self._name)
         n: int = self._dwrite(self._ndrv, ptr, size)
         if n >= 0:
             return n
@@ -344,41 +385,31 @@ class FethDevice(Device):
                          "detached; close() it")
 
     def _shut(self, detach: bool) -> int:
-        """Device._shut, then the NDRV number onto /dev/null and both interfaces destroyed (once)."""
+        """Device._shut, then the NDRV number retired as the Device's own was, and both interfaces destroyed (once)."""
         fd = super()._shut(detach)
         failure = None
-        with self._life.lock:
+        life = self._life
+        with life.lock:
             pair, self._pair = self._pair, None
             self._bpf.fd = -1  # (its number is the Device's, retired above)
             if pair is not None:
-                self._ndrv_retired, self._ndrv = self._ndrv, -1
-                self._fd_ops.retire(self._ndrv_retired)  # a racing write meets /dev/null: DeviceClosedError
+                ndrv, self._ndrv = self._ndrv, -1
+                life.retire_also(ndrv)  # a racing write meets /dev/null, never a file that reused the number
         if pair is not None:
             k = darwin.numbers(self._lib.ffi)
             failure = feth.destroy_pair(self._lib, k, pair)
-            self._life.free_when_safe()  # the NDRV number is a helper now
+            life.free_when_safe()  # (the NDRV number too: once no thread alive now can be about to write)
         if failure is not None:
             raise failure
         return fd
 
-    def _helpers_open(self) -> bool:
-        return super()._helpers_open() or self._ndrv_retired >= 0
-
-    def _release_helpers(self) -> None:
-        super()._release_helpers()
-        fd, self._ndrv_retired = self._ndrv_retired, -1
-        self._fd_ops.close(fd)
-
     def __del__(self, *args: Any) -> None:
         pair = getattr(self, "_pair", None)
-        super().__del__(*args)
+        super().__del__(*args)  # (a retired NDRV number goes with the FdLife's)
         if pair is not None:  # never closed: the interfaces and the NDRV socket go with the object
             self._pair = None
             self._fd_ops.close(pair.ndrv)
             feth.destroy_pair(self._lib, darwin.numbers(self._lib.ffi), pair)
-        fd, self._ndrv_retired = getattr(self, "_ndrv_retired", -1), -1
-        if fd >= 0:
-            self._fd_ops.close(fd)
 
 
 def open_feth_device(name: str, packet_info: bool, nonblocking: bool) -> FethDevice:

@@ -11,6 +11,8 @@ Facts that shape this module:
   interface goes away) while keeping the number taken, and (4) frees the
   number once no thread can be about to use it (:meth:`FdLife.free_if_unused`).
   ``detach()`` is the same sequence with the number handed back at step 3.
+  Another number the owner's per-packet calls use (a macOS feth TAP's NDRV
+  socket) goes through steps 3 and 4 with it (:meth:`FdLife.retire_also`).
 - Announcements.  Calls that hold a number across Python code (batches,
   waits, link settings) announce themselves (:meth:`FdLife.enter`: a dict
   entry per call, nothing per packet) and check ``closed`` after announcing,
@@ -356,10 +358,11 @@ class FdLife:
         self._wake_signal = -1  # what a close writes: _wake_fd itself (eventfd) or a pipe's write end
         self._pollfds: Any = None  # struct pollfd[4]: [dev, wake] for POLLIN, then for POLLOUT
         self._retired_fd = -1  # the number after close(), until it is freed
+        self._retired_more: List[int] = []  # the owner's other numbers that unannounced calls use (retire_also)
         self._watch: List[Watched] = []  # threads alive at close() that may still hold the number
-        # asyncio: (loop, future) of every coroutine waiting for the fd; the
-        # close fails them and unregisters them before the number may be freed.
-        self._async_waiters: Set[Tuple[Any, Any]] = set()
+        # asyncio: (loop, future) of every coroutine waiting, with the fd it registered (-1: none, or the
+        # device's); the close fails them and unregisters them before the numbers may be freed.
+        self._async_waiters: Dict[Tuple[Any, Any], int] = {}
         self._async_lists: Dict[Tuple[Any, bool], List[Any]] = {}  # (loop, write) -> waiting futures
         self._async_pending = 0  # close-callbacks scheduled on other threads' loops
         _live.add(self)
@@ -471,7 +474,7 @@ class FdLife:
                 futures = self._async_lists[key] = []
                 (loop.add_writer if write else loop.add_reader)(fd, ready, futures)
             futures.append(fut)
-            self._async_waiters.add((loop, fut))
+            self._async_waiters[(loop, fut)] = fd
         return futures
 
     def add_close_waiter(self, loop: Any, fut: Any) -> None:
@@ -483,18 +486,18 @@ class FdLife:
         with self.lock:
             if self.closing:
                 raise DeviceClosedError(self.name)
-            self._async_waiters.add((loop, fut))
+            self._async_waiters[(loop, fut)] = -1
 
     def remove_close_waiter(self, loop: Any, fut: Any) -> None:
         """*fut* is done waiting: a close no longer needs to fail it."""
         with self.lock:
-            self._async_waiters.discard((loop, fut))
+            self._async_waiters.pop((loop, fut), None)
 
     def remove_async_waiter(self, loop: Any, fut: Any, write: bool, fd: int, futures: List[Any]) -> None:
         """*fut* is done waiting: forget it; the loop's last waiter unregisters the fd (unless a close did)."""
         key = (loop, write)
         with self.lock:
-            self._async_waiters.discard((loop, fut))
+            self._async_waiters.pop((loop, fut), None)
             if fut in futures:
                 futures.remove(fut)
             if not futures and self._async_lists.get(key) is futures:
@@ -515,7 +518,7 @@ class FdLife:
             return
         if self._wake_fd >= 0:
             self.ops.wake(self._wake_signal)
-        waiters, self._async_waiters = self._async_waiters, set()
+        waiters, self._async_waiters = self._async_waiters, {}
         self._async_lists = {}  # _abort_waiter unregisters the fd from each loop
         if not waiters:
             return
@@ -525,14 +528,15 @@ class FdLife:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        for loop, fut in waiters:
+        for (loop, fut), own in waiters.items():
             if loop.is_closed():
                 continue
+            at = own if own >= 0 else fd  # (a waiter on another fd of the owner's: the NDRV socket of a feth TAP)
             if running is loop:
-                self._abort_waiter(loop, fut, fd)
+                self._abort_waiter(loop, fut, at)
             else:
                 self._async_pending += 1
-                loop.call_soon_threadsafe(self._abort_waiter_later, loop, fut, fd)
+                loop.call_soon_threadsafe(self._abort_waiter_later, loop, fut, at)
 
     def _abort_waiter(self, loop: Any, fut: Any, fd: int) -> None:
         """Unregister *fd* for the waiter's loop and fail its future (runs in the loop's thread)."""
@@ -557,6 +561,17 @@ class FdLife:
         self.ops.retire(fd)
         self._retired_fd = fd
         self._watch = self.ops.watch_others()  # after the number left the owner: what each had done by then
+
+    def retire_also(self, fd: int) -> None:
+        """Step 3 for another number of the owner's that its per-packet calls use unannounced (under :attr:`lock`).
+
+        The same protocol as the device's own number (a feth TAP's NDRV
+        socket, which its writes use): /dev/null over it now, freed with the
+        retired number once no thread alive now can be about to use it.
+        """
+        self.ops.retire(fd)
+        self._retired_more.append(fd)
+        self._watch = self.ops.watch_others()  # taken again: after this number left the owner too
 
     def free_when_safe(self) -> None:
         """Free what the close left now if it is safe, else have the reaper thread do it once it is."""
@@ -598,10 +613,17 @@ class FdLife:
                     owner._release_helpers()
                 self._release_wakeup()
                 helpers = False
-            if self._retired_fd >= 0 and not self.others_inside() and not self._others_may_hold_number():
-                fd, self._retired_fd = self._retired_fd, -1
-                self.ops.close(fd)
-            return self._retired_fd < 0 and self._wake_fd < 0 and not helpers
+            if (self._retired_fd >= 0 or self._retired_more) and not self.others_inside() \
+                    and not self._others_may_hold_number():
+                self._close_retired()
+            return self._retired_fd < 0 and not self._retired_more and self._wake_fd < 0 and not helpers
+
+    def _close_retired(self) -> None:
+        """Free the retired numbers (nothing can be about to use them)."""
+        fd, self._retired_fd = self._retired_fd, -1
+        more, self._retired_more = self._retired_more, []
+        for number in [fd] + more:
+            self.ops.close(number)
 
     def _others_may_hold_number(self) -> bool:
         """Whether a thread alive at the close may still be about to use the retired number (under lock).
@@ -637,9 +659,8 @@ class FdLife:
         """
         self.lock = threading.Lock()
         self._release_wakeup()
-        fd, self._retired_fd = self._retired_fd, -1
-        self.ops.close(fd)
-        self._async_waiters = set()
+        self._close_retired()
+        self._async_waiters = {}
         self._async_lists = {}
         self._async_pending = 0
         self._watch = []
@@ -658,8 +679,7 @@ class FdLife:
         if self._async_pending:
             return
         self._release_wakeup()
-        fd, self._retired_fd = self._retired_fd, -1
-        self.ops.close(fd)
+        self._close_retired()
 
     def __del__(self) -> None:
         ops = getattr(self, "ops", None)
@@ -670,3 +690,5 @@ class FdLife:
         if signal != wake:
             ops.close(signal)
         ops.close(getattr(self, "_retired_fd", -1))
+        for fd in getattr(self, "_retired_more", ()):
+            ops.close(fd)

@@ -139,10 +139,11 @@ class BsdFraming:
                 lib.fcntl(fd, self.F_SETFL, lib.ffi.cast("int", status | self.O_NONBLOCK)) < 0:
             raise error_from_errno(self.errnos.host(lib.errno()), "fcntl", name, f"cannot make {name} non-blocking")
 
-    def bad_version(self, version: int) -> InvalidPacketError:
+    def bad_version(self, version: int, name: Optional[str] = None) -> InvalidPacketError:
         return InvalidPacketError(
             self.errnos.host(self.errnos.EINVAL),
             f"a {self.kind} carries IPv4 or IPv6 packets: this one starts with IP version {version}, not 4 or 6",
+            name,
         )
 
 
@@ -604,7 +605,7 @@ class UtunDevice(Device):
         version = ptr[0][0] >> 4 if size else 0
         header = self._headers.get(version)
         if header is None:
-            raise self._k.bad_version(version)
+            raise self._k.bad_version(version, self._name)
         iov = self._wframe.iov
         iov[0].iov_base = header
         iov[1].iov_base, iov[1].iov_len = ptr, size

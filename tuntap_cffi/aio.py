@@ -10,6 +10,9 @@ Facts and the design they force:
 - This module needs only the small seam :class:`Pollable` (the non-blocking
   calls, ``fileno()`` and the device's close protocol, which keeps the
   waiters) and imports nothing of :mod:`tuntap_cffi.device`.
+- A write waits for room on ``write_fileno()``: the device's fd, but a
+  macOS feth TAP reads through BPF (always writable) and writes through
+  an NDRV socket, so a full queue is waited for on the socket, not spun on.
 - Every wait registers the fd with the loop only for its duration and
   removes it in ``finally``: a cancelled or finished read leaves no reader.
 - ``close()`` (from any thread) fails every waiting future with
@@ -48,6 +51,8 @@ class Pollable(Protocol):
     """What this module needs of a device: non-blocking calls and a close that wakes waiters."""
 
     def fileno(self) -> int: ...
+
+    def write_fileno(self) -> int: ...  # the fd whose room a write waits for (a feth TAP's: not fileno())
 
     def readinto_nowait(self, buffer: "WriteableBuffer") -> int: ...  # -1: nothing queued
 
@@ -89,7 +94,7 @@ async def _wait(dev: Pollable, write: bool = False, timeout: Optional[float] = N
     loop = asyncio.get_running_loop()
     fut: "asyncio.Future[None]" = loop.create_future()
     waiters = dev.lifecycle
-    fd = dev.fileno()  # (DeviceClosedError once closed)
+    fd = dev.write_fileno() if write else dev.fileno()  # (DeviceClosedError once closed)
     futures = waiters.add_async_waiter(loop, fut, write, fd, _wake_all)
     timer = None if timeout is None else loop.call_later(timeout, _wake_all, [fut])
     try:

@@ -392,6 +392,10 @@ class Device(BatchIO, LinkConfig, FilterConfig):
             raise DeviceClosedError(self._name)
         return self._fd
 
+    def write_fileno(self) -> int:
+        """The fd whose room a write waits for (for event loops): :meth:`fileno`, except on a macOS feth TAP."""
+        return self.fileno()
+
     def __str__(self) -> str:
         return self._name
 
