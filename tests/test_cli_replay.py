@@ -481,3 +481,21 @@ def test_add_without_cap_net_admin_is_one_line_and_1(ifname: str) -> None:
 def test_tuntap_line_format() -> None:
     assert tuntap_line("t0", 0x1001 | 0x800, -1, -1) == "t0: tun persist"
     assert tuntap_line("t1", 0x0002 | 0x4000 | 0x100, 1000, 27) == "t1: tap pi vnet_hdr multi_queue user 1000 group 27"
+
+
+def test_a_paced_wait_sleeps_in_short_slices() -> None:
+    """A long gap is slept in slices, so a signal that lands just before a sleep starts waits one slice at most.
+
+    (The race itself cannot be provoked at will: CI once saw a SIGTERM wait out a whole 30 s gap in one sleep.)
+    """
+    from tuntap_cffi import cli
+
+    now = [0]
+    slept: List[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += int(seconds * 1e9)
+
+    cli._wait_until(30 * 10**9, lambda: now[0], sleep)
+    assert now[0] >= 30 * 10**9 and max(slept) <= cli._SLEEP_SLICE and len(slept) >= 30 / cli._SLEEP_SLICE

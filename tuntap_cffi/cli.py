@@ -824,13 +824,19 @@ def _play(dev: Device, packets: Iterator[CapturedPacket], args: argparse.Namespa
     return True
 
 
+#: The longest single sleep of a paced replay (s).  A signal that lands after the interpreter's last check
+#: and before the sleep's system call does not cut the sleep short (CI caught a SIGTERM waiting out a 30 s gap
+#: that way): its handler runs once this slice ends.
+_SLEEP_SLICE = 0.2
+
+
 def _wait_until(deadline: int, clock: Any, sleep: Any) -> None:
-    """Sleep until monotonic time *deadline* (ns); a deadline in the past returns at once."""
+    """Sleep until monotonic time *deadline* (ns), in slices (see _SLEEP_SLICE); a deadline in the past returns at once."""
     while True:
         left = deadline - clock()
         if left <= 0:
             return
-        sleep(left / 1e9)
+        sleep(min(left / 1e9, _SLEEP_SLICE))
 
 
 def _write_one(write: Any, data: memoryview, number: int) -> None:
