@@ -42,7 +42,7 @@ from __future__ import annotations
 import errno as _errno
 from typing import Any, NoReturn, Optional, Tuple
 
-from .._bsd import Numbers, netconfig
+from .._bsd import Numbers
 from .._bsdbackend import BsdBackend
 from .._capabilities import Feature
 from ..errors import (DeviceBusyError, DevicesExhaustedError, TunTapPermissionError, UnsupportedPlatformError,
@@ -253,16 +253,6 @@ describe_netns = _SHARED.describe_netns
 event_source = _SHARED.event_source
 
 
-def get_hwaddr(ctl: int, name: str) -> bytes:
-    """The MAC of a feth TAP's user end: the ``sockaddr_dl`` of its NET_RT_IFLIST entry."""
-    lib, k = _SHARED.net(Feature.HWADDR, name)
-    mac = netconfig.get_lladdr(lib, k, netconfig.ifindex(lib, k, name), name)
-    if len(mac) != 6:
-        raise error_from_errno(_errno.EOPNOTSUPP, "sysctl", name, f"{name} has no Ethernet address")
-    return mac
-
-
-def set_hwaddr(ctl: int, name: str, mac: bytes) -> None:
-    """``SIOCSIFLLADDR`` on a feth TAP's user end (root)."""
-    lib, k = _SHARED.net(Feature.HWADDR, name)
-    netconfig.set_lladdr(lib, k, ctl, name, mac)
+#: A feth TAP's MAC (its user end): the BSD layer's, as FreeBSD's TAP.
+get_hwaddr = _SHARED.get_hwaddr
+set_hwaddr = _SHARED.set_hwaddr
