@@ -58,7 +58,6 @@ import errno as _errno
 import select
 import struct
 import threading
-import time
 from array import array
 from typing import TYPE_CHECKING, Any, List, Optional
 
@@ -285,12 +284,7 @@ class FethDevice(Device):
                     return -1
                 if not self._blocking:
                     raise BlockingIOError(errnos.host(err), f"no frame queued on {self._name}")
-                if timeout is None:
-                    self._wait(select.POLLIN)
-                else:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    self._wait(select.POLLIN, self._ms_left(deadline, "no frame came from", timeout))
+                deadline = self._wait_for_packet(timeout, deadline, "no frame came from")
                 if buffer is not None and self._rcache[0] is not buffer:
                     if self._closed:  # woken by close(): leave through the door that frees the numbers
                         self._leave_closed()

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import select
 import threading
-import time
 from array import array
 from itertools import islice, repeat, takewhile
 from dataclasses import dataclass
@@ -508,12 +507,7 @@ class UtunDevice(Device):
                     return -1
                 if not self._blocking:
                     raise BlockingIOError(errnos.host(err), f"no packet queued on {self._name}")
-                if timeout is None:
-                    self._wait(select.POLLIN)
-                else:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    self._wait(select.POLLIN, self._ms_left(deadline, "no packet came from", timeout))
+                deadline = self._wait_for_packet(timeout, deadline, "no packet came from")
                 if buffer is not None and self._rframe[0] is not buffer:
                     if self._closed:
                         self._leave_closed()

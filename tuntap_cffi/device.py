@@ -692,12 +692,7 @@ class Device(BatchIO, LinkConfig, FilterConfig):
                     return -1
                 if not self._blocking:
                     raise BlockingIOError(errno.EAGAIN, f"no packet queued on {self._name}")
-                if timeout is None:
-                    self._wait(select.POLLIN)
-                else:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    self._wait(select.POLLIN, self._ms_left(deadline, "no packet came from", timeout))
+                deadline = self._wait_for_packet(timeout, deadline, "no packet came from")
                 if buffer is not None and self._rcache[0] is not buffer:
                     if self._closed:  # woken by close(): leave through the door that frees the number
                         self._leave_closed()
@@ -1031,6 +1026,17 @@ class Device(BatchIO, LinkConfig, FilterConfig):
                 return n
 
     # ------------------------------------------------------- waiting, closing
+
+    def _wait_for_packet(self, timeout: Optional[float], deadline: Optional[float], what: str) -> Optional[float]:
+        """One wait of a read's slow path: for ever without *timeout*; else until *deadline*, set at the first wait
+        (TimeoutError, saying *what* did not happen, once it passed).  Returns the deadline for the next wait."""
+        if timeout is None:
+            self._wait(select.POLLIN)
+            return None
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        self._wait(select.POLLIN, self._ms_left(deadline, what, timeout))
+        return deadline
 
     def _ms_left(self, deadline: float, what: str, timeout: float) -> int:
         """Milliseconds to wait until *deadline* (rounded up: at least that long); TimeoutError once it passed."""
