@@ -336,13 +336,7 @@ class FethDevice(Device):
         return self._send(data, nbytes, True)
 
     def _send(self, data: "ReadableBuffer", nbytes: Optional[int], nowait: bool) -> int:
-        cached, ptr, size = self._wcache
-        if cached is not data:
-            cached, ptr, size = self._bind_write_buffer(data)
-        if nbytes is not None:
-            if not 0 <= nbytes <= size:
-                raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
-            size = nbytes
+        ptr, size = self._write_span(data, nbytes)
         if size < feth.ETHER_HDR_LEN:
             raise InvalidPacketError(errnos.host(errnos.EINVAL), f"a TAP takes Ethernet frames: {size} bytes is "
                                      f"shorter than the {feth.ETHER_HDR_LEN}-byte Ethernet header", self._name)

@@ -584,13 +584,7 @@ class UtunDevice(Device):
         return self._write_frame(data, nbytes, True)
 
     def _write_frame(self, data: "ReadableBuffer", nbytes: Optional[int], nowait: bool) -> int:
-        cached, ptr, size = self._wcache
-        if cached is not data:
-            cached, ptr, size = self._bind_write_buffer(data)
-        if nbytes is not None:
-            if not 0 <= nbytes <= size:
-                raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
-            size = nbytes
+        ptr, size = self._write_span(data, nbytes)
         if not self._framed:
             n: int = self._dwrite(self._fd, ptr, size)
             if n >= 0:

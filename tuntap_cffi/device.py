@@ -919,6 +919,21 @@ class Device(BatchIO, LinkConfig, FilterConfig):
             return n
         return self._write_again(ptr, size)
 
+    def _write_span(self, data: "ReadableBuffer", nbytes: Optional[int]) -> Tuple[Any, int]:
+        """The pointer and length write() sends of *data* (its cached binding; the first *nbytes* bytes).
+
+        What :meth:`write` does inline (its hot path); the platform Devices whose writes go through one more
+        call anyway (utun, feth) share it.
+        """
+        cached, ptr, size = self._wcache
+        if cached is not data:
+            cached, ptr, size = self._bind_write_buffer(data)
+        if nbytes is not None:
+            if not 0 <= nbytes <= size:  # a non-number raises TypeError here
+                raise ValueError(f"nbytes={nbytes!r} is outside 0..{size}, the size of the buffer")
+            size = nbytes
+        return ptr, size
+
     def _write_timed(self, data: "ReadableBuffer", nbytes: Optional[int], timeout: float) -> int:
         """write() with a timeout (validated): non-blocking attempts with bounded waits between them."""
         deadline = time.monotonic() + timeout
