@@ -17,11 +17,11 @@ import io
 import struct
 import sys
 import threading
-import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
+from bsd_packets import wait_for
 from darwin_kernel import E, running_as_macos
 from tuntest import fd_count
 from xnu_tap import XnuTapKernel
@@ -41,14 +41,6 @@ def xnu() -> Iterator[XnuTapKernel]:
 
 def frame(payload: bytes = b"hello", dst: bytes = b"\x02\0\0\0\0\x01", src: bytes = b"\x02\0\0\0\0\x02") -> bytes:
     return dst + src + b"\x88\xb5" + payload  # EtherType 0x88B5: local experimental
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def calls(kernel: XnuTapKernel, name: str) -> int:
