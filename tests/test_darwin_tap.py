@@ -29,6 +29,7 @@ from tuntap_cffi import (DeviceBusyError, DeviceClosedError, DeviceKind, Devices
                          TunTapPermissionError, UnsupportedPlatformError, open_tap)
 from tuntap_cffi import _feth_device as feth_device
 from tuntap_cffi._feth_device import FethDevice
+from tuntap_cffi._lifecycle import FdLife, pending_retirements
 from tuntap_cffi._syscalls import ffi as host_ffi
 from tuntap_cffi.pcap import LINKTYPE_ETHERNET, PcapWriter
 
@@ -395,8 +396,8 @@ def test_a_reader_woken_by_close_frees_the_numbers_itself(xnu: XnuTapKernel) -> 
     reader = threading.Thread(target=run)
     reader.start()
     wait_for(lambda: calls(xnu, "poll") > 0, "the reader to wait in poll")
-    # On macOS the threads watched are Python's: any other one alive at close() (an earlier test's reaper, or a
-    # thread of an earlier test still winding down) rightly holds the numbers until it is seen idle or gone.
+    # On macOS the threads watched are Python's: any other one alive at close() (a thread of an earlier test still
+    # winding down; never the reaper, see the next test) rightly holds the numbers until it is seen gone.
     ours = {threading.main_thread(), reader}
     try:
         wait_for(lambda: set(threading.enumerate()) <= ours, "the threads of earlier tests to end")
@@ -405,6 +406,57 @@ def test_a_reader_woken_by_close_frees_the_numbers_itself(xnu: XnuTapKernel) -> 
     dev.close()
     reader.join(10)
     assert seen == [False]
+
+
+class _HeldLife:
+    """An owner whose closed FdLife the reaper cannot free while another thread is marked inside it."""
+
+    def __init__(self) -> None:
+        self.life = FdLife("held", self)
+        self.helpers = True
+
+    def _helpers_open(self) -> bool:
+        return self.helpers
+
+    def _release_helpers(self) -> None:
+        self.helpers = False
+
+    def _forget_parent(self) -> None:
+        pass
+
+
+def test_a_reaper_busy_with_another_device_does_not_hold_this_ones_numbers(xnu: XnuTapKernel) -> None:
+    """The reaper never uses a device's numbers: a close while it runs does not wait for it (it once did, and a
+    feth close that started the reaper itself between its two retirements left the woken reader unable to free)."""
+    warm_up()
+    held = _HeldLife()
+    held.life.closing = True
+    held.life.inside[-1] = 1  # (a thread that never exits: the reaper keeps this life until the test lets go)
+    held.life.free_when_safe()
+    try:
+        reaper = [t for t in threading.enumerate() if t.name == "tuntap_cffi-reaper"]
+        assert len(reaper) == 1
+        dev = open_tap()
+        bpf = dev.fileno()
+        buf = bytearray(dev.max_packet_size) if sys.implementation.name == "pypy" \
+            else (ctypes.c_char * dev.max_packet_size)()
+        seen: List[object] = []
+
+        def run() -> None:
+            try:
+                dev.readinto(buf)
+            except DeviceClosedError:
+                seen.append(bpf in xnu.files)
+
+        reader = threading.Thread(target=run)
+        reader.start()
+        wait_for(lambda: calls(xnu, "poll") > 0, "the reader to wait in poll")
+        dev.close()
+        reader.join(10)
+        assert seen == [False] and reader.is_alive() is False and reaper[0].is_alive()
+    finally:
+        held.life.inside.clear()
+    wait_for(lambda: pending_retirements() == 0, "the reaper to free the held life")
 
 
 def test_a_blocking_read_with_a_timeout(xnu: XnuTapKernel) -> None:

@@ -296,6 +296,18 @@ def pending_retirements() -> int:
         return len(_retiring)
 
 
+def _watch_all_but_reaper(ops: FdOps) -> List[Watched]:
+    """The threads a close must wait for: every other one but the reaper.
+
+    The reaper runs only this module's code and never uses a device's
+    numbers, only frees them once safe; watching it would hold a close's
+    numbers until it exits (on macOS it is seen done only then).
+    """
+    reaper = _reaper
+    tid = reaper.native_id if reaper is not None else None
+    return [w for w in ops.watch_others() if w.tid != tid]
+
+
 def _reap() -> None:
     """The reaper: re-check every retiring life every _RECHECK_S; exit when none is left."""
     global _reaper
@@ -560,7 +572,7 @@ class FdLife:
         """
         self.ops.retire(fd)
         self._retired_fd = fd
-        self._watch = self.ops.watch_others()  # after the number left the owner: what each had done by then
+        self._watch = _watch_all_but_reaper(self.ops)  # after the number left the owner: what each had done by then
 
     def retire_also(self, fd: int) -> None:
         """Step 3 for another number of the owner's that its per-packet calls use unannounced (under :attr:`lock`).
@@ -571,7 +583,7 @@ class FdLife:
         """
         self.ops.retire(fd)
         self._retired_more.append(fd)
-        self._watch = self.ops.watch_others()  # taken again: after this number left the owner too
+        self._watch = _watch_all_but_reaper(self.ops)  # taken again: after this number left the owner too
 
     def free_when_safe(self) -> None:
         """Free what the close left now if it is safe, else have the reaper thread do it once it is."""
