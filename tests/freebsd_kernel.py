@@ -207,6 +207,14 @@ class FreeBsdKernel(XnuKernel):
         if ifnet.kind == "tun" and request == IO["TUNGIFHEAD"]:
             self.ffi.cast("int *", arg)[0] = int(ifnet.head)
             return 0
+        if ifnet.kind == "tun" and request == IO["TUNSIFMODE"]:
+            if ifnet.flags & IFF_UP:
+                return self._fail(E["EBUSY"])  # "deny this if UP"
+            mode = self.ffi.cast("int *", arg)[0]
+            if mode & ~IFF_MULTICAST not in (IFF_POINTOPOINT, IFF_BROADCAST):
+                return self._fail(E["EINVAL"])
+            ifnet.flags = ifnet.flags & ~(IFF_BROADCAST | IFF_POINTOPOINT | IFF_MULTICAST) | mode
+            return 0
         if request == IO["TUNGIFNAME"]:  # strlcpy(ifr_name, if_xname, IFNAMSIZ)
             ifr = self.ffi.cast("struct ifreq *", arg)
             ifr.ifr_name = ifnet.name.encode()

@@ -66,7 +66,8 @@ def test_what_macos_lacks_fails_before_any_call(xnu: XnuKernel) -> None:
     from tuntap_cffi import UnsupportedPlatformError, open_tap
 
     for call in (lambda: open_tap(persist=True), lambda: open_tun(persist=True), lambda: open_tun(vnet_hdr=True),
-                 lambda: open_tun(multi_queue=True)):
+                 lambda: open_tun(multi_queue=True), lambda: open_tun(broadcast=True),
+                 lambda: open_tun("tun3", broadcast=True)):  # (a utun, then a tuntaposx node: both point-to-point)
         with pytest.raises(UnsupportedPlatformError):
             call()
     assert xnu.calls == []

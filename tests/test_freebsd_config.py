@@ -91,6 +91,16 @@ def test_without_a_peer_on_a_tun_the_kernel_says_edestaddrreq_in_freebsds_number
             assert lib.errno() == E["EDESTADDRREQ"] == 39 and k.host_errno(39) == errno.EDESTADDRREQ
 
 
+def test_a_broadcast_tun_takes_an_ipv4_address_with_a_netmask_and_no_peer(fbsd: FreeBsdNetKernel) -> None:
+    with open_tun(broadcast=True) as dev:
+        dev.add_address("198.18.2.1/24")
+        [ia] = ifnet(fbsd, dev.name).inet
+        assert ia.dst == bytes((198, 18, 2, 255))  # in_aifaddr_ioctl: a broadcast interface's broadcast address
+        assert dev.addresses == [Address(ip_interface("198.18.2.1/24"))]
+        with pytest.raises(ValueError, match="not point-to-point"):
+            dev.add_address("198.18.3.1/24", peer="198.18.3.2")
+
+
 def test_ipv4_on_a_tap_gets_the_broadcast_address_in_aifaddr_computes(fbsd: FreeBsdNetKernel) -> None:
     with open_tap() as dev:
         dev.add_address("198.18.1.1/24")

@@ -18,7 +18,7 @@ from typing import Iterator, List
 import pytest
 
 from bsd_packets import close_fails_a_waiting_read, closed_while_waiting, ipv4, ipv6, mixed, pcap_packets
-from freebsd_kernel import AF_INET, AF_INET6, IO, O_RDWR, FreeBsdKernel, running_as_freebsd
+from freebsd_kernel import AF_INET, AF_INET6, C, IO, O_RDWR, FreeBsdKernel, running_as_freebsd
 from tuntest import fd_count
 from tuntap_cffi import (Device, DeviceBusyError, DeviceClosedError, DeviceNotFoundError, InvalidPacketError,
                          UnsupportedPlatformError, delete_persistent, open_tap, open_tun)
@@ -108,6 +108,42 @@ def test_what_freebsd_lacks_fails_before_any_call(fbsd: FreeBsdKernel) -> None:
         assert "FreeBSD" in str(info.value)
     with pytest.raises(ValueError):
         open_tap(packet_info=True)  # a tap has no header to show
+    assert fbsd.calls == []
+
+
+def test_broadcast_sets_tunsifmode_and_leaves_multicast_on(fbsd: FreeBsdKernel) -> None:
+    p2p, bcast, mcast = (C[n] for n in ("IFF_POINTOPOINT", "IFF_BROADCAST", "IFF_MULTICAST"))
+    with open_tun() as dev:  # None: a new tun keeps tuncreate's point-to-point mode, no TUNSIFMODE
+        assert "TUNSIFMODE" not in ioctls(fbsd) and fbsd.ifnets[dev.name].flags & (p2p | bcast | mcast) == p2p | mcast
+    with open_tun(broadcast=True) as dev:
+        assert ioctls(fbsd)[-1] == "TUNSIFMODE"
+        assert fbsd.ifnets[dev.name].flags & (p2p | bcast | mcast) == bcast | mcast
+    with open_tun("tun5", persist=True, broadcast=True):
+        pass
+    with open_tun("tun5", broadcast=False) as dev:  # False: back to point-to-point, on an existing tun too
+        assert fbsd.ifnets["tun5"].flags & (p2p | bcast | mcast) == p2p | mcast
+        dev.persistent = False
+
+
+def test_the_mode_of_a_tun_that_is_up_cannot_change_and_nothing_is_left(fbsd: FreeBsdKernel) -> None:
+    open_tun("tun3", persist=True).close()  # (tundtor takes it down at the close)
+    fbsd.ifnets["tun3"].flags |= C["IFF_UP"]  # then `ifconfig tun3 up`, by someone else
+    before = fd_count()
+    with pytest.raises(DeviceBusyError) as info:  # tunioctl TUNSIFMODE: "deny this if UP"
+        open_tun("tun3", broadcast=True)
+    assert info.value.errno == errno.EBUSY and "bring it down first" in str(info.value)
+    assert fd_count() == before and fbsd.interfaces == ["tun3"]  # the fd closed; tun3 was there before: kept
+    with open_tun("tun3") as dev:  # (None: the mode is left as it is, so an up tun opens)
+        dev.down()
+        dev.persistent = False
+    assert fbsd.interfaces == []
+
+
+def test_broadcast_is_refused_on_a_tap_and_checked_before_any_call(fbsd: FreeBsdKernel) -> None:
+    with pytest.raises(TypeError):
+        open_tap(broadcast=True)  # type: ignore[call-arg]  # a TAP is Ethernet: always broadcast
+    with pytest.raises(TypeError):
+        open_tun(broadcast=1)  # type: ignore[arg-type]
     assert fbsd.calls == []
 
 

@@ -38,13 +38,27 @@ REPO = str(pathlib.Path(__file__).resolve().parent.parent)
 # ------------------------------------------------------------------ Linux
 
 
-def test_linux_is_this_platform_and_declares_every_feature() -> None:
+def test_linux_is_this_platform_and_declares_every_feature_but_a_broadcast_tun() -> None:
     assert _backend.PLATFORM is _backend.LINUX
     assert _backend.PLATFORM.name == "Linux"
-    assert _backend.LINUX.features == frozenset(Feature)
-    for feature in Feature:
+    assert _backend.LINUX.features == frozenset(Feature) - {Feature.TUN_BROADCAST}
+    for feature in _backend.LINUX.features:
         assert _backend.supports(feature)
         _backend.require(feature)  # returns: Linux has it
+    assert set(_backend.LINUX.reasons) == {Feature.TUN_BROADCAST}
+
+
+@pytest.mark.device
+def test_a_linux_tun_is_point_to_point_and_broadcast_is_refused_before_any_syscall(ifname: str) -> None:
+    """tun_net_init makes every TUN IFF_POINTOPOINT|IFF_NOARP: broadcast=False is what it is, True is not there."""
+    before = fd_count()
+    with pytest.raises(UnsupportedPlatformError) as info:
+        open_tun(ifname, broadcast=True)
+    assert "Linux" in str(info.value) and "open_tap()" in str(info.value) and info.value.filename == ifname
+    assert fd_count() == before and not os.path.exists(f"/sys/class/net/{ifname}")
+    with open_tun(ifname, broadcast=False) as dev:
+        flags = int(open(f"/sys/class/net/{ifname}/flags").read(), 16)
+        assert flags & 0x10 and not flags & 0x2 and dev.name == ifname  # IFF_POINTOPOINT, not IFF_BROADCAST
 
 
 def _tun(name: str, subnet: str) -> None:
@@ -267,10 +281,8 @@ def test_every_linux_feature_has_an_exercise() -> None:
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("feature", list(Feature), ids=lambda f: f.name)
+@pytest.mark.parametrize("feature", sorted(_backend.LINUX.features), ids=lambda f: f.name)
 def test_linux_feature_works_on_a_real_device(feature: Feature, ifnames: NameFactory, subnet: str) -> None:
-    if not _backend.LINUX.supports(feature):  # a feature Linux lacks needs no exercise
-        pytest.skip(f"Linux does not declare {feature.name}")
     ifname = ifnames()
     with open_tun(ifnames("w")):  # warm-up: the process-wide /dev/null fd close() uses
         pass
@@ -520,9 +532,10 @@ print(len(os.listdir("/proc/self/fd")) == before)
     ("sunos5", "sunos5", 0, "Linux, macOS and FreeBSD only", "Linux, macOS and FreeBSD only"),
     # macOS opens a TUN, but the child runs on Linux: utun needs macOS's own libc, and no fd is opened for it.
     ("darwin", "macOS", len(DARWIN_WORKS), "macOS's own C library", "a feth TAP needs macOS's own C library"),
-    # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.  Its 11: TUN, TAP,
-    # packet info, loop batches, link settings, addresses, routes, a TAP's MAC, link events, persistence, from_fd.
-    ("freebsd14", "FreeBSD", 11, "FreeBSD's own C library", "FreeBSD's own C library"),
+    # FreeBSD opens both, but the child runs on Linux: /dev/tun needs FreeBSD's own libc.  Its 12: TUN, TAP,
+    # packet info, loop batches, link settings, addresses, routes, a TAP's MAC, link events, persistence, from_fd,
+    # a broadcast-mode TUN.
+    ("freebsd14", "FreeBSD", 12, "FreeBSD's own C library", "FreeBSD's own C library"),
 ])
 def test_package_imports_on_another_os_and_opening_fails_cleanly(
     system: str, name: str, features: int, tun_says: str, tap_says: str,

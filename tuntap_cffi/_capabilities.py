@@ -63,6 +63,7 @@ class Feature(str, enum.Enum):
     NETNS = "network namespaces (netns=, Device.netns, Device.move_to_netns)"
     CARRIER = "carrier control (carrier=, Device.carrier)"
     LINK_EVENTS = "link events (Device.events)"
+    TUN_BROADCAST = "broadcast=True (a TUN in broadcast mode: TUNSIFMODE)"
 
 
 @dataclass(frozen=True, eq=False)

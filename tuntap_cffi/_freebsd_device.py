@@ -79,14 +79,15 @@ def _device(fd: int, name: str, kind: str, packet_info: bool, nonblocking: bool,
 
 
 def open_freebsd_device(name: str, kind: str, packet_info: bool, nonblocking: bool,
-                        persist: Optional[bool] = None) -> FreeBsdDevice:
+                        persist: Optional[bool] = None, broadcast: Optional[bool] = None) -> FreeBsdDevice:
     """Open tun/tap *name* (``""``: a new one) as a Device (the arguments are checked already).
 
     *persist* None: persistent if the interface was there before the open.
+    *broadcast* (a TUN): the TUNSIFMODE mode to set, None to leave it.
     """
     if kind == "TAP" and packet_info:
         raise ValueError("a FreeBSD TAP carries bare Ethernet frames: there is no packet_info header")
-    fd, real_name, made = freebsd.open_node(name, kind)
+    fd, real_name, made = freebsd.open_node(name, kind, broadcast)
     try:
         return _device(fd, real_name, kind, packet_info, nonblocking, not made if persist is None else persist)
     except BaseException:

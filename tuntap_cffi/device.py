@@ -1155,7 +1155,7 @@ def _in_this_netns(fd: int, name: str) -> bool:
 def _require_open_features(
     kind: DeviceKind, name: str, packet_info: bool, persist: Optional[bool], owned: bool,
     multi_queue: bool, vnet_hdr: bool, offload: bool, napi: bool = False, netns: bool = False,
-    no_carrier: bool = False, ipv6: bool = True,
+    no_carrier: bool = False, ipv6: bool = True, broadcast: bool = False,
 ) -> None:
     """Raise the one UnsupportedPlatformError for the first feature of this open the platform lacks.
 
@@ -1167,7 +1167,7 @@ def _require_open_features(
         (bool(persist), Feature.PERSIST), (owned, Feature.OWNER), (multi_queue, Feature.MULTI_QUEUE),
         (vnet_hdr, Feature.VNET_HDR), (offload, Feature.OFFLOAD), (napi, Feature.NAPI), (netns, Feature.NETNS),
         (no_carrier, Feature.CARRIER),
-        (not ipv6, Feature.DISABLE_IPV6),
+        (not ipv6, Feature.DISABLE_IPV6), (broadcast, Feature.TUN_BROADCAST),
     )
     for wanted, feature in asked:
         if wanted:
@@ -1204,6 +1204,7 @@ def _open(
     netns: Optional[NetnsSpec] = None,
     carrier: bool = True,
     ipv6: bool = True,
+    broadcast: Optional[bool] = None,
 ) -> Device:
     name = check_name(name)
     check_bool("packet_info", packet_info)
@@ -1223,10 +1224,13 @@ def _open(
     check_napi(napi, napi_frags, kind is DeviceKind.TAP)
     ns = None if netns is None else check_netns("netns", netns)
     check_bool("carrier", carrier)
+    if broadcast is not None:
+        check_bool("broadcast", broadcast)
     # macOS: a tuntaposx node is reached by its name only (tunN, tap%d ...): no TUN/TAP feature is asked.
     legacy = _backend.PLATFORM is _darwin.PLATFORM and _darwin_legacy_name(kind, name, packet_info)
     _require_open_features(DeviceKind.TUN if legacy else kind, name, packet_info, persist, uid is not None or gid is not None or everyone,
-                           multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6)
+                           multi_queue, vnet_hdr, bool(offload), napi, ns is not None, not carrier, ipv6,
+                           bool(broadcast))
     if legacy:  # the seed's legacy macOS devices (see _tuntaposx_device)
         from ._tuntaposx_device import open_tuntaposx_device
 
@@ -1242,7 +1246,7 @@ def _open(
     if _backend.PLATFORM is _freebsd.PLATFORM:  # /dev/tun, /dev/tap (see _freebsd_device)
         from ._freebsd_device import open_freebsd_device
 
-        return open_freebsd_device(name, kind.value.upper(), packet_info, nonblocking, persist)
+        return open_freebsd_device(name, kind.value.upper(), packet_info, nonblocking, persist, broadcast)
     flags = lib.IFF_TUN if kind is DeviceKind.TUN else lib.IFF_TAP
     if not packet_info:
         flags |= lib.IFF_NO_PI
@@ -1317,6 +1321,7 @@ def open_tun(
     netns: Optional[NetnsSpec] = None,
     carrier: bool = True,
     ipv6: bool = True,
+    broadcast: Optional[bool] = None,
 ) -> Device:
     """Create (or attach to a persistent) TUN device: IP packets, no link header.
 
@@ -1364,6 +1369,17 @@ def open_tun(
     up; ``"tapN"``/``"tap%d"`` with :func:`open_tap`).
     The options macOS lacks raise :class:`UnsupportedPlatformError`.
 
+    On FreeBSD it clones ``/dev/tun`` (``""``; ``"tunN"`` opens that unit,
+    any other name renames the clone); packets are bare IP as on Linux (the
+    4-byte family header of ``TUNSIFHEAD`` is hidden unless *packet_info*).
+    *broadcast* True makes the TUN a broadcast link (``TUNSIFMODE``
+    IFF_BROADCAST: IPv4 addresses with a netmask and no peer), False
+    point-to-point (a new TUN's default), None leaves an existing one's
+    mode; the mode can change only while the interface is down
+    (:class:`DeviceBusyError` otherwise).  Linux and macOS TUNs are always
+    point-to-point: ``broadcast=True`` raises
+    :class:`UnsupportedPlatformError` there (a TAP is the broadcast link).
+
     Raises ``ValueError``/``TypeError`` for bad arguments before any syscall,
     :class:`TunTapPermissionError` without CAP_NET_ADMIN (or, attaching to
     a persistent interface, not matching its owner/group),
@@ -1374,7 +1390,7 @@ def open_tun(
     ``ValueError`` if it is a file or fd of something else.
     """
     return _open(DeviceKind.TUN, name, packet_info, persist, owner, group, nonblocking, multi_queue,
-                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier, ipv6)
+                 vnet_hdr, vnet_hdr_size, offload, napi, napi_frags, netns, carrier, ipv6, broadcast)
 
 
 def open_tap(

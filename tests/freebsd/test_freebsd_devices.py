@@ -128,6 +128,14 @@ def test_addresses_routes_and_mac_through_the_library_as_ifconfig_and_netstat_se
         assert "ether 02:00:5e:10:00:01" in out and tap.hwaddr == "02:00:5e:10:00:01"
 
 
+def test_a_broadcast_tun_takes_an_address_with_a_netmask() -> None:
+    ours, _ = subnet()
+    with open_tun(broadcast=True) as dev:
+        dev.add_address(f"{ours}/30")
+        out = subprocess.run(["ifconfig", dev.name], check=True, capture_output=True, text=True).stdout
+        assert "BROADCAST" in out and "POINTOPOINT" not in out and f"inet {ours} netmask 0xfffffffc" in out
+
+
 def test_a_second_opener_of_a_unit_is_busy() -> None:
     from tuntap_cffi import DeviceBusyError
 

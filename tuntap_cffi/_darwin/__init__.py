@@ -73,6 +73,8 @@ PLATFORM = Platform(
         Feature.LINK_TYPE: "utun has no TUNSETLINK: its link type is fixed (IFT_OTHER, DLT_NULL)",
         Feature.NETNS: "macOS has no network namespaces: run the program in a VM or container for isolation",
         Feature.CARRIER: "utun has no carrier switch (no TUNSETCARRIER): bring the interface down instead",
+        Feature.TUN_BROADCAST: "a utun is always point-to-point: open_tap() (a feth pair) gives a broadcast "
+                               "(Ethernet) link",
     },
     fallback=_NOT_YET,
 )

@@ -21,8 +21,9 @@ Facts that shape this package (FreeBSD 14, sys/net/if_tuntap.c, net/if_tun.h):
   a big-endian u32 (``tunread``/``tunwrite_l3``), AF_INET6 being 28: the
   same framing as macOS's utun, other numbers.  Without it a TUN carries
   IPv4 only (``tunwrite_l3`` assumes AF_INET), so the backend always sets it.
-- ``TUNSIFMODE`` picks IFF_POINTOPOINT (the default) or IFF_BROADCAST,
-  refused with EBUSY while the interface is up.
+- ``TUNSIFMODE`` picks IFF_POINTOPOINT (the default) or IFF_BROADCAST
+  (``open_tun(broadcast=True)``), refused with EBUSY while the interface
+  is up.
 - Closing the device leaves the interface (``tunclose`` only brings it
   down and purges its addresses): the backend destroys it with
   ``SIOCIFDESTROY`` at close, as the library promises everywhere.
@@ -48,6 +49,7 @@ PLATFORM = Platform(
         Feature.ADDRESSES, Feature.ROUTES, Feature.HWADDR,
         Feature.LINK_EVENTS,  # RTM_IFINFO/RTM_IFANNOUNCE (and address messages) on a PF_ROUTE socket (.._bsdevents)
         Feature.PERSIST, Feature.FROM_FD,  # no SIOCIFDESTROY at close; TUNGIFNAME names an adopted fd
+        Feature.TUN_BROADCAST,  # TUNSIFMODE IFF_BROADCAST at open (open_tun(broadcast=True))
     }),
     planned=frozenset(),
     reasons={
@@ -64,7 +66,8 @@ PLATFORM = Platform(
                               "tuntap_cffi.open_tun()/open_tap()",
         Feature.NAPI: "if_tuntap has no NAPI mode",
         Feature.SNDBUF: "if_tuntap has no TUNSETSNDBUF: its queue is the interface's send queue",
-        Feature.LINK_TYPE: "if_tuntap has no TUNSETLINK: a TUN is IFT_PROPVIRTUAL, a TAP Ethernet",
+        Feature.LINK_TYPE: "if_tuntap has no TUNSETLINK: a TUN is IFT_PPP (broadcast=True makes it a broadcast "
+                           "link), a TAP Ethernet",
         Feature.NETNS: "FreeBSD has no network namespaces: vnet jails are the nearest",
         Feature.CARRIER: "if_tuntap has no carrier switch: bring the interface down instead",
     },

@@ -24,6 +24,11 @@ Facts that shape this module (FreeBSD 14, sys/net/if_tuntap.c):
   header: every read starts with it (``tunread``), every write must
   (``tunwrite_l3``: EAFNOSUPPORT for a family other than INET/INET6).
   Without it IPv6 could not be written at all.  A TAP takes no header.
+- ``TUNSIFMODE`` (``tunioctl``, TUN only) takes IFF_POINTOPOINT or
+  IFF_BROADCAST, optionally with IFF_MULTICAST (anything else EINVAL),
+  and replaces those three flags with it; EBUSY while the interface is up.
+  A new tun is IFF_POINTOPOINT|IFF_MULTICAST (``tuncreate``): the mode is
+  set with IFF_MULTICAST kept.
 - Closing the fd leaves the interface (``tunclose``: down, addresses
   purged), so :func:`destroy` (``SIOCIFDESTROY``, ``if_clone_destroy``) is
   what makes it go, as the library promises on close.  That is FreeBSD's
@@ -132,11 +137,12 @@ def open_device(name: str, kind: str) -> Tuple[int, str]:
     return fd, real
 
 
-def open_node(name: str, kind: str) -> Tuple[int, str, bool]:
+def open_node(name: str, kind: str, broadcast: Optional[bool] = None) -> Tuple[int, str, bool]:
     """:func:`open_device`, and whether this call made the interface (False: ``/dev/tunN`` was there already).
 
-    A TUN gets ``TUNSIFHEAD`` 1.  On any failure the fd is closed and a
-    clone made here destroyed.
+    A TUN gets ``TUNSIFHEAD`` 1, and the ``TUNSIFMODE`` of *broadcast*
+    unless it is None.  On any failure the fd is closed and a clone made
+    here destroyed.
     """
     node, rename = device_name(name, kind)
     lib = libc.get()
@@ -162,6 +168,8 @@ def open_node(name: str, kind: str) -> Tuple[int, str, bool]:
             made = real = name
         if kind == "TUN":
             _head_on(lib, k, fd, real)
+            if broadcast is not None:
+                _set_mode(lib, k, fd, real, broadcast)
         return fd, real, bool(made) or not existed
     except BaseException:
         close_device(fd, made)
@@ -181,6 +189,19 @@ def _head_on(lib: libc.Libc, k: Numbers, fd: int, name: str) -> None:
     """``TUNSIFHEAD`` 1: every packet carries its 4-byte address family."""
     if lib.ioctl(fd, k.ioctls["TUNSIFHEAD"], lib.ffi.new("int *", 1)) < 0:
         raise error_from_errno(errnos.host(lib.errno()), "ioctl", name, f"cannot turn on the AF header of {name}")
+
+
+def _set_mode(lib: libc.Libc, k: Numbers, fd: int, name: str, broadcast: bool) -> None:
+    """``TUNSIFMODE``: a broadcast or a point-to-point link, multicast kept (tuncreate's)."""
+    c = k.constants
+    mode = (c["IFF_BROADCAST"] if broadcast else c["IFF_POINTOPOINT"]) | c["IFF_MULTICAST"]
+    if lib.ioctl(fd, k.ioctls["TUNSIFMODE"], lib.ffi.new("int *", mode)) < 0:
+        err = errnos.host(lib.errno())
+        what = "a broadcast" if broadcast else "a point-to-point"
+        if err == _errno.EBUSY:
+            raise DeviceBusyError(err, f"cannot make {name} {what} link while it is up: bring it down first "
+                                       "(Device.down()), then open it again", name)
+        raise error_from_errno(err, "ioctl", name, f"cannot make {name} {what} link (TUNSIFMODE)")
 
 
 def adopt(fd: int) -> Tuple[str, str]:
