@@ -321,20 +321,21 @@ class XnuKernel:
         return self._writev(fd, iov, iovcnt)
 
     def _readv(self, fd: int, iov: Any, iovcnt: int) -> int:
-        iov = self.ffi.cast("struct iovec *", iov)
-        data = self._io(os.read, fd, sum(iov[i].iov_len for i in range(iovcnt)))
+        # (a new name: *iov* may be read()'s own iovec, freed the moment nothing refers to it)
+        vec = self.ffi.cast("struct iovec *", iov)
+        data = self._io(os.read, fd, sum(vec[i].iov_len for i in range(iovcnt)))
         if data == -1:
             return -1
         at = 0
         for i in range(iovcnt):
-            part = data[at:at + iov[i].iov_len]
-            self.ffi.memmove(iov[i].iov_base, part, len(part))
+            part = data[at:at + vec[i].iov_len]
+            self.ffi.memmove(vec[i].iov_base, part, len(part))
             at += len(part)
         return len(data)
 
     def _writev(self, fd: int, iov: Any, iovcnt: int) -> int:
-        iov = self.ffi.cast("struct iovec *", iov)
-        datagram = b"".join(self.ffi.buffer(iov[i].iov_base, iov[i].iov_len)[:] for i in range(iovcnt))
+        vec = self.ffi.cast("struct iovec *", iov)  # (a new name: *iov* must stay referenced, see _readv)
+        datagram = b"".join(self.ffi.buffer(vec[i].iov_base, vec[i].iov_len)[:] for i in range(iovcnt))
         return int(self._io(os.write, fd, datagram))
 
     # ------------------------------------------------------------ the kernel's side of a utun

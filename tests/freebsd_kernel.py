@@ -23,6 +23,7 @@ Addresses, routes and a TAP's MAC are ``freebsd_net.FreeBsdNetKernel``'s.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -30,7 +31,7 @@ import pathlib
 import select
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cffi
 
@@ -287,8 +288,8 @@ class FreeBsdKernel(XnuKernel):
         if not isinstance(dev, _Dev):
             return super()._writev(fd, iov, iovcnt)
         ifnet = dev.ifnet
-        iov = self.ffi.cast("struct iovec *", iov)
-        data = b"".join(self.ffi.buffer(iov[i].iov_base, iov[i].iov_len)[:] for i in range(iovcnt))
+        vec = self.ffi.cast("struct iovec *", iov)  # (a new name: *iov* must stay referenced, see XnuKernel._readv)
+        data = b"".join(self.ffi.buffer(vec[i].iov_base, vec[i].iov_len)[:] for i in range(iovcnt))
         if not ifnet.flags & IFF_UP:
             return 0  # tunwrite: "ignore silently" (nothing consumed: write returns 0)
         if not data:
@@ -350,3 +351,21 @@ def running_as_freebsd(kernel: FreeBsdKernel) -> Any:
     from tuntap_cffi._freebsd import libc
 
     return running_as(kernel, _freebsd.PLATFORM, libc)
+
+
+@contextlib.contextmanager
+def raw_control(name: str) -> Iterator[Tuple[Any, Any, int]]:
+    """The FreeBSD libc, its numbers and a control socket, for calls a Device would not make (closed after).
+
+    For a test standing in for another program (``ifconfig``) while the process runs as FreeBSD.
+    """
+    from tuntap_cffi._bsd import netconfig
+    from tuntap_cffi._capabilities import Feature
+    from tuntap_cffi._freebsd import backend
+
+    lib, k = backend.BACKEND.net(Feature.LINK, name)
+    ctl = netconfig.control_socket(lib, k)
+    try:
+        yield lib, k, ctl
+    finally:
+        lib.close(ctl)

@@ -14,8 +14,11 @@ kernel function it follows:
   ``do_link_state_change`` (``if_link_state_change``: LINK_STATE_UP at
   ``tunopen``, LINK_STATE_DOWN at ``tundtor``).
 - ``rt_ifannouncemsg`` (net/rtsock.c): an RTM_IFANNOUNCE with
-  IFAN_DEPARTURE when an interface leaves this vnet (``if_detach``,
-  ``if_vmove``: ``ifconfig tun0 vnet jail``).
+  IFAN_DEPARTURE when an interface leaves this vnet (``if_detach_internal``
+  after ``if_unlink_ifnet``, from ``if_detach`` or ``if_vmove``:
+  ``ifconfig tun0 vnet jail``), and IFAN_DEPARTURE then IFAN_ARRIVAL
+  around a rename (``ifhwioctl`` SIOCSIFNAME), the interface keeping its
+  index and its place in the list.
 - ``raw_input``/``soroverflow``: a message that does not fit a socket's
   buffer is dropped (counted in ``dropped``); a socket with SO_RERROR
   (``setsockopt``) gets ENOBUFS from its next read once what is queued is
@@ -23,6 +26,10 @@ kernel function it follows:
 
 Addresses and routes (RTM_NEWADDR/DELADDR, in.c/in6.c) are the network
 side's (``freebsd_net``), not simulated here.
+
+Checked against FreeBSD 14's sys/net/if.c (``ifhwioctl``,
+``if_detach_internal``) and sys/net/if_tuntap.c (``tunopen``, ``tundtor``)
+as published in github.com/sobomax/freebsd14_vendor at 0f7ff34.
 """
 
 from __future__ import annotations
@@ -123,13 +130,17 @@ class FreeBsdRouteKernel(FreeBsdKernel):
 
     def _ifioctl(self, request: int, arg: Any) -> int:
         ifr = self.ffi.cast("struct ifreq *", arg)
-        ifnet = self.ifnets.get(self.ffi.string(ifr.ifr_name).decode("latin-1"))
+        name = self.ffi.string(ifr.ifr_name).decode("latin-1")
+        ifnet = self.ifnets.get(name)
         flags = ifnet.flags if ifnet is not None else 0
         result = super()._ifioctl(request, arg)
         if result == 0 and ifnet is not None:
             from freebsd_kernel import IO
 
-            if request == IO["SIOCSIFFLAGS"] and (flags ^ ifnet.flags) & IFF_UP:
+            if request == IO["SIOCSIFNAME"]:  # ifhwioctl: departure under the old name, arrival under the new
+                self._announce(ifnet, name, C["IFAN_DEPARTURE"])
+                self._announce(ifnet, ifnet.name, C["IFAN_ARRIVAL"])
+            elif request == IO["SIOCSIFFLAGS"] and (flags ^ ifnet.flags) & IFF_UP:
                 self.rt_ifmsg(ifnet)  # ifhwioctl: if_up/if_down -> if_route/if_unroute -> rt_ifmsg
             elif request == IO["SIOCSIFMTU"]:
                 self.rt_ifmsg(ifnet)  # ifhwioctl SIOCSIFMTU: rt_ifmsg once the driver took it
@@ -161,13 +172,18 @@ class FreeBsdRouteKernel(FreeBsdKernel):
 
     def vmove(self, name: str) -> None:
         """if_vmove (``ifconfig NAME vnet JAIL``): the interface leaves this vnet; its index here is gone."""
-        ifnet = self.ifnets.pop(name)
+        ifnet = self.ifnets.pop(name)  # (if_unlink_ifnet: off the list before the message)
+        self._announce(ifnet, name, C["IFAN_DEPARTURE"])  # if_detach_internal: rt_ifannouncemsg
+
+    def _announce(self, ifnet: Ifnet, name: str, what: int) -> None:
+        """rt_ifannouncemsg: an RTM_IFANNOUNCE of *ifnet* under *name* to every routing socket."""
         announce = bytearray(SIZE["struct if_announcemsghdr"])
         struct.pack_into("=HBB", announce, 0, len(announce), C["RTM_VERSION"], C["RTM_IFANNOUNCE"])
         struct.pack_into("=H", announce, OFF["struct if_announcemsghdr:ifan_index"], ifnet.index)
-        announce[OFF["struct if_announcemsghdr:ifan_name"]:][:len(name)] = name.encode()
-        struct.pack_into("=H", announce, OFF["struct if_announcemsghdr:ifan_what"], C["IFAN_DEPARTURE"])
-        self._raw_input(bytes(announce))  # if_detach_internal: rt_ifannouncemsg(ifp, IFAN_DEPARTURE)
+        at = OFF["struct if_announcemsghdr:ifan_name"]
+        announce[at:at + len(name)] = name.encode()  # (ifan_name is IFNAMSIZ: the name fits, NUL after it)
+        struct.pack_into("=H", announce, OFF["struct if_announcemsghdr:ifan_what"], what)
+        self._raw_input(bytes(announce))
 
     def _raw_input(self, msg: bytes) -> None:
         """raw_input: a copy to each routing socket; a full buffer loses it (soroverflow, no SO_RERROR)."""

@@ -21,7 +21,7 @@ import pytest
 
 from darwin_kernel import running_as_macos
 from freebsd_kernel import running_as_freebsd
-from freebsd_kernel import C
+from freebsd_kernel import C, raw_control
 from freebsd_route import LINK_STATE_DOWN, LINK_STATE_UP, SO_RERROR, FreeBsdRouteKernel
 from tuntest import (Runner, close_ends_an_async_iterator, close_wakes_a_blocked_iterator, fd_count,
                      iterator_closed_from_another_thread)
@@ -201,6 +201,22 @@ def test_freebsd_departure_ends_the_iteration(fbsd: FreeBsdRouteKernel) -> None:
         fbsd.vmove(dev.name)
         assert list(events) == [LinkUp(), LinkDeleted()]
         assert events.get() is None
+
+
+def test_freebsd_a_rename_is_no_deletion(fbsd: FreeBsdRouteKernel) -> None:
+    """SIOCSIFNAME announces a departure and an arrival, but the interface keeps its index: events go on."""
+    with open_tun() as dev, dev.events() as events:
+        with raw_control(dev.name) as (lib, k, ctl):  # `ifconfig tun0 name tt0`, from another program
+            ifr = lib.ffi.new("struct ifreq *")
+            ifr.ifr_name = dev.name.encode()
+            new = lib.ffi.new("char[]", b"tt0")
+            ifr.ifr_ifru.ifru_data = new
+            assert lib.ioctl(ctl, k.ioctls["SIOCSIFNAME"], ifr) == 0
+        assert fbsd.ifnets["tt0"].name == "tt0"
+        fbsd.link_state_change(fbsd.ifnets["tt0"], LINK_STATE_DOWN)
+        assert events.get(timeout=10) == CarrierOff()  # (not LinkDeleted: the departure was a rename's)
+        fbsd.vmove("tt0")
+        assert list(events) == [LinkDeleted()]
 
 
 def test_freebsd_lost_events_are_reported_then_resynced(fbsd: FreeBsdRouteKernel) -> None:

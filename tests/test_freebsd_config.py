@@ -9,21 +9,20 @@ libc call fails the test.  Sockets are real socketpairs: fd counts are real.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import struct
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
 from bsd_net import CTL_NET
-from freebsd_kernel import IO
+from freebsd_kernel import IO, raw_control
 from freebsd_net import AF_INET, AF_INET6, AF_LINK, C, E, IN6_IFF_NODAD, IN6_IFF_TENTATIVE, LONG, PF_ROUTE, \
     SDL_SHORT_LEN, SIZE, FreeBsdNetKernel, NetIfnet, running_as_freebsd_net, sa_size
 from tuntest import fd_count
 from tuntap_cffi import TunTapPermissionError, open_tap, open_tun
-from tuntap_cffi._bsd import Numbers, netconfig
+from tuntap_cffi._bsd import netconfig
 from tuntap_cffi._capabilities import Feature
 from tuntap_cffi._freebsd import PLATFORM, backend
 from tuntap_cffi.config import Address, Route
@@ -41,17 +40,6 @@ def requests(kernel: FreeBsdNetKernel, since: int = 0) -> List[str]:
     """The names of the ioctl requests made since call *since* (FreeBSD's headers' names)."""
     names = {value: key for key, value in IO.items() if key != "TAPGIFNAME"}
     return [names.get(c[2], hex(c[2])) for c in kernel.calls[since:] if c[0] == "ioctl"]
-
-
-@contextlib.contextmanager
-def raw_control(name: str) -> Iterator[Tuple[Any, Numbers, int]]:
-    """The FreeBSD libc, its numbers and a control socket, for calls the Device would not make (closed after)."""
-    lib, k = backend.BACKEND.net(Feature.LINK, name)
-    ctl = netconfig.control_socket(lib, k)
-    try:
-        yield lib, k, ctl
-    finally:
-        lib.close(ctl)
 
 
 def ifnet(kernel: FreeBsdNetKernel, name: str) -> NetIfnet:

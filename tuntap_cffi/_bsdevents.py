@@ -19,8 +19,13 @@ sys/net/rtsock.c, if.c):
   RTA_IFA, RTA_NETMASK, RTA_BRD the peer on a point-to-point link) when an
   address's route is installed or removed (XNU ``rtinit``,
   ``in6_ifloop_request``).
-- FreeBSD's ``if_announce`` sends RTM_IFANNOUNCE (``if_announcemsghdr``)
-  with IFAN_DEPARTURE when an interface is destroyed: LinkDeleted.  XNU
+- FreeBSD's ``rt_ifannouncemsg`` sends RTM_IFANNOUNCE (``if_announcemsghdr``)
+  with IFAN_DEPARTURE when an interface is destroyed or leaves the vnet
+  (``if_detach_internal``, after ``if_unlink_ifnet`` took it off the
+  interface list): LinkDeleted.  A rename (``ifhwioctl`` SIOCSIFNAME)
+  sends IFAN_DEPARTURE and IFAN_ARRIVAL too but the interface stays
+  listed under its index, so a departure is taken for a deletion only
+  when ``NET_RT_IFLIST`` no longer lists the index.  XNU
   has no such message; a utun goes only when its socket closes, which is
   the Device's close and ends the iteration anyway.
 - Overflow: XNU's ``raw_input`` drops a message that does not fit the
@@ -145,7 +150,9 @@ class RouteSource:
     def _announce(self, msg: bytes, sink: EventSink) -> None:
         index, what = rtmsg.announcement(self._lib.ffi, msg)
         if index == self._index and what == self._k.constants["IFAN_DEPARTURE"]:
-            sink._deleted()
+            state, _ = netconfig.interface_state(self._lib, self._k, index, self._name)
+            if state is None:  # (still listed: a rename, see the module docstring)
+                sink._deleted()
 
     def drain(self) -> None:
         lib, k = self._lib, self._k
