@@ -47,6 +47,7 @@ E = {name: value for name, value in C.items() if name.startswith("E")}
 AF_INET, AF_INET6 = C["AF_INET"], C["AF_INET6"]  # 2, 28
 IFF_UP, IFF_POINTOPOINT, IFF_BROADCAST, IFF_MULTICAST = (C[n] for n in (
     "IFF_UP", "IFF_POINTOPOINT", "IFF_BROADCAST", "IFF_MULTICAST"))
+IFF_LINK0 = 0x1000  # net/if.h (not in the golden file: no library code uses it)
 IFF_RUNNING, IFF_CANTCHANGE = C["IFF_RUNNING"], C["IFF_CANTCHANGE"]
 IFF_SIMPLEX = 0x800  # net/if.h (not in the golden constants; only tuncreate's default tap flags use it)
 O_NONBLOCK, O_CLOEXEC, O_RDWR = C["O_NONBLOCK"], C["O_CLOEXEC"], C["O_RDWR"]
@@ -166,13 +167,15 @@ class FreeBsdKernel(XnuKernel):
         """The last close of a /dev/tun fd (close, or dup2 over it): tundtor.
 
         Pending output is purged (the kernel end goes), the interface is
-        brought down and loses IFF_DRV_RUNNING and its addresses, TUN_OPEN
-        and TUN_IFHEAD's fd go; the interface itself stays (tunclose does not
+        brought down and loses IFF_DRV_RUNNING and its addresses (not a tap
+        with IFF_LINK0: tundtor skips to ``out`` for it), TUN_OPEN and
+        TUN_IFHEAD's fd go; the interface itself stays (tunclose does not
         destroy it: only SIOCIFDESTROY does)."""
         dev = self.sockets.pop(fd)
         if isinstance(dev, _Dev):
             ifnet = dev.ifnet
-            ifnet.flags &= ~(IFF_UP | IFF_RUNNING)
+            if not (ifnet.kind == "tap" and ifnet.flags & IFF_LINK0):
+                ifnet.flags &= ~(IFF_UP | IFF_RUNNING)
             ifnet.fd = None
         os.close(dev.peer)
 

@@ -53,7 +53,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from bsd_net import PfRouteSide
 from darwin_kernel import _Socket
-from freebsd_kernel import AF_INET, AF_INET6, C, E, GOLDEN, IO, Ifnet, FreeBsdKernel, running_as_freebsd
+from freebsd_kernel import AF_INET, AF_INET6, C, E, GOLDEN, IFF_LINK0, IO, Ifnet, FreeBsdKernel, running_as_freebsd
 from xnu_net import In6Addr, InAddr, RtEntry, addr_of, mask_bytes, prefix_len
 
 SIZE = GOLDEN["sizeof"]
@@ -167,11 +167,12 @@ class FreeBsdNetKernel(FreeBsdKernel, PfRouteSide):
         return super().close(fd)
 
     def _detach_socket(self, fd: int) -> None:
-        """tundtor: a tun's addresses go with its last close (if_purgeaddrs; a tap keeps them)."""
+        """tundtor: the addresses go with the last close (if_purgeaddrs, once IFF_DRV_RUNNING: a tun that had an
+        address, tuninit; every tap, tunopen), except a tap's with IFF_LINK0 (tundtor skips to ``out``)."""
         dev = self.sockets.get(fd)
         ifnet = getattr(dev, "ifnet", None)
         super()._detach_socket(fd)
-        if isinstance(ifnet, NetIfnet) and ifnet.kind == "tun":
+        if isinstance(ifnet, NetIfnet) and not (ifnet.kind == "tap" and ifnet.flags & IFF_LINK0):
             ifnet.inet.clear()
             ifnet.inet6.clear()
 
