@@ -140,3 +140,95 @@ def test_provenance_comes_from_the_meta_block() -> None:
     )
     assert runinfo.commit_text({"commit": None, "dirty": None}) == "commit unknown"
     assert runinfo.machine_text({"description": "a described box", "kernel": "x", "cpu": "y"}) == "a described box"
+
+
+# ------------------------------------------------------------------ the committed data = the published tables
+
+DRAIN_FILE = RESULTS / "drain-2026-12-06-4f929d7.json"
+FORWARD_FILE = RESULTS / "forward-2026-11-25-5db4a7f.json"
+
+# The published tables' row labels (bold and spacing aside) and the method each row shows.
+README_READS = {
+    "C `read()` loop (gcc -O2), the baseline": "c_read",
+    "C io_uring loop, 256 per enter, registered file (the batch floor)": "c_uring",
+    "C io_uring loop, 1024 per enter, registered file": "c_uring_1024",
+    "`read_batch(ring)`, io_uring, 256 slots": "read_batch",
+    "`read_batch(ring)`, io_uring, 1024 slots": "read_batch_1024",
+    "`read_batch(ring)`, loop backend, 256 slots": "read_batch_loop",
+    "`Device.readinto(buf)`": "device_readinto",
+    "bare cffi `lib.read(fd, ptr, n)`, pointer cached": "cffi_cached_ptr",
+    "cffi with `ffi.from_buffer` per call": "cffi_from_buffer_each",
+    "`os.read(fd, 2048)`": "os_read",
+    "`io.FileIO(fd).readinto(buf)`": "fileio_readinto",
+    "python-pytun `read(2048)` (C extension; via cpyext on PyPy)": "pytun_read",
+}
+README_WRITES = {
+    "C `write()` loop (gcc -O2), the baseline": "c_write",
+    "C io_uring loop, 256 per enter, registered file": "c_uring_write",
+    "`write_batch(ring)`, io_uring, 256 per call": "write_batch",
+    "`write_batch(ring)`, loop backend": "write_batch_loop",
+    "`write_batch(list of 256 bytes)`": "write_batch_list",
+    "`Device.write(pkt)`": "device_write",
+    "`os.write(fd, pkt)`": "os_write",
+}
+
+
+def published_table(header: str) -> Tuple[Path, str, List[List[str]]]:
+    """The markdown table whose header row starts with *header*, in README.md or a docs/ page.
+
+    Returns the file, its text before the table (whitespace collapsed) and the body rows (cells stripped, bold
+    marks removed).  The tables may move from the README to the documentation's performance page: both are read.
+    """
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    for page in pages:
+        lines = page.read_text().splitlines() if page.is_file() else []
+        for i, line in enumerate(lines):
+            if line.startswith(header):
+                body = []
+                for row in lines[i + 2:]:
+                    if not row.startswith("|"):
+                        break
+                    body.append([c.strip().replace("**", "") for c in row.strip().strip("|").split("|")])
+                return page, " ".join(" ".join(lines[:i]).split()), body
+    pytest.fail(f"no table starting {header!r} in {', '.join(str(p.relative_to(REPO)) for p in pages)}")
+
+
+@pytest.mark.parametrize("kind, header, labels", [
+    ("reads", "| read method |", README_READS),
+    ("writes", "| write method |", README_WRITES),
+])  # fmt: skip
+def test_drain_data_equals_the_published_table(kind: str, header: str, labels: Dict[str, str]) -> None:
+    """What the charts compute from the committed drain file (ns/pkt medians, ratios to the C loop, per
+    interpreter) is what the published table prints, row by row; and the table's run is the file's."""
+    import charts
+
+    data = runinfo.load_results(DRAIN_FILE)
+    figures = charts.drain_figures(data, kind)
+    page, before, rows = published_table(header)
+    assert [labels.get(row[0], row[0]) for row in rows] == list(labels.values()), f"{page}: rows changed"
+    assert set(figures["cpython"]) == set(figures["pypy"]) == set(labels.values())
+    for row in rows:
+        key = labels[row[0]]
+        cp, pp = figures["cpython"][key], figures["pypy"][key]
+        assert row[1:] == [f"{cp['ns']:.0f}", f"{cp['ratio']:.2f}x", f"{pp['ns']:.0f}", f"{pp['ratio']:.2f}x"], (
+            f"{page}: {row[0]}: the table says {row[1:]}, the data gives "
+            f"{cp['ns']:.0f} {cp['ratio']:.2f}x / {pp['ns']:.0f} {pp['ratio']:.2f}x")
+    meta = data["meta"]
+    # The words before the table name this run: its date, commit and machine, as the chart's footer does.
+    for said in (runinfo.date_text(meta), f"commit {meta['commit']}", runinfo.machine_text(meta["machine"])):
+        assert said in before, f"{page} does not say {said!r} before the {kind} table"
+
+
+def test_forward_data_equals_the_published_table() -> None:
+    """The transcribed forwarding file gives the published table: each path's runs, median and ratio to veth."""
+    import charts
+
+    data = runinfo.load_results(FORWARD_FILE)
+    assert "TRANSCRIBED" in data["meta"]["source"]
+    page, before, rows = published_table("| path | Gbit/s | runs | ratio to veth |")
+    got = [[v["name"], f"{v['median']:.2f}", ", ".join(f"{x:.2f}" for x in v["gbit"]), f"{v['ratio']:.2f}x"]
+           for v in charts.forward_figures(data)]
+    # The table writes iperf3's -P in backticks, and -P 1 on the first veth row (the bench's names do not).
+    assert [[r[0].replace("`", "").replace(", -P 1", ""), *r[1:]] for r in rows] == got, page
+    meta = data["meta"]
+    assert f"commit {meta['commit']}" in before and runinfo.date_text(meta)[:10] in before
