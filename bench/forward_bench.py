@@ -1,6 +1,7 @@
 """Forwarder benchmark: iperf3 TCP between two network namespaces, several ways joined.
 
-    bash bench/setup.sh && bench/.venv/bin/python bench/forward_bench.py     # as root
+    bash bench/setup.sh && bench/.venv/bin/python bench/forward_bench.py \
+        && bench/.venv/bin/python bench/charts.py --forward bench/_build/forward.json     # as root
 
 Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
 - veth pair joining the namespaces directly: the limit (iperf3 -P 1, and -P 4
@@ -16,7 +17,9 @@ Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
   with offloads and 2 queues (iperf3 -P 4).  It tells what this box allows a
   forwarder (two extra kernel copies per byte, 2 cores shared with both
   iperf3 ends) apart from what Python costs.
-Prints a markdown table: Gbit/s (median), ratio to veth, and the targets
+Saves every run as JSON with the run's metadata (``--results``, default
+bench/_build/forward.json; bench/charts.py draws it) and prints a markdown
+table: Gbit/s (median), ratio to veth, and the targets
 (offload forwarder >= 0.8x veth and >= 5x pytun), then the Python offload
 forwarder's ratio to the C one and the C one's ratio to veth.  Traffic stays
 inside two namespaces this script creates (198.18.210.0/24) and removes.

@@ -232,3 +232,109 @@ def test_forward_data_equals_the_published_table() -> None:
     assert [[r[0].replace("`", "").replace(", -P 1", ""), *r[1:]] for r in rows] == got, page
     meta = data["meta"]
     assert f"commit {meta['commit']}" in before and runinfo.date_text(meta)[:10] in before
+
+
+# ------------------------------------------------------------------ drawing (matplotlib: CPython's test extra)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PNG_BYTES = 100_000  # the committed charts stay small enough for a repository and a README
+
+
+def need_matplotlib() -> None:
+    if platform.python_implementation() != "CPython":
+        pytest.skip("the test extra installs matplotlib on CPython only: the charts are drawn on CPython")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if IN_CI:
+            pytest.fail("CI=true and matplotlib is missing: the test extra installs it on CPython")
+        pytest.skip("matplotlib is not installed (pip install '.[test]')")
+
+
+def png_size(path: Path) -> Tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails unless the file starts as a PNG does."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def synthetic_drain() -> Dict[str, Any]:
+    """A small drain results file: two interpreters, three runs, a method the chart has no label for."""
+    def trials(methods: Dict[str, float]) -> List[Dict[str, Any]]:
+        return [{"method": m, "run": run, "count": 1000, "ns": int(ns * 1000 * (1 + 0.01 * run))}
+                for run in range(3) for m, ns in methods.items()]
+
+    return {
+        "meta": SYNTHETIC_META,
+        "args": {"packets": 1000, "payload": 16, "write_packets": 1000, "runs": 3},
+        "results": [
+            {"interp": "cpython", "write_packet_len": 44,
+             "trials": trials({"c_read": 800, "read_batch": 700, "device_readinto": 1300, "mystery_read": 900}),
+             "write_trials": trials({"c_write": 1400, "write_batch": 1200})},
+            {"interp": "pypy", "write_packet_len": 44,
+             "trials": trials({"c_read": 850, "read_batch": 720, "device_readinto": 900}),
+             "write_trials": trials({"c_write": 1450, "write_batch": 1250})},
+        ],
+    }
+
+
+def synthetic_forward() -> Dict[str, Any]:
+    return {
+        "meta": {**SYNTHETIC_META, "benchmark": "forward_bench", "interpreters": SYNTHETIC_META["interpreters"][:1]},
+        "args": {"runs": 2, "seconds": 5, "bytes": ""},
+        "variants": [
+            {"name": "veth pair (the limit)", "parallel": 1, "baseline": "veth pair (the limit)", "gbit": [10.0, 12.0]},
+            {"name": "forward.py, offloads", "parallel": 1, "baseline": "veth pair (the limit)", "gbit": [8.0, 9.0]},
+        ],
+    }
+
+
+def test_charts_render_a_results_file(tmp_path: Path) -> None:
+    """charts.py's command line turns a drain and a forward results file into three PNGs of the expected size."""
+    need_matplotlib()
+    import charts
+
+    drain, forward = tmp_path / "d.json", tmp_path / "f.json"
+    drain.write_text(json.dumps(synthetic_drain()))
+    forward.write_text(json.dumps(synthetic_forward()))
+    assert charts.main(["--drain", str(drain), "--forward", str(forward), "--out", str(tmp_path / "png")]) == 0
+    rows = {"drain-reads.png": 4, "drain-writes.png": 2, "forward.png": 2}
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(rows)
+    for name, n in rows.items():
+        path = tmp_path / "png" / name
+        # The figure is WIDTH_IN wide and grows 0.42 in per row, at DPI pixels per inch.
+        expected = (round(charts.WIDTH_IN * charts.DPI), round((1.6 + 0.42 * n) * charts.DPI))
+        assert png_size(path) == expected, name
+        assert 5_000 < path.stat().st_size < MAX_PNG_BYTES, (name, path.stat().st_size)
+
+
+def test_chart_texts_come_from_the_data() -> None:
+    """Title and footer are made from the file: its sizes and runs, its date, commit, machine and interpreters;
+    a method without a label is charted under its key, not dropped."""
+    need_matplotlib()
+    import charts
+
+    data = synthetic_drain()
+    fig = charts.ratio_figure(data, "reads", "d.json")
+    texts = [t.get_text() for t in fig.texts]
+    assert runinfo.provenance(SYNTHETIC_META) + "\ndata: d.json" in texts
+    assert "TUN reads: 1,000 queued 16-byte UDP datagrams drained, median of 3 runs" in texts
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["C read() loop (baseline)", "read_batch(ring), io_uring, 256", "Device.readinto(buf)",
+                     "mystery_read"]
+    bars = {round(p.get_width(), 3) for p in fig.axes[0].patches}
+    assert {1.0, round(700 / 800, 3), round(1300 / 800, 3), round(900 / 800, 3), round(720 / 850, 3)} <= bars
+    noted = {**data["meta"], "footnote": "figures transcribed"}
+    assert charts.footer(noted, "x.json") == runinfo.provenance(noted) + "\nfigures transcribed; data: x.json"
+    fwd = charts.forward_figure(synthetic_forward(), "f.json")
+    assert any(t.get_text().startswith(runinfo.provenance(synthetic_forward()["meta"])) for t in fwd.texts)
+
+
+def test_committed_charts_are_small_pngs_of_the_committed_data() -> None:
+    """docs/_static/bench holds the three charts render() writes, as PNGs under the size limit."""
+    folder = REPO / "docs" / "_static" / "bench"
+    assert sorted(p.name for p in folder.glob("*.png")) == ["drain-reads.png", "drain-writes.png", "forward.png"]
+    for path in folder.glob("*.png"):
+        width, _ = png_size(path)
+        assert width == 900 and path.stat().st_size < MAX_PNG_BYTES, path

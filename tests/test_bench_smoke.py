@@ -14,6 +14,7 @@ fail under CI=true and are skipped elsewhere.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -97,12 +98,26 @@ def lines_matching(out: str, pattern: str) -> List[str]:
 # ------------------------------------------------------------------ benchmarks
 
 
-def test_run_sh_execs_drain_py() -> None:
-    """bench/run.sh (setup.sh, then the benchmark) names a script that exists and parses as bash."""
+def charted(args: Sequence[str], tmp_path: Path, pngs: List[str]) -> None:
+    """bench/charts.py draws a real run's results file (where matplotlib is: the test extra has it on CPython)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return  # tests/test_bench_charts.py says why it is missing (a failure in CI on CPython)
+    out = tmp_path / "charts"
+    proc = subprocess.run([sys.executable, str(BENCH / "charts.py"), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == pngs and all((out / p).stat().st_size for p in pngs)
+
+
+def test_run_sh_runs_drain_py_then_charts() -> None:
+    """bench/run.sh (setup.sh, the benchmark, its charts) names scripts that exist and parses as bash; the charts
+    read the file drain.py writes by default."""
     text = (BENCH / "run.sh").read_text()
-    execs = re.findall(r"^exec \S+ (\S+\.py)", text, re.M)
-    assert execs == ["drain.py"], execs
-    assert (BENCH / execs[0]).is_file() and (BENCH / "setup.sh").is_file()
+    runs = re.findall(r"^\.venv/bin/python (\S+\.py)(.*)$", text, re.M)
+    assert [script for script, _ in runs] == ["drain.py", "charts.py"], runs
+    assert all((BENCH / script).is_file() for script, _ in runs) and (BENCH / "setup.sh").is_file()
+    assert "--drain _build/results.json" in runs[1][1]
+    assert 'else BUILD_DIR / "results.json"' in (BENCH / "drain.py").read_text()  # drain.py's default file
     assert subprocess.run(["bash", "-n", str(BENCH / "run.sh")]).returncode == 0
 
 
@@ -130,6 +145,7 @@ def test_drain(subnet: str, tmp_path: Path) -> None:
     meta = json.loads(results.read_text())["meta"]  # what the charts print: bench/runinfo.py's block
     assert meta["benchmark"] == "drain" and meta["machine"]["kernel"] == platform.release(), meta
     assert [i["name"] for i in meta["interpreters"]] == [interp] and meta["date_utc"].endswith("Z"), meta
+    charted(["--drain", str(results)], tmp_path, ["drain-reads.png", "drain-writes.png"])
 
 
 def test_async_bench(subnet: str) -> None:
@@ -160,6 +176,7 @@ def test_forward_bench(tmp_path: Path) -> None:
     assert saved["meta"]["benchmark"] == "forward_bench" and saved["meta"]["machine"]["kernel"] == platform.release()
     assert [v["name"] for v in saved["variants"]] == names
     assert all(f"{statistics.median(v['gbit']):.2f}" == row[1] for v, row in zip(saved["variants"], table)), table
+    charted(["--forward", str(results)], tmp_path, ["forward.png"])
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     assert not {ns for ns in after - before if ns.startswith("ttfb")}, after - before
 
