@@ -48,7 +48,6 @@ Entry point: ``bash bench/run.sh`` (= ``bash bench/setup.sh`` and
 from __future__ import annotations
 
 import argparse
-import datetime
 import errno
 import fcntl
 import gc
@@ -72,6 +71,7 @@ from harness import (  # noqa: E402
     block_device_readinto, block_os_write, block_read_batch, block_write, block_write_batch, build_helpers,
     check_subnet, counter, delete_interface, implementation, interface_exists, log, shuffled,
 )  # fmt: skip
+from runinfo import cpu_model, date_text, interpreter, run_metadata, save_results, summarize  # noqa: E402
 
 PYPY_VENV_PYTHON = BENCH_DIR / ".venv-pypy" / "bin" / "python"
 PYTUN_PYPY_LOG = BENCH_DIR / ".venv-pypy" / "pytun-install.log"
@@ -719,28 +719,6 @@ def run_worker(python: str, name: str, args: argparse.Namespace) -> Dict[str, An
         result.unlink(missing_ok=True)
 
 
-def summarize(trials: List[Trial]) -> Dict[str, Dict[str, Any]]:
-    """Per method: median and spread of ns/packet, counts, per-run values."""
-    by_method: Dict[str, Dict[str, Any]] = {}
-    for t in trials:
-        m = by_method.setdefault(t["method"], {"per_pkt": {}, "counts": []})
-        m["per_pkt"][t["run"]] = t["ns"] / t["count"]
-        m["counts"].append(t["count"])
-    for m in by_method.values():
-        values = list(m["per_pkt"].values())
-        m["median"] = statistics.median(values)
-        m["min"], m["max"] = min(values), max(values)
-    return by_method
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
 WRITE_TO = {
     "broadcast": "to {subnet}.255:{port}, the broadcast address of the TUN's own /24, where no socket is bound: "
     "the kernel takes its local broadcast route and frees the packet at the UDP socket lookup "
@@ -833,7 +811,7 @@ def spread(ratios: List[float]) -> str:
     return f"{med:.2f}x [{q1:.2f}–{q3:.2f}] over {len(ratios)} rounds"
 
 
-def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespace) -> None:
+def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespace, meta: Dict[str, Any]) -> None:
     names = {"cpython": "CPython", "pypy": "PyPy"}
     packets, runs = args.packets, args.runs
     reads = {r["interp"]: summarize(r["trials"]) for r in results}
@@ -949,10 +927,9 @@ def print_report(results: List[Dict[str, Any]], gcc: str, args: argparse.Namespa
         f"{names[r['interp']]} {r['version']} (cffi {r['cffi']}, python-pytun {r['pytun'] or 'n/a'})"
         for r in results
     )
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"Linux {platform.release()} {platform.machine()}, {cpu_model()} x{os.cpu_count()}; "
-        f"{versions}; {gcc}; tuntap_cffi at {git_state()}; {date}"
+        f"{versions}; {gcc}; tuntap_cffi at {git_state()}; {date_text(meta)}"
     )
 
 
@@ -1040,9 +1017,11 @@ def main() -> None:
         log(f"{interp}: {python}, interface {name}")
         results.append(run_worker(python, name, args))
     raw = Path(args.results) if args.results else BUILD_DIR / "results.json"
-    raw.write_text(json.dumps({"args": vars(args), "results": results}))
+    # What the charts print on themselves: date, commit, machine, each worker's interpreter and cffi.
+    meta = run_metadata("drain", [interpreter(r["interp"], r["version"], r["cffi"]) for r in results])
+    save_results(raw, meta, {"args": vars(args), "results": results})
     log(f"raw results: {raw}")
-    print_report(results, gcc, args)
+    print_report(results, gcc, args, meta)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Forwarder benchmark: iperf3 TCP between two network namespaces, several ways joined.
 
-    bash bench/setup.sh && bench/.venv/bin/python bench/forward_bench.py     # as root
+    bash bench/setup.sh && bench/.venv/bin/python bench/forward_bench.py \
+        && bench/.venv/bin/python bench/charts.py --forward bench/_build/forward.json     # as root
 
 Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
 - veth pair joining the namespaces directly: the limit (iperf3 -P 1, and -P 4
@@ -16,7 +17,9 @@ Variants, each measured RUNS times (iperf3 -t SECONDS), all in one run:
   with offloads and 2 queues (iperf3 -P 4).  It tells what this box allows a
   forwarder (two extra kernel copies per byte, 2 cores shared with both
   iperf3 ends) apart from what Python costs.
-Prints a markdown table: Gbit/s (median), ratio to veth, and the targets
+Saves every run as JSON with the run's metadata (``--results``, default
+bench/_build/forward.json; bench/charts.py draws it) and prints a markdown
+table: Gbit/s (median), ratio to veth, and the targets
 (offload forwarder >= 0.8x veth and >= 5x pytun), then the Python offload
 forwarder's ratio to the C one and the C one's ratio to veth.  Traffic stays
 inside two namespaces this script creates (198.18.210.0/24) and removes.
@@ -51,9 +54,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))  # for runinfo (standard library only)
+from runinfo import run_metadata, save_results, this_interpreter  # noqa: E402
+
 REPO = BENCH.parent
 TAG = f"{os.getpid() % 10000:04d}"
 NS_A, NS_B = f"ttfb{TAG}a", f"ttfb{TAG}b"
@@ -61,6 +67,25 @@ DEV_A, DEV_B = f"ttfb{TAG}x", f"ttfb{TAG}y"
 NET = "198.18.210"
 BUILD_DIR = BENCH / "_build"
 C_FORWARD = BUILD_DIR / "c_forward"
+RESULTS = BUILD_DIR / "forward.json"  # the raw results, next to drain.py's results.json
+VETH, VETH4 = "veth pair (the limit)", "veth pair, -P 4"
+
+
+def baseline(name: str) -> str:
+    """The veth row a variant is compared with: like against like, the same iperf3 flows."""
+    return VETH4 if "-P 4" in name else VETH
+
+
+def results_payload(args: argparse.Namespace, variants: Dict[str, Tuple[Union[str, List[str]], int]],
+                    results: Dict[str, List[float]]) -> Dict[str, Any]:
+    """What forward.json holds besides "meta": the arguments and, per variant, its Gbit/s runs and baseline."""
+    return {
+        "args": vars(args),
+        "variants": [
+            {"name": name, "parallel": variants[name][1], "baseline": baseline(name), "gbit": results[name]}
+            for name in results
+        ],
+    }
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -177,6 +202,8 @@ def main() -> int:
     parser.add_argument("--c-threads", choices=("auto", "pair", "direction"), default="auto",
                         help="the C forwarder's threads: one per queue pair or one per direction; auto (default): "
                              "per direction without offloads, per pair with (as forward.py)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help=f"where the raw results go, as JSON (default: {RESULTS.relative_to(REPO)})")
     args = parser.parse_args()
     build_c_forward()
     ensure_iperf3()
@@ -187,8 +214,8 @@ def main() -> int:
     c_offload = "pair" if args.c_threads == "auto" else args.c_threads
     c_fwd = [str(C_FORWARD), DEV_A, DEV_B, "--threads"]
     variants: Dict[str, Tuple[Union[str, List[str]], int]] = {  # name: ("veth" or command, iperf3 -P)
-        "veth pair (the limit)": ("veth", 1),
-        "veth pair, -P 4": ("veth", 4),
+        VETH: ("veth", 1),
+        VETH4: ("veth", 4),
         "forward.py, no offloads": ([py, forward, DEV_A, DEV_B], 1),
         "forward.py, offloads": ([py, forward, DEV_A, DEV_B, "--offload"], 1),
         "forward.py, offloads, 2 queues, -P 4": ([py, forward, DEV_A, DEV_B, "--offload", "--queues", "2"], 4),
@@ -215,15 +242,18 @@ def main() -> int:
                 print(f"run {run + 1}/{args.runs} {name}: {gbit:.2f} Gbit/s", file=sys.stderr, flush=True)
     finally:
         teardown()
+    saved = save_results(args.results, run_metadata("forward_bench", [this_interpreter()]),
+                         results_payload(args, variants, results))
+    print(f"raw results: {saved}", file=sys.stderr)
     med = {name: statistics.median(v) for name, v in results.items()}
-    veth = med["veth pair (the limit)"]
+    veth = med[VETH]
     amount = f"{args.bytes}B per run" if args.bytes else f"{args.seconds} s"
     print(f"\n## Forwarder benchmark: iperf3 TCP, {amount}, between two namespaces, median of {args.runs}\n")
     print("| path | Gbit/s (median) | runs | ratio to veth |")
     print("| --- | ---: | --- | ---: |")
-    veth4 = med["veth pair, -P 4"]
+    veth4 = med[VETH4]
     for name, v in results.items():
-        base = veth4 if "-P 4" in name else veth  # like against like: the same iperf3 flows
+        base = med[baseline(name)]
         print(f"| {name} | {med[name]:.2f} | {', '.join(f'{x:.2f}' for x in v)} | {med[name] / base:.2f}x |")
     off = med["forward.py, offloads"]
     off2 = med["forward.py, offloads, 2 queues, -P 4"]

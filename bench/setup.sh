@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the drain benchmark's environments (as root, on Debian/Ubuntu).
 # Idempotent and quick once done:
-#   bench/.venv       CPython venv: cffi, python-pytun (runs drain.py and its CPython worker)
+#   bench/.venv       CPython venv: cffi, python-pytun, matplotlib (runs drain.py and its CPython worker,
+#                     and charts.py)
 #   bench/.venv-pypy  PyPy venv: python-pytun, built from source through cpyext
 #                     (needs pypy3-dev); its outcome is kept in pytun-install.log,
 #                     and the bench reports pytun on PyPy as n/a if it failed.
@@ -26,7 +27,7 @@ fi
 pip_install() { "$1" -m pip install -q --disable-pip-version-check "${@:2}"; }
 
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
-.venv/bin/python -c 'import cffi, pytun' 2>/dev/null || pip_install .venv/bin/python cffi python-pytun
+.venv/bin/python -c 'import cffi, pytun, matplotlib' 2>/dev/null || pip_install .venv/bin/python cffi python-pytun matplotlib
 
 if have pypy3; then
     [ -x .venv-pypy/bin/python ] || pypy3 -m venv .venv-pypy

@@ -14,9 +14,13 @@ fail under CI=true and are skipped elsewhere.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -94,12 +98,26 @@ def lines_matching(out: str, pattern: str) -> List[str]:
 # ------------------------------------------------------------------ benchmarks
 
 
-def test_run_sh_execs_drain_py() -> None:
-    """bench/run.sh (setup.sh, then the benchmark) names a script that exists and parses as bash."""
+def charted(args: Sequence[str], tmp_path: Path, pngs: List[str]) -> None:
+    """bench/charts.py draws a real run's results file (where matplotlib is: the test extra has it on CPython)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return  # tests/test_bench_charts.py says why it is missing (a failure in CI on CPython)
+    out = tmp_path / "charts"
+    proc = subprocess.run([sys.executable, str(BENCH / "charts.py"), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == pngs and all((out / p).stat().st_size for p in pngs)
+
+
+def test_run_sh_runs_drain_py_then_charts() -> None:
+    """bench/run.sh (setup.sh, the benchmark, its charts) names scripts that exist and parses as bash; the charts
+    read the file drain.py writes by default."""
     text = (BENCH / "run.sh").read_text()
-    execs = re.findall(r"^exec \S+ (\S+\.py)", text, re.M)
-    assert execs == ["drain.py"], execs
-    assert (BENCH / execs[0]).is_file() and (BENCH / "setup.sh").is_file()
+    runs = re.findall(r"^\.venv/bin/python (\S+\.py)(.*)$", text, re.M)
+    assert [script for script, _ in runs] == ["drain.py", "charts.py"], runs
+    assert all((BENCH / script).is_file() for script, _ in runs) and (BENCH / "setup.sh").is_file()
+    assert "--drain _build/results.json" in runs[1][1]
+    assert 'else BUILD_DIR / "results.json"' in (BENCH / "drain.py").read_text()  # drain.py's default file
     assert subprocess.run(["bash", "-n", str(BENCH / "run.sh")]).returncode == 0
 
 
@@ -124,7 +142,10 @@ def test_drain(subnet: str, tmp_path: Path) -> None:
     if "`Device.read_batch(ring)`, io_uring, 256 slots" in measured:  # and the turns of the interleaved tables
         assert len(rows(out, "Interleaved, reads")) == 5 and len(rows(out, "Interleaved, writes")) == 5, out
     assert lines_matching(out, r"^- \w+, reads: \d+ timed fills") and lines_matching(out, r"^- \w+, writes: "), out
-    assert results.stat().st_size > 0
+    meta = json.loads(results.read_text())["meta"]  # what the charts print: bench/runinfo.py's block
+    assert meta["benchmark"] == "drain" and meta["machine"]["kernel"] == platform.release(), meta
+    assert [i["name"] for i in meta["interpreters"]] == [interp] and meta["date_utc"].endswith("Z"), meta
+    charted(["--drain", str(results)], tmp_path, ["drain-reads.png", "drain-writes.png"])
 
 
 def test_async_bench(subnet: str) -> None:
@@ -137,11 +158,12 @@ def test_async_bench(subnet: str) -> None:
     assert lines_matching(out, rf"^asyncio: read_batch_async / sync read_batch = {NUMBER}x"), out
 
 
-def test_forward_bench() -> None:
+def test_forward_bench(tmp_path: Path) -> None:
     """iperf3 through every forwarder (forward.py, the C one, pytun's where importable) and a veth pair."""
     need("iperf3", "bench/forward_bench.py")
     before = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-    out = run("forward_bench.py", ["--runs", "1", "--bytes", "10M"],
+    results = tmp_path / "forward.json"
+    out = run("forward_bench.py", ["--runs", "1", "--bytes", "10M", "--results", str(results)],
               lambda pid: [f"ttfb{pid % 10000:04d}{end}" for end in "xy"], timeout=180)
     table = rows(out, "## Forwarder benchmark")
     names = [row[0] for row in table]
@@ -150,6 +172,11 @@ def test_forward_bench() -> None:
                          "C forwarder, offloads, 2 queues, -P 4"], names
     assert all(is_number(row[1]) and float(row[1]) > 0 and is_number(row[3], "x") for row in table), table
     assert lines_matching(out, r"^Targets: offload forwarder / veth = ") and lines_matching(out, r"^Against the C"), out
+    saved = json.loads(results.read_text())  # the same runs as data, with the run's metadata
+    assert saved["meta"]["benchmark"] == "forward_bench" and saved["meta"]["machine"]["kernel"] == platform.release()
+    assert [v["name"] for v in saved["variants"]] == names
+    assert all(f"{statistics.median(v['gbit']):.2f}" == row[1] for v, row in zip(saved["variants"], table)), table
+    charted(["--forward", str(results)], tmp_path, ["forward.png"])
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     assert not {ns for ns in after - before if ns.startswith("ttfb")}, after - before
 

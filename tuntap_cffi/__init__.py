@@ -38,6 +38,7 @@ from .errors import (
 )
 
 
+# The one place the version is written: pyproject.toml reads it (setuptools dynamic attr), CHANGELOG.md names it.
 __version__ = "0.1.0"
 
 __all__ = [
