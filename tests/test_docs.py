@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import platform
 import posixpath
 import subprocess
@@ -186,3 +187,42 @@ def test_the_reference_check_names_what_is_missing() -> None:
     assert missing_from_reference([tuntap_cffi, device, errors], documented) == [
         "tuntap_cffi.delete_persistent", "tuntap_cffi.PacketRing", "tuntap_cffi.compile_filter",
     ]
+
+
+# ---------------------------------------------------------------- the README's links into the site
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as forges (and MyST's heading anchors) make it: lower case, punctuation dropped, - for spaces."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def broken_markdown_links(page: Path) -> List[str]:
+    """Each relative link of Markdown *page* to a missing file, or to a missing heading of the page itself."""
+    text = page.read_text()
+    headings = {_slug(m.group(1)) for m in re.finditer(r"^#+ (.*)$", text, re.M)}
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc:
+            continue
+        if not parts.path:
+            if parts.fragment not in headings:
+                broken.append(f"{target} (no such heading)")
+        elif not (page.parent / parts.path).exists():
+            broken.append(f"{target} (no such file)")
+    return broken
+
+
+def test_the_readme_links_into_the_site() -> None:
+    """The README (the front door, not part of the site) links to guides and headings that exist."""
+    readme = REPO / "README.md"
+    assert "docs/guides/getting-started.md" in readme.read_text()
+    assert not broken_markdown_links(readme)
+
+
+def test_the_markdown_link_checker_finds_a_missing_file_and_heading(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# A title\n\n## The `dump` command\n\n[a](#a-title) [b](#the-dump-command) [c](#gone) "
+                    "[d](page.md) [e](missing.md) [f](https://example.org/x)\n")
+    assert broken_markdown_links(page) == ["#gone (no such heading)", "missing.md (no such file)"]
