@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from docutils.nodes import Element
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
@@ -55,7 +54,8 @@ nitpick_ignore_regex: List[Tuple[str, str]] = [
 ]
 
 
-def _short_reference(app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: Element) -> Optional[Element]:
+# (contnode and the result are docutils nodes: docutils ships no type hints.)
+def _short_reference(app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: Any) -> Optional[Any]:
     """Resolve a docstring's short name (``DeviceClosedError``, ``Device.readinto``, ``tuntap_cffi.Device``).
 
     The docstrings name things as the code's readers do; each is documented once, in the module that
