@@ -34,7 +34,8 @@ fi
 tshark -v >/dev/null 2>&1 || { echo "tshark is installed but \`tshark -v\` fails" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check '.[test]'
+# The docs extra on CPython only: tests/test_docs.py builds the site once, there.
+.venv/bin/python -m pip install -q --disable-pip-version-check '.[test,docs]'
 [ -x .venv-pypy/bin/python ] || pypy3 -m venv .venv-pypy
 .venv-pypy/bin/python -m pip install -q --disable-pip-version-check '.[test]'
 

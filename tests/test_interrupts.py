@@ -34,7 +34,7 @@ from tuntest import DPORT, batch_tun, fill_ring, ipv4_udp, receiver, sequence_re
 device = pytest.mark.device
 PYPY = sys.implementation.name == "pypy"
 # PyPy runs signal handlers between any two bytecodes: the two limits the
-# README states ("Signals") are left out there (one exception per read call,
+# docs/guides/errors.md states ("Interrupts in batch calls") are left out there (one exception per read call,
 # none at the return of the outermost library frame); all else is exact.
 LIBRARY = os.path.dirname(os.path.abspath(tuntap_cffi.__file__)) + os.sep
 INTERVAL = 0.0005  # seconds between SIGALRMs
@@ -97,7 +97,7 @@ class Interrupter:
 
     @staticmethod
     def returning(frame: FrameType) -> bool:
-        """PyPy: whether *frame* is in one of the two windows its bytecode leaves open (README, "Signals").
+        """PyPy: whether *frame* is in one of the two windows its bytecode leaves open (docs/guides/errors.md, "Interrupts in batch calls").
 
         PyPy runs Python 3.9 bytecode and checks for signals before every
         instruction.  1. A ``with`` block's exit is POP_BLOCK, then the

@@ -1,6 +1,7 @@
-"""The README as a newcomer meets it: every snippet runs as written, and what it says is what happens.
+"""The README and the guides as a newcomer meets them: every snippet runs as written, and what they say happens.
 
-Each ```python block of README.md runs as a script, and each ```sh block
+Each ```python block of README.md and of the site's pages (docs/**/*.md)
+runs as a script, once, where it is written, and each ```sh block
 that is meant to run runs through ``sh``, in a network and mount namespace
 of its own (``unshare --net --mount``): the snippets use the names and
 addresses printed in the README (198.18.0.0/15, fd00::/8, names the kernel
@@ -16,7 +17,8 @@ interpreter running the tests, in a scratch directory that stands for the
 clone (``examples`` links to this repository's).
 
 A block of another language, or an ```sh block this file does not know,
-fails the run: no snippet escapes.
+fails the run: no snippet escapes.  (The site's pages may also hold the
+MyST directives in DIRECTIVES, such as ```{toctree}: not code.)
 """
 
 from __future__ import annotations
@@ -40,18 +42,28 @@ from tuntest import bind_to_device
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+# The pages whose snippets run: the README, then the site's Markdown sources (not its build output).
+PAGES = [README] + sorted(p for p in (REPO / "docs").rglob("*.md") if "_build" not in p.relative_to(REPO).parts)
+# MyST directives the site's pages may fence (not code, not run); the README has none.
+DIRECTIVES = {"{toctree}"}
 TIMEOUT = 60
 
 
 class Block(NamedTuple):
+    page: str  # relative to the repository
     lang: str
     line: int  # of the opening fence, 1-based
     text: str
 
+    @property
+    def where(self) -> str:
+        return f"{self.page} line {self.line}"
 
-def readme_blocks() -> List[Block]:
+
+def page_blocks(page: Path) -> List[Block]:
     blocks: List[Block] = []
-    lines = README.read_text().splitlines()
+    name = str(page.relative_to(REPO))
+    lines = page.read_text().splitlines()
     i = 0
     while i < len(lines):
         m = re.match(r"^(\s*)```(.*)$", lines[i])
@@ -61,14 +73,24 @@ def readme_blocks() -> List[Block]:
             while i < len(lines) and not lines[i].strip().startswith("```"):
                 body.append(lines[i])
                 i += 1
-            blocks.append(Block(lang, start, textwrap.dedent("\n".join(body)) + "\n"))
+            blocks.append(Block(name, lang, start, textwrap.dedent("\n".join(body)) + "\n"))
         i += 1
     return blocks
 
 
-BLOCKS = readme_blocks()
-PYTHON = [b for b in BLOCKS if b.lang == "python"]
-SH = [b for b in BLOCKS if b.lang == "sh"]
+BLOCKS = [block for page in PAGES for block in page_blocks(page)]
+
+
+def first_of_each(blocks: List[Block]) -> List[Block]:
+    """One block per text: a snippet both the README's tour and a guide show runs once, where it appears first."""
+    seen: Dict[str, Block] = {}
+    for block in blocks:
+        seen.setdefault(block.text, block)
+    return list(seen.values())
+
+
+PYTHON = first_of_each([b for b in BLOCKS if b.lang == "python"])
+SH = first_of_each([b for b in BLOCKS if b.lang == "sh"])
 
 # How each ```sh block is checked, by its first line.  "skip" blocks say why.
 # "serve" blocks start a program on their first line (a trailing comment
@@ -80,6 +102,7 @@ SH_BLOCKS: Dict[str, Tuple[str, str]] = {
     "python3 -c 'import ensurepip'": ("skip", "installs packages from the network: checked by hand on a scratch clone (see the commit message)"),
     "bash tests/run.sh": ("skip", "the test suite itself"),
     "bash bench/run.sh": ("skip", "the benchmark: ~10 minutes, not a test"),
+    ".venv/bin/python -m pip install -q '.[docs]'": ("skip", "installs the docs extra from the network: tests/test_docs.py builds the same site, with -W"),
     ".venv/bin/tuntap-cffi dump --address 198.18.12.1/24 --pcap - | wireshark": ("skip", "needs Wireshark's GUI"),
     ".venv/bin/tuntap-cffi dump tun%d --address 198.18.12.1/24 --no-ipv6 --count 3": ("serve", "ends; clients may fail"),
     ".venv/bin/tuntap-cffi dump rec0 --address 198.18.15.1/24": ("serve", "ends; clients may fail"),
@@ -100,7 +123,7 @@ def sh_kind(block: Block) -> Tuple[str, str]:
     for prefix, kind in SH_BLOCKS.items():
         if first.startswith(prefix):
             return kind
-    raise AssertionError(f"README line {block.line}: an ```sh block this test does not know (add it to SH_BLOCKS): {first!r}")
+    raise AssertionError(f"{block.where}: an ```sh block this test does not know (add it to SH_BLOCKS): {first!r}")
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +178,8 @@ def run_bounded(argv: List[str], cwd: Path) -> "subprocess.CompletedProcess[str]
 
 
 def run_python_block(block: Block, clone: Path) -> "subprocess.CompletedProcess[str]":
-    script = clone / f"snippet_{block.line}.py"
+    slug = re.sub(r"\W", "_", block.page)  # snippets of different pages may share a line number
+    script = clone / f"snippet_{slug}_{block.line}.py"
     script.write_text(block.text)
     return run_bounded(
         in_namespace(f'.venv/bin/python -X dev {script}; rc=$?; echo "@@links-after $(links)" >&2; exit $rc'), clone,
@@ -163,10 +187,10 @@ def run_python_block(block: Block, clone: Path) -> "subprocess.CompletedProcess[
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("block", PYTHON, ids=[f"line{b.line}" for b in PYTHON])
+@pytest.mark.parametrize("block", PYTHON, ids=[f"{b.page}:{b.line}" for b in PYTHON])
 def test_python_snippet_runs(block: Block, clone: Path) -> None:
     proc = run_python_block(block, clone)
-    assert proc.returncode == 0, f"README line {block.line}:\n{block.text}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, f"{block.where}:\n{block.text}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert "Warning" not in proc.stderr, proc.stderr  # e.g. an unclosed device's ResourceWarning
     check_links(proc.stderr)
 
@@ -186,7 +210,7 @@ def serve_parts(block: Block) -> Tuple[str, str, str]:
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("block", SH, ids=[f"line{b.line}" for b in SH])
+@pytest.mark.parametrize("block", SH, ids=[f"{b.page}:{b.line}" for b in SH])
 def test_sh_snippet_runs(block: Block, clone: Path) -> None:
     kind, note = sh_kind(block)
     if kind == "skip":
@@ -214,7 +238,7 @@ echo "@@status $server $during $after" >&2
 echo "== server"; cat server.out; echo "== during"; cat during.out; echo "== after"; cat after.out
 """
     proc = run_bounded(in_namespace(script), clone)
-    report = f"README line {block.line}:\n{block.text}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    report = f"{block.where}:\n{block.text}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     status = re.search(r"@@status (\d+) (\d+) (\d+)", proc.stderr)
     assert status, report
     server_rc, during_rc, after_rc = map(int, status.groups())
@@ -226,10 +250,12 @@ echo "== server"; cat server.out; echo "== during"; cat during.out; echo "== aft
 
 
 def test_every_block_is_checked() -> None:
-    """No snippet escapes: every block is python (run), sh (known) or text."""
+    """No snippet escapes: every block is python (run), sh (known), text, or (on the site's pages) a known directive."""
     assert PYTHON and SH
     for block in BLOCKS:
-        assert block.lang in ("python", "sh", "text"), f"README line {block.line}: a ```{block.lang} block this test does not run"
+        if block.page != "README.md" and block.lang in DIRECTIVES:
+            continue
+        assert block.lang in ("python", "sh", "text"), f"{block.where}: a ```{block.lang} block this test does not run"
         if block.lang == "sh":
             sh_kind(block)
 
@@ -237,7 +263,7 @@ def test_every_block_is_checked() -> None:
 def test_snippet_addresses_are_safe_to_use() -> None:
     """Addresses in runnable snippets are from 198.18.0.0/15 (RFC 2544) or ULA fd00::/8: pasting them hurts no network."""
     for block in BLOCKS:
-        if block.lang == "text":
+        if block.lang == "text" or block.lang in DIRECTIVES:
             continue
         for word in re.findall(r"[0-9a-fA-F:.]*[:.][0-9a-fA-F:.]+(?:/\d+)?", block.text):
             try:
@@ -247,16 +273,17 @@ def test_snippet_addresses_are_safe_to_use() -> None:
             if net.prefixlen == 0 and "/" not in word or word == "255.255.255.0":  # (a netmask)
                 continue
             assert any(net.subnet_of(safe) for safe in SAFE_NETS if safe.version == net.version), (
-                f"README line {block.line}: {word} is outside 198.18.0.0/15 and fc00::/7"
+                f"{block.where}: {word} is outside 198.18.0.0/15 and fc00::/7"
             )
 
 
 # ---------------------------------------------------------------- what the text states
 
-def readme_says(*phrases: str) -> None:
-    text = " ".join(README.read_text().split())
+def page_says(page: str, *phrases: str) -> None:
+    """*page* (README.md or a docs/ source) states each of *phrases* (whitespace-insensitive)."""
+    text = " ".join((REPO / page).read_text().split())
     for phrase in phrases:
-        assert phrase in text, f"README.md no longer says: {phrase!r}"
+        assert phrase in text, f"{page} no longer says: {phrase!r}"
 
 
 @pytest.mark.device
@@ -313,7 +340,8 @@ def test_detached_queue_behaviour(ifname: str, subnet: str) -> None:
     finally:
         first.close()
         detached.close()
-    readme_says(
+    page_says(
+        "docs/guides/offloads.md",
         "A detached queue (`detach_queue()`) gets no packets: a blocking read waits until it is attached "
         "again or closed, a non-blocking one raises `BlockingIOError`; a write on it still sends the packet "
         "into the kernel.",
@@ -364,7 +392,7 @@ def test_dump_no_ipv6_sends_nothing_of_its_own(ifnames: "object", subnet: str) -
     assert sysctl == "1"
     assert out == "", out  # no router solicitation, no MLD report
     assert "0 packets captured" in err
-    readme_says("`--no-ipv6`")
+    page_says("docs/guides/capture.md", "`--no-ipv6`")
 
 
 @pytest.mark.device
@@ -428,10 +456,10 @@ def test_the_error_table_names_every_error_the_library_raises() -> None:
     outcomes: BlockingIOError (EAGAIN) and TimeoutError (the timeouts of readinto/read/write/events)."""
     import tuntap_cffi
 
-    section = README.read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / "docs/guides/errors.md").read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
     rows = {m.group(1) for m in re.finditer(r"^\| `(\w+)`", section, re.M)}
     exported = {name for name in tuntap_cffi.__all__
                 if isinstance(getattr(tuntap_cffi, name), type) and issubclass(getattr(tuntap_cffi, name), BaseException)}
     assert "LibpcapNotFoundError" in exported and "NamespaceNotFoundError" in exported
     missing = (exported | {"BlockingIOError", "TimeoutError"}) - rows
-    assert not missing, f"the README's error table has no row for {sorted(missing)}"
+    assert not missing, f"the error table (docs/guides/errors.md) has no row for {sorted(missing)}"

@@ -1,6 +1,7 @@
 """asyncio: awaitable reads and writes over a device's non-blocking seam.
 
 Facts and the design they force:
+
 - The fd is always O_NONBLOCK, so a coroutine tries the non-blocking call
   first and only when nothing is queued waits for ``loop.add_reader`` to
   fire (no threads, no polling): asyncio's ``sock_recv_into`` shape.  The

@@ -47,7 +47,7 @@ Facts that shape this module:
   if a handler ran after it: the next call returns them.  PyPy can also run
   one after the ``try`` block is left (POP_BLOCK) and before RETURN_VALUE:
   that batch's count is lost, as any function's result would be (the
-  README's documented limit; CPython checks no signal there).  write_batch
+  documented limit, docs/guides/errors.md; CPython checks no signal there).  write_batch
   finishes an interrupted ring batch in its except clause and puts the
   count on the exception (``.written``).
 - Truncation.  Without ``packet_info`` the kernel truncates a packet that

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a 256-packet ``read_batch`` costs in Python, apart from the kernel's work.
 
-Two measurements (diagnostics behind the figures in README.md and
+Two measurements (diagnostics behind the figures in docs/guides/performance.md and
 bench/README.md; run as root):
 
 ``--faked``
