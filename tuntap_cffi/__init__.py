@@ -1,4 +1,4 @@
-"""tuntap_cffi: Linux TUN/TAP devices from pure Python, through cffi's ABI mode.
+"""tuntap_cffi: TUN/TAP devices from pure Python, through cffi's ABI mode (Linux; macOS and FreeBSD backends).
 
     from tuntap_cffi import open_tun
 

@@ -118,7 +118,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """Return the argument parser of the whole command (``dump`` is its subcommand)."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Linux TUN/TAP devices from pure Python (tuntap_cffi).",
+        description="TUN/TAP devices from pure Python (tuntap_cffi).",
         epilog=f"Run `{prog} COMMAND --help` for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
