@@ -73,7 +73,8 @@ class Interrupter:
     before any bytecode) would propagate without it.
     """
 
-    def __init__(self, once: bool = False, inside: str = "") -> None:
+    def __init__(self, once: bool = False, inside: str = "", interval: float = INTERVAL) -> None:
+        self.interval = interval
         self.armed = False
         self.once = once
         self.inside = inside  # only while a library function of this name is on the stack ("": any)
@@ -134,7 +135,7 @@ class Interrupter:
 
     def __enter__(self) -> "Interrupter":
         self.old = signal.signal(signal.SIGALRM, self.handler)
-        signal.setitimer(signal.ITIMER_REAL, INTERVAL, INTERVAL)
+        signal.setitimer(signal.ITIMER_REAL, self.interval, self.interval)
         return self
 
     def __exit__(self, *exc: object) -> None:

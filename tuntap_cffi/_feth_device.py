@@ -29,6 +29,24 @@ Facts that shape this module (XNU xnu-11417.101.15, bsd/net/bpf.c):
   syscall for as many frames as arrived (the batch primitive macOS has).
   The buffer's position is shared by the readers under a lock that is
   never held across a wait.
+- Nothing a handler's exception can cut loses or repeats frames, as in
+  the Linux loop engine (``batch.LoopReadEngine``): a BPF read's length is
+  stored by C as the read returns (``array.extend`` over ``map(read,
+  ...)``), into ``BpfBuffer.fills``, and becomes the buffer's extent with
+  stores only (no call, so no point where CPython 3.11 runs a handler)
+  once that call or the next one gets to it.  A frame handed to a batch is
+  copied into its slot first, then the position after it is stored in the
+  engine's ``afters`` (with the buffer's generation: which read it came
+  from), then its length is appended to the engine's results: that append
+  is the handover (what an interrupted call's next call commits), and the
+  buffer's position follows it.  A handler may cut in between any two
+  steps (PyPy runs one between any two bytecodes): a frame not yet handed
+  over is handed out again, and one handed over moves the position when
+  the next taker reconciles (:meth:`BpfBuffer._reconcile`: the last
+  handed-over frame of each engine, if from the current read and past the
+  position).  ``readinto`` has the
+  window every Python read call has: an exception after the frame was
+  copied and before the call returns loses that one frame.
 - A record whose ``bh_caplen < bh_datalen`` is a frame BPF cut short (its
   buffer was smaller than the frame: ``catchpacket``).  It is never
   delivered as if whole: the read that meets it drops it and raises
@@ -104,6 +122,11 @@ class BpfBuffer:
         self.pos = self.end = 0  # the records not handed out yet: buf[pos:end]
         self.lock = threading.Lock()  # the position; never held across a wait
         self._read = lib.read
+        # The length of a read not yet made the buffer's extent (see the module docstring): stored by C.
+        self.fills = array("i")
+        self.gen = 0  # which read the buffer holds (counts them): the high half of an engine's afters
+        self.readers: List["FethReadEngine"] = []  # the batch engines taking from it (see _reconcile)
+        self._read_args = ((fd,), (self.ptr,), (size,))
         # The frame pointer of a record at position p: sources[p >> 2], made the first time p is met
         # (then reused by every read: no cdata per frame).  For one bh_hdrlen (the DLT's: fixed per attachment).
         self.sources: List[Any] = [None] * ((size + _ALIGN) >> 2)
@@ -111,11 +134,39 @@ class BpfBuffer:
         self.memmove = _host_ffi.memmove
 
     def _refill(self) -> int:
-        """One BPF read into the buffer (the lock held): its length, 0 at end of file, -1 with errno."""
-        n: int = self._read(self.fd, self.ptr, self.size)
+        """One BPF read into the buffer (the lock held): its length, 0 at end of file, -1 with errno.
+
+        The length is stored by C as the read returns (``fills``); a handler
+        cutting in after that leaves it for :meth:`_settle` of the next call.
+        """
+        fd, ptr, size = self._read_args
+        if fd[0] != self.fd:  # (closed: -1 now)
+            self._read_args = fd, ptr, size = (self.fd,), ptr, size
+        self.fills.extend(map(self._read, fd, ptr, size))
+        return self._settle()
+
+    def _settle(self) -> int:
+        """Make the read in ``fills`` the buffer's extent, by stores only (the lock held): its length (<= 0: none)."""
+        fills = self.fills
+        n: int = fills[0]
         if n > 0:
+            self.gen += 1  # (first: a handler cutting in before the rest leaves the read pending, done again)
             self.pos, self.end = 0, n
+        del fills[0]
         return n
+
+    def _reconcile(self) -> None:
+        """Move the position past the last frame each engine handed over, if it is further (the lock held).
+
+        A handler that cut in between a frame's handover and the position's
+        store left the position before that frame (see the module docstring).
+        """
+        for engine in self.readers:
+            results = engine.results
+            if results:
+                after = engine.afters[engine.first + len(results) - 1]
+                if after >> 32 == self.gen and after & 0xFFFFFFFF > self.pos:
+                    self.pos = after & 0xFFFFFFFF
 
     def _source(self, pos: int, hdrlen: int) -> Any:
         """The pointer to the frame of the record at *pos* (the lock held), made once per position."""
@@ -133,6 +184,10 @@ class BpfBuffer:
     def take_frame(self, ptr: Any, size: int) -> int:
         """The next frame copied to *ptr*: its length; -1 (the errno set) or 0 (end of file) if none came."""
         with self.lock:
+            if self.fills:  # a read an interrupted call made: its frames come first
+                self._settle()
+            if self.readers:
+                self._reconcile()
             pos = self.pos
             if pos >= self.end:
                 n = self._refill()
@@ -141,23 +196,30 @@ class BpfBuffer:
                 pos = 0
             caplen: int
             caplen, datalen, hdrlen = _RECORD.unpack_from(self.buf, pos + _RECORD_AT)
-            self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
+            after = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
+            if caplen < datalen:
+                self.pos = after
+                raise self._truncated(caplen, datalen)
+            if caplen > size:  # (the buffer was checked against the MTU: it grew since)
+                self.pos = after
+                raise ValueError(f"a frame of {caplen} bytes came on {self.name} but the read buffer holds {size}: "
+                                 "it was dropped; use a buffer of at least Device.max_packet_size bytes")
             src = self.sources[pos >> 2]
             if src is None or hdrlen != self.hdrlen:
                 src = self._source(pos, hdrlen)
-        if caplen < datalen:
-            raise self._truncated(caplen, datalen)
-        if caplen > size:  # (the buffer was checked against the MTU: it grew since)
-            raise ValueError(f"a frame of {caplen} bytes came on {self.name} but the read buffer holds {size}: "
-                             "it was dropped; use a buffer of at least Device.max_packet_size bytes")
-        self.memmove(ptr, src, caplen)
+            self.memmove(ptr, src, caplen)  # (first: a handler cutting in here leaves the frame where it was)
+            self.pos = after
         return caplen
 
-    def take_records(self, results: "array[int]", ptrs: List[Any], first: int, stop: int, size: int) -> int:
-        """Copy records into slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno at the end."""
+    def take_records(self, engine: "FethReadEngine", first: int, stop: int, size: int) -> int:
+        """Copy records into *engine*'s slots first..stop-1, reading when drained; _EMPTY, CLOSED_SLOT or -errno."""
         lib, buf, memmove = self.lib, self.buf, self.memmove
+        results, ptrs, afters = engine.results, engine.slot_ptrs, engine.afters
         i = first
         with self.lock:
+            if self.fills:  # a read an interrupted call made: its frames come first
+                self._settle()
+            generation = self.gen << 32
             while i < stop:
                 pos = self.pos
                 if pos >= self.end:
@@ -170,20 +232,22 @@ class BpfBuffer:
                         if err == errnos.EINTR:
                             continue  # (retried, as every read of the library retries it)
                         return _EMPTY if err == errnos.EAGAIN else -errnos.host(err)
-                    pos = 0
+                    pos, generation = 0, self.gen << 32
                 caplen, datalen, hdrlen = _RECORD.unpack_from(buf, pos + _RECORD_AT)
+                after = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
                 if caplen < datalen:
                     if i > first:
                         return _EMPTY  # hand out what came before it; the next call raises
-                    self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
+                    self.pos = after
                     return -_errno.EMSGSIZE
-                self.pos = (pos + hdrlen + caplen + _ALIGN) & ~_ALIGN
                 src = self.sources[pos >> 2]
                 if src is None or hdrlen != self.hdrlen:
                     src = self._source(pos, hdrlen)
-                n = min(caplen, size)  # a slot too small: the engine sees a full slot and reports the cut
-                memmove(ptrs[i], src, n)
-                results.append(n)
+                n = caplen if caplen < size else size  # a slot too small: the engine sees a full slot, reports the cut
+                memmove(ptrs[i], src, n)  # (first: a handler cutting in here leaves the frame where it was)
+                afters[i] = generation | after
+                results.append(n)  # the handover (see the module docstring)
+                self.pos = after
                 i += 1
         return _EMPTY
 
@@ -195,13 +259,26 @@ class FethReadEngine(LoopReadEngine):
         super().__init__(fd, ring)
         self.bpf = bpf
         self.size = ring.slot_size
+        self.first = 0  # the first slot of the last fill: results[j] is slot first + j's
+        self.afters = array("q", bytes(8 * ring.slots))  # per slot: (the read's generation << 32) | the position after it
+        with bpf.lock:
+            bpf.readers.append(self)
+
+    def close(self) -> None:
+        with self.bpf.lock:
+            if self in self.bpf.readers:
+                self.bpf.readers.remove(self)
 
     def fill(self, ring: PacketRing, first: int, limit: int = 0) -> int:
+        bpf = self.bpf
+        with bpf.lock:
+            bpf._reconcile()  # an interrupted fill's last frame moves the position before its results go
         results = self.results
         del results[:]
+        self.first = first  # (after the del: a handler between the two leaves no results to reconcile)
         self.pend = first
         stop = ring.slots if not limit else min(ring.slots, first + limit)
-        status = self.bpf.take_records(results, self.slot_ptrs, first, stop, self.size)
+        status = self.bpf.take_records(self, first, stop, self.size)
         k = self._commit(ring)
         return k if k or status == _EMPTY else status
 
