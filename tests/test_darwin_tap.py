@@ -293,9 +293,12 @@ def test_read_batch_interrupted_by_signal_handlers_loses_and_repeats_no_frame(xn
     import random
     import time
 
-    from test_interrupts import MIN_RAISED, PYPY, Boom, Interrupter
+    from test_interrupts import PYPY, Boom, Interrupter
 
-    total = 30000
+    # Most of the time goes to the simulated kernel, where the handler never raises: 60,000 frames gave 214 to
+    # 675 exceptions inside the library in 8 runs here (at least 60 required; the code before the fix lost a frame
+    # within the first 20).
+    total, min_raised = 60000, 60
     with open_tap(nonblocking=True) as dev:
         ring = dev.packet_ring(16)
         seqs: List[int] = []
@@ -314,7 +317,6 @@ def test_read_batch_interrupted_by_signal_handlers_loses_and_repeats_no_frame(xn
         sender.start()
         rnd = random.Random(7)
         deadline = time.monotonic() + 120
-        # (More often than on Linux: most of the time goes to the simulated kernel, where the handler never raises.)
         with Interrupter(once=PYPY, interval=0.0002) as it:
             while len(seqs) < total and time.monotonic() < deadline:
                 it.armed = rnd.random() < 0.5
@@ -332,7 +334,7 @@ def test_read_batch_interrupted_by_signal_handlers_loses_and_repeats_no_frame(xn
         sender.join(30)
         assert not errors, errors
         assert seqs == list(range(total)), (len(seqs), [i for i, s in enumerate(seqs) if s != i][:5])
-        assert it.raised >= MIN_RAISED, f"only {it.raised} exceptions inside the library"
+        assert it.raised >= min_raised, f"only {it.raised} exceptions inside the library"
 
 
 def test_read_batch_stops_before_a_truncated_record_and_raises_on_it_next(xnu: XnuTapKernel) -> None:
