@@ -48,7 +48,7 @@ import errno as _errno
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ._bsd import BsdLibc, Numbers, netconfig, rtmsg
-from ._eventsource import EventSink
+from ._eventsource import EventSink, read_failed
 from ._netvalues import Address, LinkState
 from .errors import UnsupportedPlatformError, error_from_errno
 
@@ -111,13 +111,7 @@ class RouteSource:
         lib, k = self._lib, self._k
         n = lib.read(self._sock, self._buf, _READ_SIZE)
         if n < 0:
-            err = k.host_errno(lib.errno())
-            if err in (_errno.EAGAIN, _errno.EINTR):
-                return err == _errno.EINTR
-            if err == _errno.ENOBUFS:
-                sink._lost()
-                return True
-            raise error_from_errno(err, "read", self._name, f"cannot read the link events of {self._name}")
+            return read_failed(k.host_errno(lib.errno()), sink, "read", self._name)
         for kind, msg in rtmsg.walk(bytes(lib.ffi.buffer(self._buf, n)), k):
             handle = self._types.get(kind)
             if handle is not None:

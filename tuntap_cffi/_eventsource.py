@@ -15,11 +15,13 @@ Facts that shape this module:
 
 from __future__ import annotations
 
+import errno
 from typing import List, Protocol, Tuple
 
 from ._netvalues import Address, LinkState
+from .errors import error_from_errno
 
-__all__ = ["EventSink", "EventSource"]
+__all__ = ["EventSink", "EventSource", "read_failed"]
 
 
 class EventSink(Protocol):
@@ -56,3 +58,18 @@ class EventSource(Protocol):
 
     def close(self) -> None:
         """Close the socket (once; later calls do nothing)."""
+
+
+def read_failed(err: int, sink: EventSink, op: str, name: str) -> bool:
+    """A source's read failed with *err* (the host's number): :meth:`EventSource.receive`'s answer, or the error.
+
+    EAGAIN: nothing queued (False); EINTR: try again (True); ENOBUFS: the
+    kernel dropped notifications, told to *sink* (True); anything else
+    raises the library's error for *op* on *name*.
+    """
+    if err in (errno.EAGAIN, errno.EINTR):
+        return err == errno.EINTR
+    if err == errno.ENOBUFS:
+        sink._lost()
+        return True
+    raise error_from_errno(err, op, name, f"cannot read the link events of {name}")

@@ -22,10 +22,9 @@ import struct
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from . import config
-from ._eventsource import EventSink
+from ._eventsource import EventSink, read_failed
 from ._netlink import NLMSG_HDRLEN
 from ._syscalls import check, close_quietly, ffi, lib
-from .errors import error_from_errno
 
 if TYPE_CHECKING:  # pragma: no cover
     from .device import Device
@@ -77,13 +76,7 @@ class NetlinkSource:
         self._addrlen[0] = ffi.sizeof("struct sockaddr_nl")
         n: int = lib.recvfrom(self._sock, self._ptr, _RECV_SIZE, _MSG_DONTWAIT, self._sender, self._addrlen)
         if n < 0:
-            err: int = ffi.errno
-            if err in (errno.EAGAIN, errno.EINTR):
-                return err == errno.EINTR
-            if err == errno.ENOBUFS:
-                sink._lost()
-                return True
-            raise error_from_errno(err, "netlink", self._name, f"cannot read the link events of {self._name}")
+            return read_failed(ffi.errno, sink, "netlink", self._name)
         if self._sender_nl.nl_pid == 0:  # only the kernel's: any CAP_NET_ADMIN process may send to our port
             self._parse(memoryview(self._buf)[:n], sink)
         return True
