@@ -79,7 +79,6 @@ import threading
 from array import array
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from ._constants import MAX_MTU
 from ._darwin import backend as darwin, errnos, feth, libc
 from ._syscalls import ffi as _host_ffi, lib as _host_lib
 from ._utun_device import DARWIN, UtunWriteEngine, ops_for
@@ -376,10 +375,10 @@ class FethDevice(Device):
         if timeout is not None:
             check_timeout(timeout)
         with self._read_lock:
-            if self._scratch is None:
-                self._scratch = bytearray(MAX_MTU + self._overhead)
-                self._scratch_ptr = _host_ffi.from_buffer(self._scratch)
-            ptr, room = self._scratch_ptr, len(self._scratch)
+            scratch = self._scratch
+            if scratch is None:
+                scratch = self._make_scratch()
+            ptr, room = self._scratch_ptr, len(scratch)
             n = self._frame_again(self._take_frame(ptr, room), ptr, room, None, False, timeout)
             return _host_ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
 

@@ -524,8 +524,10 @@ class UtunDevice(Device):
         with self._read_lock:
             frame = self._sframe
             if frame[1] is None:
-                scratch = bytearray(MAX_MTU + self._overhead)
-                ptr = _host_ffi.from_buffer(scratch)
+                scratch = self._scratch
+                if scratch is None:
+                    scratch = self._make_scratch()
+                ptr = self._scratch_ptr
                 iov = self._ffi.new("struct iovec[2]")
                 iov[0].iov_base, iov[0].iov_len = self._header_in, _HDR
                 iov[1].iov_base, iov[1].iov_len = ptr, len(scratch)

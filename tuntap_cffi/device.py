@@ -584,15 +584,21 @@ class Device(BatchIO, LinkConfig, FilterConfig):
         if timeout is not None:
             check_timeout(timeout)
         with self._read_lock:
-            if self._scratch is None:
-                # The largest packet tun can ever deliver, so no MTU lookup per call.
-                self._scratch = bytearray(MAX_MTU + self._overhead)
-                self._scratch_ptr = ffi.from_buffer(self._scratch)
-            ptr, room = self._scratch_ptr, len(self._scratch)
+            scratch = self._scratch
+            if scratch is None:
+                scratch = self._make_scratch()
+            ptr, room = self._scratch_ptr, len(scratch)
             n: int = _read(self._fd, ptr, room)
             if n <= 0:
                 n = self._read_again(n, ptr, room, None, False, timeout)
             return ffi.buffer(ptr, n)[:]  # type: ignore[no-any-return]
+
+    def _make_scratch(self) -> bytearray:
+        """read()'s own buffer, made on first use (under _read_lock): the largest packet the device can ever
+        deliver, so no MTU lookup per call.  Its pointer is ``_scratch_ptr``."""
+        scratch = self._scratch = bytearray(MAX_MTU + self._overhead)
+        self._scratch_ptr = ffi.from_buffer(scratch)
+        return scratch
 
     def _check_read_size(self, size: int) -> None:
         """read()'s *size*: an int, -1 or at least max_packet_size; and the device open."""
