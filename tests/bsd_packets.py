@@ -7,7 +7,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Iterable, List
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Tuple
 
 from tuntap_cffi import DeviceClosedError
 
@@ -110,3 +111,28 @@ def sysctl_copyout(ffi: Any, table: bytes, oldp: Any, oldlenp: Any) -> bool:
     ffi.memmove(oldp, table, len(table))
     oldlenp[0] = len(table)
     return True
+
+
+def dump_two_packets(kernel: Any, ifname: str, path: Path) -> Tuple[int, List[bytes]]:
+    """`tuntap-cffi dump IFNAME --count 2 --pcap PATH` while the kernel sends an IPv4 and an IPv6 packet out of
+    *ifname* once the dump waits for them: (its exit status, the packets sent).
+
+    *kernel* is a simulated kernel with ``interfaces`` and ``output(ifname, packet)``.  The dump runs in this
+    thread (it installs signal handlers: the main thread's); pytest's capsys takes its output.
+    """
+    from tuntap_cffi.cli import main
+
+    packets = [ipv4(b"one"), ipv6(b"two")]
+
+    def stack() -> None:
+        wait_for(lambda: ifname in kernel.interfaces and polls(kernel) > 0, "the dump to wait for packets")
+        for packet in packets:
+            kernel.output(ifname, packet)
+
+    sender = threading.Thread(target=stack)
+    sender.start()
+    try:
+        status = main(["dump", ifname, "--count", "2", "--pcap", str(path)])
+    finally:
+        sender.join(10)
+    return status, packets

@@ -25,7 +25,8 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from bsd_packets import close_fails_a_waiting_read, closed_while_waiting, ipv4, ipv6, mixed, pcap_packets, polls, wait_for
+from bsd_packets import (close_fails_a_waiting_read, closed_while_waiting, dump_two_packets, ipv4, ipv6, mixed,
+                         pcap_packets, polls, wait_for)
 from darwin_kernel import AF_INET, AF_INET6, E, XnuKernel, running_as_macos
 from xnu_net import XnuNetKernel
 from tuntest import fd_count
@@ -534,22 +535,8 @@ def test_batch_engines_of_exited_threads_are_reaped_without_proc(xnu: XnuKernel,
 
 def test_the_dump_command_on_a_utun(xnu: XnuKernel, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`tuntap-cffi dump utun4 --count 2 --pcap F` on macOS: a line per packet, a LINKTYPE_RAW capture, the utun gone."""
-    from tuntap_cffi.cli import main
-
-    packets = [ipv4(b"one"), ipv6(b"two")]
     path = tmp_path / "utun.pcap"
-
-    def stack() -> None:  # the stack sends two packets out of the interface once the dump has it up
-        wait_for(lambda: "utun4" in xnu.interfaces and polls(xnu) > 0, "the dump to wait for packets")
-        for packet in packets:
-            xnu.output("utun4", packet)
-
-    sender = threading.Thread(target=stack)
-    sender.start()
-    try:
-        status = main(["dump", "utun4", "--count", "2", "--pcap", str(path)])  # (signal handlers: the main thread)
-    finally:
-        sender.join(10)
+    status, packets = dump_two_packets(xnu, "utun4", path)
     out = capsys.readouterr().out.splitlines()
     assert status == 0, out
     assert len([line for line in out if " UDP " in line]) == 2, out

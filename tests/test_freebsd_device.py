@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
-import threading
 from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
-from bsd_packets import (close_fails_a_waiting_read, closed_while_waiting, ipv4, ipv6, mixed, pcap_packets, polls,
-                         wait_for)
+from bsd_packets import (close_fails_a_waiting_read, closed_while_waiting, dump_two_packets, ipv4, ipv6, mixed,
+                         pcap_packets)
 from freebsd_kernel import AF_INET, AF_INET6, C, IO, O_RDWR, FreeBsdKernel, running_as_freebsd
 from tuntest import fd_count
 from tuntap_cffi import (Device, DeviceBusyError, DeviceClosedError, DeviceNotFoundError, InvalidPacketError,
@@ -372,22 +371,8 @@ def test_from_fd_adopts_a_dev_tap_fd(fbsd: FreeBsdKernel) -> None:
 
 def test_the_dump_command_on_a_tun(fbsd: FreeBsdKernel, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`tuntap-cffi dump tun4 --count 2 --pcap F` on FreeBSD: a line per packet, a LINKTYPE_RAW capture, tun4 gone."""
-    from tuntap_cffi.cli import main
-
-    packets = [ipv4(b"one"), ipv6(b"two")]
     path = tmp_path / "tun.pcap"
-
-    def stack() -> None:  # the stack sends two packets out of the interface once the dump waits for them
-        wait_for(lambda: "tun4" in fbsd.interfaces and polls(fbsd) > 0, "the dump to wait for packets")
-        for packet in packets:
-            fbsd.output("tun4", packet)
-
-    sender = threading.Thread(target=stack)
-    sender.start()
-    try:
-        status = main(["dump", "tun4", "--count", "2", "--pcap", str(path)])  # (signal handlers: the main thread)
-    finally:
-        sender.join(10)
+    status, packets = dump_two_packets(fbsd, "tun4", path)
     out = capsys.readouterr().out.splitlines()
     assert status == 0, out
     assert len([line for line in out if " UDP " in line]) == 2, out
