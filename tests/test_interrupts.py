@@ -83,11 +83,21 @@ class Interrupter:
 
     def handler(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.armed and frame is not None and frame.f_code.co_filename.startswith(LIBRARY) \
-                and frame.f_code.co_name != "__del__" and self.within(frame) \
-                and not self.at_with(frame) and not (PYPY and self.returning(frame)):  # (__del__: a GC finaliser)
+                and not self.finalizing(frame) and self.within(frame) \
+                and not self.at_with(frame) and not (PYPY and self.returning(frame)):
             self.raised += 1
             self.armed = not self.once
             raise Boom()
+
+    @staticmethod
+    def finalizing(frame: Optional[FrameType]) -> bool:
+        """Whether *frame* runs inside a library ``__del__`` (a GC finaliser of an earlier device, which may run
+        anywhere: an exception there is unraisable, not what this tests)."""
+        while frame is not None and frame.f_code.co_filename.startswith(LIBRARY):
+            if frame.f_code.co_name == "__del__":
+                return True
+            frame = frame.f_back
+        return False
 
     @staticmethod
     def at_with(frame: FrameType) -> bool:
